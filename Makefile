@@ -1,0 +1,50 @@
+# wsss — every target works alone on a fresh machine with nothing but Python installed.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+WSSS := $(BIN)/wsss
+
+# Demo pipeline knobs (override on the command line: make demo DEMO_OUT=runs/other).
+DEMO_OUT ?= runs/demo
+# Full reproduction on PASCAL VOC 2012 + SBD.
+VOC ?=
+SBD ?=
+ALL_OUT ?= runs/voc
+
+.PHONY: install test test-fast lint demo all bench ablation clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip >/dev/null
+	$(BIN)/python -m pip install -e '.[dev]'
+	touch $(STAMP)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: install
+	$(BIN)/ruff check wsss cli tests scripts
+	$(BIN)/ruff format --check wsss cli tests scripts
+
+demo: install
+	$(WSSS) pipeline demo --out $(DEMO_OUT)
+
+all: install
+	@test -n "$(VOC)" || (echo "usage: make all VOC=/path/VOCdevkit/VOC2012 SBD=/path/benchmark_RELEASE/dataset" && exit 2)
+	$(WSSS) pipeline voc --voc $(VOC) $(if $(SBD),--sbd $(SBD),) --out $(ALL_OUT)
+
+bench: install
+	$(BIN)/python scripts/bench.py --out BENCHMARKS.md --json runs/bench/bench.json
+
+ablation: install
+	$(WSSS) pipeline ablation --out runs/ablation
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache *.egg-info build dist
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,90 @@
+"""Entry point of the `wsss` command: builds the Typer app and turns user errors into one line."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+import wsss
+from cli import (
+    cam_commands,
+    data_commands,
+    eval_commands,
+    pipeline_commands,
+    pseudo_commands,
+    train_commands,
+)
+
+app = typer.Typer(
+    name="wsss",
+    help=(
+        "Weakly-supervised semantic segmentation with Puzzle-CAM.\n\n"
+        "Stages: demo-data/prepare-voc -> train-cam -> make-cam -> eval-cam -> make-pseudo "
+        "-> train-seg -> predict -> eval. Every stage is resumable and writes a manifest "
+        "next to its outputs."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"wsss {wsss.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Weakly-supervised semantic segmentation with Puzzle-CAM."""
+
+
+for module in (
+    data_commands,
+    train_commands,
+    cam_commands,
+    pseudo_commands,
+    eval_commands,
+    pipeline_commands,
+):
+    module.register(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; user errors become `error: <file>: <problem>` and exit code 2."""
+    from wsss.errors import WsssError
+    from wsss.ui import err_console
+
+    try:
+        app(args=argv, prog_name="wsss", standalone_mode=False)
+    except WsssError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        err_console.print(
+            "[yellow]interrupted[/] (outputs written so far are complete; re-run to resume)"
+        )
+        return 130
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        return 1
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""The confusion matrix against hand-computed cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from wsss.errors import WsssError
+from wsss.metrics import ConfusionMatrix
+
+
+def test_hand_computed_iou_with_ignore() -> None:
+    gt = np.array([[0, 0, 1], [1, 255, 2]], dtype=np.uint8)
+    pred = np.array([[0, 1, 1], [2, 0, 2]], dtype=np.uint8)
+    cm = ConfusionMatrix(3, ("background", "a", "b"))
+    cm.update(gt, pred)
+    # rows gt, cols pred; the 255 pixel is ignored
+    assert cm.matrix.tolist() == [[1, 1, 0], [0, 1, 1], [0, 0, 1]]
+    scores = cm.compute()
+    # bg: tp1 / (gt2 + pred1 - 1) = 1/2; a: 1/(2+2-1)=1/3; b: 1/(1+2-1)=1/2
+    assert scores.iou == pytest.approx([50.0, 100 / 3, 50.0])
+    assert scores.miou == pytest.approx((50 + 100 / 3 + 50) / 3)
+    assert scores.pixel_accuracy == pytest.approx(60.0)
+    assert scores.precision == pytest.approx([100.0, 50.0, 50.0])
+    assert scores.recall == pytest.approx([50.0, 50.0, 100.0])
+    # FP rate = (pred - tp) / union, FN rate = (gt - tp) / union
+    assert scores.fp_rate == pytest.approx([0.0, 100 / 3, 50.0])
+    assert scores.fn_rate == pytest.approx([50.0, 100 / 3, 0.0])
+
+
+def test_absent_class_left_out_of_mean() -> None:
+    cm = ConfusionMatrix(4)
+    cm.update(np.array([[0, 1]]), np.array([[0, 1]]))
+    scores = cm.compute()
+    assert scores.iou == [100.0, 100.0, None, None]
+    assert scores.miou == 100.0
+    data = scores.to_json()
+    assert data["miou"] == 100.0 and data["iou"]["2"] is None
+
+
+def test_class_predicted_but_absent_in_gt_counts_zero() -> None:
+    cm = ConfusionMatrix(3)
+    cm.update(np.array([[0, 0]]), np.array([[0, 2]]))
+    scores = cm.compute()
+    assert scores.iou == [50.0, None, 0.0]
+    assert scores.miou == pytest.approx(25.0)
+
+
+def test_accumulates_over_images_and_merges() -> None:
+    a, b = ConfusionMatrix(2), ConfusionMatrix(2)
+    a.update(np.array([[1, 1]]), np.array([[1, 0]]))
+    b.update(np.array([[0, 1]]), np.array([[0, 1]]))
+    a.merge(b)
+    assert a.images == 2
+    assert a.matrix.tolist() == [[1, 0], [1, 2]]
+
+
+def test_ignore_pred_counts_instead_of_failing() -> None:
+    cm = ConfusionMatrix(2)
+    with pytest.raises(WsssError, match="outside"):
+        cm.update(np.array([[0, 1]]), np.array([[255, 1]]), name="x.png")
+    cm.update(np.array([[0, 1]]), np.array([[255, 1]]), ignore_pred=True)
+    assert cm.matrix.sum() == 1 and cm.ignored_predictions == 1
+
+
+@pytest.mark.parametrize(
+    ("gt", "pred", "message"),
+    [
+        (np.zeros((2, 2)), np.zeros((2, 3)), "differs"),
+        (np.full((1, 1), 7), np.zeros((1, 1)), "label value 7"),
+        (np.zeros((1, 1)), np.full((1, 1), 5), "label value 5"),
+    ],
+)
+def test_bad_input_names_the_file(gt, pred, message) -> None:
+    with pytest.raises(WsssError, match=message) as info:
+        ConfusionMatrix(3).update(gt, pred, name="img_1.png")
+    assert "img_1.png" in str(info.value)

@@ -1,0 +1,232 @@
+"""A dataset root in PASCAL VOC 2012 layout (VOC itself, VOC + SBD, the demo, or custom data).
+
+```
+ROOT/JPEGImages/<id>.jpg            images
+ROOT/Annotations/<id>.xml           image-level labels: the set of <object><name> values
+ROOT/SegmentationClass/<id>.png     pixel ground truth (palette or grey; 255 = ignore)
+ROOT/SegmentationClassAug/<id>.png  optional: VOC + converted SBD masks (train_aug)
+ROOT/ImageSets/Segmentation/*.txt   split lists, one id per line
+ROOT/classes.txt                    optional: the dataset's own class list
+```
+Every reader turns a bad file into a one-line `WsssError` naming it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from wsss.data.classes import dataset_classes
+from wsss.data.palette import IGNORE, read_label_png
+from wsss.errors import file_error
+from wsss.io import safe_child
+
+IMAGES = "JPEGImages"
+ANNOTATIONS = "Annotations"
+MASKS = "SegmentationClass"
+AUG_MASKS = "SegmentationClassAug"
+LISTS = Path("ImageSets") / "Segmentation"
+LABEL_CACHE = "wsss_image_labels.json"
+_DEEPLAB_ENTRY = re.compile(r"/?JPEGImages/[^/]+\.jpg")
+
+
+def read_id_list(path: str | Path) -> list[str]:
+    """Ids from a list file (first whitespace-separated field of each non-empty line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise file_error(path, "split list not found")
+    ids = []
+    for line in path.read_text().splitlines():
+        fields = line.split()
+        if fields and not fields[0].startswith("#"):
+            # DeepLab's train_aug.txt holds "/JPEGImages/x.jpg /SegmentationClassAug/x.png".
+            entry = fields[0]
+            if _DEEPLAB_ENTRY.fullmatch(entry):
+                entry = Path(entry).stem
+            ids.append(entry)
+    if not ids:
+        raise file_error(path, "split list is empty")
+    return ids
+
+
+def open_image(path: Path) -> Image.Image:
+    """Open and fully decode an RGB image, so truncated files fail here, not in a worker."""
+    if not path.is_file():
+        raise file_error(path, "image not found")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise file_error(path, f"unreadable image ({exc})") from None
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the header only."""
+    if not path.is_file():
+        raise file_error(path, "image not found")
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (UnidentifiedImageError, OSError) as exc:
+        raise file_error(path, f"unreadable image ({exc})") from None
+
+
+def parse_annotation(path: Path) -> list[str]:
+    """Object class names of one VOC XML (difficult and truncated objects count)."""
+    if not path.is_file():
+        raise file_error(path, "annotation XML not found")
+    try:
+        tree = ET.parse(path)
+    except ET.ParseError as exc:
+        raise file_error(path, f"malformed XML ({exc})") from None
+    names = [(obj.findtext("name") or "").strip() for obj in tree.getroot().iter("object")]
+    if any(not name for name in names):
+        raise file_error(path, "an <object> has no <name>")
+    return names
+
+
+@dataclass
+class VocDataset:
+    """Paths, split lists, image-level labels and masks of one dataset root."""
+
+    root: Path
+    classes: tuple[str, ...]
+    _label_cache: dict[str, list[int]] | None = field(default=None, repr=False)
+
+    @classmethod
+    def open(cls, root: str | Path, class_list: str | Path | None = None) -> VocDataset:
+        root = Path(root)
+        if not root.is_dir():
+            raise file_error(root, "dataset root not found")
+        if not (root / IMAGES).is_dir():
+            raise file_error(root, f"not a VOC-layout dataset (no {IMAGES}/ folder)")
+        dataset = cls(root=root, classes=dataset_classes(root, class_list))
+        dataset._label_cache = dataset._read_label_cache()
+        return dataset
+
+    @property
+    def num_classes(self) -> int:
+        """Foreground classes C (labels run 0..C with 0 = background)."""
+        return len(self.classes)
+
+    # -- paths -----------------------------------------------------------------------------
+    def image_path(self, image_id: str) -> Path:
+        return safe_child(self.root / IMAGES, image_id, ".jpg")
+
+    def annotation_path(self, image_id: str) -> Path:
+        return safe_child(self.root / ANNOTATIONS, image_id, ".xml")
+
+    def mask_path(self, image_id: str) -> Path:
+        """SegmentationClass mask when present, else SegmentationClassAug."""
+        voc = safe_child(self.root / MASKS, image_id, ".png")
+        if voc.is_file():
+            return voc
+        aug = safe_child(self.root / AUG_MASKS, image_id, ".png")
+        return aug if aug.is_file() else voc
+
+    def has_mask(self, image_id: str) -> bool:
+        return self.mask_path(image_id).is_file()
+
+    def split_path(self, split: str | Path) -> Path:
+        """A split by name (`train`, `val`, `train_aug`) or a path to a list file."""
+        text = str(split)
+        if text.endswith(".txt") or "/" in text or Path(text).is_file():
+            return Path(text)
+        return self.root / LISTS / f"{text}.txt"
+
+    def split_ids(self, split: str | Path) -> list[str]:
+        path = self.split_path(split)
+        if not path.is_file():
+            known = sorted(p.stem for p in (self.root / LISTS).glob("*.txt"))
+            hint = f" (known splits: {', '.join(known)})" if known else ""
+            raise file_error(path, f"split list not found{hint}")
+        ids = read_id_list(path)
+        for image_id in ids:
+            safe_child(self.root, image_id)
+        return ids
+
+    # -- labels ------------------------------------------------------------------------------
+    def class_index(self, name: str, source: Path) -> int:
+        """0-based foreground index of a class name (label value - 1)."""
+        try:
+            return self.classes.index(name)
+        except ValueError:
+            raise file_error(
+                source, f"unknown class name '{name}' (not in the class list)"
+            ) from None
+
+    def image_classes(self, image_id: str) -> list[int]:
+        """Sorted 0-based foreground class indices present in the image."""
+        if self._label_cache is not None and image_id in self._label_cache:
+            return self._label_cache[image_id]
+        xml = self.annotation_path(image_id)
+        if xml.is_file():
+            names = parse_annotation(xml)
+            return sorted({self.class_index(name, xml) for name in names})
+        mask_path = self.mask_path(image_id)
+        if mask_path.is_file():
+            values = np.unique(self.load_mask(image_id))
+            return [int(v) - 1 for v in values if 0 < v != IGNORE]
+        raise file_error(xml, "no annotation XML and no mask to take image-level labels from")
+
+    def image_labels(self, image_id: str) -> np.ndarray:
+        """Multi-hot float32 vector of length C."""
+        vector = np.zeros(self.num_classes, dtype=np.float32)
+        vector[self.image_classes(image_id)] = 1.0
+        return vector
+
+    def _read_label_cache(self) -> dict[str, list[int]] | None:
+        path = self.root / LABEL_CACHE
+        if not path.is_file():
+            return None
+        try:
+            cache = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            raise file_error(
+                path, "label cache is not valid JSON; re-run `wsss prepare-voc`"
+            ) from None
+        if tuple(cache.get("classes", ())) != self.classes:
+            return None  # written for another class list: fall back to the XMLs
+        return {key: list(value) for key, value in cache["labels"].items()}
+
+    # -- pixels --------------------------------------------------------------------------------
+    def load_image(self, image_id: str) -> Image.Image:
+        return open_image(self.image_path(image_id))
+
+    def load_mask(self, image_id: str, expect_size: tuple[int, int] | None = None) -> np.ndarray:
+        """Ground-truth mask; checks its size against the image and its values against C."""
+        path = self.mask_path(image_id)
+        mask = read_label_png(path)
+        check_mask(mask, path, self.num_classes, expect_size)
+        return mask
+
+    def check_image_ids(self, ids: list[str]) -> None:
+        """Fail early, naming the first id whose image is missing."""
+        for image_id in ids:
+            path = self.image_path(image_id)
+            if not path.is_file():
+                raise file_error(path, f"image of list entry '{image_id}' not found")
+
+
+def check_mask(
+    mask: np.ndarray, path: Path, num_classes: int, expect_size: tuple[int, int] | None = None
+) -> None:
+    """Raise if a label map has the wrong size (W, H) or values outside 0..C and 255."""
+    if expect_size is not None and (mask.shape[1], mask.shape[0]) != tuple(expect_size):
+        raise file_error(
+            path,
+            f"mask size {mask.shape[1]}x{mask.shape[0]} differs from its image "
+            f"{expect_size[0]}x{expect_size[1]}",
+        )
+    bad = (mask > num_classes) & (mask != IGNORE)
+    if bad.any():
+        raise file_error(
+            path, f"label value {int(mask[bad].max())} outside 0..{num_classes} (and 255 = ignore)"
+        )

@@ -1,0 +1,1 @@
+"""Training machinery shared by every trainer: device, distributed, checkpoints, the loop."""

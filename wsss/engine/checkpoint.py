@@ -1,0 +1,65 @@
+"""Checkpoints: written atomically, loaded with `weights_only=True`, checked for their kind.
+
+A checkpoint is a plain dict of tensors and JSON-like values, so it loads without
+unpickling arbitrary objects:
+```
+{"format": "wsss-checkpoint", "version": 1, "kind": "cam_classifier" | "deeplab" | ...,
+ "model_config": {...}, "classes": [...], "model": state_dict,
+ "optimizer": ..., "schedule_step": int, "epoch": int, "rng": {...}, "args": {...},
+ "versions": {...}}
+```
+Later stages read the model config and the class list from it instead of asking again.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from wsss.errors import file_error
+from wsss.io import atomic_write
+
+FORMAT = "wsss-checkpoint"
+VERSION = 1
+
+
+def save_checkpoint(path: str | Path, kind: str, **content: Any) -> Path:
+    """Serialise to memory first, then rename into place: a kill never truncates a checkpoint."""
+    payload = {"format": FORMAT, "version": VERSION, "kind": kind, **content}
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return atomic_write(path, lambda handle: handle.write(buffer.getbuffer()))
+
+
+def load_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]:
+    """Load safely; a missing, truncated, foreign or wrong-kind file is a one-line error."""
+    path = Path(path)
+    if not path.is_file():
+        raise file_error(path, "checkpoint not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt/unsafe files
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise file_error(
+            path, f"not a readable checkpoint (truncated or not a wsss file?): {reason[:200]}"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise file_error(path, "not a wsss checkpoint (no wsss format marker)")
+    if kind is not None and payload.get("kind") != kind:
+        raise file_error(path, f"checkpoint of a '{payload.get('kind')}' model, expected '{kind}'")
+    return payload
+
+
+def check_classes(path: str | Path, checkpoint: dict[str, Any], classes: tuple[str, ...]) -> None:
+    """The dataset's class list must be the one the model was trained on."""
+    trained = tuple(checkpoint.get("classes", ()))
+    if trained != tuple(classes):
+        raise file_error(
+            path,
+            f"model was trained on {len(trained)} classes ({', '.join(trained[:5])}"
+            f"{', ...' if len(trained) > 5 else ''}) but the dataset has {len(classes)} "
+            f"({', '.join(classes[:5])}{', ...' if len(classes) > 5 else ''})",
+        )

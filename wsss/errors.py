@@ -1,0 +1,28 @@
+"""User-facing errors.
+
+Anything the user can fix (a missing file, a bad option, a corrupt input) is raised as
+`WsssError` with a one-line message naming the file and the problem. The CLI prints it
+without a traceback and exits non-zero; everything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class WsssError(Exception):
+    """An error caused by the user's input, reported as one line."""
+
+    exit_code = 2
+
+
+def file_error(path: str | Path, problem: str) -> WsssError:
+    """Build the standard `<file>: <problem>` error."""
+    return WsssError(f"{path}: {problem}")
+
+
+def check_range(name: str, value: float, low: float, high: float) -> float:
+    """Reject an option value outside [low, high] with a message naming the option."""
+    if not (low <= value <= high):
+        raise WsssError(f"{name} must be in [{low}, {high}], got {value}")
+    return value

@@ -1,0 +1,148 @@
+"""The one confusion matrix behind every mIoU in the toolkit (CAMs, pseudo labels, segmenter).
+
+Rows are ground truth, columns predictions, over background + C classes; 255 in the ground
+truth is ignored. A class absent from both ground truth and prediction over everything
+evaluated is left out of the mean (reported as n/a), so a dataset that uses a subset of the
+class list is scored on its own classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from wsss.errors import WsssError
+
+IGNORE = 255
+
+
+@dataclass
+class SegmentationScores:
+    """Scores in percent; `None` marks a class absent from both GT and prediction."""
+
+    class_names: tuple[str, ...]
+    iou: list[float | None]
+    precision: list[float | None]
+    recall: list[float | None]
+    fp_rate: list[float | None]
+    fn_rate: list[float | None]
+    miou: float
+    pixel_accuracy: float
+    pixels: int
+    images: int
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        """JSON form; `miou` and `iou` are contracts other tools read."""
+        per_class = lambda values: dict(zip(self.class_names, values, strict=True))  # noqa: E731
+        return {
+            "miou": self.miou,
+            "iou": per_class(self.iou),
+            "precision": per_class(self.precision),
+            "recall": per_class(self.recall),
+            "fp_rate": per_class(self.fp_rate),
+            "fn_rate": per_class(self.fn_rate),
+            "pixel_accuracy": self.pixel_accuracy,
+            "pixels": self.pixels,
+            "images": self.images,
+            **self.extra,
+        }
+
+
+class ConfusionMatrix:
+    """Accumulates (gt, pred) pixel pairs with one `np.bincount` per update."""
+
+    def __init__(self, num_classes: int, class_names: tuple[str, ...] | None = None) -> None:
+        """`num_classes` counts background: C + 1."""
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError("class_names must have num_classes entries")
+        self.num_classes = num_classes
+        self.class_names = class_names or tuple(str(i) for i in range(num_classes))
+        self.matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+        self.images = 0
+        self.ignored_predictions = 0
+
+    def update(
+        self, gt: np.ndarray, pred: np.ndarray, name: str = "", ignore_pred: bool = False
+    ) -> None:
+        """Add one image. `name` is used in error messages.
+
+        With `ignore_pred`, pixels predicted 255 (e.g. confident-region pseudo labels) are left
+        out and counted in `ignored_predictions` instead of being an error.
+        """
+        if gt.shape != pred.shape:
+            raise WsssError(
+                f"{name or 'prediction'}: size {pred.shape[::-1]} differs from "
+                f"ground truth {gt.shape[::-1]}"
+            )
+        gt = np.asarray(gt).reshape(-1).astype(np.int64)
+        pred = np.asarray(pred).reshape(-1).astype(np.int64)
+        valid = gt != IGNORE
+        if ignore_pred:
+            dropped = valid & (pred == IGNORE)
+            self.ignored_predictions += int(dropped.sum())
+            valid &= ~dropped
+        gt, pred = gt[valid], pred[valid]
+        n = self.num_classes
+        if gt.size and gt.max() >= n:
+            raise WsssError(
+                f"{name or 'ground truth'}: label value {int(gt.max())} outside 0..{n - 1} (or 255)"
+            )
+        if pred.size and (pred.max() >= n or pred.min() < 0):
+            bad = int(pred.max()) if pred.max() >= n else int(pred.min())
+            raise WsssError(f"{name or 'prediction'}: label value {bad} outside 0..{n - 1}")
+        self.matrix += np.bincount(gt * n + pred, minlength=n * n).reshape(n, n)
+        self.images += 1
+
+    def merge(self, other: ConfusionMatrix) -> None:
+        self.matrix += other.matrix
+        self.images += other.images
+        self.ignored_predictions += other.ignored_predictions
+
+    def reduce_from_all_processes(self) -> None:
+        """Sum the matrix over torch.distributed ranks (no-op when not distributed)."""
+        import torch
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()):
+            return
+        counts = [self.images, self.ignored_predictions]
+        tensor = torch.from_numpy(np.append(self.matrix.reshape(-1), counts))
+        dist.all_reduce(tensor)
+        values = tensor.numpy()
+        self.matrix = values[:-2].reshape(self.num_classes, self.num_classes).copy()
+        self.images, self.ignored_predictions = int(values[-2]), int(values[-1])
+
+    def compute(self) -> SegmentationScores:
+        m = self.matrix.astype(np.float64)
+        tp = np.diag(m)
+        gt_total = m.sum(axis=1)
+        pred_total = m.sum(axis=0)
+        union = gt_total + pred_total - tp
+        present = union > 0
+
+        def ratio(num: np.ndarray, den: np.ndarray) -> list[float | None]:
+            return [
+                float(100.0 * a / b) if ok and b > 0 else (0.0 if ok else None)
+                for a, b, ok in zip(num, den, present, strict=True)
+            ]
+
+        iou = ratio(tp, union)
+        scored = [v for v in iou if v is not None]
+        total = m.sum()
+        return SegmentationScores(
+            class_names=self.class_names,
+            iou=iou,
+            precision=ratio(tp, pred_total),
+            recall=ratio(tp, gt_total),
+            fp_rate=ratio(pred_total - tp, union),
+            fn_rate=ratio(gt_total - tp, union),
+            miou=float(np.mean(scored)) if scored else 0.0,
+            pixel_accuracy=float(100.0 * tp.sum() / total) if total else 0.0,
+            pixels=int(total),
+            images=self.images,
+            extra={"ignored_predictions": self.ignored_predictions}
+            if self.ignored_predictions
+            else {},
+        )

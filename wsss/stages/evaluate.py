@@ -1,0 +1,121 @@
+"""`wsss eval`: score label PNGs against ground truth with the one confusion matrix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from wsss.data.classes import class_names_with_background, dataset_classes, read_class_list
+from wsss.data.palette import read_label_png
+from wsss.data.voc import IMAGES, VocDataset, check_mask, read_id_list
+from wsss.errors import WsssError, file_error
+from wsss.io import read_manifest, safe_child, write_json
+from wsss.metrics import ConfusionMatrix, SegmentationScores
+from wsss.ui import track
+
+
+@dataclass
+class EvalConfig:
+    pred: Path
+    gt: Path
+    list_file: Path | None = None
+    split: str | None = None
+    json_path: Path | None = None
+    class_list: Path | None = None
+    skip_missing: bool = False
+
+
+@dataclass
+class EvalResult:
+    scores: SegmentationScores
+    json_path: Path
+    missing: list[str]
+
+
+def run(config: EvalConfig) -> EvalResult:
+    pred_dir = Path(config.pred)
+    if not pred_dir.is_dir():
+        raise file_error(pred_dir, "prediction directory not found")
+    gt = _GroundTruth(Path(config.gt), config.class_list)
+    ids = _resolve_ids(config, gt, pred_dir)
+    classes = class_names_with_background(gt.classes)
+    matrix = ConfusionMatrix(len(classes), classes)
+    missing: list[str] = []
+    for image_id in track(ids, len(ids), "eval"):
+        pred_path = safe_child(pred_dir, image_id, ".png")
+        if not pred_path.is_file():
+            if config.skip_missing:
+                missing.append(image_id)
+                continue
+            raise file_error(
+                pred_path,
+                f"prediction for '{image_id}' not found (use --skip-missing to score the rest)",
+            )
+        target = gt.mask(image_id)
+        pred = read_label_png(pred_path)
+        if pred.shape != target.shape:
+            raise file_error(
+                pred_path,
+                f"size {pred.shape[1]}x{pred.shape[0]} differs from ground truth "
+                f"{target.shape[1]}x{target.shape[0]}",
+            )
+        check_mask(pred, pred_path, len(gt.classes))
+        matrix.update(target, pred, name=str(pred_path), ignore_pred=True)
+    if matrix.images == 0:
+        raise WsssError(f"{pred_dir}: no prediction evaluated")
+    scores = matrix.compute()
+    scores.extra["missing"] = missing
+    json_path = Path(config.json_path) if config.json_path else pred_dir / "eval.json"
+    write_json(json_path, scores.to_json())
+    return EvalResult(scores=scores, json_path=json_path, missing=missing)
+
+
+class _GroundTruth:
+    """A dataset root (VOC layout) or a plain directory of label PNGs."""
+
+    def __init__(self, path: Path, class_list: Path | None) -> None:
+        if not path.is_dir():
+            raise file_error(path, "ground-truth directory not found")
+        self.path = path
+        self.dataset = VocDataset.open(path, class_list) if (path / IMAGES).is_dir() else None
+        if self.dataset is not None:
+            self.classes = self.dataset.classes
+        elif class_list is not None:
+            self.classes = read_class_list(class_list)
+        else:
+            # A bare mask folder: look for classes.txt beside it (e.g. ROOT/SegmentationClass).
+            self.classes = dataset_classes(
+                path.parent if not (path / "classes.txt").is_file() else path
+            )
+
+    def mask(self, image_id: str):
+        if self.dataset is not None:
+            return self.dataset.load_mask(image_id)
+        path = safe_child(self.path, image_id, ".png")
+        mask = read_label_png(path)
+        check_mask(mask, path, len(self.classes))
+        return mask
+
+    def default_ids(self) -> list[str]:
+        if self.dataset is not None:
+            raise WsssError(
+                f"{self.path}: a dataset root needs --list or --split to choose the images"
+            )
+        ids = sorted(p.stem for p in self.path.glob("*.png"))
+        if not ids:
+            raise file_error(self.path, "no ground-truth PNGs found")
+        return ids
+
+
+def _resolve_ids(config: EvalConfig, gt: _GroundTruth, pred_dir: Path) -> list[str]:
+    if config.list_file is not None:
+        return read_id_list(config.list_file)
+    if config.split is not None:
+        if gt.dataset is None:
+            raise WsssError("--split needs --gt to be a dataset root; pass --list FILE instead")
+        return gt.dataset.split_ids(config.split)
+    manifest = read_manifest(pred_dir)
+    split = (manifest or {}).get("params", {}).get("split")
+    if gt.dataset is not None and split:
+        return gt.dataset.split_ids(split)
+    return gt.default_ids()
