@@ -75,3 +75,14 @@ def test_bad_input_names_the_file(gt, pred, message) -> None:
     with pytest.raises(WsssError, match=message) as info:
         ConfusionMatrix(3).update(gt, pred, name="img_1.png")
     assert "img_1.png" in str(info.value)
+
+
+def test_average_precision_hand_computed() -> None:
+    from wsss.metrics import average_precision
+
+    scores = np.array([[0.9, 0.1], [0.8, 0.7], [0.3, 0.2], [0.1, 0.4]])
+    targets = np.array([[1, 0], [0, 0], [1, 0], [0, 0]])
+    ap = average_precision(scores, targets)
+    # class 0 ranking: pos, neg, pos, neg -> precisions at positives 1/1 and 2/3
+    assert ap[0] == pytest.approx(100 * (1 + 2 / 3) / 2)
+    assert np.isnan(ap[1])

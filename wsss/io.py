@@ -21,6 +21,8 @@ from typing import IO, Any
 from wsss.errors import WsssError, file_error
 
 MANIFEST_NAME = "manifest.json"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 @contextmanager
@@ -34,6 +36,7 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs are shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -110,14 +113,14 @@ def environment_versions() -> dict[str, str]:
     versions = {
         "wsss": wsss.__version__,
         "python": sys.version.split()[0],
-        "torch": torch.__version__,
-        "numpy": numpy.__version__,
+        "torch": str(torch.__version__),
+        "numpy": str(numpy.__version__),
         "platform": platform.platform(),
     }
     try:
         import torchvision
 
-        versions["torchvision"] = torchvision.__version__
+        versions["torchvision"] = str(torchvision.__version__)
     except ImportError:  # pragma: no cover - torchvision is a dependency
         pass
     return versions

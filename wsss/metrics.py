@@ -101,16 +101,22 @@ class ConfusionMatrix:
         self.ignored_predictions += other.ignored_predictions
 
     def reduce_from_all_processes(self) -> None:
-        """Sum the matrix over torch.distributed ranks (no-op when not distributed)."""
+        """Sum the matrix over torch.distributed ranks (no-op when not distributed).
+
+        The tensor goes to the current CUDA device under NCCL, which rejects CPU tensors.
+        """
         import torch
         import torch.distributed as dist
 
         if not (dist.is_available() and dist.is_initialized()):
             return
+        device = torch.device("cpu")
+        if dist.get_backend() == "nccl":
+            device = torch.device("cuda", torch.cuda.current_device())
         counts = [self.images, self.ignored_predictions]
-        tensor = torch.from_numpy(np.append(self.matrix.reshape(-1), counts))
+        tensor = torch.from_numpy(np.append(self.matrix.reshape(-1), counts)).to(device)
         dist.all_reduce(tensor)
-        values = tensor.numpy()
+        values = tensor.cpu().numpy()
         self.matrix = values[:-2].reshape(self.num_classes, self.num_classes).copy()
         self.images, self.ignored_predictions = int(values[-2]), int(values[-1])
 
@@ -146,3 +152,23 @@ class ConfusionMatrix:
             if self.ignored_predictions
             else {},
         )
+
+
+def average_precision(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Per-class average precision (percent) of multi-label scores (N x C) against 0/1 targets.
+
+    AP = mean precision at the rank of each positive (the area under the step-wise PR curve,
+    as in scikit-learn's `average_precision_score`); NaN for a class without positives.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    targets = np.asarray(targets) > 0
+    ap = np.full(scores.shape[1], np.nan)
+    for c in range(scores.shape[1]):
+        positives = targets[:, c].sum()
+        if positives == 0:
+            continue
+        order = np.argsort(-scores[:, c], kind="stable")
+        hits = targets[order, c]
+        precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+        ap[c] = 100.0 * precision[hits].sum() / positives
+    return ap

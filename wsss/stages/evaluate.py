@@ -36,7 +36,7 @@ def run(config: EvalConfig) -> EvalResult:
     pred_dir = Path(config.pred)
     if not pred_dir.is_dir():
         raise file_error(pred_dir, "prediction directory not found")
-    gt = _GroundTruth(Path(config.gt), config.class_list)
+    gt = GroundTruth(Path(config.gt), config.class_list)
     ids = _resolve_ids(config, gt, pred_dir)
     classes = class_names_with_background(gt.classes)
     matrix = ConfusionMatrix(len(classes), classes)
@@ -70,7 +70,7 @@ def run(config: EvalConfig) -> EvalResult:
     return EvalResult(scores=scores, json_path=json_path, missing=missing)
 
 
-class _GroundTruth:
+class GroundTruth:
     """A dataset root (VOC layout) or a plain directory of label PNGs."""
 
     def __init__(self, path: Path, class_list: Path | None) -> None:
@@ -107,7 +107,7 @@ class _GroundTruth:
         return ids
 
 
-def _resolve_ids(config: EvalConfig, gt: _GroundTruth, pred_dir: Path) -> list[str]:
+def _resolve_ids(config: EvalConfig, gt: GroundTruth, pred_dir: Path) -> list[str]:
     if config.list_file is not None:
         return read_id_list(config.list_file)
     if config.split is not None:

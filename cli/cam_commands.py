@@ -1,0 +1,138 @@
+"""CAM and inference commands: `wsss make-cam`, `wsss eval-cam`, `wsss predict`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+DEVICE_HELP = "auto (CUDA when available), cpu or cuda."
+SCALES_HELP = "Comma-separated inference scales, each also run flipped unless --no-flip."
+
+
+def make_cam(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="CAM classifier checkpoint."),
+    data: Path = typer.Option(..., "--data", help="Dataset root (VOC layout)."),
+    split: str = typer.Option(..., "--split", help="Split name or list file."),
+    out: Path = typer.Option(..., "--out", help="Output directory for the CAM files."),
+    scales: str = typer.Option("0.5,1.0,1.5,2.0", "--scales", help=SCALES_HELP),
+    flip: bool = typer.Option(True, "--flip/--no-flip", help="Add the horizontal flips."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    batch_size: int | None = typer.Option(
+        None,
+        "--batch-size",
+        help="Images per batch (same-size images; default 8 on GPU, 1 on CPU).",
+    ),
+    workers: int = typer.Option(2, "--workers", help="Image decoding processes."),
+    fmt: str = typer.Option("npy", "--format", help="npy (reference pickled dict) or npz."),
+    overlays: int = typer.Option(0, "--overlays", help="Write heatmap PNGs of the first N images."),
+    class_list: Path | None = typer.Option(None, "--class-list", help="Class list file."),
+) -> None:
+    """Multi-scale + flip CAMs, one file per image (keys, cam at stride 4, hr_cam)."""
+    from wsss.cam import parse_scales
+    from wsss.stages.make_cam import MakeCamConfig, run
+    from wsss.ui import key_value_table, print_table
+
+    result = run(
+        MakeCamConfig(
+            checkpoint=checkpoint,
+            data=data,
+            split=split,
+            out=out,
+            scales=parse_scales(scales),
+            flip=flip,
+            device=device,
+            batch_size=batch_size,
+            workers=workers,
+            fmt=fmt,  # type: ignore[arg-type]  # validated by the stage
+            overlays=overlays,
+            class_list=class_list,
+        )
+    )
+    print_table(key_value_table("make-cam", result.summary_rows()))
+
+
+def eval_cam(
+    cams: Path = typer.Option(..., "--cams", help="Directory of CAM files."),
+    gt: Path = typer.Option(
+        ..., "--gt", help="Ground-truth PNG directory, or a dataset root in VOC layout."
+    ),
+    split: str | None = typer.Option(
+        None, "--split", help="Split name or list file (default: the CAM manifest's split)."
+    ),
+    json_path: Path | None = typer.Option(
+        None, "--json", help="Where to write the result (default: CAMS/eval_cam.json)."
+    ),
+    thresholds: str = typer.Option(
+        "0.05:0.95:0.05", "--thresholds", help="Background thresholds: start:stop:step or a list."
+    ),
+    class_list: Path | None = typer.Option(None, "--class-list", help="Class list file."),
+    plot: bool = typer.Option(True, "--plot/--no-plot", help="Also draw the curve as a PNG."),
+) -> None:
+    """Sweep the background threshold: best threshold, its mIoU, per-class IoU, the curve."""
+    from wsss.cam_eval import parse_thresholds
+    from wsss.stages.eval_cam import EvalCamConfig, run, summary_rows
+    from wsss.ui import key_value_table, print_table, scores_table
+
+    result = run(
+        EvalCamConfig(
+            cams=cams,
+            gt=gt,
+            split=split,
+            json_path=json_path,
+            thresholds=parse_thresholds(thresholds),
+            class_list=class_list,
+            plot=plot,
+        )
+    )
+    sweep = result.sweep
+    title = f"CAMs at threshold {sweep.best_threshold:.2f} ({sweep.best.images} images)"
+    print_table(scores_table(title, sweep.best))
+    print_table(key_value_table("eval-cam", summary_rows(result)))
+
+
+def predict(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="DeepLab checkpoint."),
+    data: Path = typer.Option(..., "--data", help="Dataset root (VOC layout)."),
+    split: str = typer.Option(..., "--split", help="Split name or list file."),
+    out: Path = typer.Option(..., "--out", help="Output directory for the label PNGs."),
+    scales: str = typer.Option("1.0", "--scales", help=SCALES_HELP),
+    flip: bool = typer.Option(True, "--flip/--no-flip", help="Add the horizontal flips."),
+    crf: bool = typer.Option(False, "--crf/--no-crf", help="Refine with a dense CRF."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    batch_size: int | None = typer.Option(
+        None,
+        "--batch-size",
+        help="Images per batch (same-size images; default 8 on GPU, 1 on CPU).",
+    ),
+    workers: int = typer.Option(2, "--workers", help="Image decoding processes."),
+    class_list: Path | None = typer.Option(None, "--class-list", help="Class list file."),
+) -> None:
+    """Segment a split with a trained DeepLab: palette PNGs, then score them with `wsss eval`."""
+    from wsss.cam import parse_scales
+    from wsss.stages.predict import PredictConfig, run
+    from wsss.ui import key_value_table, print_table
+
+    result = run(
+        PredictConfig(
+            checkpoint=checkpoint,
+            data=data,
+            split=split,
+            out=out,
+            scales=parse_scales(scales),
+            flip=flip,
+            crf=crf,
+            device=device,
+            batch_size=batch_size,
+            workers=workers,
+            class_list=class_list,
+        )
+    )
+    print_table(key_value_table("predict", result.summary_rows()))
+
+
+def register(app: typer.Typer) -> None:
+    """Add this group's commands to the app."""
+    app.command("make-cam")(make_cam)
+    app.command("eval-cam")(eval_cam)
+    app.command("predict")(predict)

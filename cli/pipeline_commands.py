@@ -1,0 +1,83 @@
+"""`wsss pipeline demo|voc`: every stage in order; re-running continues where it stopped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+pipeline_app = typer.Typer(
+    help="Run every stage in order (demo data or PASCAL VOC 2012); resumable.",
+    no_args_is_help=True,
+)
+
+DEVICE_HELP = "auto (GPU when present), cpu or cuda."
+
+
+@pipeline_app.command("demo")
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), "--out", help="Run directory."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    workers: int | None = typer.Option(None, "--workers", help="Loader / CRF worker processes."),
+) -> None:
+    """The whole pipeline on the synthetic demo data, from scratch, on the CPU in minutes."""
+    from wsss.stages.pipeline import DEMO, PipelineConfig, run
+
+    run(PipelineConfig(out=out, recipe=DEMO, device=device, workers=workers))
+
+
+@pipeline_app.command("voc")
+def voc(
+    voc_root: Path = typer.Option(..., "--voc", help="VOC 2012 root (VOCdevkit/VOC2012)."),
+    sbd: Path | None = typer.Option(None, "--sbd", help="SBD root, for train_aug."),
+    out: Path = typer.Option(Path("runs/voc"), "--out", help="Run directory."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    workers: int | None = typer.Option(None, "--workers", help="Loader / CRF worker processes."),
+) -> None:
+    """The paper's recipe on PASCAL VOC 2012 (+ SBD): ResNet-50, ImageNet weights, GPU."""
+    from wsss.stages.pipeline import VOC, PipelineConfig, run
+
+    run(PipelineConfig(out=out, recipe=VOC, data=voc_root, sbd=sbd, device=device, workers=workers))
+
+
+@pipeline_app.command("ablation")
+def ablation(
+    out: Path = typer.Option(Path("runs/ablation"), "--out", help="Run directory."),
+    re_level: str | None = typer.Option(None, "--re-level", help="feature|cam (recipe: feature)."),
+    alpha: float | None = typer.Option(None, "--alpha", help="alpha_max of L_re (recipe: 4)."),
+    puzzle_start: float | None = typer.Option(
+        None, "--puzzle-start", help="Fraction of training before the puzzle terms start."
+    ),
+    init: Path | None = typer.Option(
+        None, "--init", help="Warm start from a classifier checkpoint."
+    ),
+    output_stride: int | None = typer.Option(None, "--output-stride", help="8 or 16."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Epochs per variant (recipe: 30)."),
+    variant: list[str] | None = typer.Option(
+        None, "--variant", help="Only these variants (repeatable): baseline, pcl, re, full."
+    ),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    workers: int | None = typer.Option(None, "--workers", help="Loader worker processes."),
+) -> None:
+    """Train the baseline, L_cls+L_p-cls, L_cls+L_re and full Puzzle-CAM alike; compare CAMs."""
+    from wsss.stages.ablation import AblationConfig, pick_variants, run
+
+    overrides = {
+        key: value
+        for key, value in (("re_level", re_level), ("alpha", alpha), ("puzzle_start", puzzle_start),
+                           ("init", init), ("output_stride", output_stride), ("epochs", epochs))
+        if value is not None
+    }  # fmt: skip
+    run(
+        AblationConfig(
+            out=out,
+            recipe_overrides=overrides,
+            variants=pick_variants(variant),
+            device=device,
+            workers=workers,
+        )
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(pipeline_app, name="pipeline")

@@ -1,0 +1,141 @@
+"""Pseudo-label commands: `wsss make-pseudo`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+CRF_PANEL = "Dense CRF"
+CONFIDENT_PANEL = "Confident regions (AffinityNet / IRN labels)"
+
+
+def make_pseudo(
+    cams: Path = typer.Option(..., "--cams", help="Directory of CAM files (make-cam output)."),
+    data: Path = typer.Option(..., "--data", help="Dataset root (VOC layout)."),
+    split: str = typer.Option(..., "--split", help="Split name or list file."),
+    out: Path = typer.Option(..., "--out", help="Output directory for the label PNGs."),
+    threshold: float | None = typer.Option(
+        None,
+        "--threshold",
+        help="Background threshold in [0, 1] (default: best_threshold of CAMS/eval_cam.json "
+        "from `wsss eval-cam`, else 0.25).",
+    ),
+    crf: bool = typer.Option(
+        True, "--crf/--no-crf", help="Refine with a dense CRF.", rich_help_panel=CRF_PANEL
+    ),
+    crf_iters: int = typer.Option(
+        10, "--crf-iters", help="Mean-field iterations.", rich_help_panel=CRF_PANEL
+    ),
+    unary: str = typer.Option(
+        "labels",
+        "--unary",
+        help="CRF unary: 'labels' (thresholded labels held with --gt-prob) or 'scores' "
+        "(soft scores, background (1 - max CAM)^a).",
+        rich_help_panel=CRF_PANEL,
+    ),
+    gt_prob: float = typer.Option(
+        0.7,
+        "--gt-prob",
+        help="Confidence of the labels ('labels' unary).",
+        rich_help_panel=CRF_PANEL,
+    ),
+    bg_power: float | None = typer.Option(
+        None,
+        "--bg-power",
+        help="Exponent a of the background score ('scores' unary; default: the a for which "
+        "background and CAM cross at the threshold).",
+        rich_help_panel=CRF_PANEL,
+    ),
+    gaussian_sxy: float = typer.Option(
+        3.0, "--gaussian-sxy", help="Smoothness kernel width (px).", rich_help_panel=CRF_PANEL
+    ),
+    gaussian_compat: float = typer.Option(
+        3.0, "--gaussian-compat", help="Smoothness kernel weight.", rich_help_panel=CRF_PANEL
+    ),
+    bilateral_sxy: float = typer.Option(
+        50.0, "--bilateral-sxy", help="Appearance kernel width (px).", rich_help_panel=CRF_PANEL
+    ),
+    bilateral_srgb: float = typer.Option(
+        13.0, "--bilateral-srgb", help="Appearance kernel colour width.", rich_help_panel=CRF_PANEL
+    ),
+    bilateral_compat: float = typer.Option(
+        10.0, "--bilateral-compat", help="Appearance kernel weight.", rich_help_panel=CRF_PANEL
+    ),
+    confident: bool = typer.Option(
+        False,
+        "--confident",
+        help="Confident-region labels: foreground under --fg-threshold keeps its class, "
+        "background under both thresholds is background, the rest is 255 (ignore). Also "
+        "turned on by giving --fg-threshold or --bg-threshold.",
+        rich_help_panel=CONFIDENT_PANEL,
+    ),
+    fg_threshold: float | None = typer.Option(
+        None,
+        "--fg-threshold",
+        help="High background threshold (default 0.40).",
+        rich_help_panel=CONFIDENT_PANEL,
+    ),
+    bg_threshold: float | None = typer.Option(
+        None,
+        "--bg-threshold",
+        help="Low background threshold (default 0.10).",
+        rich_help_panel=CONFIDENT_PANEL,
+    ),
+    workers: int | None = typer.Option(
+        None, "--workers", help="CRF worker processes (default: all cores)."
+    ),
+    gt: bool | None = typer.Option(
+        None,
+        "--gt/--no-gt",
+        help="Score the labels against ground truth (default: when the whole split has it).",
+    ),
+    class_list: Path | None = typer.Option(None, "--class-list", help="Class list file."),
+) -> None:
+    """CAMs -> pseudo label PNGs (VOC palette, 255 = ignore): threshold, dense CRF, scores."""
+    from wsss.crf import CrfParams
+    from wsss.pseudo import DEFAULT_BG_THRESHOLD, DEFAULT_FG_THRESHOLD
+    from wsss.stages.make_pseudo import MakePseudoConfig, run
+    from wsss.ui import key_value_table, print_table, scores_table
+
+    crf_params = None
+    if crf:
+        crf_params = CrfParams(
+            gaussian_sxy=gaussian_sxy,
+            gaussian_compat=gaussian_compat,
+            bilateral_sxy=bilateral_sxy,
+            bilateral_srgb=bilateral_srgb,
+            bilateral_compat=bilateral_compat,
+            iterations=crf_iters,
+            unary=unary,  # type: ignore[arg-type]  # validated by CrfParams
+            gt_prob=gt_prob,
+        )
+    confident_thresholds = None
+    if confident or fg_threshold is not None or bg_threshold is not None:
+        confident_thresholds = (
+            DEFAULT_FG_THRESHOLD if fg_threshold is None else fg_threshold,
+            DEFAULT_BG_THRESHOLD if bg_threshold is None else bg_threshold,
+        )
+    result = run(
+        MakePseudoConfig(
+            cams=cams,
+            data=data,
+            split=split,
+            out=out,
+            threshold=threshold,
+            crf=crf_params,
+            bg_power=bg_power,
+            confident=confident_thresholds,
+            workers=workers,
+            gt=gt,
+            class_list=class_list,
+        )
+    )
+    if result.scores is not None:
+        print_table(scores_table(f"pseudo labels ({result.scores.images} images)", result.scores))
+    print_table(key_value_table("make-pseudo", result.summary_rows()))
+
+
+def register(app: typer.Typer) -> None:
+    """Add this group's commands to the app."""
+    app.command("make-pseudo")(make_pseudo)

@@ -1,0 +1,169 @@
+"""`wsss train-cam` on a tiny generated dataset: learning, exact resume, the CLI's errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from helpers_tinyvoc import make_tiny_voc, one_torch_thread
+
+from cli.main import main
+from wsss.engine.checkpoint import load_checkpoint, save_checkpoint
+from wsss.errors import WsssError
+from wsss.models.classifier import CamClassifier
+from wsss.stages.train_cam import TrainCamConfig, _warm_start, run
+
+TINY = dict(
+    split="train", backbone="resnet18", pretrained="none", crop=32, scale_range=(32, 40),
+    batch_size=2, device="cpu", workers=0, optimizer="adamw", lr=1e-3, weight_decay=1e-4,
+    schedule="cosine",
+)  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    with one_torch_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def voc4(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_voc(tmp_path_factory.mktemp("voc4"), n=4, size=40)
+
+
+def metrics(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_puzzle_training_lowers_the_loss_and_records_everything(voc4: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    config = TrainCamConfig(
+        data=voc4, out=out, epochs=8, alpha=1.0, alpha_warmup=0.0, eval_split="val",
+        eval_every=3, **TINY,
+    )  # fmt: skip
+    result = run(config)
+    lines = metrics(out)
+    assert lines[-1]["loss"] < lines[0]["loss"]
+    assert {"cls", "p_cls", "re", "alpha", "lr", "images_per_s"} <= set(lines[0])
+    assert lines[0]["alpha"] == 1.0 and lines[0]["p_cls"] > 0 and lines[0]["re"] > 0
+    assert [line["epoch"] for line in lines if "eval" in line] == [3, 6, 8]
+    final = load_checkpoint(out / "final.pt", "cam_classifier")
+    assert final["classes"] == ["cat", "dog"] and final["epoch"] == 8
+    assert final["model_config"]["backbone"] == "resnet18"
+    assert final["args"]["pieces"] == 4 and final["args"]["scale_range"] == [32, 40]
+    best = max((line for line in lines if "eval" in line), key=lambda line: line["eval"]["metric"])
+    assert result.best_eval["metric"] == best["eval"]["metric"]
+    assert load_checkpoint(out / "best.pt", "cam_classifier")["epoch"] == best["epoch"]
+
+
+def test_plain_cam_baseline_runs_through_the_same_path_with_the_paper_sgd(
+    voc4: Path, tmp_path: Path
+) -> None:
+    settings = {**TINY, "optimizer": "sgd", "schedule": "poly", "lr": 0.01}
+    run(TrainCamConfig(data=voc4, out=tmp_path / "run", epochs=1, pieces=1, alpha=0, **settings))
+    (line,) = metrics(tmp_path / "run")
+    assert line["p_cls"] == 0 and line["re"] == 0 and line["loss"] == line["cls"]
+    groups = load_checkpoint(tmp_path / "run" / "last.pt")["optimizer"]["param_groups"]
+    # SPEC 4: backbone x1, its biases x2 without decay, the new classifier x10 (no bias).
+    assert [(g["name"], g["lr_mult"], g["weight_decay"]) for g in groups] == [
+        ("pretrained_weights", 1.0, 1e-4),
+        ("pretrained_biases", 2.0, 0.0),
+        ("new_weights", 10.0, 1e-4),
+    ]
+    assert all(g["nesterov"] and g["momentum"] == 0.9 for g in groups)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def _stop_after_first_epoch(end) -> None:
+    if end.epoch == 1:
+        raise Interrupt
+
+
+def test_resume_ends_with_the_uninterrupted_weights(voc4: Path, tmp_path: Path) -> None:
+    def config(out: Path, resume: bool = False) -> TrainCamConfig:
+        return TrainCamConfig(data=voc4, out=out, epochs=2, resume=resume, **TINY)
+
+    straight = run(config(tmp_path / "a"))
+    with pytest.raises(Interrupt):
+        run(config(tmp_path / "b"), on_epoch_end=_stop_after_first_epoch)
+    run(config(tmp_path / "b", resume=True))
+    a = load_checkpoint(straight.final, "cam_classifier")["model"]
+    b = load_checkpoint(tmp_path / "b" / "final.pt", "cam_classifier")["model"]
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[name], b[name]) for name in a)
+    assert [m["loss"] for m in metrics(tmp_path / "a")] == [
+        m["loss"] for m in metrics(tmp_path / "b")
+    ]
+
+
+def test_warm_start_loads_a_trained_classifier_and_checks_its_classes(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    trained = CamClassifier("resnet18", 2)
+    path = save_checkpoint(
+        tmp_path / "cam.pt", "cam_classifier", model=trained.state_dict(),
+        classes=["cat", "dog"], model_config=trained.config(),
+    )  # fmt: skip
+    torch.manual_seed(2)
+    fresh = CamClassifier("resnet18", 2, output_stride=8)
+    _warm_start(fresh, path, ("cat", "dog"))
+    expected = trained.state_dict()
+    assert all(torch.equal(tensor, expected[name]) for name, tensor in fresh.state_dict().items())
+    with pytest.raises(WsssError, match="cam.pt: model was trained on 2 classes"):
+        _warm_start(fresh, path, ("cat", "cow", "dog"))
+
+
+def test_warm_start_refuses_a_checkpoint_of_another_kind(voc4: Path, tmp_path: Path) -> None:
+    foreign = save_checkpoint(tmp_path / "seg.pt", "deeplab", model={}, classes=["cat", "dog"])
+    with pytest.raises(WsssError, match="seg.pt: checkpoint of a 'deeplab' model"):
+        run(TrainCamConfig(data=voc4, out=tmp_path / "run", epochs=1, init=foreign, **TINY))
+
+
+def test_split_with_an_unlabelled_image_is_a_one_line_error(tmp_path: Path) -> None:
+    root = make_tiny_voc(tmp_path / "voc", n=2, size=32)
+    (root / "Annotations" / "img_001.xml").write_text("<annotation></annotation>")
+    with pytest.raises(WsssError, match="img_001.xml: image has no class label"):
+        run(TrainCamConfig(data=root, out=tmp_path / "run", epochs=1, **TINY))
+
+
+def test_help_lists_the_puzzle_options(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train-cam", "--help"]) == 0
+    text = capsys.readouterr().out
+    for option in ("--pieces", "--alpha-warmup", "--re-level", "--puzzle-start", "--init"):
+        assert option in text
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--pieces", "3", "--pieces must be a square number"),
+        ("--alpha", "-1", "--alpha must be >= 0"),
+        ("--alpha-warmup", "1.5", "--alpha-warmup is a fraction"),
+        ("--scale-range", "640", "--scale-range must be two sizes"),
+        ("--optimizer", "lamb", "--optimizer must be one of sgd|adamw"),
+        ("--re-level", "pixel", "--re-level must be one of feature|cam"),
+        ("--output-stride", "32", "--output-stride must be one of 8|16"),
+        ("--warmup-epochs", "15", "--warmup-epochs must be in [0, --epochs)"),
+        ("--init", "missing.pt", "missing.pt: --init checkpoint not found"),
+        ("--data", "nowhere", "nowhere: dataset root not found"),
+    ],
+)
+def test_bad_options_give_one_line_errors(
+    voc4: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    option: str,
+    value: str,
+    message: str,
+) -> None:
+    args = ["train-cam", "--data", str(voc4), "--out", str(tmp_path / "run"), "--device", "cpu"]
+    args += ["--pretrained", "none", option, value]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "run").exists()

@@ -1,0 +1,358 @@
+"""Multi-scale + flip inference: CAMs from the classifier, class probabilities from DeepLab.
+
+One engine, `tta_outputs`, runs a batch of same-size images through the network at every
+scale, each scale together with its horizontal flip in ONE batch, and returns the outputs
+with the flipped half flipped back. Making CAMs (SPEC section 5) and predicting segments only
+differ in how they merge those outputs (`make_cams`, `segment_probs`).
+
+Batching across images: a batch holds images of one size (`size_grouped_batches` sorts the
+ids by image size and cuts runs of equal size), so at each scale B images and their flips
+go through the network as one 2B batch. Padding images to a common size would be simpler
+but changes what the network sees near the borders, so the batched result would differ
+from the per-image one; grouping keeps them equal (most VOC images share a few sizes).
+On CUDA the default batch is several images; on the CPU one image (its 2-image flip batch
+already keeps the cores busy), and `--batch-size` raises it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from wsss.camfile import CamRecord, strided_size
+from wsss.camnorm import normalize_cams
+from wsss.data.transforms import normalize
+from wsss.data.voc import VocDataset, image_size
+from wsss.engine.checkpoint import check_classes, load_checkpoint
+from wsss.engine.device import amp_policy, memory_format
+from wsss.errors import WsssError, file_error
+from wsss.io import ensure_dir, read_manifest, write_manifest
+from wsss.resume import clean_stale_temporaries, pending_ids, shard, shard_info
+
+DEFAULT_SCALES: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0)
+# hr_cam: each scale's map is resized to ceil(H/16)*16 and cropped to H x W, like the IRN and
+# Puzzle-CAM tools, so that one map cell keeps covering 16 image pixels up to the border.
+HR_STRIDE = 16
+
+Forward = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class TtaConfig:
+    """Test-time augmentation: the scales and whether each is paired with its flip."""
+
+    scales: tuple[float, ...] = DEFAULT_SCALES
+    flip: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.scales:
+            raise WsssError("--scales needs at least one scale")
+        bad = [s for s in self.scales if not (s > 0 and math.isfinite(s))]
+        if bad:
+            raise WsssError(f"--scales must be positive numbers, got {bad[0]}")
+
+    @property
+    def views(self) -> int:
+        return 2 if self.flip else 1
+
+
+def parse_scales(text: str) -> tuple[float, ...]:
+    """'0.5,1.0,1.5' -> (0.5, 1.0, 1.5), validated."""
+    try:
+        scales = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise WsssError(f"--scales must be comma-separated numbers, got '{text}'") from None
+    return TtaConfig(scales=scales).scales
+
+
+def scaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int], antialias: bool = False) -> torch.Tensor:
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=antialias)
+
+
+# -- the engine -----------------------------------------------------------------------------
+
+
+def tta_outputs(forward: Forward, images: torch.Tensor, tta: TtaConfig) -> Iterator[torch.Tensor]:
+    """Per scale: float32 outputs B x V x C x h x w (V = 2 with flip: the flip flipped back).
+
+    Images are resized bilinearly (antialiased when shrinking, as the reference's PIL resize).
+    """
+    batch, size = images.shape[0], (int(images.shape[-2]), int(images.shape[-1]))
+    for scale in tta.scales:
+        x = _resize(images, scaled_size(size, scale), antialias=scale < 1)
+        if tta.flip:
+            x = torch.cat([x, x.flip(-1)])
+        out = forward(x).float().unflatten(0, (tta.views, batch))
+        if tta.flip:
+            out = torch.stack([out[0], out[1].flip(-1)])
+        yield out.transpose(0, 1)
+
+
+@torch.inference_mode()
+def make_cams(
+    forward: Forward,
+    images: torch.Tensor,
+    classes: Sequence[Sequence[int]],
+    tta: TtaConfig,
+    with_strided: bool = True,
+) -> list[CamRecord]:
+    """CAMs of a batch of same-size images, each restricted to its labelled classes.
+
+    `classes[i]` holds image i's 0-based foreground class indices. ReLU(A) is summed over
+    the flip pair and over scales after resizing to the common size, then each class map is
+    divided by its maximum. Without `with_strided` the stride-4 `cam` is left empty (for
+    evaluation, which reads `hr_cam` only).
+    """
+    height, width = int(images.shape[-2]), int(images.shape[-1])
+    keys = [sorted({int(c) for c in image_classes}) for image_classes in classes]
+    counts = [len(k) for k in keys]
+    strided = strided_size(height, width)
+    up = (math.ceil(height / HR_STRIDE) * HR_STRIDE, math.ceil(width / HR_STRIDE) * HR_STRIDE)
+    strided_sum = hr_sum = None
+    if sum(counts):
+        image_index = torch.tensor([i for i, k in enumerate(keys) for _ in k], device=images.device)
+        class_index = torch.tensor([c for k in keys for c in k], device=images.device)
+        for out in tta_outputs(forward, images, tta):
+            # ReLU, sum the flip pair, keep each image's own classes: 1 x K_total x h x w.
+            maps = out.clamp_min(0).sum(1)[image_index, class_index].unsqueeze(0)
+            hr = _resize(maps, up)[..., :height, :width]
+            hr_sum = hr if hr_sum is None else hr_sum + hr
+            if with_strided:
+                st = _resize(maps, strided)
+                strided_sum = st if strided_sum is None else strided_sum + st
+    hr_cams = _normalised_numpy(hr_sum, (height, width))
+    strided_cams = _normalised_numpy(strided_sum, strided if with_strided else (0, 0))
+    records = []
+    for i, (start, count) in enumerate(zip(np.cumsum([0, *counts[:-1]]), counts, strict=True)):
+        records.append(
+            CamRecord(
+                keys=np.array([0, *(c + 1 for c in keys[i])], dtype=np.int64),
+                cam=strided_cams[start : start + count],
+                hr_cam=hr_cams[start : start + count],
+            )
+        )
+    return records
+
+
+def _normalised_numpy(maps: torch.Tensor | None, size: tuple[int, int]) -> np.ndarray:
+    if maps is None:
+        return np.zeros((0, *size), dtype=np.float32)
+    return normalize_cams(maps)[0].cpu().numpy().astype(np.float32, copy=False)
+
+
+@torch.inference_mode()
+def segment_probs(forward: Forward, images: torch.Tensor, tta: TtaConfig) -> torch.Tensor:
+    """Class probabilities B x (C+1) x H x W: softmax of the logits at image size, averaged."""
+    size = (int(images.shape[-2]), int(images.shape[-1]))
+    total = None
+    for out in tta_outputs(forward, images, tta):
+        batch, views = out.shape[:2]
+        probs = _resize(out.flatten(0, 1), size).softmax(1).unflatten(0, (batch, views)).sum(1)
+        total = probs if total is None else total + probs
+    assert total is not None  # TtaConfig guarantees a scale
+    return total / (len(tta.scales) * tta.views)
+
+
+# -- running a model --------------------------------------------------------------------------
+
+
+class Predictor:
+    """A model called the way inference wants it on its device: AMP and channels_last on CUDA.
+
+    Wrap a model that is already in place (e.g. during training) or use `prepare`.
+    """
+
+    def __init__(self, model: nn.Module, device: torch.device) -> None:
+        self.model, self.device = model, device
+        self.amp = amp_policy(device)
+        self.memory_format = memory_format(device)
+
+    @classmethod
+    def prepare(cls, model: nn.Module, device: torch.device) -> Predictor:
+        model.eval().to(device=device, memory_format=memory_format(device))
+        return cls(model, device)
+
+    def to_device(self, images: torch.Tensor) -> torch.Tensor:
+        return images.to(self.device, non_blocking=True)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        with self.amp.autocast():
+            return self.model(x.contiguous(memory_format=self.memory_format))
+
+
+def load_model(
+    path: str | Path,
+    kind: str,
+    classes: tuple[str, ...],
+    build: Callable[[dict[str, Any]], nn.Module],
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Model of a checkpoint of `kind`, checked against the dataset's class list."""
+    checkpoint = load_checkpoint(path, kind)
+    check_classes(path, checkpoint, classes)
+    try:
+        model = build(checkpoint["model_config"])
+        model.load_state_dict(checkpoint["model"])
+    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else repr(exc)
+        raise file_error(path, f"weights do not fit the model it describes: {reason}") from None
+    return model, checkpoint
+
+
+def default_batch_size(device: torch.device) -> int:
+    return 8 if device.type == "cuda" else 1
+
+
+# -- loading images ---------------------------------------------------------------------------
+
+
+class ImageDataset(Dataset):
+    """Normalised images of a list of ids, decoded in loader workers (optionally also raw)."""
+
+    def __init__(self, voc: VocDataset, ids: Sequence[str], raw: bool = False) -> None:
+        self.voc, self.ids, self.raw = voc, list(ids), raw
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        image = self.voc.load_image(self.ids[index])
+        item: dict[str, Any] = {"index": index, "image": normalize(image)}
+        if self.raw:
+            item["raw"] = np.asarray(image)
+        return item
+
+
+def collate_images(items: list[dict[str, Any]]) -> dict[str, Any]:
+    batch: dict[str, Any] = {
+        "index": [item["index"] for item in items],
+        "image": torch.stack([item["image"] for item in items]),
+    }
+    if "raw" in items[0]:
+        batch["raw"] = [item["raw"] for item in items]
+    return batch
+
+
+def size_grouped_batches(sizes: Sequence[tuple[int, int]], batch_size: int) -> list[list[int]]:
+    """Indices in batches of at most `batch_size` whose images all have the same size."""
+    order = sorted(range(len(sizes)), key=lambda i: (sizes[i], i))
+    batches: list[list[int]] = []
+    for i in order:
+        if batches and len(batches[-1]) < batch_size and sizes[batches[-1][0]] == sizes[i]:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
+def image_loader(
+    voc: VocDataset,
+    ids: Sequence[str],
+    batch_size: int,
+    workers: int,
+    device: torch.device,
+    raw: bool = False,
+) -> DataLoader:
+    """Batches of same-size images; workers decode while the network runs."""
+    if batch_size < 1:
+        raise WsssError(f"--batch-size must be at least 1, got {batch_size}")
+    if workers < 0:
+        raise WsssError(f"--workers must be 0 or more, got {workers}")
+    if batch_size == 1:
+        batches = [[i] for i in range(len(ids))]
+    else:
+        batches = size_grouped_batches([image_size(voc.image_path(i)) for i in ids], batch_size)
+    return DataLoader(
+        ImageDataset(voc, ids, raw=raw),
+        batch_sampler=batches,
+        num_workers=workers,
+        collate_fn=collate_images,
+        pin_memory=device.type == "cuda",
+    )
+
+
+# -- per-image inference stages (make-cam, predict) -------------------------------------------
+
+
+@dataclass
+class SplitPlan:
+    """A per-image stage's share of a split: this process's unfinished ids."""
+
+    out: Path
+    todo: list[str]
+    skipped: int
+    total: int
+
+
+def plan_outputs(
+    out: str | Path,
+    ids: Sequence[str],
+    suffix: str,
+    stage: str,
+    params: dict[str, Any],
+    signature: Sequence[str],
+) -> SplitPlan:
+    """Prepare `out` for a (possibly resumed, possibly sharded) run and list what is left.
+
+    Finished files are skipped; resuming with different `signature` parameters (another
+    checkpoint, other scales...) is refused, since the folder would mix two kinds of output.
+    """
+    out = ensure_dir(out)
+    previous = read_manifest(out, stage)
+    if previous is not None:
+        for key in signature:
+            old, new = previous.get("params", {}).get(key), _jsonable(params.get(key))
+            if old != new:
+                raise file_error(
+                    out,
+                    f"holds {stage} outputs made with {key}={old} (now {new}); "
+                    "use another --out or delete it",
+                )
+    info = shard_info()
+    if info.world_size == 1:
+        clean_stale_temporaries(out)
+    if info.rank == 0:
+        write_manifest(out, stage, params, complete=False)
+    mine = shard(ids, info)
+    todo = pending_ids(mine, out, suffix)
+    return SplitPlan(out=out, todo=todo, skipped=len(mine) - len(todo), total=len(ids))
+
+
+def finish_outputs(plan: SplitPlan, ids: Sequence[str], suffix: str, stage: str) -> int:
+    """Mark the manifest complete once every file of the split exists; returns that count."""
+    done = len(ids) - len(pending_ids(ids, plan.out, suffix))
+    if shard_info().rank == 0:
+        manifest = read_manifest(plan.out, stage) or {}
+        write_manifest(
+            plan.out, stage, manifest.get("params", {}), complete=done == len(ids), files=done
+        )
+    return done
+
+
+def file_sha256(path: str | Path) -> str:
+    """Fingerprint of an input (a checkpoint) for the manifest."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))

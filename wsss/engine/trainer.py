@@ -1,0 +1,525 @@
+"""The one training loop behind train-cam, train-seg and any later trainer.
+
+A trainer describes only what is its own in a `TrainTask` (the model, an objective module
+returning loss terms, the dataset, an optional evaluation); `fit` does the rest the same way
+for all of them: device and AMP, DDP under torchrun, the data loader, the lr schedule,
+progress bar, JSONL metrics, per-epoch checkpoints, exact resume and the final weights.
+
+Files in the output directory:
+```
+last.pt        resumable checkpoint, rewritten atomically after every epoch
+final.pt       the last epoch's weights (what later stages read)
+best.pt        only with periodic evaluation: the best-scoring epoch, labelled as such
+metrics.jsonl  one line per epoch: every loss term averaged, lr, images/s, seconds, eval
+summary.json   the run's outcome;  manifest.json  its parameters and software versions
+```
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.progress import Progress
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from wsss.engine import distributed as dist
+from wsss.engine.checkpoint import check_classes, load_checkpoint, save_checkpoint
+from wsss.engine.device import (
+    amp_policy,
+    memory_format,
+    resolve_device,
+    restore_rng_state,
+    rng_state,
+)
+from wsss.engine.optim import LrSchedule, build_optimizer
+from wsss.errors import WsssError, file_error
+from wsss.io import (
+    append_jsonl,
+    atomic_write_bytes,
+    ensure_dir,
+    environment_versions,
+    write_json,
+    write_manifest,
+)
+from wsss.ui import info, make_progress
+
+LAST, FINAL, BEST = "last.pt", "final.pt", "best.pt"
+METRICS, SUMMARY = "metrics.jsonl", "summary.json"
+# Options a resumed run may change without changing the result.
+RESUMABLE_CHANGES = frozenset(
+    {"out", "device", "workers", "resume", "compile", "eval_every", "eval_split"}
+)
+
+
+@dataclass
+class EvalResult:
+    """One periodic evaluation; `metric` is higher-is-better and picks `best.pt`."""
+
+    name: str
+    metric: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+Evaluate = Callable[[nn.Module, torch.device], "EvalResult | None"]
+
+
+@dataclass
+class TrainTask:
+    """What differs between trainers.
+
+    `objective` holds `model` and maps `(batch, progress)` to a dict of scalar loss terms
+    with the optimised total under "loss" (progress = fraction of training done, for
+    schedules such as the puzzle alpha). Putting the whole loss in one module lets DDP see
+    one forward per step even when the model runs several times (image and tiles).
+    `evaluate(model, device)` runs on every rank with the model in eval mode and returns a
+    result on rank 0 (None elsewhere).
+    """
+
+    kind: str
+    model: nn.Module
+    objective: nn.Module
+    dataset: Dataset
+    param_groups: list[dict[str, Any]]
+    model_config: dict[str, Any]
+    classes: tuple[str, ...]
+    evaluate: Evaluate | None = None
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """The engine's settings; `args` are the user's resolved options, kept in checkpoints."""
+
+    out_dir: Path
+    stage: str
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    nesterov: bool = True
+    schedule: str = "poly"
+    warmup_epochs: float = 0.0
+    seed: int = 0
+    device: str = "auto"
+    workers: int = 0
+    resume: bool = False
+    compile: bool = False
+    eval_every: int = 1
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EpochEnd:
+    """Passed to `on_epoch_end` callbacks on every rank after an epoch's checkpoint."""
+
+    epoch: int
+    model: nn.Module
+    metrics: dict[str, Any]
+
+
+@dataclass
+class FitResult:
+    out_dir: Path
+    final: Path
+    last: Path
+    best: Path | None
+    epochs: int
+    iterations: int
+    seconds: float
+    metrics: dict[str, Any]
+    best_eval: dict[str, Any] | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "final": self.final,
+            "last": self.last,
+            "best": self.best,
+            "epochs": self.epochs,
+            "iterations": self.iterations,
+            "seconds": round(self.seconds, 2),
+            "final_metrics": self.metrics,
+            "best_eval": self.best_eval,
+        }
+
+    def summary_rows(self) -> list[tuple[str, object]]:
+        """Rows of the final summary table the CLI prints."""
+        rows: list[tuple[str, object]] = [
+            ("epochs", self.epochs),
+            ("iterations", self.iterations),
+            ("images/s (last epoch)", f"{self.metrics.get('images_per_s', 0.0):.1f}"),
+            ("training time", f"{self.seconds:.0f} s (this run)"),
+        ]
+        for key, value in self.metrics.items():
+            if key not in (
+                "epoch",
+                "iterations",
+                "images",
+                "images_per_s",
+                "seconds",
+                "eval",
+                "lr",
+            ):
+                rows.append((f"final {key}", f"{value:.4f}" if isinstance(value, float) else value))
+        if "eval" in self.metrics:
+            last = self.metrics["eval"]
+            rows.append((f"final {last['name']}", f"{last['metric']:.2f}"))
+        if self.best_eval is not None:
+            rows.append(
+                (
+                    f"best {self.best_eval['name']} (best.pt)",
+                    f"{self.best_eval['metric']:.2f} at epoch {self.best_eval['epoch']}",
+                )
+            )
+        rows.append(("final weights (last epoch)", self.final))
+        return rows
+
+
+def fit(
+    task: TrainTask,
+    config: LoopConfig,
+    on_epoch_end: Callable[[EpochEnd], None] | None = None,
+) -> FitResult:
+    """Train `task` for `config.epochs` epochs (resuming from `last.pt` with `config.resume`)."""
+    device = resolve_device(config.device, dist.env_info().local_rank)
+    dist.init_distributed(device)
+    return _Trainer(task, config, device, on_epoch_end).run()
+
+
+def jsonable(value: Any) -> Any:
+    """Options as plain JSON values (paths as strings), storable in a weights-only checkpoint."""
+    return json.loads(json.dumps(value, default=str))
+
+
+class _Trainer:
+    def __init__(
+        self,
+        task: TrainTask,
+        config: LoopConfig,
+        device: torch.device,
+        on_epoch_end: Callable[[EpochEnd], None] | None,
+    ) -> None:
+        self.task, self.config, self.device = task, config, device
+        self.on_epoch_end = on_epoch_end
+        self.out = Path(config.out_dir)
+        self.is_main = dist.is_main()
+        self.world = dist.world_size()
+        self.amp = amp_policy(device)
+        self.args = jsonable(config.args)
+        if config.batch_size % self.world:
+            raise WsssError(
+                f"--batch-size {config.batch_size} is the total over processes and must be "
+                f"divisible by the number of processes ({self.world})"
+            )
+        if self.is_main:
+            ensure_dir(self.out)
+        checkpoint = self._checkpoint_to_resume()
+
+        self.fmt = memory_format(device)
+        task.objective.to(device=device, memory_format=self.fmt)
+        if checkpoint is not None:
+            task.model.load_state_dict(checkpoint["model"])
+        self.optimizer = build_optimizer(
+            task.param_groups,
+            config.optimizer,
+            lr=config.lr,
+            weight_decay=config.weight_decay,
+            momentum=config.momentum,
+            nesterov=config.nesterov,
+        )
+        self._build_loader()
+        self.schedule = LrSchedule(
+            self.optimizer,
+            total_steps=config.epochs * self.iterations,
+            kind=config.schedule,
+            warmup_steps=round(config.warmup_epochs * self.iterations),
+        )
+        self.scaler = self.amp.grad_scaler()
+        self.start_epoch = 0
+        self.best: dict[str, Any] | None = None
+        if checkpoint is not None:
+            self.optimizer.load_state_dict(checkpoint["optimizer"])
+            self.schedule.load_state_dict(checkpoint["schedule"])
+            self.scaler.load_state_dict(checkpoint["scaler"])
+            restore_rng_state(checkpoint["rng"])
+            self.start_epoch = int(checkpoint["epoch"])
+            self.best = checkpoint.get("best")
+        self.module = dist.wrap_ddp(task.objective, device)
+        if config.compile:
+            self.module = torch.compile(self.module)
+
+    # -- setup -------------------------------------------------------------------------------
+    def _checkpoint_to_resume(self) -> dict[str, Any] | None:
+        """The checkpoint to continue from; stale files of a run never checkpointed go away."""
+        last = self.out / LAST
+        if not last.is_file():
+            if self.is_main:
+                for name in (METRICS, BEST):
+                    (self.out / name).unlink(missing_ok=True)
+            return None
+        if not self.config.resume:
+            raise file_error(
+                self.out,
+                f"holds a training run ({LAST}); pass --resume to continue it "
+                "or choose another --out",
+            )
+        checkpoint = load_checkpoint(last, self.task.kind)
+        check_classes(last, checkpoint, self.task.classes)
+        saved = checkpoint.get("args", {})
+        changed = sorted(
+            key
+            for key in set(saved) | set(self.args)
+            if key not in RESUMABLE_CHANGES and saved.get(key) != self.args.get(key)
+        )
+        if changed:
+            key = changed[0]
+            raise file_error(
+                last,
+                f"saved with {key}={saved.get(key)!r}, this run has {self.args.get(key)!r} "
+                f"({len(changed)} option(s) differ: {', '.join(changed)}); resume with the "
+                "same options or use another --out",
+            )
+        return checkpoint
+
+    def _build_loader(self) -> None:
+        cfg = self.config
+        per_rank = cfg.batch_size // self.world
+        self.sampler = dist.make_sampler(self.task.dataset, cfg.seed)
+        shard = len(self.sampler)
+        if shard == 0:
+            raise WsssError("the training split is empty")
+        # Full batches only, unless the split is smaller than one batch (tiny runs, tests).
+        drop_last = shard >= per_rank
+        self.loader = DataLoader(
+            dist.EpochDataset(self.task.dataset),
+            batch_size=per_rank,
+            sampler=self.sampler,
+            num_workers=cfg.workers,
+            pin_memory=self.device.type == "cuda",
+            drop_last=drop_last,
+            persistent_workers=cfg.workers > 0,
+            worker_init_fn=dist.seed_worker,
+            # The loader's own generator keeps it off the global RNG, which resume restores.
+            generator=torch.Generator().manual_seed(cfg.seed),
+        )
+        self.iterations = len(self.loader)
+        self.images_per_epoch = self.world * (self.iterations * per_rank if drop_last else shard)
+
+    # -- the loop ----------------------------------------------------------------------------
+    def run(self) -> FitResult:
+        cfg = self.config
+        if self.is_main:
+            write_manifest(self.out, cfg.stage, self.args, status="running", kind=self.task.kind)
+            self._trim_metrics()
+            if self.start_epoch:
+                info(f"resuming {self.out / LAST} after epoch {self.start_epoch}/{cfg.epochs}")
+        started = time.perf_counter()
+        record: dict[str, Any] = {}
+        with make_progress("img") as progress:
+            bar = progress.add_task(
+                cfg.stage,
+                total=cfg.epochs * self.images_per_epoch,
+                completed=self.start_epoch * self.images_per_epoch,
+                status="",
+            )
+            for epoch in range(self.start_epoch, cfg.epochs):
+                record = self._train_epoch(
+                    epoch, lambda n, s: progress.update(bar, advance=n, status=s)
+                )
+                self._end_epoch(epoch, record, progress)
+        if self.start_epoch == cfg.epochs:
+            record = self._last_record()
+        return self._finish(record, time.perf_counter() - started)
+
+    def _train_epoch(self, epoch: int, advance: Callable[[int, str], None]) -> dict[str, Any]:
+        cfg = self.config
+        self.sampler.set_epoch(epoch)
+        self.module.train()
+        sums: dict[str, float] = {}
+        images, lr = 0, self.schedule.lr
+        start = time.perf_counter()
+        for iteration, batch in enumerate(self.loader):
+            progress = self.schedule.step_count / self.schedule.total_steps
+            batch = self._to_device(batch)
+            with self.amp.autocast():
+                terms = self.module(batch, progress)
+            values = _scalars(terms, self.device)
+            if not math.isfinite(values["loss"]):
+                raise WsssError(
+                    f"training diverged: loss is {values['loss']} at epoch {epoch + 1}, "
+                    f"iteration {iteration + 1}/{self.iterations} (lower --lr or check the data; "
+                    f"{self.out / LAST} holds the last good epoch)"
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(terms["loss"]).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            lr = self.schedule.lr
+            self.schedule.step()
+            for key, value in values.items():
+                sums[key] = sums.get(key, 0.0) + value
+            n = len(next(iter(batch.values())))
+            images += n
+            status = f"epoch {epoch + 1}/{cfg.epochs}  " + "  ".join(
+                f"{key} {value:.4f}" for key, value in values.items() if key in ("loss", "alpha")
+            )
+            advance(n * self.world, status)
+        seconds = time.perf_counter() - start
+        keys = sorted(sums)
+        totals = dist.all_reduce_sum(
+            [sums[k] for k in keys] + [self.iterations, images], self.device
+        )
+        count, images = totals[-2], int(totals[-1])
+        record = {"epoch": epoch + 1, "iterations": self.iterations}
+        record.update(
+            {key: total / count for key, total in zip(keys, totals[: len(keys)], strict=True)}
+        )
+        record.update(
+            {
+                "lr": lr,
+                "images": images,
+                "images_per_s": images / seconds,
+                "seconds": round(seconds, 3),
+            }
+        )
+        return record
+
+    def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        moved = {}
+        for key, value in batch.items():
+            value = value.to(self.device, non_blocking=True)
+            if value.dim() == 4 and value.is_floating_point():
+                value = value.contiguous(memory_format=self.fmt)
+            moved[key] = value
+        return moved
+
+    def _end_epoch(self, epoch: int, record: dict[str, Any], progress: Progress) -> None:
+        cfg = self.config
+        done = epoch + 1
+        dist.sync_buffers(self.task.model)
+        due = self.task.evaluate is not None and (done % cfg.eval_every == 0 or done == cfg.epochs)
+        if due:
+            # rich allows one live display at a time: the evaluation may show its own bar.
+            progress.stop()
+            try:
+                result = self._evaluate()
+            finally:
+                if done < cfg.epochs:
+                    progress.start()
+            if result is not None:
+                record["eval"] = {"name": result.name, "metric": result.metric, **result.details}
+                info(f"epoch {done}: {result.name} {result.metric:.2f}")
+                if self.best is None or result.metric > self.best["metric"]:
+                    self.best = {"epoch": done, "name": result.name, "metric": result.metric}
+                    if self.is_main:
+                        self._save(BEST, done, best=self.best)
+        if self.is_main:
+            # Metrics first: a kill in between leaves a line that resume trims, never a gap.
+            append_jsonl(self.out / METRICS, record)
+            self._save(LAST, done, resumable=True)
+        dist.barrier()
+        if self.on_epoch_end is not None:
+            self.on_epoch_end(EpochEnd(epoch=done, model=self.task.model, metrics=record))
+
+    def _evaluate(self) -> EvalResult | None:
+        assert self.task.evaluate is not None
+        model = self.task.model
+        model.eval()
+        try:
+            with torch.no_grad():
+                return self.task.evaluate(model, self.device)
+        finally:
+            model.train()
+            dist.barrier()
+
+    # -- files -------------------------------------------------------------------------------
+    def _save(self, name: str, epoch: int, resumable: bool = False, **extra: Any) -> Path:
+        content: dict[str, Any] = {
+            "model_config": self.task.model_config,
+            "classes": list(self.task.classes),
+            "model": self.task.model.state_dict(),
+            "epoch": epoch,
+            "args": self.args,
+            # str(): torch.__version__ is a TorchVersion, which weights-only loading refuses.
+            "versions": {key: str(value) for key, value in environment_versions().items()},
+            **extra,
+        }
+        if resumable:
+            content.update(
+                optimizer=self.optimizer.state_dict(),
+                schedule=self.schedule.state_dict(),
+                schedule_step=self.schedule.step_count,
+                scaler=self.scaler.state_dict(),
+                rng=rng_state(),
+                best=self.best,
+            )
+        return save_checkpoint(self.out / name, self.task.kind, **content)
+
+    def _trim_metrics(self) -> None:
+        """Keep the lines of epochs the checkpoint holds (a kill may have left one more)."""
+        path = self.out / METRICS
+        if not path.is_file():
+            return
+        kept = [
+            line for line in path.read_text().splitlines() if _line_epoch(line) <= self.start_epoch
+        ]
+        atomic_write_bytes(path, "".join(line + "\n" for line in kept).encode())
+
+    def _last_record(self) -> dict[str, Any]:
+        path = self.out / METRICS
+        lines = path.read_text().splitlines() if path.is_file() else []
+        return json.loads(lines[-1]) if lines else {}
+
+    def _finish(self, record: dict[str, Any], seconds: float) -> FitResult:
+        cfg = self.config
+        final = self.out / FINAL
+        best = self.out / BEST if self.best is not None else None
+        result = FitResult(
+            out_dir=self.out,
+            final=final,
+            last=self.out / LAST,
+            best=best,
+            epochs=cfg.epochs,
+            iterations=cfg.epochs * self.iterations,
+            seconds=seconds,
+            metrics=record,
+            best_eval=self.best,
+        )
+        if self.is_main:
+            if self.start_epoch < cfg.epochs or not final.is_file():
+                self._save(FINAL, cfg.epochs)
+            write_json(self.out / SUMMARY, result.to_json())
+            write_manifest(
+                self.out,
+                cfg.stage,
+                self.args,
+                status="complete",
+                kind=self.task.kind,
+                result=result.to_json(),
+            )
+        dist.barrier()
+        return result
+
+
+def _scalars(terms: dict[str, Any], device: torch.device) -> dict[str, float]:
+    """Loss terms as floats with one device sync (needed anyway for the NaN check and logs)."""
+    if "loss" not in terms:
+        raise KeyError("the training objective must return a 'loss' term")
+    keys = list(terms)
+    values = [torch.as_tensor(terms[k], device=device).detach().float().reshape(()) for k in keys]
+    return dict(zip(keys, torch.stack(values).tolist(), strict=True))
+
+
+def _line_epoch(line: str) -> int:
+    try:
+        return int(json.loads(line)["epoch"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        return 1 << 30  # a torn or foreign line: dropped

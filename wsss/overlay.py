@@ -1,0 +1,73 @@
+"""Pictures for a quick look: CAM heatmaps over their image, and the threshold curve.
+
+matplotlib draws through a bare `Figure` (Agg, no display, no pyplot state); its colour maps
+colour the CAMs.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from wsss.io import atomic_write_bytes
+
+HEATMAP_WEIGHT = 0.5
+LABEL_HEIGHT = 12
+
+
+def heatmap(cam: np.ndarray) -> np.ndarray:
+    """A CAM in [0, 1] (H x W) as a jet-coloured uint8 RGB image."""
+    from matplotlib import colormaps
+
+    colours = colormaps["jet"](np.clip(cam, 0.0, 1.0))[..., :3]
+    return (colours * 255).round().astype(np.uint8)
+
+
+def cam_overlay(image: np.ndarray, cams: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    """A strip: the image, then the image blended with each class's heatmap, with captions."""
+    panels = [image] + [
+        (image * (1 - HEATMAP_WEIGHT) + heatmap(cam) * HEATMAP_WEIGHT).round().astype(np.uint8)
+        for cam in cams
+    ]
+    strip = Image.fromarray(np.concatenate(panels, axis=1))
+    canvas = Image.new("RGB", (strip.width, strip.height + LABEL_HEIGHT), (0, 0, 0))
+    canvas.paste(strip, (0, LABEL_HEIGHT))
+    draw = ImageDraw.Draw(canvas)
+    width = image.shape[1]
+    for i, name in enumerate(["image", *names]):
+        draw.text((i * width + 2, 0), name, fill=(255, 255, 255))
+    return np.asarray(canvas)
+
+
+def save_png(path: str | Path, pixels: np.ndarray) -> Path:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def plot_curve(
+    path: str | Path, curve: Sequence[tuple[float, float]], best: tuple[float, float], title: str
+) -> Path:
+    """The threshold-mIoU curve with its best point marked, as a PNG."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(5, 3.5), dpi=100)  # no pyplot: no global state, no display
+    axes = figure.subplots()
+    thresholds, mious = zip(*curve, strict=True)
+    axes.plot(thresholds, mious, marker="o", markersize=3)
+    axes.plot([best[0]], [best[1]], marker="*", markersize=12, color="tab:red")
+    axes.annotate(
+        f"{best[1]:.2f} @ {best[0]:.2f}", best, textcoords="offset points", xytext=(6, -12)
+    )
+    axes.set_xlabel("background threshold")
+    axes.set_ylabel("mIoU %")
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return atomic_write_bytes(path, buffer.getvalue())

@@ -1,0 +1,193 @@
+"""`wsss pipeline ablation`: the Puzzle-CAM loss terms, each switched on alone, same everything.
+
+Every variant is trained with identical data, recipe and seed, then measured three ways:
+CAM mIoU at the best background threshold (train), classification mAP (val), and how the
+normalised CAM of each object spreads over it — its mean inside the small discriminative
+part vs over the rest of the body (the demo generator writes the part masks). A plain CAM
+concentrates on the part; the puzzle module is meant to spread it over the body.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wsss.camfile import load_cam_file
+from wsss.data.palette import read_label_png
+from wsss.data.voc import VocDataset
+from wsss.io import ensure_dir, read_json, safe_child, write_json
+from wsss.ui import print_table
+
+# name -> train-cam options on top of the recipe (pieces, alpha, p-cls switch)
+VARIANTS: dict[str, dict[str, Any]] = {
+    "baseline (L_cls)": {"pieces": 1, "alpha": 0.0, "use_pcl": False},
+    "L_cls + L_p-cls": {"pieces": 4, "alpha": 0.0, "use_pcl": True},
+    "L_cls + L_re": {"pieces": 4, "use_pcl": False},
+    "Puzzle-CAM (all)": {"pieces": 4, "use_pcl": True},
+}
+SHORT_NAMES = dict(zip(("baseline", "pcl", "re", "full"), VARIANTS, strict=True))
+PART_DIR = "PartMasks"
+
+
+def pick_variants(short: list[str] | None) -> tuple[str, ...]:
+    """Variant names from their short forms (all when none given)."""
+    if not short:
+        return tuple(VARIANTS)
+    unknown = [name for name in short if name not in SHORT_NAMES]
+    if unknown:
+        from wsss.errors import WsssError
+
+        raise WsssError(f"--variant must be one of {'|'.join(SHORT_NAMES)}, got '{unknown[0]}'")
+    return tuple(SHORT_NAMES[name] for name in short)
+
+
+@dataclass
+class AblationConfig:
+    out: Path
+    recipe_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. {"re_level": "cam"}
+    variants: tuple[str, ...] = tuple(VARIANTS)
+    device: str = "auto"
+    workers: int | None = None
+    scales: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0)
+
+
+@dataclass
+class AblationResult:
+    rows: list[dict[str, Any]]
+    json_path: Path
+
+
+def run(config: AblationConfig) -> AblationResult:
+    from wsss.stages.eval_cam import EvalCamConfig
+    from wsss.stages.eval_cam import run as eval_cam
+    from wsss.stages.make_cam import MakeCamConfig
+    from wsss.stages.make_cam import run as make_cam
+    from wsss.stages.pipeline import DEMO, ensure_demo_data, train_classifier
+
+    out = ensure_dir(config.out)
+    data = ensure_demo_data(out / "data", DEMO.demo or {})
+    voc = VocDataset.open(data)
+    rows = []
+    for name in config.variants:
+        slug = _slug(name)
+        options = {**DEMO.train_cam, **config.recipe_overrides, **VARIANTS[name]}
+        checkpoint = train_classifier(data, out / slug / "cam_model", DEMO.cam_split, options,
+                                      config.device, config.workers)  # fmt: skip
+        cams = out / slug / "cams"
+        make_cam(MakeCamConfig(checkpoint=checkpoint, data=data, split=DEMO.cam_split, out=cams,
+                               scales=config.scales, device=config.device))  # fmt: skip
+        sweep = eval_cam(EvalCamConfig(cams=cams, gt=data, split=DEMO.cam_eval_split)).sweep
+        inside, outside = part_body_means(voc, cams, voc.split_ids(DEMO.cam_eval_split))
+        rows.append(
+            {
+                "variant": name,
+                "options": VARIANTS[name],
+                "cam_miou": sweep.best_miou,
+                "best_threshold": sweep.best_threshold,
+                "val_map": classification_map(checkpoint, voc, voc.split_ids("val"), config.device),
+                "cam_in_part": inside,
+                "cam_in_body_outside_part": outside,
+            }
+        )
+    summary = {"recipe": {**DEMO.train_cam, **config.recipe_overrides}, "rows": rows}
+    json_path = write_json(out / "ablation.json", summary)
+    print_table(_table(rows))
+    return AblationResult(rows=rows, json_path=json_path)
+
+
+def part_body_means(voc: VocDataset, cam_dir: Path, ids: list[str]) -> tuple[float, float]:
+    """Mean normalised CAM of each object's class inside its part vs over the rest of its body."""
+    sums = np.zeros(2)
+    counts = np.zeros(2)
+    for image_id in ids:
+        record = load_cam_file(_cam_path(cam_dir, image_id), voc.num_classes)
+        gt = voc.load_mask(image_id)
+        part = read_label_png(safe_child(voc.root / PART_DIR, image_id, ".png"))
+        for k, key in enumerate(record.keys[1:]):
+            in_part = part == key
+            in_body = (gt == key) & ~in_part
+            cam = record.hr_cam[k]
+            sums += (cam[in_part].sum(), cam[in_body].sum())
+            counts += (in_part.sum(), in_body.sum())
+    means = sums / np.maximum(counts, 1)
+    return float(means[0]), float(means[1])
+
+
+def classification_map(checkpoint: Path, voc: VocDataset, ids: list[str], device: str) -> float:
+    """Mean average precision (percent) of the classifier's GAP logits, single scale."""
+    import torch
+
+    from wsss.cam import Predictor, image_loader, load_model
+    from wsss.engine.device import resolve_device
+    from wsss.metrics import average_precision
+    from wsss.models.classifier import CamClassifier
+
+    torch_device = resolve_device(device)
+    model, _ = load_model(checkpoint, "cam_classifier", voc.classes, CamClassifier.from_config)
+    predictor = Predictor.prepare(model, torch_device)
+    scores = np.zeros((len(ids), voc.num_classes), dtype=np.float32)
+    with torch.inference_mode():
+        for batch in image_loader(voc, ids, 16, 0, torch_device):
+            logits = CamClassifier.logits(predictor(predictor.to_device(batch["image"])))
+            scores[batch["index"]] = logits.float().cpu().numpy()
+    targets = np.stack([voc.image_labels(i) for i in ids])
+    return float(np.nanmean(average_precision(scores, targets)))
+
+
+def _cam_path(cam_dir: Path, image_id: str) -> Path:
+    from wsss.camfile import SUFFIXES
+
+    for suffix in SUFFIXES:
+        path = safe_child(cam_dir, image_id, suffix)
+        if path.is_file():
+            return path
+    return safe_child(cam_dir, image_id, SUFFIXES[0])
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_").replace("__", "_")
+
+
+def _table(rows: list[dict[str, Any]]):
+    from rich.table import Table
+
+    table = Table(title="Puzzle-CAM ablation on the demo data")
+    for column in ("variant", "CAM mIoU % (train)", "threshold", "val mAP %",
+                   "CAM in part", "CAM in rest of body"):  # fmt: skip
+        table.add_column(column, justify="left" if column == "variant" else "right")
+    for row in rows:
+        table.add_row(
+            row["variant"],
+            f"{row['cam_miou']:.2f}",
+            f"{row['best_threshold']:.2f}",
+            f"{row['val_map']:.2f}",
+            f"{row['cam_in_part']:.3f}",
+            f"{row['cam_in_body_outside_part']:.3f}",
+        )
+    return table
+
+
+def markdown_table(json_path: Path) -> str:
+    """The ablation as a Markdown table, for README and BENCHMARKS.md."""
+    rows = read_json(json_path)["rows"]
+    lines = [
+        "| variant | CAM mIoU % (train) | threshold | val mAP % | CAM in part "
+        "| CAM in rest of body |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['variant']} | {row['cam_miou']:.2f} | {row['best_threshold']:.2f} | "
+            f"{row['val_map']:.2f} | {row['cam_in_part']:.3f} | "
+            f"{row['cam_in_body_outside_part']:.3f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def summary_rows(result: AblationResult) -> list[tuple[str, object]]:
+    return [(row["variant"], f"{row['cam_miou']:.2f}") for row in result.rows] + [
+        ("results", result.json_path)
+    ]

@@ -1,0 +1,116 @@
+"""`wsss eval-cam`: the background-threshold sweep of a CAM folder against ground truth.
+
+Each CAM file is read once and updates every threshold (see `wsss.cam_eval`). The result
+JSON (default `<cams>/eval_cam.json`) is also the record `make-pseudo` reads its default
+threshold from, so a copy always lands in the CAM folder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wsss.cam_eval import DEFAULT_THRESHOLDS, SweepResult, ThresholdSweep, check_thresholds
+from wsss.camfile import SUFFIXES, load_cam_file
+from wsss.data.voc import read_id_list
+from wsss.errors import WsssError, file_error
+from wsss.io import read_manifest, safe_child, write_json
+from wsss.overlay import plot_curve
+from wsss.stages.evaluate import GroundTruth
+from wsss.ui import track
+
+STAGE = "eval-cam"
+RECORD_NAME = "eval_cam.json"
+
+
+@dataclass(frozen=True)
+class EvalCamConfig:
+    cams: Path
+    gt: Path
+    split: str | None = None
+    json_path: Path | None = None
+    thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS
+    class_list: Path | None = None
+    plot: bool = True
+
+
+@dataclass
+class EvalCamResult:
+    sweep: SweepResult
+    json_path: Path
+    plot_path: Path | None
+
+
+def run(config: EvalCamConfig) -> EvalCamResult:
+    cam_dir = Path(config.cams)
+    if not cam_dir.is_dir():
+        raise file_error(cam_dir, "CAM directory not found")
+    thresholds = check_thresholds(config.thresholds)
+    manifest = read_manifest(cam_dir, "make-cam") or {}  # absent for files of other tools
+    made_with = manifest.get("params", {})
+    gt = GroundTruth(Path(config.gt), config.class_list)
+    if gt.dataset is None and config.class_list is None and made_with.get("classes"):
+        gt.classes = tuple(made_with["classes"])
+    split = config.split or made_with.get("split")
+    ids = _image_ids(gt, cam_dir, split)
+    sweep = ThresholdSweep(gt.classes, thresholds)
+    for image_id in track(ids, len(ids), STAGE):
+        path = _cam_path(cam_dir, image_id)
+        target = gt.mask(image_id)
+        record = load_cam_file(path, len(gt.classes), target.shape)
+        sweep.update(record.hr_cam, record.labels, target, name=str(path))
+    result = sweep.result()
+    result.extra = {"thresholds": list(thresholds), "cams": str(cam_dir), "split": split}
+    json_path = Path(config.json_path) if config.json_path else cam_dir / RECORD_NAME
+    summary = result.to_json()
+    write_json(json_path, summary)
+    if json_path.resolve() != (cam_dir / RECORD_NAME).resolve():
+        write_json(cam_dir / RECORD_NAME, summary)
+    plot_path = None
+    if config.plot:
+        best = (result.best_threshold, result.best_miou)
+        title = f"CAM mIoU vs background threshold ({result.best.images} images)"
+        plot_path = plot_curve(json_path.with_suffix(".png"), result.curve, best, title)
+    return EvalCamResult(sweep=result, json_path=json_path, plot_path=plot_path)
+
+
+def _image_ids(gt: GroundTruth, cam_dir: Path, split: str | None) -> list[str]:
+    """The split's ids when known, else every CAM file in the folder."""
+    if split is not None:
+        if gt.dataset is not None:
+            return gt.dataset.split_ids(split)
+        if Path(split).is_file():
+            return read_id_list(split)
+        raise WsssError(f"--split {split}: needs --gt to be a dataset root, or a list file path")
+    if gt.dataset is not None:
+        raise WsssError(
+            f"{cam_dir}: no make-cam manifest naming the split; pass --split to choose the images"
+        )
+    ids = sorted({p.stem for suffix in SUFFIXES.values() for p in cam_dir.glob(f"*{suffix}")})
+    if not ids:
+        raise file_error(cam_dir, "no CAM files (.npy / .npz) found")
+    return ids
+
+
+def _cam_path(cam_dir: Path, image_id: str) -> Path:
+    for suffix in SUFFIXES.values():
+        path = safe_child(cam_dir, image_id, suffix)
+        if path.is_file():
+            return path
+    raise file_error(
+        safe_child(cam_dir, image_id, SUFFIXES["npy"]),
+        f"CAM file of list entry '{image_id}' not found",
+    )
+
+
+def summary_rows(result: EvalCamResult) -> list[tuple[str, Any]]:
+    sweep = result.sweep
+    return [
+        ("images", sweep.best.images),
+        ("thresholds tried", len(sweep.thresholds)),
+        ("best threshold", f"{sweep.best_threshold:.2f}"),
+        ("best mIoU %", f"{sweep.best_miou:.2f}"),
+        ("JSON", result.json_path),
+        ("plot", result.plot_path or "-"),
+    ]

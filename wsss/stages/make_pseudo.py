@@ -1,0 +1,410 @@
+"""`wsss make-pseudo`: CAMs -> pseudo label PNGs (threshold, dense CRF, confident regions).
+
+One palette PNG per image (VOC colour map, 0..C, 255 = ignore), written atomically, so a
+resumed run skips finished files. The CRF runs in a pool of worker processes, each loading
+its own image and CAM file and writing its own output; the parent only hands out image ids
+and collects a few numbers per image (and, when the split has ground truth, a small
+confusion matrix, summed here into the pseudo labels' mIoU). Under torchrun each process
+takes its own shard of the split and the scores are summed over processes at the end.
+
+The background threshold defaults to the best one `wsss eval-cam` recorded for these CAMs
+(`<cams>/eval_cam.json`), else `DEFAULT_THRESHOLD`; the manifest says which.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from wsss.camfile import SUFFIXES, CamRecord, load_cam_file
+from wsss.crf import CrfParams, densecrf_module
+from wsss.data.classes import class_names_with_background
+from wsss.data.palette import IGNORE, read_label_png, save_label_png
+from wsss.data.voc import VocDataset
+from wsss.errors import WsssError, check_range, file_error
+from wsss.io import read_json, safe_child, write_json
+from wsss.metrics import ConfusionMatrix, SegmentationScores
+from wsss.pseudo import DEFAULT_THRESHOLD, PseudoParams, pseudo_label
+from wsss.resume import output_path, shard, shard_info
+from wsss.ui import make_progress
+
+STAGE = "make-pseudo"
+LABEL_SUFFIX = ".png"
+EVAL_NAME = "eval.json"
+EVAL_CAM_RECORD = "eval_cam.json"  # written by `wsss eval-cam` into the CAM folder
+# Resuming into a folder made with other values of these would mix two kinds of labels.
+SIGNATURE = ("cams", "split", "mode", "threshold", "fg_threshold", "bg_threshold", "bg_power",
+             "crf", "classes")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class MakePseudoConfig:
+    cams: Path
+    data: Path
+    split: str
+    out: Path
+    threshold: float | None = None  # None: eval-cam's best, else DEFAULT_THRESHOLD
+    crf: CrfParams | None = CrfParams()
+    bg_power: float | None = None
+    confident: tuple[float, float] | None = None  # (fg, bg) thresholds: confident mode
+    workers: int | None = None  # None: every core this process may use
+    gt: bool | None = None  # None: score when every image of the split has ground truth
+    class_list: Path | None = None
+
+
+@dataclass
+class MakePseudoResult:
+    out: Path
+    total: int
+    written: int
+    skipped: int
+    seconds: float
+    files: int
+    workers: int
+    threshold: float | None
+    threshold_source: str
+    peak_rss_mb: float  # this process
+    worker_peak_rss_mb: float  # the largest worker (this process when --workers 1)
+    pixels: int = 0
+    ignored_pixels: int = 0
+    scores: SegmentationScores | None = None
+    eval_path: Path | None = None
+
+    @property
+    def images_per_second(self) -> float:
+        return self.written / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def ignored_fraction(self) -> float:
+        """Share of 255 pixels in the labels this run made or scored."""
+        return self.ignored_pixels / self.pixels if self.pixels else 0.0
+
+    def summary_rows(self) -> list[tuple[str, object]]:
+        threshold = "-" if self.threshold is None else f"{self.threshold:.2f}"
+        rows: list[tuple[str, object]] = [
+            ("images in split", self.total),
+            ("written now", self.written),
+            ("finished before (skipped)", self.skipped),
+            ("label files present", self.files),
+            ("background threshold", f"{threshold} ({self.threshold_source})"),
+            ("workers", self.workers),
+            ("time", f"{self.seconds:.1f} s"),
+            ("images/s", f"{self.images_per_second:.2f}"),
+            ("peak memory", f"{self.peak_rss_mb:.0f} MB, workers {self.worker_peak_rss_mb:.0f} MB"),
+        ]
+        if self.ignored_pixels:
+            rows.append(("ignored (255) pixels", f"{100 * self.ignored_fraction:.1f} %"))
+        if self.scores is not None:
+            rows.append(("pseudo-label mIoU %", f"{self.scores.miou:.2f}"))
+            rows.append(("scores", self.eval_path))
+        rows.append(("output", self.out))
+        return rows
+
+
+def run(config: MakePseudoConfig) -> MakePseudoResult:
+    # wsss.cam imports torch. Imported here, not at the top: the worker processes import this
+    # module (and re-import the caller's main module, which may import it), and must stay
+    # light; they never need torch.
+    from wsss.cam import finish_outputs, plan_outputs
+
+    cams = Path(config.cams)
+    if not cams.is_dir():
+        raise file_error(cams, "CAM directory not found")
+    if config.workers is not None and config.workers < 1:
+        raise WsssError(f"--workers must be at least 1, got {config.workers}")
+    voc = VocDataset.open(config.data, config.class_list)
+    ids = voc.split_ids(config.split)
+    params, source = _pseudo_params(config, cams)
+    if params.crf is not None:
+        densecrf_module()  # a missing pydensecrf fails now, not in every worker
+    manifest_params = {
+        "cams": str(cams.resolve()),
+        "data": str(config.data),
+        "split": config.split,
+        **params.to_json(),
+        "threshold_source": source,
+        "classes": list(voc.classes),
+    }
+    plan = plan_outputs(config.out, ids, LABEL_SUFFIX, STAGE, manifest_params, SIGNATURE)
+    mine = shard(ids)
+    evaluate = _should_evaluate(voc, mine, config.gt)
+    voc.check_image_ids(plan.todo)
+    for image_id in plan.todo:
+        cam_file_path(cams, image_id)  # the first missing CAM file fails before any work
+    todo = set(plan.todo)
+    # Finished labels are re-read only to be scored, so the mIoU always covers the split.
+    tasks = plan.todo + ([i for i in mine if i not in todo] if evaluate else [])
+    job = PseudoJob(voc.root, cams, plan.out, params, evaluate, config.class_list)
+    workers = min(config.workers or default_workers(), max(1, len(tasks)))
+
+    names = class_names_with_background(voc.classes)
+    tally = _Tally(ConfusionMatrix(len(names), names))
+    start = time.perf_counter()
+    with make_progress() as progress:
+        bar = progress.add_task(STAGE, total=len(tasks), status=f"{plan.skipped} done before")
+        for image in label_images(job, tasks, workers):
+            tally.add(image)
+            progress.advance(bar)
+    seconds = time.perf_counter() - start
+    if shard_info().world_size > 1:
+        tally.sum_over_processes()
+
+    result = MakePseudoResult(
+        out=plan.out,
+        total=len(ids),
+        written=len(plan.todo),
+        skipped=plan.skipped,
+        seconds=seconds,
+        files=finish_outputs(plan, ids, LABEL_SUFFIX, STAGE),
+        workers=workers,
+        threshold=None if params.confident else params.threshold,
+        threshold_source=source,
+        peak_rss_mb=peak_rss_mb(),
+        worker_peak_rss_mb=tally.worker_rss_mb,
+        pixels=tally.pixels,
+        ignored_pixels=tally.ignored,
+    )
+    if evaluate and tally.matrix.images:
+        result.scores = tally.matrix.compute()
+        if params.confident:
+            result.scores.extra["ignored_fraction"] = result.ignored_fraction
+        result.eval_path = plan.out / EVAL_NAME
+        if shard_info().rank == 0:
+            write_json(result.eval_path, result.scores.to_json())
+    return result
+
+
+@dataclass
+class _Tally:
+    """What the parent keeps of the workers' results: sums, never label maps."""
+
+    matrix: ConfusionMatrix
+    pixels: int = 0
+    ignored: int = 0
+    worker_rss_mb: float = 0.0
+
+    def add(self, image: ImageResult) -> None:
+        if image.matrix is not None:
+            self.matrix.merge(image.matrix)
+        self.pixels += image.pixels
+        self.ignored += image.ignored
+        self.worker_rss_mb = max(self.worker_rss_mb, image.peak_rss_mb)
+
+    def sum_over_processes(self) -> None:
+        """Under torchrun: wait for every shard, then sum over processes (gloo, CPU only)."""
+        import torch
+
+        from wsss.engine import distributed
+
+        cpu = torch.device("cpu")
+        created = distributed.init_distributed(cpu)
+        try:
+            self.matrix.reduce_from_all_processes()
+            pixels, ignored = distributed.all_reduce_sum([self.pixels, self.ignored], cpu)
+            self.pixels, self.ignored = int(pixels), int(ignored)
+            distributed.barrier()
+        finally:
+            if created:
+                distributed.cleanup()
+
+
+def label_images(job: PseudoJob, ids: list[str], workers: int) -> Iterator[ImageResult]:
+    """Label `ids` in `workers` processes (in this process when 1), yielding as they finish."""
+    if workers <= 1:
+        labeler = ImageLabeler(job)
+        for image_id in ids:
+            yield labeler(image_id)
+        return
+    # forkserver/spawn, never fork: the parent may hold torch or rich threads.
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context(method),
+        initializer=init_worker,
+        initargs=(job,),
+    )
+    try:
+        futures = [pool.submit(label_in_worker, image_id) for image_id in ids]
+        for future in as_completed(futures):
+            yield future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+# -- one image, files in and file out (runs in the worker processes) ----------------------
+
+
+@dataclass(frozen=True)
+class PseudoJob:
+    """Everything a worker needs, sent once: paths and parameters, never arrays."""
+
+    data: Path
+    cams: Path
+    out: Path
+    params: PseudoParams
+    evaluate: bool = False
+    class_list: Path | None = None
+
+
+@dataclass
+class ImageResult:
+    """What a worker sends back for one image: a few numbers and, with ground truth, a
+    (C+1) x (C+1) confusion matrix."""
+
+    image_id: str
+    pixels: int
+    ignored: int
+    matrix: ConfusionMatrix | None
+    peak_rss_mb: float
+
+
+class ImageLabeler:
+    """Makes (or, when it exists, re-reads for scoring) one image's pseudo label file."""
+
+    def __init__(self, job: PseudoJob) -> None:
+        self.job = job
+        self.voc = VocDataset.open(job.data, job.class_list)
+        self.names = class_names_with_background(self.voc.classes)
+
+    def __call__(self, image_id: str) -> ImageResult:
+        target = output_path(self.job.out, image_id, LABEL_SUFFIX)
+        labels = read_label_png(target) if target.is_file() else self._make(image_id, target)
+        matrix = None
+        if self.job.evaluate:
+            matrix = ConfusionMatrix(len(self.names), self.names)
+            gt = self.voc.load_mask(image_id, (labels.shape[1], labels.shape[0]))
+            matrix.update(gt, labels, name=str(target), ignore_pred=True)
+        return ImageResult(
+            image_id=image_id,
+            pixels=int(labels.size),
+            ignored=int(np.count_nonzero(labels == IGNORE)),
+            matrix=matrix,
+            peak_rss_mb=peak_rss_mb(),
+        )
+
+    def _make(self, image_id: str, target: Path) -> np.ndarray:
+        image = np.asarray(self.voc.load_image(image_id))
+        path = cam_file_path(self.job.cams, image_id)
+        cam = load_cam_file(path, self.voc.num_classes, image.shape[:2])
+        self._check_classes(cam, image_id, path)
+        labels = pseudo_label(image, cam, self.job.params)
+        save_label_png(target, labels)
+        return labels
+
+    def _check_classes(self, cam: CamRecord, image_id: str, path: Path) -> None:
+        """CAMs of classes the image is not labelled with come from another dataset."""
+        try:
+            labelled = {c + 1 for c in self.voc.image_classes(image_id)}
+        except WsssError:
+            return  # no image-level labels to compare with (e.g. an unannotated image)
+        extra = [int(k) for k in cam.labels if int(k) not in labelled]
+        if extra:
+            names = ", ".join(self.voc.classes[k - 1] for k in extra)
+            raise file_error(
+                path,
+                f"holds CAMs of {names}, which image '{image_id}' is not labelled with "
+                "(CAMs made for another dataset or class list?)",
+            )
+
+
+def cam_file_path(cams: Path, image_id: str) -> Path:
+    """`<id>.npy` or `<id>.npz` in the CAM folder."""
+    for suffix in SUFFIXES.values():
+        path = safe_child(cams, image_id, suffix)
+        if path.is_file():
+            return path
+    raise file_error(safe_child(cams, image_id, SUFFIXES["npy"]), "CAM file not found")
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return 0.0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
+
+
+_labeler: ImageLabeler | None = None
+
+
+def init_worker(job: PseudoJob) -> None:
+    """Pool initializer: one thread per worker (the pool is the parallelism), Ctrl-C left to
+    the parent (which cancels the queue), exit with the parent, and the dataset opened once."""
+    global _labeler
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[name] = "1"
+    if "torch" in sys.modules:  # only if something imported it; workers never need it
+        sys.modules["torch"].set_num_threads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _exit_with_parent()
+    _labeler = ImageLabeler(job)
+
+
+def _exit_with_parent() -> None:
+    """A killed parent (kill -9) would leave the pool's workers waiting on its queue forever."""
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        watcher = threading.Thread(target=lambda: (parent.join(), os._exit(1)), daemon=True)
+        watcher.start()
+
+
+def label_in_worker(image_id: str) -> ImageResult:
+    if _labeler is None:
+        raise RuntimeError("init_worker was not called in this process")
+    return _labeler(image_id)
+
+
+def default_workers() -> int:
+    """Every core this process may use, shared among the torchrun processes of a machine."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    per_machine = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return max(1, (cores or 1) // max(1, per_machine))
+
+
+def resolve_threshold(cams: Path, threshold: float | None) -> tuple[float, str]:
+    """The threshold and where it came from: the option, eval-cam's record, or the default."""
+    if threshold is not None:
+        return check_range("--threshold", threshold, 0.0, 1.0), "--threshold"
+    record = cams / EVAL_CAM_RECORD
+    if not record.is_file():
+        return DEFAULT_THRESHOLD, f"default; no {EVAL_CAM_RECORD} in the CAM folder"
+    content = read_json(record)
+    best = content.get("best_threshold") if isinstance(content, dict) else None
+    if isinstance(best, bool) or not isinstance(best, int | float) or not 0.0 <= best <= 1.0:
+        raise file_error(record, f"'best_threshold' must be a number in [0, 1], got {best!r}")
+    return float(best), f"best of {record}"
+
+
+def _pseudo_params(config: MakePseudoConfig, cams: Path) -> tuple[PseudoParams, str]:
+    if config.confident is None:
+        threshold, source = resolve_threshold(cams, config.threshold)
+        return PseudoParams(threshold, config.crf, config.bg_power), source
+    if config.threshold is not None:
+        raise WsssError(
+            "--threshold does not apply in confident mode; set --fg-threshold / --bg-threshold"
+        )
+    params = PseudoParams(crf=config.crf, bg_power=config.bg_power, confident=config.confident)
+    return params, "--fg-threshold / --bg-threshold"
+
+
+def _should_evaluate(voc: VocDataset, ids: list[str], gt: bool | None) -> bool:
+    if gt is False:
+        return False
+    missing = next((i for i in ids if not voc.has_mask(i)), None)
+    if missing is None:
+        return True
+    if gt:
+        raise file_error(voc.mask_path(missing), "ground truth not found (--no-gt skips scoring)")
+    return False
