@@ -275,7 +275,8 @@ def _make_pseudo(config: PipelineConfig, data: Path, cams: Path, out: Path) -> d
             data=data,
             split=config.recipe.cam_split,
             out=out,
-            workers=config.workers,
+            # loader "0 workers" (in-process) is one CRF worker
+            workers=None if config.workers is None else max(1, config.workers),
             **config.recipe.make_pseudo,
         )
     )

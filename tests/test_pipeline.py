@@ -1,0 +1,62 @@
+"""End to end: every stage of `wsss pipeline demo` on a tiny demo dataset, then a resume."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers_tinyvoc import one_torch_thread
+from wsss.camfile import load_cam_file
+from wsss.data.palette import read_label_png
+from wsss.data.voc import VocDataset
+from wsss.stages.pipeline import DEMO, PipelineConfig, run
+
+TINY = replace(
+    DEMO,
+    demo={"n_train": 12, "n_val": 6, "size": 64, "seed": 3},
+    train_cam={**DEMO.train_cam, "epochs": 1, "batch_size": 4, "crop": 64, "warmup_epochs": 0},
+    make_cam={"scales": (1.0, 0.5), "flip": True, "overlays": 2},
+    train_seg={**DEMO.train_seg, "epochs": 1, "batch_size": 4, "crop": 64, "warmup_epochs": 0,
+               "scale_range": (48, 80)},
+    predict={"scales": (1.0,), "flip": True},
+)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_every_stage_runs_and_writes_valid_outputs(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    with one_torch_thread():
+        result = run(PipelineConfig(out=out, recipe=TINY, device="cpu", workers=0))
+    voc = VocDataset.open(out / "data")
+    train_ids, val_ids = voc.split_ids("train"), voc.split_ids("val")
+
+    # CAM files: one per train image, keys = background + the image's classes, max <= 1
+    for image_id in train_ids:
+        record = load_cam_file(out / "cams" / f"{image_id}.npy", voc.num_classes)
+        assert record.keys.tolist() == [0] + [c + 1 for c in voc.image_classes(image_id)]
+        assert record.hr_cam.shape[1:] == (64, 64) and record.cam.shape[1:] == (16, 16)
+        assert 0.0 <= record.hr_cam.min() and record.hr_cam.max() <= 1.0 + 1e-6
+    # pseudo labels and predictions: palette PNGs of image size with values in range
+    for folder, ids in (("pseudo", train_ids), ("pred_val", val_ids)):
+        for image_id in ids:
+            label = read_label_png(out / folder / f"{image_id}.png")
+            assert label.shape == (64, 64)
+            assert set(np.unique(label)) <= set(range(voc.num_classes + 1)) | {255}
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary == result.summary
+    for key in ("cam_miou", "pseudo_miou", "seg_miou"):
+        assert 0.0 <= summary[key] <= 100.0
+    assert set(summary["seconds"]) >= {"train-cam", "make-cam", "make-pseudo", "train-seg", "eval"}
+
+    # A second run finds everything finished: no stage retrains, the numbers are the same.
+    mtime = (out / "cam_model" / "final.pt").stat().st_mtime_ns
+    with one_torch_thread():
+        again = run(PipelineConfig(out=out, recipe=TINY, device="cpu", workers=0))
+    assert (out / "cam_model" / "final.pt").stat().st_mtime_ns == mtime
+    for key in ("cam_miou", "pseudo_miou", "seg_miou"):
+        assert again.summary[key] == pytest.approx(summary[key])
