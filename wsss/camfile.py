@@ -21,7 +21,7 @@ from typing import Any, BinaryIO, Literal
 import numpy as np
 
 from wsss.errors import WsssError, file_error
-from wsss.io import atomic_open
+from wsss.io import atomic_open, safe_child
 
 CamFormat = Literal["npy", "npz"]
 SUFFIXES: dict[str, str] = {"npy": ".npy", "npz": ".npz"}
@@ -85,6 +85,18 @@ def save_cam_file(path: str | Path, record: CamRecord, fmt: CamFormat | None = N
 
 
 # -- reading --------------------------------------------------------------------------------
+
+
+def find_cam_file(cam_dir: str | Path, image_id: str) -> Path:
+    """The CAM file of an id in either format; a missing one is a one-line error."""
+    for suffix in SUFFIXES.values():
+        path = safe_child(cam_dir, image_id, suffix)
+        if path.is_file():
+            return path
+    raise file_error(
+        safe_child(cam_dir, image_id, SUFFIXES["npy"]),
+        f"CAM file of list entry '{image_id}' not found",
+    )
 
 
 def load_cam_file(

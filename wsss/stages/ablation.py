@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from wsss.camfile import load_cam_file
+from wsss.camfile import find_cam_file, load_cam_file
 from wsss.data.palette import read_label_png
 from wsss.data.voc import VocDataset
 from wsss.io import ensure_dir, read_json, safe_child, write_json
@@ -103,7 +103,7 @@ def part_body_means(voc: VocDataset, cam_dir: Path, ids: list[str]) -> tuple[flo
     sums = np.zeros(2)
     counts = np.zeros(2)
     for image_id in ids:
-        record = load_cam_file(_cam_path(cam_dir, image_id), voc.num_classes)
+        record = load_cam_file(find_cam_file(cam_dir, image_id), voc.num_classes)
         gt = voc.load_mask(image_id)
         part = read_label_png(safe_child(voc.root / PART_DIR, image_id, ".png"))
         for k, key in enumerate(record.keys[1:]):
@@ -135,16 +135,6 @@ def classification_map(checkpoint: Path, voc: VocDataset, ids: list[str], device
             scores[batch["index"]] = logits.float().cpu().numpy()
     targets = np.stack([voc.image_labels(i) for i in ids])
     return float(np.nanmean(average_precision(scores, targets)))
-
-
-def _cam_path(cam_dir: Path, image_id: str) -> Path:
-    from wsss.camfile import SUFFIXES
-
-    for suffix in SUFFIXES:
-        path = safe_child(cam_dir, image_id, suffix)
-        if path.is_file():
-            return path
-    return safe_child(cam_dir, image_id, SUFFIXES[0])
 
 
 def _slug(name: str) -> str:

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from wsss.cam_eval import DEFAULT_THRESHOLDS, SweepResult, ThresholdSweep, check_thresholds
-from wsss.camfile import SUFFIXES, load_cam_file
+from wsss.camfile import SUFFIXES, find_cam_file, load_cam_file
 from wsss.data.voc import read_id_list
 from wsss.errors import WsssError, file_error
-from wsss.io import read_manifest, safe_child, write_json
+from wsss.io import read_manifest, write_json
 from wsss.overlay import plot_curve
 from wsss.stages.evaluate import GroundTruth
 from wsss.ui import track
@@ -56,7 +56,7 @@ def run(config: EvalCamConfig) -> EvalCamResult:
     ids = _image_ids(gt, cam_dir, split)
     sweep = ThresholdSweep(gt.classes, thresholds)
     for image_id in track(ids, len(ids), STAGE):
-        path = _cam_path(cam_dir, image_id)
+        path = find_cam_file(cam_dir, image_id)
         target = gt.mask(image_id)
         record = load_cam_file(path, len(gt.classes), target.shape)
         sweep.update(record.hr_cam, record.labels, target, name=str(path))
@@ -91,17 +91,6 @@ def _image_ids(gt: GroundTruth, cam_dir: Path, split: str | None) -> list[str]:
     if not ids:
         raise file_error(cam_dir, "no CAM files (.npy / .npz) found")
     return ids
-
-
-def _cam_path(cam_dir: Path, image_id: str) -> Path:
-    for suffix in SUFFIXES.values():
-        path = safe_child(cam_dir, image_id, suffix)
-        if path.is_file():
-            return path
-    raise file_error(
-        safe_child(cam_dir, image_id, SUFFIXES["npy"]),
-        f"CAM file of list entry '{image_id}' not found",
-    )
 
 
 def summary_rows(result: EvalCamResult) -> list[tuple[str, Any]]:

@@ -162,6 +162,9 @@ def run(config: PipelineConfig) -> PipelineResult:
         "total_seconds": round(sum(timings.values()), 1),
     }
     summary_path = write_json(out / "summary.json", summary)
+    from wsss.report import pipeline_figures
+
+    pipeline_figures(out, data, recipe.cam_split, recipe.seg_eval_split)
     print_table(key_value_table(f"wsss pipeline {recipe.name}: mIoU %", summary_rows(summary)))
     return PipelineResult(summary=summary, summary_path=summary_path)
 
