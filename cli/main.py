@@ -59,13 +59,18 @@ for module in (
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors become `error: <file>: <problem>` and exit code 2."""
+    from rich.markup import escape
+
     from wsss.errors import WsssError
     from wsss.ui import err_console
 
     try:
-        app(args=argv, prog_name="wsss", standalone_mode=False)
+        code = app(args=argv, prog_name="wsss", standalone_mode=False)
+        if code == 130:  # typer turns Ctrl-C into a returned 130 outside standalone mode
+            raise KeyboardInterrupt
     except WsssError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        message = escape(str(exc))  # a path like "runs/[v2]" is not rich markup
+        err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
         return exc.exit_code
     except KeyboardInterrupt:
         err_console.print(
@@ -77,13 +82,29 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         return 1
     except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return exc.exit_code
+        if isinstance(exc, _usage_error_types()):
+            exc.show()  # type: ignore[attr-defined]
+            return exc.exit_code  # type: ignore[attr-defined]
         raise
     return 0
+
+
+def _usage_error_types() -> tuple[type[Exception], ...]:
+    """click's ClickException; typer >= 0.29 raises the one of its bundled copy of click."""
+    types: list[type[Exception]] = []
+    try:
+        from typer._click.exceptions import ClickException as BundledClickException
+
+        types.append(BundledClickException)
+    except ImportError:  # typer < 0.29 uses click itself
+        pass
+    try:
+        import click
+
+        types.append(click.ClickException)
+    except ImportError:  # not installed with typer >= 0.29
+        pass
+    return tuple(types)
 
 
 if __name__ == "__main__":

@@ -205,7 +205,7 @@ def test_missing_cam_file_fails_before_any_work(tiny, tmp_path):
     voc, cams = tiny
     missing = cams / f"{voc.split_ids('train')[-1]}.npy"
     missing.unlink()
-    with pytest.raises(WsssError, match="CAM file not found"):
+    with pytest.raises(WsssError, match="CAM file of list entry .* not found"):
         run(config(voc, cams, tmp_path / "out"))
     assert not list((tmp_path / "out").glob("*.png"))
 
@@ -238,6 +238,7 @@ def test_torchrun_shards_the_split_and_sums_the_scores(tiny, tmp_path):
     voc, cams = tiny
     single = run(config(voc, cams, tmp_path / "single"))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WSSS_QUIET": "1", "PYTHONPATH": str(ROOT)}
+    env["TMPDIR"] = str(tmp_path)  # torchrun's own scratch folders land here, not in /tmp
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     command += ["-m", "cli.main", "make-pseudo", "--cams", str(cams), "--data", str(voc.root)]
     command += ["--split", "train", "--out", str(tmp_path / "sharded"), "--threshold", "0.3"]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from helpers_tinyvoc import one_torch_thread
+
 from wsss.camfile import load_cam_file
 from wsss.data.palette import read_label_png
 from wsss.data.voc import VocDataset
@@ -39,7 +39,7 @@ def test_every_stage_runs_and_writes_valid_outputs(tmp_path: Path) -> None:
         record = load_cam_file(out / "cams" / f"{image_id}.npy", voc.num_classes)
         assert record.keys.tolist() == [0] + [c + 1 for c in voc.image_classes(image_id)]
         assert record.hr_cam.shape[1:] == (64, 64) and record.cam.shape[1:] == (16, 16)
-        assert 0.0 <= record.hr_cam.min() and record.hr_cam.max() <= 1.0 + 1e-6
+        assert record.hr_cam.min() >= 0.0 and record.hr_cam.max() <= 1.0 + 1e-6
     # pseudo labels and predictions: palette PNGs of image size with values in range
     for folder, ids in (("pseudo", train_ids), ("pred_val", val_ids)):
         for image_id in ids:

@@ -56,7 +56,7 @@ def check_thresholds(values: Sequence[float]) -> tuple[float, ...]:
         raise WsssError("--thresholds needs at least one threshold")
     bad = [v for v in values if not 0.0 <= v <= 1.0]
     if bad:
-        raise WsssError(f"thresholds must be in [0, 1], got {bad[0]}")
+        raise WsssError(f"--thresholds must be in [0, 1], got {bad[0]}")
     return tuple(sorted({float(v) for v in values}))
 
 

@@ -26,6 +26,8 @@ from wsss.io import atomic_open, safe_child
 CamFormat = Literal["npy", "npz"]
 SUFFIXES: dict[str, str] = {"npy": ".npy", "npz": ".npz"}
 CAM_STRIDE = 4
+# `wsss eval-cam` records its threshold sweep here, in the CAM folder; make-pseudo reads it.
+EVAL_CAM_RECORD = "eval_cam.json"
 _NPY_MAGIC = b"\x93NUMPY"
 _ZIP_MAGIC = b"PK\x03\x04"
 

@@ -15,6 +15,15 @@ class WsssError(Exception):
 
     exit_code = 2
 
+    def __str__(self) -> str:
+        # A DataLoader worker's exception is re-raised by torch as `type(text)`, the text
+        # holding the worker's whole traceback; its last line is the original message.
+        text = super().__str__()
+        if text.startswith(f"Caught {type(self).__name__} ") and "\nOriginal Traceback" in text:
+            last = text.rstrip().rsplit("\n", 1)[-1]
+            return last.split(": ", 1)[-1]
+        return text
+
 
 def file_error(path: str | Path, problem: str) -> WsssError:
     """Build the standard `<file>: <problem>` error."""

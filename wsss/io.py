@@ -7,6 +7,7 @@ that a resumed run would mistake for a finished one.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import platform
@@ -21,6 +22,8 @@ from typing import IO, Any
 from wsss.errors import WsssError, file_error
 
 MANIFEST_NAME = "manifest.json"
+# A full disk or quota, or a read-only file system: the user's to fix, then re-run to resume.
+_STORAGE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -30,7 +33,10 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
     """Open a temp file next to `path`; rename it over `path` only if the block succeeds."""
     path = Path(path)
     ensure_dir(path.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:  # e.g. a read-only mount, or /proc, where even root cannot write
+        raise file_error(path.parent, f"directory is not writable ({exc.strerror})") from None
     try:
         with os.fdopen(fd, mode) as handle:
             yield handle
@@ -38,8 +44,10 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs are shared
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno in _STORAGE_ERRORS:
+            raise file_error(path, f"cannot write ({exc.strerror})") from None
         raise
 
 

@@ -8,12 +8,16 @@ with no coordination.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from wsss.io import safe_child
+from wsss.errors import file_error
+from wsss.io import ensure_dir, read_manifest, safe_child, write_manifest
 
 
 @dataclass(frozen=True)
@@ -50,3 +54,71 @@ def clean_stale_temporaries(out_dir: str | Path) -> int:
             tmp.unlink(missing_ok=True)
             removed += 1
     return removed
+
+
+@dataclass
+class SplitPlan:
+    """A per-image stage's share of a split: this process's unfinished ids."""
+
+    out: Path
+    todo: list[str]
+    skipped: int
+    total: int
+
+
+def plan_outputs(
+    out: str | Path,
+    ids: Sequence[str],
+    suffix: str,
+    stage: str,
+    params: dict[str, Any],
+    signature: Sequence[str],
+) -> SplitPlan:
+    """Prepare `out` for a (possibly resumed, possibly sharded) run and list what is left.
+
+    Finished files are skipped; resuming with different `signature` parameters (another
+    checkpoint, other scales...) is refused, since the folder would mix two kinds of output.
+    """
+    out = ensure_dir(out)
+    previous = read_manifest(out, stage)
+    if previous is not None:
+        for key in signature:
+            old, new = previous.get("params", {}).get(key), _jsonable(params.get(key))
+            if old != new:
+                raise file_error(
+                    out,
+                    f"holds {stage} outputs made with {key}={old} (now {new}); "
+                    "use another --out or delete it",
+                )
+    info = shard_info()
+    if info.world_size == 1:
+        clean_stale_temporaries(out)
+    if info.rank == 0:
+        write_manifest(out, stage, params, complete=False)
+    mine = shard(ids, info)
+    todo = pending_ids(mine, out, suffix)
+    return SplitPlan(out=out, todo=todo, skipped=len(mine) - len(todo), total=len(ids))
+
+
+def finish_outputs(plan: SplitPlan, ids: Sequence[str], suffix: str, stage: str) -> int:
+    """Mark the manifest complete once every file of the split exists; returns that count."""
+    done = len(ids) - len(pending_ids(ids, plan.out, suffix))
+    if shard_info().rank == 0:
+        manifest = read_manifest(plan.out, stage) or {}
+        write_manifest(
+            plan.out, stage, manifest.get("params", {}), complete=done == len(ids), files=done
+        )
+    return done
+
+
+def file_sha256(path: str | Path) -> str:
+    """Fingerprint of an input (a checkpoint) for the manifest."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))

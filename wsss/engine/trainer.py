@@ -49,6 +49,7 @@ from wsss.io import (
     write_json,
     write_manifest,
 )
+from wsss.resume import clean_stale_temporaries
 from wsss.ui import info, make_progress
 
 LAST, FINAL, BEST = "last.pt", "final.pt", "best.pt"
@@ -221,6 +222,7 @@ class _Trainer:
             )
         if self.is_main:
             ensure_dir(self.out)
+            clean_stale_temporaries(self.out)  # a checkpoint write cut short by a kill
         checkpoint = self._checkpoint_to_resume()
 
         self.fmt = memory_format(device)

@@ -61,41 +61,53 @@ class AblationResult:
 
 
 def run(config: AblationConfig) -> AblationResult:
-    from wsss.stages.eval_cam import EvalCamConfig
-    from wsss.stages.eval_cam import run as eval_cam
-    from wsss.stages.make_cam import MakeCamConfig
-    from wsss.stages.make_cam import run as make_cam
-    from wsss.stages.pipeline import DEMO, ensure_demo_data, train_classifier
+    from wsss.stages.pipeline import DEMO, ensure_demo_data
 
     out = ensure_dir(config.out)
     data = ensure_demo_data(out / "data", DEMO.demo or {})
     voc = VocDataset.open(data)
-    rows = []
     for name in config.variants:
-        slug = _slug(name)
-        options = {**DEMO.train_cam, **config.recipe_overrides, **VARIANTS[name]}
-        checkpoint = train_classifier(data, out / slug / "cam_model", DEMO.cam_split, options,
-                                      config.device, config.workers)  # fmt: skip
-        cams = out / slug / "cams"
-        make_cam(MakeCamConfig(checkpoint=checkpoint, data=data, split=DEMO.cam_split, out=cams,
-                               scales=config.scales, device=config.device))  # fmt: skip
-        sweep = eval_cam(EvalCamConfig(cams=cams, gt=data, split=DEMO.cam_eval_split)).sweep
-        inside, outside = part_body_means(voc, cams, voc.split_ids(DEMO.cam_eval_split))
-        rows.append(
-            {
-                "variant": name,
-                "options": VARIANTS[name],
-                "cam_miou": sweep.best_miou,
-                "best_threshold": sweep.best_threshold,
-                "val_map": classification_map(checkpoint, voc, voc.split_ids("val"), config.device),
-                "cam_in_part": inside,
-                "cam_in_body_outside_part": outside,
-            }
-        )
+        result_path = out / _slug(name) / "result.json"
+        if not result_path.is_file():  # finished variants are not trained again
+            write_json(result_path, _run_variant(name, config, data, voc, out / _slug(name)))
+    rows = [
+        read_json(out / _slug(name) / "result.json")
+        for name in VARIANTS
+        if (out / _slug(name) / "result.json").is_file()
+    ]
     summary = {"recipe": {**DEMO.train_cam, **config.recipe_overrides}, "rows": rows}
     json_path = write_json(out / "ablation.json", summary)
     print_table(_table(rows))
     return AblationResult(rows=rows, json_path=json_path)
+
+
+def _run_variant(
+    name: str, config: AblationConfig, data: Path, voc: VocDataset, out: Path
+) -> dict[str, Any]:
+    from wsss.stages.eval_cam import EvalCamConfig
+    from wsss.stages.eval_cam import run as eval_cam
+    from wsss.stages.make_cam import MakeCamConfig
+    from wsss.stages.make_cam import run as make_cam
+    from wsss.stages.pipeline import DEMO, train_classifier
+
+    options = {**DEMO.train_cam, **config.recipe_overrides, **VARIANTS[name]}
+    checkpoint = train_classifier(
+        data, out / "cam_model", DEMO.cam_split, options, config.device, config.workers
+    )
+    cams = out / "cams"
+    make_cam(MakeCamConfig(checkpoint=checkpoint, data=data, split=DEMO.cam_split, out=cams,
+                           scales=config.scales, device=config.device))  # fmt: skip
+    sweep = eval_cam(EvalCamConfig(cams=cams, gt=data, split=DEMO.cam_eval_split)).sweep
+    inside, outside = part_body_means(voc, cams, voc.split_ids(DEMO.cam_eval_split))
+    return {
+        "variant": name,
+        "options": VARIANTS[name],
+        "cam_miou": sweep.best_miou,
+        "best_threshold": sweep.best_threshold,
+        "val_map": classification_map(checkpoint, voc, voc.split_ids("val"), config.device),
+        "cam_in_part": inside,
+        "cam_in_body_outside_part": outside,
+    }
 
 
 def part_body_means(voc: VocDataset, cam_dir: Path, ids: list[str]) -> tuple[float, float]:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from wsss.cam_eval import DEFAULT_THRESHOLDS, SweepResult, ThresholdSweep, check_thresholds
-from wsss.camfile import SUFFIXES, find_cam_file, load_cam_file
+from wsss.camfile import EVAL_CAM_RECORD, SUFFIXES, find_cam_file, load_cam_file
 from wsss.data.voc import read_id_list
 from wsss.errors import WsssError, file_error
 from wsss.io import read_manifest, write_json
@@ -21,7 +21,6 @@ from wsss.stages.evaluate import GroundTruth
 from wsss.ui import track
 
 STAGE = "eval-cam"
-RECORD_NAME = "eval_cam.json"
 
 
 @dataclass(frozen=True)
@@ -62,11 +61,11 @@ def run(config: EvalCamConfig) -> EvalCamResult:
         sweep.update(record.hr_cam, record.labels, target, name=str(path))
     result = sweep.result()
     result.extra = {"thresholds": list(thresholds), "cams": str(cam_dir), "split": split}
-    json_path = Path(config.json_path) if config.json_path else cam_dir / RECORD_NAME
+    json_path = Path(config.json_path) if config.json_path else cam_dir / EVAL_CAM_RECORD
     summary = result.to_json()
     write_json(json_path, summary)
-    if json_path.resolve() != (cam_dir / RECORD_NAME).resolve():
-        write_json(cam_dir / RECORD_NAME, summary)
+    if json_path.resolve() != (cam_dir / EVAL_CAM_RECORD).resolve():
+        write_json(cam_dir / EVAL_CAM_RECORD, summary)
     plot_path = None
     if config.plot:
         best = (result.best_threshold, result.best_miou)

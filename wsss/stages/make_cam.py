@@ -17,12 +17,9 @@ from wsss.cam import (
     Predictor,
     TtaConfig,
     default_batch_size,
-    file_sha256,
-    finish_outputs,
     image_loader,
     load_model,
     make_cams,
-    plan_outputs,
 )
 from wsss.camfile import CamFormat, cam_suffix, load_cam_file, save_cam_file
 from wsss.data.voc import VocDataset
@@ -31,7 +28,7 @@ from wsss.engine.distributed import env_info
 from wsss.errors import WsssError
 from wsss.models.classifier import CamClassifier
 from wsss.overlay import cam_overlay, save_png
-from wsss.resume import output_path, shard_info
+from wsss.resume import file_sha256, finish_outputs, output_path, plan_outputs, shard_info
 from wsss.ui import make_progress
 
 STAGE = "make-cam"

@@ -26,22 +26,21 @@ from pathlib import Path
 
 import numpy as np
 
-from wsss.camfile import SUFFIXES, CamRecord, load_cam_file
+from wsss.camfile import EVAL_CAM_RECORD, CamRecord, find_cam_file, load_cam_file
 from wsss.crf import CrfParams, densecrf_module
 from wsss.data.classes import class_names_with_background
 from wsss.data.palette import IGNORE, read_label_png, save_label_png
 from wsss.data.voc import VocDataset
 from wsss.errors import WsssError, check_range, file_error
-from wsss.io import read_json, safe_child, write_json
+from wsss.io import read_json, write_json
 from wsss.metrics import ConfusionMatrix, SegmentationScores
 from wsss.pseudo import DEFAULT_THRESHOLD, PseudoParams, pseudo_label
-from wsss.resume import output_path, shard, shard_info
+from wsss.resume import finish_outputs, output_path, plan_outputs, shard, shard_info
 from wsss.ui import make_progress
 
 STAGE = "make-pseudo"
 LABEL_SUFFIX = ".png"
 EVAL_NAME = "eval.json"
-EVAL_CAM_RECORD = "eval_cam.json"  # written by `wsss eval-cam` into the CAM folder
 # Resuming into a folder made with other values of these would mix two kinds of labels.
 SIGNATURE = ("cams", "split", "mode", "threshold", "fg_threshold", "bg_threshold", "bg_power",
              "crf", "classes")  # fmt: skip
@@ -112,11 +111,6 @@ class MakePseudoResult:
 
 
 def run(config: MakePseudoConfig) -> MakePseudoResult:
-    # wsss.cam imports torch. Imported here, not at the top: the worker processes import this
-    # module (and re-import the caller's main module, which may import it), and must stay
-    # light; they never need torch.
-    from wsss.cam import finish_outputs, plan_outputs
-
     cams = Path(config.cams)
     if not cams.is_dir():
         raise file_error(cams, "CAM directory not found")
@@ -140,7 +134,7 @@ def run(config: MakePseudoConfig) -> MakePseudoResult:
     evaluate = _should_evaluate(voc, mine, config.gt)
     voc.check_image_ids(plan.todo)
     for image_id in plan.todo:
-        cam_file_path(cams, image_id)  # the first missing CAM file fails before any work
+        find_cam_file(cams, image_id)  # the first missing CAM file fails before any work
     todo = set(plan.todo)
     # Finished labels are re-read only to be scored, so the mIoU always covers the split.
     tasks = plan.todo + ([i for i in mine if i not in todo] if evaluate else [])
@@ -294,7 +288,7 @@ class ImageLabeler:
 
     def _make(self, image_id: str, target: Path) -> np.ndarray:
         image = np.asarray(self.voc.load_image(image_id))
-        path = cam_file_path(self.job.cams, image_id)
+        path = find_cam_file(self.job.cams, image_id)
         cam = load_cam_file(path, self.voc.num_classes, image.shape[:2])
         self._check_classes(cam, image_id, path)
         labels = pseudo_label(image, cam, self.job.params)
@@ -315,15 +309,6 @@ class ImageLabeler:
                 f"holds CAMs of {names}, which image '{image_id}' is not labelled with "
                 "(CAMs made for another dataset or class list?)",
             )
-
-
-def cam_file_path(cams: Path, image_id: str) -> Path:
-    """`<id>.npy` or `<id>.npz` in the CAM folder."""
-    for suffix in SUFFIXES.values():
-        path = safe_child(cams, image_id, suffix)
-        if path.is_file():
-            return path
-    raise file_error(safe_child(cams, image_id, SUFFIXES["npy"]), "CAM file not found")
 
 
 def peak_rss_mb() -> float:

@@ -18,11 +18,8 @@ from wsss.cam import (
     Predictor,
     TtaConfig,
     default_batch_size,
-    file_sha256,
-    finish_outputs,
     image_loader,
     load_model,
-    plan_outputs,
     segment_probs,
 )
 from wsss.crf import CrfParams, crf_refine_probs, densecrf_module
@@ -31,7 +28,7 @@ from wsss.data.voc import VocDataset
 from wsss.engine.device import resolve_device
 from wsss.engine.distributed import env_info
 from wsss.models.deeplab import DeepLabV3Plus
-from wsss.resume import output_path
+from wsss.resume import file_sha256, finish_outputs, output_path, plan_outputs
 from wsss.ui import make_progress
 
 STAGE = "predict"
