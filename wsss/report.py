@@ -69,3 +69,16 @@ def pipeline_figures(run_dir: Path, data: Path, cam_split: str, eval_split: str,
         save_png(run_dir / "samples_val.png",
                  labelled_grid(val_rows, ["image", "prediction", "ground truth"])),
     ]  # fmt: skip
+
+
+def cam_comparison_figure(out_png: Path, data: Path, cam_dirs: dict[str, Path],
+                          ids: Sequence[str]) -> Path:  # fmt: skip
+    """One row per image: the image, each run's CAM (strongest class), the ground truth."""
+    voc = VocDataset.open(data)
+    rows = []
+    for image_id in ids:
+        image = np.asarray(voc.load_image(image_id))
+        cams = [cam_picture(image, find_cam_file(d, image_id), voc.num_classes)
+                for d in cam_dirs.values()]  # fmt: skip
+        rows.append([image, *cams, label_picture(voc.load_mask(image_id))])
+    return save_png(out_png, labelled_grid(rows, ["image", *cam_dirs, "ground truth"]))

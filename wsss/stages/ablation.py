@@ -77,6 +77,10 @@ def run(config: AblationConfig) -> AblationResult:
     ]
     summary = {"recipe": {**DEMO.train_cam, **config.recipe_overrides}, "rows": rows}
     json_path = write_json(out / "ablation.json", summary)
+    from wsss.report import cam_comparison_figure
+
+    cam_dirs = {row["variant"]: out / _slug(row["variant"]) / "cams" for row in rows}
+    cam_comparison_figure(out / "cams.png", data, cam_dirs, voc.split_ids(DEMO.cam_eval_split)[:6])
     print_table(_table(rows))
     return AblationResult(rows=rows, json_path=json_path)
 

@@ -70,7 +70,7 @@ DEMO = Recipe(
         "backbone": "resnet18",
         "pretrained": "none",
         "output_stride": 16,
-        "epochs": 30,
+        "epochs": 15,
         "batch_size": 16,
         "optimizer": "adamw",
         "lr": 1e-3,
