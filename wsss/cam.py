@@ -212,7 +212,7 @@ def load_model(
 
 
 def default_batch_size(device: torch.device) -> int:
-    return 8 if device.type == "cuda" else 1
+    return 8 if device.type == "cuda" else 4
 
 
 # -- loading images ---------------------------------------------------------------------------
