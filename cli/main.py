@@ -13,6 +13,7 @@ from cli import (
     eval_commands,
     pipeline_commands,
     pseudo_commands,
+    rw_commands,
     train_commands,
 )
 
@@ -51,6 +52,7 @@ for module in (
     train_commands,
     cam_commands,
     pseudo_commands,
+    rw_commands,
     eval_commands,
     pipeline_commands,
 ):

@@ -1,0 +1,211 @@
+"""`wsss make-rw`: CAMs refined by a random walk over learned affinities (SPEC section 6).
+
+Per image: the affinity net's boundary map (averaged with that of the flipped image), the
+sparse transition matrix of the pairs within `radius` (affinity^beta, row-normalised), the
+stride-4 CAMs masked by 1 - boundary and propagated 2^exp_times steps, upsampled to the
+image like IRN (x4, cropped), and written in the CAM file schema so that `eval-cam` and
+`make-pseudo` read them as CAMs.
+
+The background, two ways (docs/random_walk.md):
+- default (IRN, Puzzle-CAM): the class maps alone are propagated and normalised to max 1
+  per class, and the background stays a threshold. P is row-stochastic, so a constant
+  background channel would come out of the walk unchanged: the threshold plays the part
+  of a propagated constant background. `eval-cam` sweeps it; `make-pseudo` uses the best.
+- `bg_power=a` (AffinityNet): the background score (1 - max cam)^a is propagated too, and
+  each class map is stored as its share rw_c / (rw_c + rw_bg). Threshold 0.5 then gives
+  exactly AffinityNet's argmax over [bg, classes]; threshold t weights the background by
+  t / (1 - t), so the eval-cam sweep still tunes it.
+
+Resumable, atomic and sharded under torchrun like make-cam, with a manifest.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from wsss.affinity import (
+    background_map,
+    pair_affinities,
+    pair_offsets,
+    random_walk,
+    transition_matrix,
+)
+from wsss.cam import Predictor, image_loader, load_model
+from wsss.camfile import CAM_STRIDE, CamFormat, CamRecord, cam_suffix, load_cam_file, save_cam_file
+from wsss.camfile import find_cam_file as cam_file_path
+from wsss.camnorm import normalize_cams
+from wsss.data.voc import VocDataset
+from wsss.engine.device import resolve_device
+from wsss.engine.distributed import env_info
+from wsss.errors import WsssError, file_error
+from wsss.models.affinity import AffinityNet
+from wsss.resume import file_sha256, finish_outputs, output_path, plan_outputs, shard_info
+from wsss.stages.make_cam import MakeCamResult, write_overlays
+from wsss.stages.train_aff import KIND
+from wsss.ui import make_progress
+
+STAGE = "make-rw"
+SIGNATURE = ("checkpoint_sha256", "cams", "beta", "exp_times", "radius", "bg_power", "flip",
+             "format", "classes")  # fmt: skip
+
+MakeRwResult = MakeCamResult
+
+
+@dataclass(frozen=True)
+class RwParams:
+    """The walk: beta and 2^exp_times steps as in the reference; radius on the stride-4 grid."""
+
+    beta: float = 10.0
+    exp_times: int = 8
+    radius: int = 5
+    bg_power: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.beta > 0:
+            raise WsssError(f"--beta must be positive, got {self.beta}")
+        if not 0 <= self.exp_times <= 16:
+            raise WsssError(f"--exp-times must be in 0..16, got {self.exp_times}")
+        if self.bg_power is not None and not self.bg_power > 0:
+            raise WsssError(f"--bg-power must be positive, got {self.bg_power}")
+        pair_offsets(self.radius)  # validates the radius
+
+    @property
+    def steps(self) -> int:
+        return 2**self.exp_times
+
+
+@dataclass(frozen=True)
+class MakeRwConfig:
+    checkpoint: Path
+    cams: Path
+    data: Path
+    split: str
+    out: Path
+    rw: RwParams = RwParams()
+    flip: bool = True
+    device: str = "auto"
+    workers: int = 2
+    fmt: CamFormat = "npy"
+    overlays: int = 0
+    class_list: Path | None = None
+
+
+def run(config: MakeRwConfig) -> MakeRwResult:
+    suffix = cam_suffix(config.fmt)
+    cams = Path(config.cams)
+    if not cams.is_dir():
+        raise file_error(cams, "CAM directory not found")
+    if cams.resolve() == Path(config.out).resolve():
+        raise file_error(cams, "--out must differ from --cams (the refined maps are CAM files)")
+    if config.overlays < 0:
+        raise WsssError(f"--overlays must be 0 or more, got {config.overlays}")
+    voc = VocDataset.open(config.data, config.class_list)
+    ids = voc.split_ids(config.split)
+    device = resolve_device(config.device, env_info().local_rank)
+    model, checkpoint = load_model(config.checkpoint, KIND, voc.classes, AffinityNet.from_config)
+    params = {
+        "checkpoint": str(config.checkpoint),
+        "checkpoint_sha256": file_sha256(config.checkpoint),
+        "model_config": checkpoint.get("model_config"),
+        "cams": str(cams.resolve()),
+        "data": str(config.data),
+        "split": config.split,
+        "beta": config.rw.beta,
+        "exp_times": config.rw.exp_times,
+        "radius": config.rw.radius,
+        "bg_power": config.rw.bg_power,
+        "background": "propagated" if config.rw.bg_power else "threshold",
+        "flip": config.flip,
+        "format": config.fmt,
+        "classes": list(voc.classes),
+    }
+    plan = plan_outputs(config.out, ids, suffix, STAGE, params, SIGNATURE)
+    voc.check_image_ids(plan.todo)
+    inputs = {image_id: cam_file_path(cams, image_id) for image_id in plan.todo}  # fail early
+    predictor = Predictor.prepare(model, device)
+    loader = image_loader(voc, plan.todo, 1, config.workers, device)
+    start = time.perf_counter()
+    with torch.inference_mode(), make_progress() as progress:
+        task = progress.add_task(STAGE, total=len(plan.todo), status=f"{plan.skipped} done before")
+        for batch in loader:
+            image_id = plan.todo[batch["index"][0]]
+            image = predictor.to_device(batch["image"])
+            record = load_cam_file(inputs[image_id], voc.num_classes, tuple(image.shape[-2:]))
+            boundary = predict_boundary(predictor, image, config.flip)
+            refined = refine_record(record, boundary, config.rw)
+            save_cam_file(output_path(plan.out, image_id, suffix), refined, config.fmt)
+            progress.advance(task)
+    seconds = time.perf_counter() - start
+    overlays = []
+    if config.overlays and shard_info().rank == 0:
+        overlays = write_overlays(voc, ids[: config.overlays], plan.out, suffix)
+    return MakeRwResult(
+        out=plan.out,
+        total=len(ids),
+        written=len(plan.todo),
+        skipped=plan.skipped,
+        seconds=seconds,
+        files=finish_outputs(plan, ids, suffix, STAGE),
+        overlays=overlays,
+    )
+
+
+def predict_boundary(predictor: Predictor, image: torch.Tensor, flip: bool) -> torch.Tensor:
+    """h x w boundary map in [0, 1] of one image (1 x 3 x H x W), on the stride-4 grid.
+
+    With `flip` the logits are averaged with those of the flipped image (as Puzzle-CAM).
+    """
+    if flip:
+        both = predictor(torch.cat([image, image.flip(-1)])).float()
+        logits = (both[:1] + both[1:].flip(-1)) / 2
+    else:
+        logits = predictor(image).float()
+    return torch.sigmoid(logits[0, 0])
+
+
+def refine_record(record: CamRecord, boundary: torch.Tensor, params: RwParams) -> CamRecord:
+    """The CAM file of the refined maps (same keys; see the module docstring for the values).
+
+    As in IRN, the maps are first multiplied by 1 - boundary: a seed sitting on a boundary
+    (often the object's crisp discriminative part, which the net outlines) would stay
+    trapped there and dominate the per-class maximum.
+    """
+    height, width = record.image_size
+    cams = torch.from_numpy(record.cam).to(boundary.device)
+    if len(cams) == 0:
+        return record
+    offsets = pair_offsets(params.radius)
+    transition = transition_matrix(
+        pair_affinities(boundary[None], offsets)[0], offsets, params.beta
+    )
+    if params.bg_power is not None:
+        cams = torch.cat([background_map(cams, params.bg_power), cams])
+    walked = random_walk(cams * (1.0 - boundary), transition, params.steps)
+    if params.bg_power is None:
+        strided, hr = normalize_cams(walked), normalize_cams(_to_image(walked, height, width))
+    else:
+        strided, hr = _class_share(walked), _class_share(_to_image(walked, height, width))
+    return CamRecord(keys=record.keys, cam=_numpy(strided), hr_cam=_numpy(hr))
+
+
+def _to_image(maps: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Stride-4 maps -> image size: x4 bilinear, cropped (IRN's rule; no shift at the border)."""
+    size = (maps.shape[-2] * CAM_STRIDE, maps.shape[-1] * CAM_STRIDE)
+    up = F.interpolate(maps.unsqueeze(0), size=size, mode="bilinear", align_corners=False)[0]
+    return up[:, :height, :width]
+
+
+def _class_share(walked: torch.Tensor) -> torch.Tensor:
+    """rw_c / (rw_c + rw_bg) per class, from [bg, classes...]; in [0, 1]."""
+    background, classes = walked[:1].clamp_min(0), walked[1:].clamp_min(0)
+    return classes / (classes + background).clamp_min(1e-12)
+
+
+def _numpy(maps: torch.Tensor) -> np.ndarray:
+    return maps.float().cpu().numpy().astype(np.float32, copy=False)
