@@ -22,6 +22,9 @@ from wsss.ui import track
 
 STAGE = "eval-cam"
 
+# Stages whose outputs are CAM files: plain CAMs and random-walk-refined ones.
+CAM_STAGES = ("make-cam", "make-rw")
+
 
 @dataclass(frozen=True)
 class EvalCamConfig:
@@ -46,7 +49,12 @@ def run(config: EvalCamConfig) -> EvalCamResult:
     if not cam_dir.is_dir():
         raise file_error(cam_dir, "CAM directory not found")
     thresholds = check_thresholds(config.thresholds)
-    manifest = read_manifest(cam_dir, "make-cam") or {}  # absent for files of other tools
+    manifest = read_manifest(cam_dir) or {}  # absent for files of other tools
+    if manifest and manifest["stage"] not in CAM_STAGES:
+        raise file_error(
+            cam_dir / "manifest.json",
+            f"manifest of stage '{manifest['stage']}', expected one of {', '.join(CAM_STAGES)}",
+        )
     made_with = manifest.get("params", {})
     gt = GroundTruth(Path(config.gt), config.class_list)
     if gt.dataset is None and config.class_list is None and made_with.get("classes"):
