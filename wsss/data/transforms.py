@@ -39,12 +39,6 @@ def normalize(image: Image.Image | np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
 
 
-def denormalize(tensor: torch.Tensor) -> np.ndarray:
-    """Inverse of `normalize`, for pictures: CHW tensor -> uint8 (H, W, 3)."""
-    array = tensor.detach().cpu().numpy().transpose(1, 2, 0) * IMAGENET_STD + IMAGENET_MEAN
-    return (np.clip(array, 0, 1) * 255).round().astype(np.uint8)
-
-
 def resize_pair(
     image: Image.Image, mask: np.ndarray | None, size: tuple[int, int]
 ) -> tuple[Image.Image, np.ndarray | None]:

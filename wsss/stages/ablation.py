@@ -174,26 +174,3 @@ def _table(rows: list[dict[str, Any]]):
             f"{row['cam_in_body_outside_part']:.3f}",
         )
     return table
-
-
-def markdown_table(json_path: Path) -> str:
-    """The ablation as a Markdown table, for README and BENCHMARKS.md."""
-    rows = read_json(json_path)["rows"]
-    lines = [
-        "| variant | CAM mIoU % (train) | threshold | val mAP % | CAM in part "
-        "| CAM in rest of body |",
-        "|---|---|---|---|---|---|",
-    ]
-    for row in rows:
-        lines.append(
-            f"| {row['variant']} | {row['cam_miou']:.2f} | {row['best_threshold']:.2f} | "
-            f"{row['val_map']:.2f} | {row['cam_in_part']:.3f} | "
-            f"{row['cam_in_body_outside_part']:.3f} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def summary_rows(result: AblationResult) -> list[tuple[str, object]]:
-    return [(row["variant"], f"{row['cam_miou']:.2f}") for row in result.rows] + [
-        ("results", result.json_path)
-    ]
