@@ -52,6 +52,8 @@ def ablation(
         None, "--init", help="Warm start from a classifier checkpoint."
     ),
     output_stride: int | None = typer.Option(None, "--output-stride", help="8 or 16."),
+    pieces: int | None = typer.Option(None, "--pieces", help="Puzzle tiles, 4, 9... (recipe: 4)."),
+    lr: float | None = typer.Option(None, "--lr", help="Learning rate (recipe: 1e-3)."),
     epochs: int | None = typer.Option(None, "--epochs", help="Epochs per variant (recipe: 30)."),
     variant: list[str] | None = typer.Option(
         None, "--variant", help="Only these variants (repeatable): baseline, pcl, re, full."
@@ -65,7 +67,8 @@ def ablation(
     overrides = {
         key: value
         for key, value in (("re_level", re_level), ("alpha", alpha), ("puzzle_start", puzzle_start),
-                           ("init", init), ("output_stride", output_stride), ("epochs", epochs))
+                           ("init", init), ("output_stride", output_stride), ("epochs", epochs),
+                             ("pieces", pieces), ("lr", lr))
         if value is not None
     }  # fmt: skip
     run(

@@ -84,7 +84,9 @@ def _device() -> Any:
 
 
 def _workers() -> Any:
-    return typer.Option(None, "--workers", help="Data loader processes (default: min(4, CPUs)).")
+    return typer.Option(
+        None, "--workers", help="Loader processes (default: min(4, CPUs) on a GPU, 0 on the CPU)."
+    )
 
 
 def _resume() -> Any:

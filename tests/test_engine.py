@@ -290,3 +290,15 @@ def test_persistent_workers_see_each_epoch(tmp_path: Path) -> None:
     fit(task, loop(tmp_path / "run", epochs=2, workers=2))
     seen = task.objective.epochs_seen
     assert sorted(set(seen)) == [0, 1] and seen.count(0) == seen.count(1) == 16
+
+
+def test_loader_workers_default_to_none_on_the_cpu_and_some_for_a_gpu(monkeypatch):
+    from wsss.engine import options
+
+    assert options.default_workers("cpu") == 0
+    monkeypatch.setattr(options.torch.cuda, "is_available", lambda: False)
+    assert options.default_workers("auto") == 0
+    monkeypatch.setattr(options.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(options.os, "cpu_count", lambda: 16)
+    assert options.default_workers("auto") == 4
+    assert options.default_workers("cuda") == 4

@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import Dataset
 from torch.utils.flop_counter import FlopCounterMode
 
-from wsss.cam import Predictor, TtaConfig, load_model, make_cams
+from wsss.cam import Predictor, TtaConfig, default_batch_size, load_model, make_cams
 from wsss.cam_eval import evaluate_model_cams
 from wsss.camfile import load_cam_file
 from wsss.data.datasets import ClassificationDataset
@@ -217,8 +217,11 @@ def measure_make_cam(settings: BenchSettings, backbone: str) -> Numbers:
     out["make_cam_gflop_per_image"] = flops / 1e9
     large = backbone != settings.backbones[0]
     split = CAM_SPLIT_LARGE if large else CAM_SPLIT
+    default_batch = default_batch_size(torch.device("cpu"))
+    out["default_batch"] = default_batch
     with scratch(settings, "make-cam") as work:
-        for batch in (1,) if large else settings.batch_sizes:
+        batches = {1, default_batch} if large else {*settings.batch_sizes, default_batch}
+        for batch in sorted(batches):
             config = make_cam.MakeCamConfig(
                 checkpoint=checkpoint,
                 data=settings.data,
@@ -231,6 +234,8 @@ def measure_make_cam(settings: BenchSettings, backbone: str) -> Numbers:
             out[f"b{batch}_images_per_s"] = images_per_s
             out[f"b{batch}_gflops"] = images_per_s * flops / 1e9
             out[f"b{batch}_forward_ratio"] = out[f"b{batch}_gflops"] / out["forward_gflops"]
+            if batch == default_batch:
+                out["default_forward_ratio"] = out[f"b{batch}_forward_ratio"]
             if batch != 1:
                 out[f"b{batch}_max_abs_diff"] = max_cam_difference(
                     work / "batch1", work / f"batch{batch}", voc, voc.split_ids(split)

@@ -21,12 +21,13 @@ from wsss.data.voc import VocDataset
 from wsss.io import ensure_dir, read_json, safe_child, write_json
 from wsss.ui import print_table
 
-# name -> train-cam options on top of the recipe (pieces, alpha, p-cls switch)
+# name -> train-cam options on top of the recipe and its overrides (the puzzle variants take
+# the tile count and alpha from there: `--pieces 9` changes all three, never the baseline)
 VARIANTS: dict[str, dict[str, Any]] = {
     "baseline (L_cls)": {"pieces": 1, "alpha": 0.0, "use_pcl": False},
-    "L_cls + L_p-cls": {"pieces": 4, "alpha": 0.0, "use_pcl": True},
-    "L_cls + L_re": {"pieces": 4, "use_pcl": False},
-    "Puzzle-CAM (all)": {"pieces": 4, "use_pcl": True},
+    "L_cls + L_p-cls": {"alpha": 0.0, "use_pcl": True},
+    "L_cls + L_re": {"use_pcl": False},
+    "Puzzle-CAM (all)": {"use_pcl": True},
 }
 SHORT_NAMES = dict(zip(("baseline", "pcl", "re", "full"), VARIANTS, strict=True))
 PART_DIR = "PartMasks"
@@ -106,6 +107,7 @@ def _run_variant(
     return {
         "variant": name,
         "options": VARIANTS[name],
+        "overrides": {key: str(value) for key, value in config.recipe_overrides.items()},
         "cam_miou": sweep.best_miou,
         "best_threshold": sweep.best_threshold,
         "val_map": classification_map(checkpoint, voc, voc.split_ids("val"), config.device),
