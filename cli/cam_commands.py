@@ -23,7 +23,9 @@ def make_cam(
         "--batch-size",
         help="Images per batch (same-size images; default 8 on GPU, 1 on CPU).",
     ),
-    workers: int = typer.Option(2, "--workers", help="Image decoding processes."),
+    workers: int | None = typer.Option(
+        None, "--workers", help="Image decoding processes (default: 4 with a GPU, 0 on the CPU)."
+    ),
     fmt: str = typer.Option("npy", "--format", help="npy (reference pickled dict) or npz."),
     overlays: int = typer.Option(0, "--overlays", help="Write heatmap PNGs of the first N images."),
     class_list: Path | None = typer.Option(None, "--class-list", help="Class list file."),
@@ -105,7 +107,9 @@ def predict(
         "--batch-size",
         help="Images per batch (same-size images; default 8 on GPU, 1 on CPU).",
     ),
-    workers: int = typer.Option(2, "--workers", help="Image decoding processes."),
+    workers: int | None = typer.Option(
+        None, "--workers", help="Image decoding processes (default: 4 with a GPU, 0 on the CPU)."
+    ),
     class_list: Path | None = typer.Option(None, "--class-list", help="Class list file."),
 ) -> None:
     """Segment a split with a trained DeepLab: palette PNGs, then score them with `wsss eval`."""

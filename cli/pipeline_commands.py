@@ -12,6 +12,10 @@ pipeline_app = typer.Typer(
 )
 
 DEVICE_HELP = "auto (GPU when present), cpu or cuda."
+RANDOM_WALK_HELP = (
+    "Also run the random-walk path (confident labels, train-aff, make-rw, then make-pseudo, "
+    "train-seg, predict and eval on the walked maps) and compare both paths in the summary."
+)
 
 
 @pipeline_app.command("demo")
@@ -19,11 +23,16 @@ def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Run directory."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     workers: int | None = typer.Option(None, "--workers", help="Loader / CRF worker processes."),
+    random_walk: bool = typer.Option(False, "--random-walk", help=RANDOM_WALK_HELP),
 ) -> None:
     """The whole pipeline on the synthetic demo data, from scratch, on the CPU in minutes."""
     from wsss.stages.pipeline import DEMO, PipelineConfig, run
 
-    run(PipelineConfig(out=out, recipe=DEMO, device=device, workers=workers))
+    run(
+        PipelineConfig(
+            out=out, recipe=DEMO, device=device, workers=workers, random_walk=random_walk
+        )
+    )
 
 
 @pipeline_app.command("voc")
@@ -33,11 +42,22 @@ def voc(
     out: Path = typer.Option(Path("runs/voc"), "--out", help="Run directory."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     workers: int | None = typer.Option(None, "--workers", help="Loader / CRF worker processes."),
+    random_walk: bool = typer.Option(False, "--random-walk", help=RANDOM_WALK_HELP),
 ) -> None:
     """The paper's recipe on PASCAL VOC 2012 (+ SBD): ResNet-50, ImageNet weights, GPU."""
     from wsss.stages.pipeline import VOC, PipelineConfig, run
 
-    run(PipelineConfig(out=out, recipe=VOC, data=voc_root, sbd=sbd, device=device, workers=workers))
+    run(
+        PipelineConfig(
+            out=out,
+            recipe=VOC,
+            data=voc_root,
+            sbd=sbd,
+            device=device,
+            workers=workers,
+            random_walk=random_walk,
+        )
+    )
 
 
 @pipeline_app.command("ablation")

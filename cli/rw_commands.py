@@ -110,7 +110,9 @@ def make_rw(
     ),
     flip: bool = typer.Option(True, "--flip/--no-flip", help="Average with the flipped image."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when available), cpu or cuda."),
-    workers: int = typer.Option(2, "--workers", help="Image decoding processes."),
+    workers: int | None = typer.Option(
+        None, "--workers", help="Image decoding processes (default: 4 with a GPU, 0 on the CPU)."
+    ),
     fmt: str = typer.Option("npy", "--format", help="npy (reference pickled dict) or npz."),
     overlays: int = typer.Option(0, "--overlays", help="Write heatmap PNGs of the first N images."),
     class_list: Path | None = typer.Option(None, "--class-list", help="Class list file."),

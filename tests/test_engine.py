@@ -293,12 +293,13 @@ def test_persistent_workers_see_each_epoch(tmp_path: Path) -> None:
 
 
 def test_loader_workers_default_to_none_on_the_cpu_and_some_for_a_gpu(monkeypatch):
-    from wsss.engine import options
+    from wsss.engine import device
 
-    assert options.default_workers("cpu") == 0
-    monkeypatch.setattr(options.torch.cuda, "is_available", lambda: False)
-    assert options.default_workers("auto") == 0
-    monkeypatch.setattr(options.torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(options.os, "cpu_count", lambda: 16)
-    assert options.default_workers("auto") == 4
-    assert options.default_workers("cuda") == 4
+    assert device.default_loader_workers("cpu") == 0
+    assert device.default_loader_workers(torch.device("cpu")) == 0
+    monkeypatch.setattr(device.torch.cuda, "is_available", lambda: False)
+    assert device.default_loader_workers("auto") == 0
+    monkeypatch.setattr(device.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(device.os, "cpu_count", lambda: 16)
+    assert device.default_loader_workers("auto") == 4
+    assert device.default_loader_workers(torch.device("cuda", 0)) == 4

@@ -33,7 +33,7 @@ from wsss.camnorm import normalize_cams
 from wsss.data.transforms import normalize
 from wsss.data.voc import VocDataset, image_size
 from wsss.engine.checkpoint import check_classes, load_checkpoint
-from wsss.engine.device import amp_policy, memory_format
+from wsss.engine.device import amp_policy, default_loader_workers, memory_format
 from wsss.errors import WsssError, file_error
 
 DEFAULT_SCALES: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0)
@@ -261,13 +261,15 @@ def image_loader(
     voc: VocDataset,
     ids: Sequence[str],
     batch_size: int,
-    workers: int,
+    workers: int | None,
     device: torch.device,
     raw: bool = False,
 ) -> DataLoader:
-    """Batches of same-size images; workers decode while the network runs."""
+    """Batches of same-size images; workers (default: by device) decode while the network runs."""
     if batch_size < 1:
         raise WsssError(f"--batch-size must be at least 1, got {batch_size}")
+    if workers is None:
+        workers = default_loader_workers(device)
     if workers < 0:
         raise WsssError(f"--workers must be 0 or more, got {workers}")
     if batch_size == 1:

@@ -6,7 +6,6 @@ one-line `WsssError` naming the option, raised before any data is read.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 
 import torch
 
-from wsss.engine.device import DEVICE_CHOICES
+from wsss.engine.device import DEVICE_CHOICES, default_loader_workers
 from wsss.engine.optim import OPTIMIZERS, SCHEDULES
 from wsss.engine.trainer import LoopConfig, jsonable
 from wsss.errors import WsssError, file_error
@@ -45,18 +44,6 @@ def parse_int_pair(option: str, text: str | Sequence[int]) -> tuple[int, int]:
     if len(values) != 2 or not 0 < values[0] <= values[1]:
         raise WsssError(f"{option} must be two sizes LOW,HIGH with 0 < LOW <= HIGH, got '{text}'")
     return int(values[0]), int(values[1])
-
-
-def default_workers(device: str = "auto") -> int:
-    """Loader worker processes: up to 4 feeding a GPU, none on the CPU.
-
-    On the CPU the training step itself uses every core, and a worker process that takes one
-    stalls all of torch's threads at their next barrier: on 2 cores a Puzzle-CAM step was 1.27x
-    (1 worker) and 1.36x (2 workers) slower than loading in the training process, which costs
-    0.7 ms of a 48 ms step per image (BENCHMARKS.md).
-    """
-    uses_gpu = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-    return min(4, os.cpu_count() or 1) if uses_gpu else 0
 
 
 @dataclass(kw_only=True)
@@ -137,7 +124,7 @@ class TrainOptions:
             warmup_epochs=self.warmup_epochs,
             seed=self.seed,
             device=self.device,
-            workers=default_workers(self.device) if self.workers is None else self.workers,
+            workers=default_loader_workers(self.device) if self.workers is None else self.workers,
             resume=self.resume,
             compile=self.compile,
             eval_every=self.eval_every,

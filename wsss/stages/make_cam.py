@@ -47,7 +47,7 @@ class MakeCamConfig:
     flip: bool = True
     device: str = "auto"
     batch_size: int | None = None
-    workers: int = 2
+    workers: int | None = None  # image loader processes; None: by device
     fmt: CamFormat = "npy"
     overlays: int = 0
     class_list: Path | None = None

@@ -90,7 +90,7 @@ class MakeRwConfig:
     rw: RwParams = RwParams()
     flip: bool = True
     device: str = "auto"
-    workers: int = 2
+    workers: int | None = None  # image loader processes; None: by device
     fmt: CamFormat = "npy"
     overlays: int = 0
     class_list: Path | None = None

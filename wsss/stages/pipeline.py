@@ -4,6 +4,10 @@ The pipeline holds no stage logic: it builds each stage's config from a `Recipe`
 the stage's `run`. Resuming is the stages' own job (per-image stages skip finished files,
 trainers continue from `last.pt`), so re-running an interrupted pipeline continues where it
 stopped; a trainer whose `final.pt` exists is not run again.
+
+With `random_walk`, the random-walk path (docs/random_walk.md) runs after the CRF path in
+the same run directory and shares its CAMs: confident labels -> train-aff -> make-rw ->
+eval-cam -> make-pseudo -> train-seg -> predict -> eval, each into its own folder.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from rich.table import Table
 
 from wsss.errors import WsssError
 from wsss.io import ensure_dir, read_json, write_json
@@ -36,6 +42,11 @@ class Recipe:
     train_seg: dict[str, Any]
     predict: dict[str, Any]
     demo: dict[str, Any] | None = None  # demo-data arguments, for the demo recipe
+    # The random-walk path. train-aff takes backbone and pretrained from `train_cam`;
+    # `aff_init` starts its backbone from the trained CAM classifier (train-aff --init).
+    train_aff: dict[str, Any] = field(default_factory=dict)
+    aff_init: bool = False
+    make_rw: dict[str, Any] = field(default_factory=dict)
 
 
 DEMO = Recipe(
@@ -81,6 +92,16 @@ DEMO = Recipe(
         "scale_range": (96, 160),
     },
     predict={"scales": (0.5, 1.0, 1.5), "flip": True},
+    # docs/random_walk.md: with no ImageNet weights, start from the CAM classifier and train
+    # the backbone too (55.6 -> 60.3 CAM mIoU there); 15 epochs at the demo's image size.
+    train_aff={
+        "freeze_backbone": False,
+        "epochs": 15,
+        "batch_size": 16,
+        "crop": 128,
+        "scale_range": (96, 160),
+    },
+    aff_init=True,
 )
 
 # SPEC sections 4-7: the paper's recipe for an ImageNet-pretrained ResNet-50 on VOC 2012.
@@ -109,6 +130,7 @@ class PipelineConfig:
     device: str = "auto"
     workers: int | None = None
     train_cam_overrides: dict[str, Any] = field(default_factory=dict)
+    random_walk: bool = False  # also run the random-walk path
 
 
 @dataclass
@@ -137,27 +159,22 @@ def run(config: PipelineConfig) -> PipelineResult:
                                  config.device, config.workers),
     )  # fmt: skip
     step("make-cam", lambda: _make_cam(config, data, cam_model, out / "cams"))
-    cam_eval = step("eval-cam", lambda: _eval_cam(data, out / "cams", recipe.cam_eval_split))
-    pseudo = step("make-pseudo", lambda: _make_pseudo(config, data, out / "cams", out / "pseudo"))
-    seg_model = step(
-        "train-seg",
-        lambda: train_segmenter(data, out / "seg_model", recipe.seg_split, out / "pseudo",
-                                recipe.train_seg, config.device, config.workers),
-    )  # fmt: skip
-    pred_dir = out / f"pred_{recipe.seg_eval_split}"
-    step("predict", lambda: _predict(config, data, seg_model, pred_dir))
-    seg_eval = step("eval", lambda: _evaluate(data, pred_dir, recipe.seg_eval_split))
+    crf = _cams_to_segmenter(config, data, out, out / "cams", step)
+    rw = None
+    if config.random_walk:
+        rw = _random_walk_path(config, data, out, cam_model, cam_options, crf, step)
 
     summary = {
         "recipe": recipe.name,
         "data": str(data),
-        "cam_miou": cam_eval["best_miou"],
-        "cam_threshold": cam_eval["best_threshold"],
+        "cam_miou": crf["cam_miou"],
+        "cam_threshold": crf["cam_threshold"],
         "cam_split": recipe.cam_eval_split,
-        "pseudo_miou": pseudo.get("miou") if pseudo else None,
+        "pseudo_miou": crf["pseudo_miou"],
         "pseudo_split": recipe.cam_split,
-        "seg_miou": seg_eval["miou"],
+        "seg_miou": crf["seg_miou"],
         "seg_split": recipe.seg_eval_split,
+        **({"random_walk": rw} if rw is not None else {}),
         "seconds": timings,
         "total_seconds": round(sum(timings.values()), 1),
     }
@@ -165,21 +182,130 @@ def run(config: PipelineConfig) -> PipelineResult:
     from wsss.report import pipeline_figures
 
     pipeline_figures(out, data, recipe.cam_split, recipe.seg_eval_split)
-    print_table(key_value_table(f"wsss pipeline {recipe.name}: mIoU %", summary_rows(summary)))
+    print_table(summary_table(summary))
     return PipelineResult(summary=summary, summary_path=summary_path)
 
 
-def summary_rows(summary: dict[str, Any]) -> list[tuple[str, object]]:
-    def pct(value: float | None) -> str:
-        return "n/a" if value is None else f"{value:.2f}"
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
 
+
+def summary_rows(summary: dict[str, Any]) -> list[tuple[str, object]]:
+    """The CRF path's results, one row each (the table without the random-walk path)."""
     return [
         (f"CAMs ({summary['cam_split']}, threshold {summary['cam_threshold']:.2f})",
-         pct(summary["cam_miou"])),
-        (f"pseudo labels ({summary['pseudo_split']})", pct(summary["pseudo_miou"])),
-        (f"segmenter ({summary['seg_split']})", pct(summary["seg_miou"])),
+         _pct(summary["cam_miou"])),
+        (f"pseudo labels ({summary['pseudo_split']})", _pct(summary["pseudo_miou"])),
+        (f"segmenter ({summary['seg_split']})", _pct(summary["seg_miou"])),
         ("time this run", f"{summary['total_seconds']:.0f} s"),
     ]  # fmt: skip
+
+
+def summary_table(summary: dict[str, Any]) -> Table:
+    """The summary; with the random-walk path, both paths side by side."""
+    title = f"wsss pipeline {summary['recipe']}: mIoU %"
+    rw = summary.get("random_walk")
+    if rw is None:
+        return key_value_table(title, summary_rows(summary))
+    table = Table(title=title)
+    for column in ("", "CRF path", "random-walk path"):
+        table.add_column(column, justify="right" if column else "left")
+    table.add_row(
+        f"CAMs / random-walk maps ({summary['cam_split']})",
+        f"{_pct(summary['cam_miou'])} (t {summary['cam_threshold']:.2f})",
+        f"{_pct(rw['rw_miou'])} (t {rw['rw_threshold']:.2f})",
+    )
+    table.add_row(
+        "confident labels for train-aff",
+        "-",
+        f"fg {rw['confident_fg']:g} / bg {rw['confident_bg']:g} ({rw['confident_rule']})",
+    )
+    table.add_row(f"pseudo labels ({summary['pseudo_split']})", _pct(summary["pseudo_miou"]),
+                  _pct(rw["pseudo_miou"]))  # fmt: skip
+    table.add_row(f"segmenter ({summary['seg_split']})", _pct(summary["seg_miou"]),
+                  _pct(rw["seg_miou"]))  # fmt: skip
+    table.add_section()
+    table.add_row("time this run (both paths)", f"{summary['total_seconds']:.0f} s", "")
+    return table
+
+
+CONFIDENT_RULE = "fg = 2 t*, bg = t*/2"
+
+
+def confident_thresholds(best_threshold: float) -> tuple[float, float]:
+    """train-aff's confident-label thresholds from eval-cam's best threshold t*.
+
+    docs/random_walk.md: fixed thresholds (the SPEC's 0.40 / 0.10) must bracket the CAMs'
+    own best threshold, else whole objects become confident background. fg is capped at 1.
+    """
+    return min(1.0, 2 * best_threshold), best_threshold / 2
+
+
+def _cams_to_segmenter(
+    config: PipelineConfig, data: Path, out: Path, cams: Path, step: Callable[..., Any],
+    tag: str = "",
+) -> dict[str, Any]:  # fmt: skip
+    """eval-cam -> make-pseudo (CRF, eval-cam's best threshold) -> train-seg -> predict ->
+    eval, for one folder of CAM files; `tag` names the steps and suffixes the folders."""
+    recipe = config.recipe
+    suffix = f"_{tag}" if tag else ""
+
+    def name(stage: str) -> str:
+        return f"{stage} ({tag})" if tag else stage
+
+    cam_eval = step(name("eval-cam"), lambda: _eval_cam(data, cams, recipe.cam_eval_split))
+    labels = out / f"pseudo{suffix}"
+    pseudo = step(name("make-pseudo"), lambda: _make_pseudo(config, data, cams, labels))
+    seg_model = step(
+        name("train-seg"),
+        lambda: train_segmenter(data, out / f"seg_model{suffix}", recipe.seg_split, labels,
+                                recipe.train_seg, config.device, config.workers),
+    )  # fmt: skip
+    pred_dir = out / f"pred_{recipe.seg_eval_split}{suffix}"
+    step(name("predict"), lambda: _predict(config, data, seg_model, pred_dir))
+    seg_eval = step(name("eval"), lambda: _evaluate(data, pred_dir, recipe.seg_eval_split))
+    return {
+        "cam_miou": cam_eval["best_miou"],
+        "cam_threshold": cam_eval["best_threshold"],
+        "pseudo_miou": pseudo.get("miou") if pseudo else None,
+        "seg_miou": seg_eval["miou"],
+    }
+
+
+def _random_walk_path(
+    config: PipelineConfig, data: Path, out: Path, cam_model: Path, cam_options: dict[str, Any],
+    crf: dict[str, Any], step: Callable[..., Any],
+) -> dict[str, Any]:  # fmt: skip
+    """Confident labels -> train-aff -> make-rw, then the CRF path's steps on the walked maps."""
+    recipe = config.recipe
+    fg, bg = confident_thresholds(crf["cam_threshold"])
+    confident = out / "pseudo_confident"
+    step(
+        "make-pseudo (confident)",
+        lambda: _make_pseudo(config, data, out / "cams", confident, confident=(fg, bg)),
+    )
+    aff_options = {
+        "backbone": cam_options["backbone"],
+        "pretrained": cam_options["pretrained"],
+        **({"init": cam_model} if recipe.aff_init else {}),
+        **recipe.train_aff,
+    }
+    aff_model = step(
+        "train-aff",
+        lambda: train_affinity(data, out / "aff_model", recipe.cam_split, confident, aff_options,
+                               config.device, config.workers),
+    )  # fmt: skip
+    step("make-rw", lambda: _make_rw(config, data, aff_model, out / "cams", out / "rw"))
+    walked = _cams_to_segmenter(config, data, out, out / "rw", step, tag="rw")
+    return {
+        "rw_miou": walked["cam_miou"],
+        "rw_threshold": walked["cam_threshold"],
+        "confident_fg": fg,
+        "confident_bg": bg,
+        "confident_rule": CONFIDENT_RULE,
+        "pseudo_miou": walked["pseudo_miou"],
+        "seg_miou": walked["seg_miou"],
+    }
 
 
 # -- steps ---------------------------------------------------------------------------------
@@ -203,13 +329,8 @@ def train_classifier(
     from wsss.stages.train_cam import TrainCamConfig
     from wsss.stages.train_cam import run as train
 
-    if (out / FINAL).is_file():
-        info(f"{out / FINAL} exists: skipped")
-        return out / FINAL
-    extra = {"workers": workers} if workers is not None else {}
-    config = TrainCamConfig(data=data, out=out, split=split, device=device, resume=True,
-                            **options, **extra)  # fmt: skip
-    return Path(train(config).final)
+    return _train(train, TrainCamConfig, out, workers, data=data, split=split, device=device,
+                  **options)  # fmt: skip
 
 
 def train_segmenter(
@@ -220,13 +341,32 @@ def train_segmenter(
     from wsss.stages.train_seg import TrainSegConfig
     from wsss.stages.train_seg import run as train
 
+    return _train(train, TrainSegConfig, out, workers, data=data, split=split, labels=labels,
+                  device=device, **options)  # fmt: skip
+
+
+def train_affinity(
+    data: Path, out: Path, split: str, labels: Path, options: dict[str, Any], device: str,
+    workers: int | None,
+) -> Path:  # fmt: skip
+    """Train (or resume, or skip when finished) the affinity net on confident labels."""
+    from wsss.stages.train_aff import TrainAffConfig
+    from wsss.stages.train_aff import run as train
+
+    return _train(train, TrainAffConfig, out, workers, data=data, split=split, labels=labels,
+                  device=device, **options)  # fmt: skip
+
+
+def _train(
+    train: Callable[[Any], Any], config_type: Callable[..., Any], out: Path,
+    workers: int | None, **options: Any,
+) -> Path:  # fmt: skip
+    """Run a trainer stage with resume on, unless its final.pt exists; returns final.pt."""
     if (out / FINAL).is_file():
         info(f"{out / FINAL} exists: skipped")
         return out / FINAL
     extra = {"workers": workers} if workers is not None else {}
-    config = TrainSegConfig(data=data, out=out, split=split, labels=labels, device=device,
-                            resume=True, **options, **extra)  # fmt: skip
-    return Path(train(config).final)
+    return Path(train(config_type(out=out, resume=True, **options, **extra)).final)
 
 
 def _prepare_data(config: PipelineConfig, out: Path) -> Path:
@@ -268,7 +408,9 @@ def _eval_cam(data: Path, cams: Path, split: str) -> dict[str, Any]:
     return {"best_miou": result.sweep.best_miou, "best_threshold": result.sweep.best_threshold}
 
 
-def _make_pseudo(config: PipelineConfig, data: Path, cams: Path, out: Path) -> dict[str, Any]:
+def _make_pseudo(
+    config: PipelineConfig, data: Path, cams: Path, out: Path, **options: Any
+) -> dict[str, Any]:
     from wsss.stages.make_pseudo import MakePseudoConfig
     from wsss.stages.make_pseudo import run as make_pseudo
 
@@ -280,10 +422,29 @@ def _make_pseudo(config: PipelineConfig, data: Path, cams: Path, out: Path) -> d
             out=out,
             # loader "0 workers" (in-process) is one CRF worker
             workers=None if config.workers is None else max(1, config.workers),
-            **config.recipe.make_pseudo,
+            **{**config.recipe.make_pseudo, **options},
         )
     )
     return result.scores.to_json() if result.scores is not None else {}
+
+
+def _make_rw(config: PipelineConfig, data: Path, checkpoint: Path, cams: Path, out: Path) -> None:
+    from wsss.stages.make_rw import MakeRwConfig
+    from wsss.stages.make_rw import run as make_rw
+
+    extra = {"workers": config.workers} if config.workers is not None else {}
+    make_rw(
+        MakeRwConfig(
+            checkpoint=checkpoint,
+            cams=cams,
+            data=data,
+            split=config.recipe.cam_split,
+            out=out,
+            device=config.device,
+            **config.recipe.make_rw,
+            **extra,
+        )
+    )
 
 
 def _predict(config: PipelineConfig, data: Path, checkpoint: Path, out: Path) -> None:

@@ -47,7 +47,7 @@ class PredictConfig:
     crf: bool = False
     device: str = "auto"
     batch_size: int | None = None
-    workers: int = 2
+    workers: int | None = None  # image loader processes; None: by device
     class_list: Path | None = None
 
 
