@@ -245,7 +245,7 @@ def test_bad_file_is_one_line_naming_it(
 
 
 def test_bad_image_met_in_loader_workers(files: Files) -> None:
-    """With loader workers (the default on a GPU) the error crosses a DataLoader worker: one line."""
+    """With loader workers (the GPU default) the error crosses a DataLoader worker: one line."""
     path, problem = truncated_jpeg(files)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WSSS_QUIET": "1", "PYTHONPATH": str(ROOT)}
     runs = []

@@ -17,7 +17,7 @@ from torch import nn
 
 from wsss.errors import WsssError
 from wsss.models import batchnorm_layers
-from wsss.models.backbone import build_backbone
+from wsss.models.backbone import STAGES, build_backbone
 from wsss.models.classifier import CamClassifier
 from wsss.models.deeplab import DeepLabV3Plus
 
@@ -290,6 +290,40 @@ def test_timm_backbones_without_timm_say_what_to_install(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "timm", None)
     with pytest.raises(WsssError, match=r"pip install 'wsss\[timm\]'"):
         build_backbone("timm:resnest101e")
+
+
+@pytest.mark.parametrize("stride", [16, 8])
+def test_timm_backbone_gives_four_stages_at_the_output_stride(stride) -> None:
+    pytest.importorskip("timm")
+    backbone = build_backbone("timm:resnest14d", stride, "none").eval()
+    with torch.no_grad():
+        stages = backbone(torch.randn(1, 3, 64, 64))
+    assert [stages[s].shape[1] for s in STAGES] == [backbone.channels[s] for s in STAGES]
+    assert stages["stage1"].shape[-1] == 64 // 4
+    assert stages["stage4"].shape[-1] == 64 // stride
+
+
+def test_timm_backbone_loads_a_local_weights_file(tmp_path) -> None:
+    timm = pytest.importorskip("timm")
+    source = timm.create_model("resnest14d")
+    path = tmp_path / "resnest14d.pth"
+    torch.save(source.state_dict(), path)
+    loaded = build_backbone("timm:resnest14d", 16, str(path)).body.state_dict()
+    for key, value in source.state_dict().items():
+        if key in loaded:
+            assert torch.equal(loaded[key], value), key
+    assert "conv1.0.weight" in loaded
+    torch.save({"not": torch.zeros(1)}, tmp_path / "other.pth")
+    with pytest.raises(WsssError, match="weights do not fit the backbone") as error:
+        build_backbone("timm:resnest14d", 16, str(tmp_path / "other.pth"))
+    assert str(tmp_path / "other.pth") in str(error.value) and "\n" not in str(error.value)
+
+
+def test_cam_classifier_on_a_timm_backbone() -> None:
+    pytest.importorskip("timm")
+    model = CamClassifier("timm:resnest14d", 5, 16, "none")
+    maps = model(torch.randn(2, 3, 64, 64))
+    assert maps.shape == (2, 5, 4, 4)
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""End to end: every stage of `wsss pipeline demo` on a tiny demo dataset, then a resume."""
+"""End to end: every stage of `wsss pipeline demo` on a tiny demo dataset, then a resume;
+the same with the random-walk path."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from helpers_tinyvoc import one_torch_thread
 from wsss.camfile import load_cam_file
 from wsss.data.palette import read_label_png
 from wsss.data.voc import VocDataset
+from wsss.stages.eval_cam import EvalCamConfig
+from wsss.stages.eval_cam import run as eval_cam
 from wsss.stages.pipeline import DEMO, PipelineConfig, run
 
 TINY = replace(
@@ -23,7 +26,10 @@ TINY = replace(
     train_seg={**DEMO.train_seg, "epochs": 1, "batch_size": 4, "crop": 64, "warmup_epochs": 0,
                "scale_range": (48, 80)},
     predict={"scales": (1.0,), "flip": True},
+    train_aff={**DEMO.train_aff, "epochs": 1, "batch_size": 4, "crop": 64,
+               "scale_range": (48, 80)},
 )  # fmt: skip
+TRAINERS = ("cam_model", "seg_model", "aff_model", "seg_model_rw")
 
 
 @pytest.mark.slow
@@ -60,3 +66,67 @@ def test_every_stage_runs_and_writes_valid_outputs(tmp_path: Path) -> None:
     assert (out / "cam_model" / "final.pt").stat().st_mtime_ns == mtime
     for key in ("cam_miou", "pseudo_miou", "seg_miou"):
         assert again.summary[key] == pytest.approx(summary[key])
+
+
+@pytest.mark.slow
+def test_random_walk_path_runs_beside_the_crf_path_and_resumes(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    config = PipelineConfig(out=out, recipe=TINY, device="cpu", workers=0, random_walk=True)
+    with one_torch_thread():
+        result = run(config)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary == result.summary
+    # The CRF path's keys are unchanged; the random-walk path has its own object.
+    assert set(summary) >= {
+        "recipe",
+        "cam_miou",
+        "cam_threshold",
+        "cam_split",
+        "pseudo_miou",
+        "pseudo_split",
+        "seg_miou",
+        "seg_split",
+        "seconds",
+        "total_seconds",
+    }
+    rw = summary["random_walk"]
+    for key in ("rw_miou", "pseudo_miou", "seg_miou"):
+        assert 0.0 <= rw[key] <= 100.0
+    assert 0.0 < rw["rw_threshold"] < 1.0
+    t = summary["cam_threshold"]
+    assert (rw["confident_fg"], rw["confident_bg"]) == (min(1.0, 2 * t), t / 2)
+    assert set(summary["seconds"]) >= {
+        "make-pseudo (confident)",
+        "train-aff",
+        "make-rw",
+        "eval-cam (rw)",
+        "train-seg (rw)",
+        "eval (rw)",
+    }
+
+    # The walked maps are CAM files like make-cam's (same keys and grids) that eval-cam reads.
+    voc = VocDataset.open(out / "data")
+    train_ids = voc.split_ids("train")
+    for image_id in train_ids:
+        walked = load_cam_file(out / "rw" / f"{image_id}.npy", voc.num_classes)
+        cams = load_cam_file(out / "cams" / f"{image_id}.npy", voc.num_classes)
+        assert walked.keys.tolist() == cams.keys.tolist()
+        assert walked.cam.shape == cams.cam.shape and walked.hr_cam.shape == cams.hr_cam.shape
+        assert walked.hr_cam.min() >= 0.0 and walked.hr_cam.max() <= 1.0 + 1e-6
+    sweep = eval_cam(EvalCamConfig(cams=out / "rw", gt=out / "data", split="train", plot=False))
+    assert sweep.sweep.best_miou == pytest.approx(rw["rw_miou"])
+    for folder, ids in (
+        ("pseudo_confident", train_ids),
+        ("pseudo_rw", train_ids),
+        ("pred_val_rw", voc.split_ids("val")),
+    ):
+        for image_id in ids:
+            assert read_label_png(out / folder / f"{image_id}.png").shape == (64, 64)
+
+    # A second run retrains nothing and gives the same numbers.
+    mtimes = {name: (out / name / "final.pt").stat().st_mtime_ns for name in TRAINERS}
+    with one_torch_thread():
+        again = run(config)
+    assert {name: (out / name / "final.pt").stat().st_mtime_ns for name in TRAINERS} == mtimes
+    for key, value in rw.items():
+        assert again.summary["random_walk"][key] == pytest.approx(value)

@@ -113,20 +113,21 @@ class TimmBackbone(Backbone):
             raise WsssError(
                 f"backbone '{TIMM_PREFIX}{name}' needs timm: pip install 'wsss[timm]'"
             ) from None
-        kwargs: dict = {"features_only": True, "output_stride": output_stride}
-        source = f"timm model '{name}'"
-        if pretrained == "imagenet":
-            kwargs["pretrained"] = True
-        elif pretrained != "none":
-            path = _weights_path(pretrained)
-            source = str(path)
-            kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(path)})
+        # A local file is loaded here, not by timm: timm loads it non-strictly and only warns,
+        # so a file for another model would silently leave the backbone random.
+        path = None if pretrained in ("imagenet", "none") else _weights_path(pretrained)
         try:
-            self.body = timm.create_model(name, **kwargs)
-        except Exception as exc:  # timm raises many types: unknown name, download, bad file
+            self.body = timm.create_model(
+                name, features_only=True, output_stride=output_stride,
+                pretrained=pretrained == "imagenet",
+            )  # fmt: skip
+        except Exception as exc:  # timm raises many types: unknown name, download, ...
             raise WsssError(
-                f"{source}: could not build the timm backbone: {_reason(exc)}"
+                f"timm model '{name}': could not build the timm backbone: {_reason(exc)}"
             ) from None
+        if path is not None:
+            # the classification head is not part of the feature model: its keys may be extra
+            load_matching(self.body, read_weights_file(path), str(path), allow_unexpected=True)
         levels = self.body.feature_info.channels()
         if len(levels) < len(STAGES):
             raise WsssError(f"timm model '{name}' has {len(levels)} feature levels, need 4")
@@ -201,8 +202,11 @@ def read_weights_file(path: str | Path) -> dict[str, Tensor]:
     return dict(state)
 
 
-def load_matching(module: nn.Module, state: Mapping[str, Tensor], source: str) -> None:
-    """Load a torchvision-style state_dict, ignoring `fc.*`; anything else must match exactly.
+def load_matching(
+    module: nn.Module, state: Mapping[str, Tensor], source: str, allow_unexpected: bool = False
+) -> None:
+    """Load a torchvision-style state_dict, ignoring `fc.*`; anything else must match exactly
+    (with `allow_unexpected`, keys the module lacks are ignored: a whole model's head).
 
     A "module." prefix (DataParallel checkpoints) is stripped. BatchNorm's
     `num_batches_tracked` may be absent (old torchvision files lack it).
@@ -212,7 +216,7 @@ def load_matching(module: nn.Module, state: Mapping[str, Tensor], source: str) -
     state = {key: value for key, value in state.items() if not key.startswith("fc.")}
     expected = module.state_dict()
     missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state if k not in expected]
+    unexpected = [] if allow_unexpected else [k for k in state if k not in expected]
     shapes = [
         f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
         for k, v in expected.items()
