@@ -219,7 +219,7 @@ def segmenter_of_three_classes(f: Files) -> tuple[Path, str]:
 CASES = [
     (truncated_jpeg, ["make-cam", "predict", "train-cam", "train-seg", "make-pseudo"]),
     (zero_byte_png, ["train-seg", "make-pseudo", "eval-cam", "eval"]),
-    (mask_of_wrong_size, ["train-seg", "make-pseudo"]),
+    (mask_of_wrong_size, ["train-seg", "make-pseudo", "eval-cam", "eval"]),
     (mask_value_outside_classes, ["train-seg", "make-pseudo", "eval-cam", "eval"]),
     (malformed_xml, ["make-cam", "train-cam"]),
     (unknown_class_name, ["make-cam", "train-cam"]),

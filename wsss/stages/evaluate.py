@@ -7,7 +7,7 @@ from pathlib import Path
 
 from wsss.data.classes import class_names_with_background, dataset_classes, read_class_list
 from wsss.data.palette import read_label_png
-from wsss.data.voc import IMAGES, VocDataset, check_mask, read_id_list
+from wsss.data.voc import IMAGES, VocDataset, check_mask, image_size, read_id_list
 from wsss.errors import WsssError, file_error
 from wsss.io import read_manifest, safe_child, write_json
 from wsss.metrics import ConfusionMatrix, SegmentationScores
@@ -90,7 +90,11 @@ class GroundTruth:
 
     def mask(self, image_id: str):
         if self.dataset is not None:
-            return self.dataset.load_mask(image_id)
+            # The image header (not its pixels) tells a mask of the wrong size from a wrong
+            # prediction or CAM; without the image the comparison names the other file.
+            image = self.dataset.image_path(image_id)
+            size = image_size(image) if image.is_file() else None
+            return self.dataset.load_mask(image_id, expect_size=size)
         path = safe_child(self.path, image_id, ".png")
         mask = read_label_png(path)
         check_mask(mask, path, len(self.classes))
