@@ -104,7 +104,12 @@ def _eval_split() -> Any:
 
 
 def _eval_every() -> Any:
-    return typer.Option(1, "--eval-every", help="Evaluate every K epochs (and after the last).")
+    return typer.Option(
+        None,
+        "--eval-every",
+        help="Evaluate every K epochs and after the last (default: the smallest K keeping "
+        "evaluation under 10%% of the training compute, counted from the split sizes).",
+    )
 
 
 def _class_list() -> Any:
@@ -161,7 +166,7 @@ def train_cam(
     resume: bool = _resume(),
     compile: bool = _compile(),
     eval_split: str | None = _eval_split(),
-    eval_every: int = _eval_every(),
+    eval_every: int | None = _eval_every(),
     class_list: Path | None = _class_list(),
 ) -> None:
     """Train the Puzzle-CAM classifier from image-level labels (--pieces 1 --alpha 0: plain CAM)."""
@@ -206,7 +211,7 @@ def train_seg(
     resume: bool = _resume(),
     compile: bool = _compile(),
     eval_split: str | None = _eval_split(),
-    eval_every: int = _eval_every(),
+    eval_every: int | None = _eval_every(),
     class_list: Path | None = _class_list(),
 ) -> None:
     """Train DeepLabv3+ on pseudo labels (cross-entropy, 255 ignored)."""

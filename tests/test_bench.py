@@ -103,15 +103,6 @@ def test_alternate_takes_turns_until_long_enough() -> None:
     assert medians == {"a": 0.5, "b": 0.25}
 
 
-def test_proposed_eval_every_keeps_evaluation_under_ten_percent() -> None:
-    bench = load_script()
-    # 10 s of training and 2 s of evaluation per epoch: 17 % when evaluating every epoch
-    train = {"eval_s": 2.0, "epoch_wall_s": 12.0, "eval_every": 1}
-    every = bench.proposed_eval_every(train)
-    assert every == 2 and 2.0 / (every * 10.0 + 2.0) <= 0.10
-    assert bench.proposed_eval_every({**train, "eval_s": 1.0, "epoch_wall_s": 11.0}) == 1
-
-
 def test_targets_compare_in_the_right_direction() -> None:
     bench = load_script()
     rows = {t.field: t for t in bench.targets(["resnet18"])}

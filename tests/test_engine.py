@@ -303,3 +303,19 @@ def test_loader_workers_default_to_none_on_the_cpu_and_some_for_a_gpu(monkeypatc
     monkeypatch.setattr(device.os, "cpu_count", lambda: 16)
     assert device.default_loader_workers("auto") == 4
     assert device.default_loader_workers(torch.device("cuda", 0)) == 4
+
+
+def test_auto_eval_every_keeps_counted_evaluation_within_the_budget(tmp_path):
+    from helpers_tinyvoc import make_tiny_voc
+
+    from wsss.data.voc import VocDataset
+    from wsss.engine.evaluation import auto_eval_every
+
+    voc = VocDataset.open(make_tiny_voc(tmp_path / "voc", n=8, size=48))
+    ids = voc.split_ids("train")
+    # 8 images of 48 x 48 evaluated; 8 crops of 48 px trained at 6 passes: 1/7 = 14.3 % if
+    # evaluated every epoch, 1/13 = 7.7 % every 2 epochs.
+    assert auto_eval_every(voc, ids, len(ids), 48, train_passes=6) == 2
+    assert auto_eval_every(voc, ids, len(ids), 48, train_passes=3) == 3  # 1/10 is within 10 %
+    assert auto_eval_every(voc, ids[:1], 100, 48, train_passes=3) == 1
+    assert auto_eval_every(voc, ids, 0, 48, train_passes=3) == 1

@@ -59,6 +59,21 @@ def test_puzzle_training_lowers_the_loss_and_records_everything(voc4: Path, tmp_
     assert load_checkpoint(out / "best.pt", "cam_classifier")["epoch"] == best["epoch"]
 
 
+def test_eval_every_defaults_to_the_counted_rule(voc4: Path, tmp_path: Path) -> None:
+    from wsss.data.voc import VocDataset
+    from wsss.engine.evaluation import auto_eval_every
+
+    voc = VocDataset.open(voc4)
+    train, val = voc.split_ids("train"), voc.split_ids("val")
+    expected = auto_eval_every(voc, val, len(train), 32, train_passes=6)
+    assert expected > 1  # tiny crops, full-size evaluation: evaluating every epoch is too dear
+    run(TrainCamConfig(data=voc4, out=tmp_path / "run", epochs=expected, eval_split="val", **TINY))
+    lines = metrics(tmp_path / "run")
+    assert [line["epoch"] for line in lines if "eval" in line] == [expected]
+    final = load_checkpoint(tmp_path / "run" / "final.pt", "cam_classifier")
+    assert final["args"]["eval_every"] == expected  # recorded resolved, so resume agrees
+
+
 def test_plain_cam_baseline_runs_through_the_same_path_with_the_paper_sgd(
     voc4: Path, tmp_path: Path
 ) -> None:

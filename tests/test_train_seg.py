@@ -50,7 +50,9 @@ def test_training_on_pseudo_labels_lowers_the_loss_and_logs_val_miou(
     for image_id in voc.split_ids("train"):
         save_label_png(labels / f"{image_id}.png", voc.load_mask(image_id))
     out = tmp_path / "run"
-    config = TrainSegConfig(data=voc4, labels=labels, out=out, epochs=6, eval_split="val", **TINY)
+    config = TrainSegConfig(
+        data=voc4, labels=labels, out=out, epochs=6, eval_split="val", eval_every=1, **TINY
+    )
     result = run(config)
     lines = metrics(out)
     assert lines[-1]["loss"] < lines[0]["loss"]

@@ -429,6 +429,9 @@ def measure_train_cam(settings: BenchSettings) -> Numbers:
     spent: list[float] = []
     loaded = epoch(real, timed_cam_evaluator(voc, TRAIN_SPLIT, spent), eval_split=TRAIN_SPLIT)
     eval_seconds = sum(spent)
+    # One epoch, evaluated at its end; by default evaluation comes every `every` epochs.
+    every = train_cam.default_eval_every(base, voc, ids, ids)
+    train_seconds = loaded.seconds - eval_seconds
     return {
         "batch": settings.train_batch,
         "baseline_step_s": step_seconds(baseline),
@@ -442,8 +445,9 @@ def measure_train_cam(settings: BenchSettings) -> Numbers:
         "loader_ratio": step_seconds(loaded) / step_seconds(puzzle),
         "epoch_wall_s": loaded.seconds,
         "eval_s": eval_seconds,
-        "eval_share": eval_seconds / loaded.seconds,
-        "eval_every": base.eval_every,
+        "eval_share_every_epoch": eval_seconds / loaded.seconds,
+        "eval_share": eval_seconds / (every * train_seconds + eval_seconds),
+        "eval_every": every,
     }
 
 

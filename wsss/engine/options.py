@@ -72,7 +72,7 @@ class TrainOptions:
     resume: bool = False
     compile: bool = False
     eval_split: str | None = None
-    eval_every: int = 1
+    eval_every: int | None = None  # None: counted by the stage (auto_eval_every)
 
     def validate(self) -> None:
         """Reject bad values with one line naming the option (the CLI's exit code 2)."""
@@ -81,7 +81,7 @@ class TrainOptions:
             ("--batch-size", self.batch_size),
             ("--lr", self.lr),
             ("--crop", self.crop),
-            ("--eval-every", self.eval_every),
+            ("--eval-every", 1 if self.eval_every is None else self.eval_every),
         ):
             check_positive(option, value)
         if self.weight_decay < 0:
@@ -127,6 +127,6 @@ class TrainOptions:
             workers=default_loader_workers(self.device) if self.workers is None else self.workers,
             resume=self.resume,
             compile=self.compile,
-            eval_every=self.eval_every,
+            eval_every=self.eval_every or 1,
             args=self.args(),
         )

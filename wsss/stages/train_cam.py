@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -23,12 +23,13 @@ from wsss.data.voc import VocDataset
 from wsss.engine.checkpoint import check_classes, load_checkpoint
 from wsss.engine.device import set_seed
 from wsss.engine.distributed import is_main
-from wsss.engine.evaluation import eval_ids
+from wsss.engine.evaluation import auto_eval_every, eval_ids
 from wsss.engine.options import TrainOptions, check_choice
 from wsss.engine.trainer import LAST, EpochEnd, EvalResult, Evaluate, FitResult, TrainTask, fit
 from wsss.errors import WsssError, file_error
 from wsss.models.classifier import CamClassifier
 from wsss.puzzle import PuzzleConfig, puzzle_losses
+from wsss.ui import info
 
 STAGE = "train-cam"
 KIND = "cam_classifier"
@@ -117,7 +118,12 @@ def run(
     voc = VocDataset.open(config.data, config.class_list)
     ids = voc.split_ids(config.split)
     voc.check_image_ids(ids)
-    evaluate = _cam_evaluator(voc, config.eval_split) if config.eval_split else None
+    evaluate = None
+    if config.eval_split:
+        evaluate, eval_list = _cam_evaluator(voc, config.eval_split)
+        if config.eval_every is None:
+            config = replace(config, eval_every=default_eval_every(config, voc, ids, eval_list))
+            info(f"evaluating {config.eval_split} every {config.eval_every} epoch(s) (auto)")
     dataset = ClassificationDataset(voc, ids, TrainTransform(config.augmentation()), config.seed)
 
     set_seed(config.seed)
@@ -158,7 +164,15 @@ def _warm_start(model: CamClassifier, path: Path, classes: tuple[str, ...]) -> N
         raise file_error(path, f"--init weights do not fit the model: {reason}") from None
 
 
-def _cam_evaluator(voc: VocDataset, split: str) -> Evaluate:
+def default_eval_every(
+    config: TrainCamConfig, voc: VocDataset, train_ids: list[str], eval_list: list[str]
+) -> int:
+    """`--eval-every` when not given: evaluation within 10 % of the training compute."""
+    passes = 6 if config.pieces > 1 else 3  # the tile branch doubles forward and backward
+    return auto_eval_every(voc, eval_list, len(train_ids), config.crop, passes)
+
+
+def _cam_evaluator(voc: VocDataset, split: str) -> tuple[Evaluate, list[str]]:
     """CAM threshold sweep on `split` (rank 0 only): best mIoU over the dataset's classes."""
     ids = eval_ids(voc, split)
 
@@ -172,4 +186,4 @@ def _cam_evaluator(voc: VocDataset, split: str) -> Evaluate:
             details={"threshold": sweep.best_threshold},
         )
 
-    return evaluate
+    return evaluate, ids

@@ -7,7 +7,7 @@ metrics), and an optional single-scale val mIoU every K epochs.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -20,11 +20,12 @@ from wsss.data.transforms import AugmentConfig, TrainTransform
 from wsss.data.voc import VocDataset
 from wsss.engine.device import set_seed
 from wsss.engine.distributed import env_info
-from wsss.engine.evaluation import eval_ids, segmenter_scores
+from wsss.engine.evaluation import auto_eval_every, eval_ids, segmenter_scores
 from wsss.engine.options import TrainOptions
 from wsss.engine.trainer import LAST, EpochEnd, EvalResult, Evaluate, FitResult, TrainTask, fit
 from wsss.errors import WsssError, file_error
 from wsss.models.deeplab import DeepLabV3Plus
+from wsss.ui import info
 
 STAGE = "train-seg"
 KIND = "deeplab"
@@ -89,7 +90,13 @@ def run(
             )
     augment = AugmentConfig(crop=config.crop, scale_range=config.scale_range, mode="long-side")
     dataset = SegmentationDataset(voc, ids, TrainTransform(augment), config.labels, config.seed)
-    evaluate = _seg_evaluator(voc, config.eval_split) if config.eval_split else None
+    evaluate = None
+    if config.eval_split:
+        evaluate, eval_list = _seg_evaluator(voc, config.eval_split)
+        if config.eval_every is None:
+            every = auto_eval_every(voc, eval_list, len(ids), config.crop, train_passes=3)
+            config = replace(config, eval_every=every)
+            info(f"evaluating {config.eval_split} every {config.eval_every} epoch(s) (auto)")
 
     set_seed(config.seed)
     resuming = config.resume and (Path(config.out) / LAST).is_file()
@@ -108,7 +115,7 @@ def run(
     return fit(task, config.loop_config(STAGE), on_epoch_end)
 
 
-def _seg_evaluator(voc: VocDataset, split: str) -> Evaluate:
+def _seg_evaluator(voc: VocDataset, split: str) -> tuple[Evaluate, list[str]]:
     ids = eval_ids(voc, split)
 
     def evaluate(model: nn.Module, device: torch.device) -> EvalResult:
@@ -119,4 +126,4 @@ def _seg_evaluator(voc: VocDataset, split: str) -> Evaluate:
             details={"pixel_accuracy": scores.pixel_accuracy},
         )
 
-    return evaluate
+    return evaluate, ids
