@@ -74,6 +74,7 @@ def ablation(
     output_stride: int | None = typer.Option(None, "--output-stride", help="8 or 16."),
     pieces: int | None = typer.Option(None, "--pieces", help="Puzzle tiles, 4, 9... (recipe: 4)."),
     lr: float | None = typer.Option(None, "--lr", help="Learning rate (recipe: 1e-3)."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed of every variant (recipe: 0)."),
     epochs: int | None = typer.Option(None, "--epochs", help="Epochs per variant (recipe: 30)."),
     variant: list[str] | None = typer.Option(
         None, "--variant", help="Only these variants (repeatable): baseline, pcl, re, full."
@@ -88,7 +89,7 @@ def ablation(
         key: value
         for key, value in (("re_level", re_level), ("alpha", alpha), ("puzzle_start", puzzle_start),
                            ("init", init), ("output_stride", output_stride), ("epochs", epochs),
-                             ("pieces", pieces), ("lr", lr))
+                             ("pieces", pieces), ("lr", lr), ("seed", seed))
         if value is not None
     }  # fmt: skip
     run(
