@@ -40,7 +40,7 @@ DEFAULT_SIZES: dict[str, Any] = {
     "images": 300,  # the demo's train split: what eval-cam and make-pseudo run on in make demo
     "size": 128,
     "cam_images": 16,
-    "cam_images_large": 8,
+    "cam_images_large": 16,
     "train_images": 128,  # 8 steps: an epoch long enough to hide the loader's first batch
     "train_batch": 16,
     "forward_batch": 16,
