@@ -35,6 +35,12 @@ lint: install
 demo: install
 	$(WSSS) pipeline demo --out $(DEMO_OUT)
 
+# The demo plus the random-walk path (docs/random_walk.md); after `make demo` only the new
+# stages run.
+.PHONY: demo-rw
+demo-rw: install
+	$(WSSS) pipeline demo --random-walk --out $(DEMO_OUT)
+
 all: install
 	@test -n "$(VOC)" || (echo "usage: make all VOC=/path/VOCdevkit/VOC2012 SBD=/path/benchmark_RELEASE/dataset" && exit 2)
 	$(WSSS) pipeline voc --voc $(VOC) $(if $(SBD),--sbd $(SBD),) --out $(ALL_OUT)
