@@ -28,10 +28,10 @@ def make_pseudo(
         10, "--crf-iters", help="Mean-field iterations.", rich_help_panel=CRF_PANEL
     ),
     unary: str = typer.Option(
-        "labels",
+        "scores",
         "--unary",
-        help="CRF unary: 'labels' (thresholded labels held with --gt-prob) or 'scores' "
-        "(soft scores, background (1 - max CAM)^a).",
+        help="CRF unary: 'scores' (soft scores, background (1 - max CAM)^a) or 'labels' "
+        "(thresholded labels held with --gt-prob; docs/pseudo_labels.md compares them).",
         rich_help_panel=CRF_PANEL,
     ),
     gt_prob: float = typer.Option(

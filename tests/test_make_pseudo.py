@@ -169,6 +169,16 @@ def test_threshold_comes_from_eval_cam_else_the_documented_default(tiny, tmp_pat
     assert "eval_cam.json" in source
 
 
+@pytest.mark.parametrize(("best", "at_edge"), [(0.05, True), (0.1, False)])
+def test_a_threshold_at_the_low_end_of_eval_cams_sweep_is_flagged(tiny, tmp_path, best, at_edge):
+    voc, cams = tiny
+    curve = [[0.05, 40.2], [0.1, 41.0 if best == 0.1 else 34.4], [0.15, 29.8]]
+    write_json(cams / "eval_cam.json", {"best_threshold": best, "curve": curve})
+    result = run(config(voc, cams, tmp_path / "out", threshold=None))
+    assert result.threshold == best
+    assert ("the lowest eval-cam tried" in result.threshold_source) is at_edge
+
+
 @pytest.mark.parametrize(
     ("settings", "record", "message"),
     [

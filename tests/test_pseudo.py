@@ -101,6 +101,36 @@ def test_confident_mode_keeps_each_class_and_ignores_only_the_uncertain_band():
     ]
 
 
+def striped_object_under_a_small_seed() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A grey image with a 32 x 32 object of two alternating stripe colours and a yellow 6 x 6
+    part symbol in its middle; the CAM is 1 on the part and 0.6 on the 20 x 20 around it (39 %
+    of the object), 0 elsewhere: a Puzzle-CAM-like map shrunk onto the part."""
+    image = np.full((48, 48, 3), 90, np.uint8)
+    image[8:40, 8:40] = (40, 60, 200)
+    for x in range(8, 40, 4):
+        image[8:40, x : x + 2] = (200, 60, 160)
+    image[21:27, 21:27] = (250, 230, 0)
+    cam = np.zeros((1, 48, 48), np.float32)
+    cam[0, 14:34, 14:34] = 0.6
+    cam[0, 21:27, 21:27] = 1.0
+    return image, cam, cam[0] > 0.1
+
+
+def test_default_score_unary_keeps_a_confident_seed_the_label_unary_erases():
+    # Under the labels unary every seed pixel is held with the same gt_prob, so the colour
+    # kernel makes the striped object a majority vote that the 61 % background side wins,
+    # down to the part symbol. Soft scores keep pixels the CAM is sure of.
+    image, cam, seed = striped_object_under_a_small_seed()
+    assert CrfParams().unary == "scores"
+    kept = {}
+    for name, crf in (("scores", CrfParams()), ("labels", CrfParams(unary="labels"))):
+        labels = pseudo_label(image, record([0, 4], cam), PseudoParams(threshold=0.1, crf=crf))
+        assert (labels[:8] == 0).all() and (labels[21:27, 21:27] == 4).all(), name
+        kept[name] = (labels[seed] == 4).mean()
+    assert kept["scores"] > 0.95
+    assert kept["labels"] < 0.2
+
+
 def test_plain_mode_with_crf_follows_colour_edges_in_both_unary_modes():
     image, cam = three_stripes()
     expected = np.array([[0] * 32 + [7] * 16] * 24)

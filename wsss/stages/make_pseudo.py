@@ -369,7 +369,18 @@ def resolve_threshold(cams: Path, threshold: float | None) -> tuple[float, str]:
     best = content.get("best_threshold") if isinstance(content, dict) else None
     if isinstance(best, bool) or not isinstance(best, int | float) or not 0.0 <= best <= 1.0:
         raise file_error(record, f"'best_threshold' must be a number in [0, 1], got {best!r}")
-    return float(best), f"best of {record}"
+    source = f"best of {record}"
+    if best == _lowest_swept(content.get("curve")):
+        source += "; the lowest eval-cam tried, the CAMs may be best below it (--thresholds)"
+    return float(best), source
+
+
+def _lowest_swept(curve: object) -> float | None:
+    """The smallest threshold of eval-cam's curve ([[t, miou], ...]) when it swept several."""
+    if not isinstance(curve, list) or len(curve) < 2:
+        return None
+    points = [p[0] for p in curve if isinstance(p, list) and p and isinstance(p[0], int | float)]
+    return min(points) if len(points) == len(curve) else None
 
 
 def _pseudo_params(config: MakePseudoConfig, cams: Path) -> tuple[PseudoParams, str]:
