@@ -12,6 +12,10 @@ pipeline_app = typer.Typer(
 )
 
 DEVICE_HELP = "auto (GPU when present), cpu or cuda."
+VARIANT_HELP = (
+    "Puzzle-CAM loss terms of train-cam: full (L_cls + L_p-cls + alpha L_re, the paper), pcl "
+    "(L_cls + L_p-cls), re (L_cls + L_re) or baseline (plain CAM); default: the recipe's."
+)
 RANDOM_WALK_HELP = (
     "Also run the random-walk path (confident labels, train-aff, make-rw, then make-pseudo, "
     "train-seg, predict and eval on the walked maps) and compare both paths in the summary."
@@ -24,15 +28,17 @@ def demo(
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     workers: int | None = typer.Option(None, "--workers", help="Loader / CRF worker processes."),
     random_walk: bool = typer.Option(False, "--random-walk", help=RANDOM_WALK_HELP),
+    variant: str | None = typer.Option(None, "--variant", help=VARIANT_HELP),
 ) -> None:
     """The whole pipeline on the synthetic demo data, from scratch, on the CPU in minutes."""
     from wsss.stages.pipeline import DEMO, PipelineConfig, run
 
     run(
         PipelineConfig(
-            out=out, recipe=DEMO, device=device, workers=workers, random_walk=random_walk
+            out=out, recipe=DEMO, device=device, workers=workers, random_walk=random_walk,
+            variant=variant,
         )
-    )
+    )  # fmt: skip
 
 
 @pipeline_app.command("voc")
@@ -43,6 +49,7 @@ def voc(
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     workers: int | None = typer.Option(None, "--workers", help="Loader / CRF worker processes."),
     random_walk: bool = typer.Option(False, "--random-walk", help=RANDOM_WALK_HELP),
+    variant: str | None = typer.Option(None, "--variant", help=VARIANT_HELP),
 ) -> None:
     """The paper's recipe on PASCAL VOC 2012 (+ SBD): ResNet-50, ImageNet weights, GPU."""
     from wsss.stages.pipeline import VOC, PipelineConfig, run
@@ -56,6 +63,7 @@ def voc(
             device=device,
             workers=workers,
             random_walk=random_walk,
+            variant=variant,
         )
     )
 

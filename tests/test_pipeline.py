@@ -14,6 +14,7 @@ from helpers_tinyvoc import one_torch_thread
 from wsss.camfile import load_cam_file
 from wsss.data.palette import read_label_png
 from wsss.data.voc import VocDataset
+from wsss.errors import WsssError
 from wsss.stages.eval_cam import EvalCamConfig
 from wsss.stages.eval_cam import run as eval_cam
 from wsss.stages.pipeline import DEMO, PipelineConfig, run
@@ -66,6 +67,12 @@ def test_every_stage_runs_and_writes_valid_outputs(tmp_path: Path) -> None:
     assert (out / "cam_model" / "final.pt").stat().st_mtime_ns == mtime
     for key in ("cam_miou", "pseudo_miou", "seg_miou"):
         assert again.summary[key] == pytest.approx(summary[key])
+
+    # A changed recipe does not silently reuse the model trained with the old one.
+    changed = replace(TINY, train_cam={**TINY.train_cam, "alpha": 0.5})
+    with pytest.raises(WsssError, match=r"final\.pt: saved with alpha=4\.0, this run has 0\.5"):
+        run(PipelineConfig(out=out, recipe=changed, device="cpu", workers=0))
+    assert (out / "cam_model" / "final.pt").stat().st_mtime_ns == mtime
 
 
 @pytest.mark.slow
@@ -130,3 +137,17 @@ def test_random_walk_path_runs_beside_the_crf_path_and_resumes(tmp_path: Path) -
     assert {name: (out / name / "final.pt").stat().st_mtime_ns for name in TRAINERS} == mtimes
     for key, value in rw.items():
         assert again.summary["random_walk"][key] == pytest.approx(value)
+
+
+def test_a_variant_replaces_the_recipe_variant_and_never_stacks(tmp_path: Path) -> None:
+    from wsss.stages.pipeline import train_cam_options
+
+    recipe = replace(TINY, variant="pcl")
+    pcl = train_cam_options(PipelineConfig(out=tmp_path, recipe=recipe))
+    assert pcl["alpha"] == 0.0 and pcl["use_pcl"] and pcl["pieces"] == 4
+    full = train_cam_options(PipelineConfig(out=tmp_path, recipe=recipe, variant="full"))
+    assert full["alpha"] == TINY.train_cam["alpha"] == 4.0 and full["use_pcl"]
+    base = train_cam_options(PipelineConfig(out=tmp_path, recipe=recipe, variant="baseline"))
+    assert base["pieces"] == 1 and base["alpha"] == 0.0 and not base["use_pcl"]
+    with pytest.raises(WsssError, match="--variant must be one of"):
+        train_cam_options(PipelineConfig(out=tmp_path, recipe=recipe, variant="puzzle"))

@@ -200,6 +200,24 @@ def jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
+def check_same_args(path: Path, saved: dict[str, Any], args: dict[str, Any]) -> None:
+    """A checkpoint continues (or stands for) a run only if it was made with the same options,
+    apart from those that do not change the result (`RESUMABLE_CHANGES`)."""
+    changed = sorted(
+        key
+        for key in set(saved) | set(args)
+        if key not in RESUMABLE_CHANGES and saved.get(key) != args.get(key)
+    )
+    if changed:
+        key = changed[0]
+        raise file_error(
+            path,
+            f"saved with {key}={saved.get(key)!r}, this run has {args.get(key)!r} "
+            f"({len(changed)} option(s) differ: {', '.join(changed)}); resume with the "
+            "same options or use another --out",
+        )
+
+
 class _Trainer:
     def __init__(
         self,
@@ -275,20 +293,7 @@ class _Trainer:
             )
         checkpoint = load_checkpoint(last, self.task.kind)
         check_classes(last, checkpoint, self.task.classes)
-        saved = checkpoint.get("args", {})
-        changed = sorted(
-            key
-            for key in set(saved) | set(self.args)
-            if key not in RESUMABLE_CHANGES and saved.get(key) != self.args.get(key)
-        )
-        if changed:
-            key = changed[0]
-            raise file_error(
-                last,
-                f"saved with {key}={saved.get(key)!r}, this run has {self.args.get(key)!r} "
-                f"({len(changed)} option(s) differ: {', '.join(changed)}); resume with the "
-                "same options or use another --out",
-            )
+        check_same_args(last, checkpoint.get("args", {}), self.args)
         return checkpoint
 
     def _build_loader(self) -> None:

@@ -47,6 +47,9 @@ class Recipe:
     train_aff: dict[str, Any] = field(default_factory=dict)
     aff_init: bool = False
     make_rw: dict[str, Any] = field(default_factory=dict)
+    # The ablation variant train-cam runs (`wsss.stages.ablation.VARIANTS`: baseline, pcl,
+    # re, full) on top of `train_cam`, which holds the paper's full Puzzle-CAM settings.
+    variant: str | None = None
 
 
 DEMO = Recipe(
@@ -121,6 +124,23 @@ VOC = Recipe(
 RECIPES = {"demo": DEMO, "voc": VOC}
 
 
+def train_cam_options(config: PipelineConfig) -> dict[str, Any]:
+    """The recipe's train-cam options, its variant (or `--variant`, which replaces it, never
+    stacks on it), then explicit overrides."""
+    variant = variant_options(config.variant or config.recipe.variant)
+    return {**config.recipe.train_cam, **variant, **config.train_cam_overrides}
+
+
+def variant_options(variant: str | None) -> dict[str, Any]:
+    """train-cam options of an ablation variant (`--variant`), none for the recipe's own."""
+    if variant is None:
+        return {}
+    from wsss.stages.ablation import VARIANTS, pick_variants
+
+    (name,) = pick_variants([variant])
+    return dict(VARIANTS[name])
+
+
 @dataclass
 class PipelineConfig:
     out: Path
@@ -130,6 +150,7 @@ class PipelineConfig:
     device: str = "auto"
     workers: int | None = None
     train_cam_overrides: dict[str, Any] = field(default_factory=dict)
+    variant: str | None = None  # ablation variant of train-cam (default: the recipe's)
     random_walk: bool = False  # also run the random-walk path
 
 
@@ -152,7 +173,8 @@ def run(config: PipelineConfig) -> PipelineResult:
         return value
 
     data = step("data", lambda: _prepare_data(config, out))
-    cam_options = {**recipe.train_cam, **config.train_cam_overrides}
+    variant = config.variant or recipe.variant
+    cam_options = train_cam_options(config)
     cam_model = step(
         "train-cam",
         lambda: train_classifier(data, out / "cam_model", recipe.cam_split, cam_options,
@@ -166,6 +188,7 @@ def run(config: PipelineConfig) -> PipelineResult:
 
     summary = {
         "recipe": recipe.name,
+        "variant": variant or "full",
         "data": str(data),
         "cam_miou": crf["cam_miou"],
         "cam_threshold": crf["cam_threshold"],
@@ -361,12 +384,19 @@ def _train(
     train: Callable[[Any], Any], config_type: Callable[..., Any], out: Path,
     workers: int | None, **options: Any,
 ) -> Path:  # fmt: skip
-    """Run a trainer stage with resume on, unless its final.pt exists; returns final.pt."""
-    if (out / FINAL).is_file():
-        info(f"{out / FINAL} exists: skipped")
-        return out / FINAL
+    """Run a trainer stage with resume on, unless its final.pt (made with the same options:
+    a changed recipe must not reuse an old model) exists; returns final.pt."""
+    from wsss.engine.checkpoint import load_checkpoint
+    from wsss.engine.trainer import check_same_args
+
     extra = {"workers": workers} if workers is not None else {}
-    return Path(train(config_type(out=out, resume=True, **options, **extra)).final)
+    config = config_type(out=out, resume=True, **options, **extra)
+    final = out / FINAL
+    if final.is_file():
+        check_same_args(final, load_checkpoint(final).get("args", {}), config.args())
+        info(f"{final} exists: skipped")
+        return final
+    return Path(train(config).final)
 
 
 def _prepare_data(config: PipelineConfig, out: Path) -> Path:
