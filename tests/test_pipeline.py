@@ -69,8 +69,8 @@ def test_every_stage_runs_and_writes_valid_outputs(tmp_path: Path) -> None:
         assert again.summary[key] == pytest.approx(summary[key])
 
     # A changed recipe does not silently reuse the model trained with the old one.
-    changed = replace(TINY, train_cam={**TINY.train_cam, "alpha": 0.5})
-    with pytest.raises(WsssError, match=r"final\.pt: saved with alpha=4\.0, this run has 0\.5"):
+    changed = replace(TINY, train_cam={**TINY.train_cam, "lr": 5e-4})
+    with pytest.raises(WsssError, match=r"final\.pt: saved with lr=0\.001, this run has 0\.0005"):
         run(PipelineConfig(out=out, recipe=changed, device="cpu", workers=0))
     assert (out / "cam_model" / "final.pt").stat().st_mtime_ns == mtime
 

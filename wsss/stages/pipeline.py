@@ -60,7 +60,12 @@ DEMO = Recipe(
     seg_eval_split="val",
     demo={"n_train": 300, "n_val": 100, "size": 128, "seed": 0},
     # From scratch at 128 px the paper's SGD lr 0.1 recipe does not learn (issue 3); this is
-    # the AdamW recipe that does. Puzzle settings: see README "Puzzle-CAM on the demo data".
+    # the AdamW recipe that does. `train_cam` holds the paper's full Puzzle-CAM settings (the
+    # ablation's base); the demo trains the "pcl" variant, L_cls + L_p-cls without L_re: the
+    # only setting measured that beat the plain CAM on the demo data, on both seeds tried
+    # (CAM mIoU 56.3 / 56.8 vs 54.4 / 55.8), while L_re shrank the maps onto the parts at
+    # every alpha, start and warm start tried (README "Puzzle-CAM on the demo data").
+    variant="pcl",
     train_cam={
         "backbone": "resnet18",
         "pretrained": "none",
