@@ -285,6 +285,26 @@ def projected_voc_eval_share(train: dict[str, float], settings: dict[str, Any]) 
 # -- the report -------------------------------------------------------------------------------
 
 
+def busy_cores(seconds: float = 1.0) -> float | None:
+    """Cores busy with other work right now, from /proc/stat (Linux); unlike the load
+    average, which trails by minutes, this is zero as soon as other jobs stop or pause."""
+
+    def sample() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return sum(fields[:8]), idle
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    ticks = total1 - total0
+    cores = os.cpu_count() or 1
+    return cores * (ticks - (idle1 - idle0)) / ticks if ticks > 0 else None
+
+
 def machine_description() -> dict[str, Any]:
     model = "unknown"
     try:
@@ -311,6 +331,10 @@ def machine_description() -> dict[str, Any]:
         "numpy": version("numpy"),
         "platform": platform.platform(),
     }
+
+
+def _number(value: float | None) -> float:
+    return math.nan if value is None else float(value)
 
 
 def _fmt(value: float, digits: int = 2, percent: bool = False) -> str:
@@ -351,6 +375,10 @@ def render(report: dict[str, Any], notes: str) -> str:
                 (
                     "load average before / after",
                     f"{report['load'][0]:.2f} / {report['load'][1]:.2f}",
+                ),
+                (
+                    "cores busy in the second before the run",
+                    _fmt(_number(report.get("busy_cores_before"))),
                 ),
             ],
         ),
@@ -548,11 +576,11 @@ def findings(report: dict[str, Any]) -> list[str]:
     found by profiling belong in the notes below the marker."""
     machine, med = report["machine"], report["medians"]
     out = []
-    load = report["load"][0]
-    if load > 0.5 * machine["usable_cores"]:
+    busy = report.get("busy_cores_before")
+    if busy is not None and busy > 0.25:
         out.append(
-            f"Other jobs were running (load average {load:.1f} on {machine['usable_cores']} "
-            "cores before the run): the ratios are noisier than on a quiet machine."
+            f"Other jobs were running ({busy:.1f} of {machine['usable_cores']} cores busy just "
+            "before the run): the ratios are noisier than on a quiet machine."
         )
     for row in report["targets"]:
         if not row["pass"]:
@@ -624,6 +652,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log = args.json.with_suffix(".log")
     log.write_text("")
     load_before = os.getloadavg()[0]
+    busy_before = busy_cores()
     started = time.perf_counter()
     try:
         say(f"bench: preparing demo data in {work} (log {log})")
@@ -647,6 +676,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "repeats": args.repeats,
         "machine": machine_description(),
         "load": [load_before, os.getloadavg()[0]],
+        "busy_cores_before": busy_before,
         "settings": {**spec, "work": None},
         "prepare": prepared,
         "seconds": time.perf_counter() - started,
