@@ -130,10 +130,10 @@ RECIPES = {"demo": DEMO, "voc": VOC}
 
 
 def train_cam_options(config: PipelineConfig) -> dict[str, Any]:
-    """The recipe's train-cam options, its variant (or `--variant`, which replaces it, never
-    stacks on it), then explicit overrides."""
+    """The recipe's train-cam options under its variant (or `--variant`, which replaces it,
+    never stacks on it)."""
     variant = variant_options(config.variant or config.recipe.variant)
-    return {**config.recipe.train_cam, **variant, **config.train_cam_overrides}
+    return {**config.recipe.train_cam, **variant}
 
 
 def variant_options(variant: str | None) -> dict[str, Any]:
@@ -154,7 +154,6 @@ class PipelineConfig:
     sbd: Path | None = None
     device: str = "auto"
     workers: int | None = None
-    train_cam_overrides: dict[str, Any] = field(default_factory=dict)
     variant: str | None = None  # ablation variant of train-cam (default: the recipe's)
     random_walk: bool = False  # also run the random-walk path
 

@@ -31,13 +31,12 @@ from wsss.affinity import (
 from wsss.data.datasets import SegmentationDataset
 from wsss.data.transforms import AugmentConfig, TrainTransform
 from wsss.data.voc import VocDataset
-from wsss.engine.checkpoint import check_classes, load_checkpoint
 from wsss.engine.device import set_seed
 from wsss.engine.options import TrainOptions
 from wsss.engine.trainer import LAST, EpochEnd, FitResult, TrainTask, fit
 from wsss.errors import WsssError, file_error
 from wsss.models.affinity import AffinityNet
-from wsss.stages.train_cam import KIND as CAM_KIND
+from wsss.stages.train_cam import load_init_checkpoint
 
 STAGE = "train-aff"
 KIND = "affinity"
@@ -118,11 +117,7 @@ def run(
 
 def load_cam_backbone(model: AffinityNet, path: Path, classes: tuple[str, ...]) -> None:
     """Backbone weights (and BatchNorm statistics) of a train-cam checkpoint."""
-    checkpoint = load_checkpoint(path, CAM_KIND)
-    check_classes(path, checkpoint, classes)
-    saved = checkpoint.get("model_config", {}).get("backbone")
-    if saved != model.backbone_name:
-        raise file_error(path, f"--init has backbone {saved}, this run {model.backbone_name}")
+    checkpoint = load_init_checkpoint(path, model.backbone_name, classes)
     prefix = "backbone."
     state = {
         key[len(prefix) :]: value

@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -148,15 +149,20 @@ def run(
     return fit(task, config.loop_config(STAGE), on_epoch_end)
 
 
-def _warm_start(model: CamClassifier, path: Path, classes: tuple[str, ...]) -> None:
-    """Start from a trained classifier's weights (the paper starts from a trained network)."""
+def load_init_checkpoint(path: Path, backbone: str, classes: tuple[str, ...]) -> dict[str, Any]:
+    """A train-cam checkpoint given as `--init` (train-cam, train-aff), checked against this
+    run's classes and backbone."""
     checkpoint = load_checkpoint(path, KIND)
     check_classes(path, checkpoint, classes)
     saved = checkpoint.get("model_config", {}).get("backbone")
-    if saved != model.backbone_name:
-        raise file_error(
-            path, f"--init checkpoint has backbone {saved}, this run {model.backbone_name}"
-        )
+    if saved != backbone:
+        raise file_error(path, f"--init checkpoint has backbone {saved}, this run {backbone}")
+    return checkpoint
+
+
+def _warm_start(model: CamClassifier, path: Path, classes: tuple[str, ...]) -> None:
+    """Start from a trained classifier's weights (the paper starts from a trained network)."""
+    checkpoint = load_init_checkpoint(path, model.backbone_name, classes)
     try:
         model.load_state_dict(checkpoint["model"])
     except (KeyError, RuntimeError) as exc:
