@@ -94,8 +94,12 @@ def make_rw(
     split: str = typer.Option(..., "--split", help="Split name or list file."),
     out: Path = typer.Option(..., "--out", help="Output directory for the refined CAM files."),
     beta: float = typer.Option(10.0, "--beta", help="Affinity exponent.", rich_help_panel=RW_PANEL),
-    exp_times: int = typer.Option(
-        8, "--exp-times", help="The walk takes 2^N steps.", rich_help_panel=RW_PANEL
+    exp_times: str = typer.Option(
+        "auto",
+        "--exp-times",
+        help="The walk takes 2^N steps. auto: 8 (the reference) for 500 px images, scaled "
+        "with the image area: round(8 + 2 log2(long side / 500)), 4 at 128 px.",
+        rich_help_panel=RW_PANEL,
     ),
     radius: int = typer.Option(
         5, "--radius", help="Pairs within this distance (stride-4 grid).", rich_help_panel=RW_PANEL
@@ -118,7 +122,7 @@ def make_rw(
     class_list: Path | None = typer.Option(None, "--class-list", help="Class list file."),
 ) -> None:
     """Refine CAMs by a random walk over learned affinities; writes CAM files for eval-cam."""
-    from wsss.stages.make_rw import MakeRwConfig, RwParams, run
+    from wsss.stages.make_rw import MakeRwConfig, RwParams, parse_exp_times, run
     from wsss.ui import key_value_table, print_table
 
     result = run(
@@ -128,7 +132,9 @@ def make_rw(
             data=data,
             split=split,
             out=out,
-            rw=RwParams(beta=beta, exp_times=exp_times, radius=radius, bg_power=bg_power),
+            rw=RwParams(
+                beta=beta, exp_times=parse_exp_times(exp_times), radius=radius, bg_power=bg_power
+            ),
             flip=flip,
             device=device,
             workers=workers,

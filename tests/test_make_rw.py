@@ -26,7 +26,14 @@ from wsss.models.classifier import CamClassifier
 from wsss.pseudo import threshold_indices
 from wsss.stages.make_pseudo import MakePseudoConfig
 from wsss.stages.make_pseudo import run as make_pseudo
-from wsss.stages.make_rw import MakeRwConfig, RwParams, refine_record, run
+from wsss.stages.make_rw import (
+    MakeRwConfig,
+    RwParams,
+    parse_exp_times,
+    refine_record,
+    run,
+    scaled_exp_times,
+)
 from wsss.stages.train_aff import TrainAffConfig
 from wsss.stages.train_aff import run as train_aff
 
@@ -228,12 +235,12 @@ def test_a_boundary_keeps_each_side_to_itself() -> None:
     record.cam[0, 2, 1] = 1.0  # one seed on the left
     boundary = torch.zeros(6, 9)
     boundary[:, 4] = 1.0  # a wall at column 4
-    refined = refine_record(record, boundary, RwParams(radius=3))
+    refined = refine_record(record, boundary, RwParams(radius=3, exp_times=8))
     left, wall, right = refined.cam[0, :, :4], refined.cam[0, :, 4], refined.cam[0, :, 5:]
     assert left.min() > 0.99 and (wall == 0).all() and (right == 0).all()
     assert refined.hr_cam.shape == (1, 22, 33)  # x4 = 24 x 36, cropped to the image
     # no boundary at all: the seed reaches the whole image
-    everywhere = refine_record(record, torch.zeros(6, 9), RwParams(radius=3))
+    everywhere = refine_record(record, torch.zeros(6, 9), RwParams(radius=3, exp_times=8))
     assert everywhere.cam.min() > 0.99
 
 
@@ -260,6 +267,41 @@ def test_propagated_background_at_threshold_half_is_the_argmax() -> None:
     np.testing.assert_array_equal(threshold_indices(refined.cam, 0.5), argmax)
     share = record.cam / (record.cam + background)
     np.testing.assert_allclose(refined.cam, share, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("size", "exp_times"),
+    [((375, 500), 8), ((500, 333), 8), ((128, 128), 4), ((1000, 750), 10), ((250, 200), 6),
+     ((16, 16), 0), ((100_000, 10), 16)],
+)  # fmt: skip
+def test_walk_length_scales_with_the_image_area(size: tuple[int, int], exp_times: int) -> None:
+    assert scaled_exp_times(size) == exp_times
+    assert RwParams().steps(size) == 2**exp_times  # the default is the scaled length
+    assert RwParams(exp_times=3).steps(size) == 8  # a given length is kept
+
+
+def test_auto_walk_spreads_as_far_relative_to_the_image() -> None:
+    """One seed in a plain image: the auto walk covers about the same share of a small and a
+    large image, while the reference's fixed 2^8 steps flood the small one."""
+
+    def spread(size: int, params: RwParams) -> float:
+        grid = strided_size(size, size)
+        cam = np.zeros((1, *grid), dtype=np.float32)
+        cam[0, grid[0] // 2, grid[1] // 2] = 1.0
+        record = CamRecord(np.array([0, 1]), cam, np.zeros((1, size, size), np.float32))
+        walked = refine_record(record, torch.zeros(grid), params).cam[0]
+        return float((walked > 0.75).mean())
+
+    small, large = spread(128, RwParams()), spread(512, RwParams())
+    assert 0.05 < small < 0.5 and 0.5 < small / large < 2
+    assert spread(128, RwParams(exp_times=8)) == 1.0  # flat: the seed is everywhere
+
+
+def test_exp_times_option() -> None:
+    assert parse_exp_times("auto") is None and parse_exp_times(" AUTO ") is None
+    assert parse_exp_times("6") == 6
+    with pytest.raises(WsssError, match="--exp-times must be 'auto' or a whole number"):
+        parse_exp_times("six")
 
 
 def test_record_without_classes_is_kept() -> None:
@@ -292,4 +334,9 @@ def test_commands(setup: dict[str, Path], tmp_path: Path) -> None:
     assert done.exit_code == 0, done.output
     manifest = json.loads((tmp_path / "rw" / "manifest.json").read_text())
     assert manifest["params"]["bg_power"] == 4.0 and manifest["params"]["split"] == "val"
+    assert manifest["params"]["exp_times"] == 2
     assert len(list((tmp_path / "rw").glob("*.npy"))) == 3
+    default = runner.invoke(app, [*args[:-1], str(tmp_path / "rw_auto"), "--workers", "0"])
+    assert default.exit_code == 0, default.output
+    manifest = json.loads((tmp_path / "rw_auto" / "manifest.json").read_text())
+    assert manifest["params"]["exp_times"] == "auto"

@@ -6,6 +6,13 @@ stride-4 CAMs masked by 1 - boundary and propagated 2^exp_times steps, upsampled
 image like IRN (x4, cropped), and written in the CAM file schema so that `eval-cam` and
 `make-pseudo` read them as CAMs.
 
+The walk's length: the reference's 2^8 steps were set for VOC images (long side 500, a
+125-cell grid). A walk spreads about sqrt(steps) cells, so on smaller images the same
+number of steps crosses every gap in the predicted boundaries many times over. By default
+(`exp_times=None`, "auto") the number of steps is scaled with the image's area:
+exp_times = round(8 + 2 log2(long side / 500)), which is 8 on VOC and 4 on the demo's
+128 px images (docs/random_walk.md has the sweep that found this).
+
 The background, two ways (docs/random_walk.md):
 - default (IRN, Puzzle-CAM): the class maps alone are propagated and normalised to max 1
   per class, and the background stays a threshold. P is row-stochastic, so a constant
@@ -21,6 +28,7 @@ Resumable, atomic and sharded under torchrun like make-cam, with a manifest.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +59,9 @@ from wsss.stages.train_aff import KIND
 from wsss.ui import make_progress
 
 STAGE = "make-rw"
+# The reference walk (IRN, Puzzle-CAM): 2^8 steps on VOC images, whose long side is 500.
+REFERENCE_EXP_TIMES, REFERENCE_LONG_SIDE = 8, 500
+MAX_EXP_TIMES = 16
 SIGNATURE = ("checkpoint_sha256", "cams", "beta", "exp_times", "radius", "bg_power", "flip",
              "format", "classes")  # fmt: skip
 
@@ -62,22 +73,34 @@ class RwParams:
     """The walk: beta and 2^exp_times steps as in the reference; radius on the stride-4 grid."""
 
     beta: float = 10.0
-    exp_times: int = 8
+    exp_times: int | None = None  # None: scaled to each image (`scaled_exp_times`)
     radius: int = 5
     bg_power: float | None = None
 
     def __post_init__(self) -> None:
         if not self.beta > 0:
             raise WsssError(f"--beta must be positive, got {self.beta}")
-        if not 0 <= self.exp_times <= 16:
-            raise WsssError(f"--exp-times must be in 0..16, got {self.exp_times}")
+        if self.exp_times is not None and not 0 <= self.exp_times <= MAX_EXP_TIMES:
+            raise WsssError(f"--exp-times must be in 0..{MAX_EXP_TIMES}, got {self.exp_times}")
         if self.bg_power is not None and not self.bg_power > 0:
             raise WsssError(f"--bg-power must be positive, got {self.bg_power}")
         pair_offsets(self.radius)  # validates the radius
 
-    @property
-    def steps(self) -> int:
-        return 2**self.exp_times
+    def steps(self, image_size: tuple[int, int]) -> int:
+        exp_times = self.exp_times
+        if exp_times is None:
+            exp_times = scaled_exp_times(image_size)
+        return 2**exp_times
+
+
+def scaled_exp_times(image_size: tuple[int, int]) -> int:
+    """The reference's exp_times for VOC, scaled so the walk spreads as far relative to the image.
+
+    A walk of s steps spreads ~sqrt(s) cells: keeping that a fixed fraction of the long side
+    L scales s with L^2, i.e. exp_times = 8 + 2 log2(L / 500).
+    """
+    exp_times = REFERENCE_EXP_TIMES + 2 * math.log2(max(image_size) / REFERENCE_LONG_SIDE)
+    return min(MAX_EXP_TIMES, max(0, round(exp_times)))
 
 
 @dataclass(frozen=True)
@@ -117,7 +140,7 @@ def run(config: MakeRwConfig) -> MakeRwResult:
         "data": str(config.data),
         "split": config.split,
         "beta": config.rw.beta,
-        "exp_times": config.rw.exp_times,
+        "exp_times": "auto" if config.rw.exp_times is None else config.rw.exp_times,
         "radius": config.rw.radius,
         "bg_power": config.rw.bg_power,
         "background": "propagated" if config.rw.bg_power else "threshold",
@@ -186,7 +209,7 @@ def refine_record(record: CamRecord, boundary: torch.Tensor, params: RwParams) -
     )
     if params.bg_power is not None:
         cams = torch.cat([background_map(cams, params.bg_power), cams])
-    walked = random_walk(cams * (1.0 - boundary), transition, params.steps)
+    walked = random_walk(cams * (1.0 - boundary), transition, params.steps(record.image_size))
     if params.bg_power is None:
         strided, hr = normalize_cams(walked), normalize_cams(_to_image(walked, height, width))
     else:
@@ -209,3 +232,13 @@ def _class_share(walked: torch.Tensor) -> torch.Tensor:
 
 def _numpy(maps: torch.Tensor) -> np.ndarray:
     return maps.float().cpu().numpy().astype(np.float32, copy=False)
+
+
+def parse_exp_times(text: str) -> int | None:
+    """`--exp-times`: "auto" (None, scaled to each image) or a whole number of doublings."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise WsssError(f"--exp-times must be 'auto' or a whole number, got {text!r}") from None
