@@ -6,29 +6,24 @@ from pathlib import Path
 
 import typer
 
-DEVICE_HELP = "auto (CUDA when available), cpu or cuda."
+from cli import options
+
 SCALES_HELP = "Comma-separated inference scales, each also run flipped unless --no-flip."
 
 
 def make_cam(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="CAM classifier checkpoint."),
-    data: Path = typer.Option(..., "--data", help="Dataset root (VOC layout)."),
-    split: str = typer.Option(..., "--split", help="Split name or list file."),
+    data: Path = options.dataset_root(),
+    split: str = options.split_name(),
     out: Path = typer.Option(..., "--out", help="Output directory for the CAM files."),
     scales: str = typer.Option("0.5,1.0,1.5,2.0", "--scales", help=SCALES_HELP),
     flip: bool = typer.Option(True, "--flip/--no-flip", help="Add the horizontal flips."),
-    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
-    batch_size: int | None = typer.Option(
-        None,
-        "--batch-size",
-        help="Images per batch (same-size images; default 8 on GPU, 1 on CPU).",
-    ),
-    workers: int | None = typer.Option(
-        None, "--workers", help="Image decoding processes (default: 4 with a GPU, 0 on the CPU)."
-    ),
-    fmt: str = typer.Option("npy", "--format", help="npy (reference pickled dict) or npz."),
-    overlays: int = typer.Option(0, "--overlays", help="Write heatmap PNGs of the first N images."),
-    class_list: Path | None = typer.Option(None, "--class-list", help="Class list file."),
+    device: str = options.device(),
+    batch_size: int | None = options.image_batch_size(),
+    workers: int | None = options.image_workers(),
+    fmt: str = options.cam_format(),
+    overlays: int = options.overlays(),
+    class_list: Path | None = options.class_list(),
 ) -> None:
     """Multi-scale + flip CAMs, one file per image (keys, cam at stride 4, hr_cam)."""
     from wsss.cam import parse_scales
@@ -68,7 +63,7 @@ def eval_cam(
     thresholds: str = typer.Option(
         "0.05:0.95:0.05", "--thresholds", help="Background thresholds: start:stop:step or a list."
     ),
-    class_list: Path | None = typer.Option(None, "--class-list", help="Class list file."),
+    class_list: Path | None = options.class_list(),
     plot: bool = typer.Option(True, "--plot/--no-plot", help="Also draw the curve as a PNG."),
 ) -> None:
     """Sweep the background threshold: best threshold, its mIoU, per-class IoU, the curve."""
@@ -95,22 +90,16 @@ def eval_cam(
 
 def predict(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="DeepLab checkpoint."),
-    data: Path = typer.Option(..., "--data", help="Dataset root (VOC layout)."),
-    split: str = typer.Option(..., "--split", help="Split name or list file."),
+    data: Path = options.dataset_root(),
+    split: str = options.split_name(),
     out: Path = typer.Option(..., "--out", help="Output directory for the label PNGs."),
     scales: str = typer.Option("1.0", "--scales", help=SCALES_HELP),
     flip: bool = typer.Option(True, "--flip/--no-flip", help="Add the horizontal flips."),
     crf: bool = typer.Option(False, "--crf/--no-crf", help="Refine with a dense CRF."),
-    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
-    batch_size: int | None = typer.Option(
-        None,
-        "--batch-size",
-        help="Images per batch (same-size images; default 8 on GPU, 1 on CPU).",
-    ),
-    workers: int | None = typer.Option(
-        None, "--workers", help="Image decoding processes (default: 4 with a GPU, 0 on the CPU)."
-    ),
-    class_list: Path | None = typer.Option(None, "--class-list", help="Class list file."),
+    device: str = options.device(),
+    batch_size: int | None = options.image_batch_size(),
+    workers: int | None = options.image_workers(),
+    class_list: Path | None = options.class_list(),
 ) -> None:
     """Segment a split with a trained DeepLab: palette PNGs, then score them with `wsss eval`."""
     from wsss.cam import parse_scales

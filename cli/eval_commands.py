@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from cli import options
+
 
 def evaluate(
     pred: Path = typer.Option(..., "--pred", help="Directory of predicted label PNGs."),
@@ -21,7 +23,7 @@ def evaluate(
     json_path: Path | None = typer.Option(
         None, "--json", help="Where to write the scores (default: PRED/eval.json)."
     ),
-    class_list: Path | None = typer.Option(None, "--class-list", help="Class list file."),
+    class_list: Path | None = options.class_list(),
     skip_missing: bool = typer.Option(
         False, "--skip-missing", help="Score the images that have predictions; report the rest."
     ),

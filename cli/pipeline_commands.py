@@ -6,12 +6,13 @@ from pathlib import Path
 
 import typer
 
+from cli import options
+
 pipeline_app = typer.Typer(
     help="Run every stage in order (demo data or PASCAL VOC 2012); resumable.",
     no_args_is_help=True,
 )
 
-DEVICE_HELP = "auto (GPU when present), cpu or cuda."
 VARIANT_HELP = (
     "Puzzle-CAM loss terms of train-cam: full (L_cls + L_p-cls + alpha L_re, the paper), pcl "
     "(L_cls + L_p-cls), re (L_cls + L_re) or baseline (plain CAM); default: the recipe's."
@@ -25,7 +26,7 @@ RANDOM_WALK_HELP = (
 @pipeline_app.command("demo")
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Run directory."),
-    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    device: str = options.device(),
     workers: int | None = typer.Option(None, "--workers", help="Loader / CRF worker processes."),
     random_walk: bool = typer.Option(False, "--random-walk", help=RANDOM_WALK_HELP),
     variant: str | None = typer.Option(None, "--variant", help=VARIANT_HELP),
@@ -46,7 +47,7 @@ def voc(
     voc_root: Path = typer.Option(..., "--voc", help="VOC 2012 root (VOCdevkit/VOC2012)."),
     sbd: Path | None = typer.Option(None, "--sbd", help="SBD root, for train_aug."),
     out: Path = typer.Option(Path("runs/voc"), "--out", help="Run directory."),
-    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    device: str = options.device(),
     workers: int | None = typer.Option(None, "--workers", help="Loader / CRF worker processes."),
     random_walk: bool = typer.Option(False, "--random-walk", help=RANDOM_WALK_HELP),
     variant: str | None = typer.Option(None, "--variant", help=VARIANT_HELP),
@@ -87,7 +88,7 @@ def ablation(
     variant: list[str] | None = typer.Option(
         None, "--variant", help="Only these variants (repeatable): baseline, pcl, re, full."
     ),
-    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    device: str = options.device(),
     workers: int | None = typer.Option(None, "--workers", help="Loader worker processes."),
 ) -> None:
     """Train the baseline, L_cls+L_p-cls, L_cls+L_re and full Puzzle-CAM alike; compare CAMs."""

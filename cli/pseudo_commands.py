@@ -6,14 +6,16 @@ from pathlib import Path
 
 import typer
 
+from cli import options
+
 CRF_PANEL = "Dense CRF"
 CONFIDENT_PANEL = "Confident regions (AffinityNet / IRN labels)"
 
 
 def make_pseudo(
     cams: Path = typer.Option(..., "--cams", help="Directory of CAM files (make-cam output)."),
-    data: Path = typer.Option(..., "--data", help="Dataset root (VOC layout)."),
-    split: str = typer.Option(..., "--split", help="Split name or list file."),
+    data: Path = options.dataset_root(),
+    split: str = options.split_name(),
     out: Path = typer.Option(..., "--out", help="Output directory for the label PNGs."),
     threshold: float | None = typer.Option(
         None,
@@ -90,7 +92,7 @@ def make_pseudo(
         "--gt/--no-gt",
         help="Score the labels against ground truth (default: when the whole split has it).",
     ),
-    class_list: Path | None = typer.Option(None, "--class-list", help="Class list file."),
+    class_list: Path | None = options.class_list(),
 ) -> None:
     """CAMs -> pseudo label PNGs (VOC palette, 255 = ignore): threshold, dense CRF, scores."""
     from wsss.crf import CrfParams

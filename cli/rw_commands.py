@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from cli import options
 from cli.train_commands import (
     _backbone,
     _batch_size,
@@ -90,8 +91,8 @@ def train_aff(
 def make_rw(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="Affinity net (train-aff)."),
     cams: Path = typer.Option(..., "--cams", help="Directory of CAM files (make-cam output)."),
-    data: Path = typer.Option(..., "--data", help="Dataset root (VOC layout)."),
-    split: str = typer.Option(..., "--split", help="Split name or list file."),
+    data: Path = options.dataset_root(),
+    split: str = options.split_name(),
     out: Path = typer.Option(..., "--out", help="Output directory for the refined CAM files."),
     beta: float = typer.Option(10.0, "--beta", help="Affinity exponent.", rich_help_panel=RW_PANEL),
     exp_times: str = typer.Option(
@@ -113,13 +114,11 @@ def make_rw(
         rich_help_panel=RW_PANEL,
     ),
     flip: bool = typer.Option(True, "--flip/--no-flip", help="Average with the flipped image."),
-    device: str = typer.Option("auto", "--device", help="auto (CUDA when available), cpu or cuda."),
-    workers: int | None = typer.Option(
-        None, "--workers", help="Image decoding processes (default: 4 with a GPU, 0 on the CPU)."
-    ),
-    fmt: str = typer.Option("npy", "--format", help="npy (reference pickled dict) or npz."),
-    overlays: int = typer.Option(0, "--overlays", help="Write heatmap PNGs of the first N images."),
-    class_list: Path | None = typer.Option(None, "--class-list", help="Class list file."),
+    device: str = options.device(),
+    workers: int | None = options.image_workers(),
+    fmt: str = options.cam_format(),
+    overlays: int = options.overlays(),
+    class_list: Path | None = options.class_list(),
 ) -> None:
     """Refine CAMs by a random walk over learned affinities; writes CAM files for eval-cam."""
     from wsss.stages.make_rw import MakeRwConfig, RwParams, parse_exp_times, run

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from cli.options import DEVICE_HELP
+
 if TYPE_CHECKING:
     from wsss.engine.trainer import FitResult
 
@@ -80,7 +82,7 @@ def _seed() -> Any:
 
 
 def _device() -> Any:
-    return typer.Option("auto", "--device", help="auto (CUDA when available), cpu or cuda.")
+    return typer.Option("auto", "--device", help=DEVICE_HELP)
 
 
 def _workers() -> Any:

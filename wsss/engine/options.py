@@ -6,10 +6,10 @@ one-line `WsssError` naming the option, raised before any data is read.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -17,8 +17,10 @@ from wsss.engine.device import DEVICE_CHOICES, default_loader_workers
 from wsss.engine.optim import OPTIMIZERS, SCHEDULES
 from wsss.engine.trainer import LoopConfig, jsonable
 from wsss.errors import WsssError, file_error
+from wsss.ui import info
 
 PRETRAINED_CHOICES = ("imagenet", "none")
+Options = TypeVar("Options", bound="TrainOptions")
 OUTPUT_STRIDES = (8, 16)
 
 
@@ -106,6 +108,14 @@ class TrainOptions:
             )
         if self.class_list is not None and not Path(self.class_list).is_file():
             raise file_error(self.class_list, "--class-list file not found")
+
+    def with_eval_every(self: Options, count: Callable[[], int]) -> Options:
+        """These options with `--eval-every` as given, or counted by `count` (and said so)."""
+        if self.eval_every is not None:
+            return self
+        options = replace(self, eval_every=count())
+        info(f"evaluating {options.eval_split} every {options.eval_every} epoch(s) (auto)")
+        return options
 
     def args(self) -> dict[str, Any]:
         """The resolved options as JSON values: recorded in checkpoints and the manifest."""

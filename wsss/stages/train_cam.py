@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,6 @@ from wsss.engine.trainer import LAST, EpochEnd, EvalResult, Evaluate, FitResult,
 from wsss.errors import WsssError, file_error
 from wsss.models.classifier import CamClassifier
 from wsss.puzzle import PuzzleConfig, puzzle_losses
-from wsss.ui import info
 
 STAGE = "train-cam"
 KIND = "cam_classifier"
@@ -122,9 +121,7 @@ def run(
     evaluate = None
     if config.eval_split:
         evaluate, eval_list = _cam_evaluator(voc, config.eval_split)
-        if config.eval_every is None:
-            config = replace(config, eval_every=default_eval_every(config, voc, ids, eval_list))
-            info(f"evaluating {config.eval_split} every {config.eval_every} epoch(s) (auto)")
+        config = config.with_eval_every(lambda: default_eval_every(config, voc, ids, eval_list))
     dataset = ClassificationDataset(voc, ids, TrainTransform(config.augmentation()), config.seed)
 
     set_seed(config.seed)

@@ -7,7 +7,7 @@ metrics), and an optional single-scale val mIoU every K epochs.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -25,7 +25,6 @@ from wsss.engine.options import TrainOptions
 from wsss.engine.trainer import LAST, EpochEnd, EvalResult, Evaluate, FitResult, TrainTask, fit
 from wsss.errors import WsssError, file_error
 from wsss.models.deeplab import DeepLabV3Plus
-from wsss.ui import info
 
 STAGE = "train-seg"
 KIND = "deeplab"
@@ -93,10 +92,9 @@ def run(
     evaluate = None
     if config.eval_split:
         evaluate, eval_list = _seg_evaluator(voc, config.eval_split)
-        if config.eval_every is None:
-            every = auto_eval_every(voc, eval_list, len(ids), config.crop, train_passes=3)
-            config = replace(config, eval_every=every)
-            info(f"evaluating {config.eval_split} every {config.eval_every} epoch(s) (auto)")
+        config = config.with_eval_every(
+            lambda: auto_eval_every(voc, eval_list, len(ids), config.crop, train_passes=3)
+        )
 
     set_seed(config.seed)
     resuming = config.resume and (Path(config.out) / LAST).is_file()
