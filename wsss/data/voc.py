@@ -7,7 +7,11 @@ ROOT/SegmentationClass/<id>.png     pixel ground truth (palette or grey; 255 = i
 ROOT/SegmentationClassAug/<id>.png  optional: VOC + converted SBD masks (train_aug)
 ROOT/ImageSets/Segmentation/*.txt   split lists, one id per line
 ROOT/classes.txt                    optional: the dataset's own class list
+ROOT/labels.csv or labels.json      optional: every image's labels in one file (wsss.data.labels);
+                                    used instead of the XMLs when present
 ```
+Only the images, the split lists and labels (XML or labels file) are needed to train and make
+CAMs; masks are read only where something is scored against them.
 Every reader turns a bad file into a one-line `WsssError` naming it.
 """
 
@@ -23,6 +27,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from wsss.data.classes import dataset_classes
+from wsss.data.labels import find_labels_file, image_stems, read_labels_file
 from wsss.data.palette import IGNORE, read_label_png
 from wsss.errors import file_error
 from wsss.io import safe_child
@@ -98,17 +103,32 @@ class VocDataset:
 
     root: Path
     classes: tuple[str, ...]
+    labels_file: Path | None = None
     _label_cache: dict[str, list[int]] | None = field(default=None, repr=False)
+    _file_labels: dict[str, list[int]] | None = field(default=None, repr=False)
 
     @classmethod
-    def open(cls, root: str | Path, class_list: str | Path | None = None) -> VocDataset:
+    def open(
+        cls,
+        root: str | Path,
+        class_list: str | Path | None = None,
+        labels: str | Path | None = None,
+    ) -> VocDataset:
+        """Open a root; `labels` is a labels file to use instead of `ROOT/labels.{csv,json}`."""
         root = Path(root)
         if not root.is_dir():
             raise file_error(root, "dataset root not found")
         if not (root / IMAGES).is_dir():
             raise file_error(root, f"not a VOC-layout dataset (no {IMAGES}/ folder)")
-        dataset = cls(root=root, classes=dataset_classes(root, class_list))
-        dataset._label_cache = dataset._read_label_cache()
+        if labels is not None and not Path(labels).is_file():
+            raise file_error(labels, "labels file not found")
+        dataset = cls(
+            root=root,
+            classes=dataset_classes(root, class_list),
+            labels_file=Path(labels) if labels is not None else find_labels_file(root),
+        )
+        if dataset.labels_file is None:
+            dataset._label_cache = dataset._read_label_cache()
         return dataset
 
     @property
@@ -162,8 +182,21 @@ class VocDataset:
                 source, f"unknown class name '{name}' (not in the class list)"
             ) from None
 
+    def label_source(self, image_id: str) -> Path:
+        """The file an image's labels come from (for error messages)."""
+        return self.labels_file or self.annotation_path(image_id)
+
     def image_classes(self, image_id: str) -> list[int]:
         """Sorted 0-based foreground class indices present in the image."""
+        if self.labels_file is not None:
+            if self._file_labels is None:
+                # Read once, on first use: opening a root to score masks needs no labels.
+                self._file_labels = read_labels_file(
+                    self.labels_file, self.classes, image_stems(self.root / IMAGES)
+                )
+            if image_id not in self._file_labels:
+                raise file_error(self.labels_file, f"no entry for image '{image_id}'")
+            return self._file_labels[image_id]
         if self._label_cache is not None and image_id in self._label_cache:
             return self._label_cache[image_id]
         xml = self.annotation_path(image_id)
