@@ -1,4 +1,4 @@
-"""Data commands: `wsss demo-data`, `wsss prepare-voc`."""
+"""Data commands: `wsss demo-data`, `wsss prepare-voc`, `wsss prepare-coco`."""
 
 from __future__ import annotations
 
@@ -47,6 +47,23 @@ def prepare_voc(
     print_table(key_value_table("prepare-voc", summary_rows(result)))
 
 
+def prepare_coco(
+    coco: Path = typer.Option(
+        ..., "--coco", help="COCO root with train2014/, val2014/ and annotations/."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="Where to write the toolkit layout (default: into the COCO root)."
+    ),
+) -> None:
+    """Convert COCO 2014 to the toolkit's layout: masks, labels.json, lists, classes.txt."""
+    from wsss.stages.prepare_coco import PrepareCocoConfig, run
+    from wsss.ui import key_value_table, print_table
+
+    result = run(PrepareCocoConfig(coco=coco, out=out))
+    print_table(key_value_table("prepare-coco", result.summary_rows()))
+
+
 def register(app: typer.Typer) -> None:
     app.command("demo-data")(demo_data)
     app.command("prepare-voc")(prepare_voc)
+    app.command("prepare-coco")(prepare_coco)

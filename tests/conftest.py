@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -31,9 +34,129 @@ def labels_only_dataset(tmp_path: Path) -> Callable[..., Path]:
             rows = [f"{image_id},{';'.join(names)}" for image_id, names in labels.items()]
             (root / "labels.csv").write_text("id,labels\n" + "\n".join(rows) + "\n")
         else:
-            import json
-
             (root / "labels.json").write_text(json.dumps(labels))
         return root
 
     return make
+
+
+# -- a COCO 2014-format dataset, small enough to paint the expected masks by hand -----------
+COCO_SIZE = (48, 40)  # width, height
+# Non-contiguous category ids, listed out of order: labels follow the id order 1, 3, 18, 90.
+COCO_CATEGORIES = [(18, "dog"), (1, "person"), (90, "toothbrush"), (3, "car")]
+COCO_CLASSES = ("person", "car", "dog", "toothbrush")
+PERSON, CAR, DOG, TOOTHBRUSH = 1, 2, 3, 4
+
+
+def _rect(x0: int, y0: int, x1: int, y1: int) -> list[float]:
+    """A polygon whose pycocotools rasterisation is exactly pixels [y0:y1, x0:x1]."""
+    return [x0, y0, x1, y0, x1, y1, x0, y1]
+
+
+def _uncompressed_rle(mask: np.ndarray) -> dict:
+    """COCO's uncompressed RLE: run lengths in column-major order, starting with zeros."""
+    flat = mask.flatten(order="F")
+    counts, value, run = [], 0, 0
+    for pixel in flat:
+        if pixel != value:
+            counts.append(run)
+            value, run = pixel, 0
+        run += 1
+    counts.append(run)
+    return {"size": list(mask.shape), "counts": counts}
+
+
+def _box(y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+    mask = np.zeros((COCO_SIZE[1], COCO_SIZE[0]), dtype=np.uint8)
+    mask[y0:y1, x0:x1] = 1
+    return mask
+
+
+def write_coco(root: Path) -> dict[str, np.ndarray]:
+    """Write train2014/, val2014/ and annotations/ under `root`; return the expected masks.
+
+    - ..._09: a small person listed before a large dog it overlaps (the smaller stays on
+      top), and a crowd car in uncompressed RLE overlapping the dog (smaller: on top).
+    - ..._25: a compressed-RLE toothbrush, a two-part person polygon, and a dog and a car of
+      equal area overlapping (the tie keeps annotation order: the dog, listed first).
+    - ..._30 (train) and ..._73 (val): no objects, so in no list.
+    - val ..._42: a person over the whole image and a dog without an `area` field.
+    """
+    from pycocotools import mask as mask_utils
+
+    width, height = COCO_SIZE
+    rng = np.random.default_rng(0)
+    expected: dict[str, np.ndarray] = {}
+    ann_id = iter(range(1000, 2000))
+
+    def ann(image_id: int, category: int, segmentation, area: float | None, crowd: int = 0):
+        record = {"id": next(ann_id), "image_id": image_id, "category_id": category,
+                  "segmentation": segmentation, "iscrowd": crowd, "bbox": [0, 0, 1, 1]}  # fmt: skip
+        if area is not None:
+            record["area"] = area
+        return record
+
+    splits = {
+        "train2014": {
+            9: [
+                ann(9, 1, [_rect(10, 10, 20, 20)], 100.0),  # person (small), listed first
+                ann(9, 18, [_rect(4, 4, 30, 30)], 676.0),  # dog (large)
+                ann(9, 3, _uncompressed_rle(_box(26, 38, 26, 46)), 240.0, crowd=1),  # car
+            ],
+            25: [
+                ann(25, 90, _compressed(mask_utils, _box(24, 36, 4, 20)), 192.0),
+                ann(25, 1, [_rect(38, 2, 46, 10), _rect(38, 28, 46, 36)], 128.0),
+                ann(25, 18, [_rect(20, 10, 30, 20)], 100.0),  # dog, tie with the car: first
+                ann(25, 3, [_rect(25, 10, 35, 20)], 100.0),
+            ],
+            30: [],
+        },
+        "val2014": {
+            42: [
+                ann(42, 1, [_rect(0, 0, width, height)], float(width * height)),
+                ann(42, 18, [_rect(8, 8, 16, 16)], None),
+            ],  # fmt: skip
+            73: [],
+        },
+    }
+    expected_values = {
+        9: [(PERSON, _box(10, 20, 10, 20)), (CAR, _box(26, 38, 26, 46)), (DOG, _box(4, 30, 4, 30))],
+        25: [
+            (DOG, _box(10, 20, 20, 30)),
+            (CAR, _box(10, 20, 25, 35)),
+            (PERSON, _box(2, 10, 38, 46) | _box(28, 36, 38, 46)),
+            (TOOTHBRUSH, _box(24, 36, 4, 20)),
+        ],  # fmt: skip
+        42: [(DOG, _box(8, 16, 8, 16)), (PERSON, _box(0, height, 0, width))],
+    }
+    (root / "annotations").mkdir(parents=True, exist_ok=True)
+    for folder, images in splits.items():
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        records, annotations = [], []
+        for image_id, anns in images.items():
+            name = f"COCO_{folder}_{image_id:012d}.jpg"
+            pixels = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / folder / name, quality=90)
+            records.append({"id": image_id, "file_name": name, "width": width, "height": height})
+            annotations += anns
+            if image_id in expected_values:
+                label = np.zeros((height, width), dtype=np.uint8)
+                for value, region in expected_values[image_id]:  # top first: paint under it
+                    label[(region > 0) & (label == 0)] = value
+                expected[Path(name).stem] = label
+        categories = [{"id": i, "name": n, "supercategory": "x"} for i, n in COCO_CATEGORIES]
+        data = {"images": records, "annotations": annotations, "categories": categories}
+        (root / "annotations" / f"instances_{folder}.json").write_text(json.dumps(data))
+    return expected
+
+
+def _compressed(mask_utils, mask: np.ndarray) -> dict:
+    rle = mask_utils.encode(np.asfortranarray(mask))
+    return {"size": list(rle["size"]), "counts": rle["counts"].decode("ascii")}
+
+
+@pytest.fixture
+def coco_root(tmp_path: Path) -> tuple[Path, dict[str, np.ndarray]]:
+    """A COCO 2014-layout root and the hand-painted masks its conversion must produce."""
+    root = tmp_path / "coco"
+    return root, write_coco(root)

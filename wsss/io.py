@@ -62,6 +62,21 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return atomic_write(path, lambda handle: handle.write(data))
 
 
+def atomic_symlink(target: str | Path, link: str | Path) -> Path:
+    """Point `link` at `target` (kept as given, e.g. relative), replacing any old link."""
+    link = Path(link)
+    ensure_dir(link.parent)
+    tmp = link.parent / f".{link.name}.{os.getpid()}.tmp"
+    tmp.unlink(missing_ok=True)
+    try:
+        os.symlink(target, tmp)
+        os.replace(tmp, link)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise file_error(link, f"cannot create link ({exc.strerror})") from None
+    return link
+
+
 def write_json(path: str | Path, obj: Any) -> Path:
     text = json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n"
     return atomic_write_bytes(path, text.encode())
