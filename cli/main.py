@@ -21,7 +21,7 @@ app = typer.Typer(
     name="wsss",
     help=(
         "Weakly-supervised semantic segmentation with Puzzle-CAM.\n\n"
-        "Stages: demo-data/prepare-voc -> train-cam -> make-cam -> eval-cam -> make-pseudo "
+        "Stages: demo-data/prepare-voc/prepare-coco -> train-cam -> make-cam -> eval-cam -> make-pseudo "
         "-> train-seg -> predict -> eval. Every stage is resumable and writes a manifest "
         "next to its outputs."
     ),

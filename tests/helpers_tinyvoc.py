@@ -69,3 +69,22 @@ def one_torch_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def cli_train_cam_and_make_cam(
+    data: Path, work: Path, cam_split: str = "train", scale_range: str = "32,40", *make_args: str
+) -> Path:
+    """Through the CLI: train-cam (ResNet-18, 1 epoch, CPU) on the `train` split of `data`,
+    then make-cam (scale 1, no flip) on `cam_split`; returns the CAM folder."""
+    from cli.main import main
+
+    run, cams = work / "run", work / "cams"
+    with one_torch_thread():
+        train = ["train-cam", "--data", str(data), "--split", "train", "--out", str(run)]
+        train += ["--backbone", "resnet18", "--pretrained", "none", "--epochs", "1"]
+        train += ["--batch-size", "2", "--crop", "32", "--scale-range", scale_range]
+        assert main([*train, "--device", "cpu", "--workers", "0"]) == 0
+        make = ["make-cam", "--checkpoint", str(run / "final.pt"), "--data", str(data)]
+        make += ["--split", cam_split, "--out", str(cams), "--scales", "1.0", "--no-flip"]
+        assert main([*make, "--device", "cpu", "--workers", "0", *make_args]) == 0
+    return cams

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import COCO_CLASSES
-from helpers_tinyvoc import one_torch_thread
+from helpers_tinyvoc import cli_train_cam_and_make_cam
 from PIL import Image
 
 from cli.main import main
@@ -152,16 +152,8 @@ def test_train_cam_and_make_cam_read_the_converted_set(coco_root, tmp_path: Path
     root, _ = coco_root
     out = tmp_path / "converted"
     assert main(["prepare-coco", "--coco", str(root), "--out", str(out)]) == 0
-    run_dir, cams = tmp_path / "run", tmp_path / "cams"
-    with one_torch_thread():
-        train = ["train-cam", "--data", str(out), "--split", "train", "--out", str(run_dir)]
-        train += ["--backbone", "resnet18", "--pretrained", "none", "--epochs", "1"]
-        train += ["--batch-size", "2", "--crop", "32", "--scale-range", "32,48"]
-        assert main([*train, "--device", "cpu", "--workers", "0"]) == 0
-        make = ["make-cam", "--checkpoint", str(run_dir / "final.pt"), "--data", str(out)]
-        make += ["--split", "val", "--out", str(cams), "--scales", "1.0", "--no-flip"]
-        assert main([*make, "--device", "cpu", "--workers", "0"]) == 0
-        assert main(["eval-cam", "--cams", str(cams), "--gt", str(out), "--no-plot"]) == 0
+    cams = cli_train_cam_and_make_cam(out, tmp_path, "val", "32,48")
+    assert main(["eval-cam", "--cams", str(cams), "--gt", str(out), "--no-plot"]) == 0
     record = load_cam_file(cams / f"{VAL_IDS[0]}.npy", len(COCO_CLASSES), (40, 48))
     np.testing.assert_array_equal(record.keys, [0, 1, 3])  # background, person, dog
     assert record.hr_cam.shape == (2, 40, 48)

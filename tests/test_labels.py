@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers_tinyvoc import make_tiny_voc, one_torch_thread
+from helpers_tinyvoc import cli_train_cam_and_make_cam, make_tiny_voc
 
 from cli.main import main
 from wsss.camfile import load_cam_file
@@ -123,15 +123,7 @@ def test_train_cam_and_make_cam_on_images_class_list_and_labels_file_only(
     root = labels_only_dataset(fmt=fmt, n=6, size=40)
     assert not (root / "SegmentationClass").exists() and not (root / "Annotations").exists()
     voc = VocDataset.open(root)
-    run, cams = tmp_path / "run", tmp_path / "cams"
-    with one_torch_thread():
-        train = ["train-cam", "--data", str(root), "--split", "train", "--out", str(run)]
-        train += ["--backbone", "resnet18", "--pretrained", "none", "--epochs", "1"]
-        train += ["--batch-size", "2", "--crop", "32", "--scale-range", "32,40"]
-        assert main([*train, "--device", "cpu", "--workers", "0"]) == 0
-        make = ["make-cam", "--checkpoint", str(run / "final.pt"), "--data", str(root)]
-        make += ["--split", "train", "--out", str(cams), "--scales", "1.0", "--no-flip"]
-        assert main([*make, "--device", "cpu", "--workers", "0", "--overlays", "2"]) == 0
+    cams = cli_train_cam_and_make_cam(root, tmp_path, "train", "32,40", "--overlays", "2")
     ids = voc.split_ids("train")
     assert sorted(p.stem for p in cams.glob("*.npy")) == sorted(ids)
     labels_text = (root / f"labels.{fmt}").read_text()
