@@ -147,6 +147,15 @@ def test_bad_annotations_are_one_line_errors(coco_root, tmp_path: Path) -> None:
         run(PrepareCocoConfig(coco=root, out=tmp_path / "o3"))
 
 
+def test_a_labels_csv_already_at_the_output_is_refused_not_deleted(coco_root) -> None:
+    root, _ = coco_root
+    (root / "labels.csv").write_text("mine,person\n")
+    with pytest.raises(WsssError, match="labels.csv: would conflict with the labels.json"):
+        run(PrepareCocoConfig(coco=root))
+    assert (root / "labels.csv").read_text() == "mine,person\n"
+    assert not (root / "SegmentationClass").exists()
+
+
 @pytest.mark.slow
 def test_train_cam_and_make_cam_read_the_converted_set(coco_root, tmp_path: Path) -> None:
     root, _ = coco_root

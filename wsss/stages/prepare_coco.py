@@ -48,6 +48,7 @@ from wsss.resume import (
 from wsss.ui import make_progress
 
 STAGE = "prepare-coco"
+LABELS_FILE = "labels.json"
 SIGNATURE = ("convention", "classes")
 
 
@@ -83,15 +84,7 @@ class PrepareCocoResult:
 def run(config: PrepareCocoConfig) -> PrepareCocoResult:
     root = Path(config.coco)
     out = Path(config.out) if config.out is not None else root
-    if not root.is_dir():
-        raise file_error(root, "COCO root not found")
-    for split in config.splits:  # every input is checked before anything is written
-        if split not in SPLIT_FOLDERS:
-            raise file_error(root, f"unknown split '{split}' (known: {', '.join(SPLIT_FOLDERS)})")
-        if not annotation_file(root, split).is_file():
-            raise file_error(annotation_file(root, split), "annotation file not found")
-        if not (root / SPLIT_FOLDERS[split]).is_dir():
-            raise file_error(root / SPLIT_FOLDERS[split], "image folder not found")
+    _check_inputs(root, out, config.splits)
     result = PrepareCocoResult(out=out)
     rank0 = shard_info().rank == 0
     classes: tuple[str, ...] | None = None
@@ -105,21 +98,12 @@ def run(config: PrepareCocoConfig) -> PrepareCocoResult:
         if classes is not None and split_classes != classes:
             raise file_error(source, "categories differ from the other split's")
         classes = split_classes
-        images = {}
-        for image in coco.imgs.values():
-            annotations = image_annotations(coco, image, source)
-            if annotations:
-                images[image_id_of(image)] = image
-                labels[image_id_of(image)] = image_class_names(annotations, classes, label_of)
+        images = _images_with_objects(coco, source, classes, label_of, labels)
         ids = sorted(images)
         result.counts[f"{split} images"] = len(ids)
         result.counts[f"{split} images without objects (left out)"] = len(coco.imgs) - len(ids)
-        params = {
-            "coco": str(root),
-            "splits": list(config.splits),
-            "convention": CONVENTION,
-            "classes": list(classes),
-        }
+        params = {"coco": str(root), "splits": list(config.splits), "convention": CONVENTION,
+                  "classes": list(classes)}  # fmt: skip
         plan = plan_outputs(out / MASKS, ids, ".png", STAGE, params, SIGNATURE)
         _link_images(root / SPLIT_FOLDERS[split], out / IMAGES, images, shard(ids))
         with make_progress() as progress:
@@ -135,23 +119,48 @@ def run(config: PrepareCocoConfig) -> PrepareCocoResult:
         result.written += len(plan.todo)
         result.skipped += plan.skipped
         if rank0:
-            atomic_write_bytes(
-                out / LISTS / f"{split}.txt", "".join(f"{i}\n" for i in ids).encode()
-            )
+            list_text = "".join(f"{i}\n" for i in ids)
+            atomic_write_bytes(out / LISTS / f"{split}.txt", list_text.encode())
         all_ids += ids
         del coco, images
         gc.collect()  # the annotation JSON's objects go before the next split's are loaded
     assert classes is not None and plan is not None
     if rank0:
         write_class_list(out / "classes.txt", classes)
-        for name in LABEL_FILES:  # one labels file per root; ours replaces an older one
-            if name != "labels.json":
-                (out / name).unlink(missing_ok=True)
-        write_labels_json(out / "labels.json", labels)
+        write_labels_json(out / LABELS_FILE, labels)
     result.files = finish_outputs(plan, all_ids, ".png", STAGE)
     result.complete = result.files == len(all_ids)
     result.manifest = plan.out / "manifest.json"
     return result
+
+
+def _check_inputs(root: Path, out: Path, splits: tuple[str, ...]) -> None:
+    """Every input, before anything is written."""
+    if not root.is_dir():
+        raise file_error(root, "COCO root not found")
+    for split in splits:
+        if split not in SPLIT_FOLDERS:
+            raise file_error(root, f"unknown split '{split}' (known: {', '.join(SPLIT_FOLDERS)})")
+        if not annotation_file(root, split).is_file():
+            raise file_error(annotation_file(root, split), "annotation file not found")
+        if not (root / SPLIT_FOLDERS[split]).is_dir():
+            raise file_error(root / SPLIT_FOLDERS[split], "image folder not found")
+    for name in LABEL_FILES:  # a root holds one labels file, and ours is labels.json
+        if name != LABELS_FILE and (out / name).is_file():
+            raise file_error(out / name, f"would conflict with the {LABELS_FILE} written here")
+
+
+def _images_with_objects(
+    coco, source: Path, classes: tuple[str, ...], label_of: dict[int, int], labels: dict
+) -> dict[str, dict]:
+    """The split's images with at least one annotation, by id; their labels go to `labels`."""
+    images = {}
+    for image in coco.imgs.values():
+        annotations = image_annotations(coco, image, source)
+        if annotations:
+            images[image_id_of(image)] = image
+            labels[image_id_of(image)] = image_class_names(annotations, classes, label_of)
+    return images
 
 
 def _link_images(
