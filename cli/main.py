@@ -21,9 +21,9 @@ app = typer.Typer(
     name="wsss",
     help=(
         "Weakly-supervised semantic segmentation with Puzzle-CAM.\n\n"
-        "Stages: demo-data/prepare-voc/prepare-coco -> train-cam -> make-cam -> eval-cam -> make-pseudo "
-        "-> train-seg -> predict -> eval. Every stage is resumable and writes a manifest "
-        "next to its outputs."
+        "Stages: demo-data/prepare-voc/prepare-coco -> train-cam -> make-cam -> eval-cam "
+        "-> make-pseudo -> train-seg -> predict -> eval. Every stage is resumable and writes a "
+        "manifest next to its outputs."
     ),
     no_args_is_help=True,
     add_completion=False,
