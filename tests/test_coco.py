@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +25,7 @@ from wsss.stages.prepare_coco import PrepareCocoConfig, run
 
 TRAIN_IDS = ["COCO_train2014_000000000009", "COCO_train2014_000000000025"]
 VAL_IDS = ["COCO_val2014_000000000042"]
+ROOT = Path(__file__).resolve().parents[1]
 LABELS = {
     "COCO_train2014_000000000009": ["person", "car", "dog"],
     "COCO_train2014_000000000025": ["person", "car", "dog", "toothbrush"],
@@ -92,6 +95,7 @@ def test_sharded_under_torchrun_each_rank_converts_its_share(
 ) -> None:
     root, expected = coco_root
     out = tmp_path / "converted"
+    monkeypatch.delenv("MASTER_ADDR", raising=False)  # started by hand: no process group
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
     second_rank = run(PrepareCocoConfig(coco=root, out=out))
@@ -103,6 +107,25 @@ def test_sharded_under_torchrun_each_rank_converts_its_share(
     first_rank = run(PrepareCocoConfig(coco=root, out=out))
     assert first_rank.written == 2 and first_rank.complete
     _check_converted(out, root, expected)
+
+
+@pytest.mark.slow
+def test_under_torchrun_two_processes_convert_everything_once(coco_root, tmp_path: Path) -> None:
+    root, expected = coco_root
+    out = tmp_path / "converted"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += ["--nproc_per_node", "2", "-m", "cli.main", "prepare-coco"]
+    done = subprocess.run(
+        [*command, "--coco", str(root), "--out", str(out)],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    _check_converted(out, root, expected)
+    # The barrier lets rank 0 see the other rank's masks before it writes the manifest.
+    manifest = read_manifest(out / "SegmentationClass", "prepare-coco")
+    assert manifest["complete"] and manifest["files"] == 3
+    assert not list(out.rglob(".*.tmp"))
 
 
 @pytest.mark.parametrize(

@@ -128,10 +128,31 @@ def run(config: PrepareCocoConfig) -> PrepareCocoResult:
     if rank0:
         write_class_list(out / "classes.txt", classes)
         write_labels_json(out / LABELS_FILE, labels)
+    _wait_for_other_ranks()
     result.files = finish_outputs(plan, all_ids, ".png", STAGE)
     result.complete = result.files == len(all_ids)
     result.manifest = plan.out / "manifest.json"
     return result
+
+
+def _wait_for_other_ranks() -> None:
+    """Under torchrun, wait for every shard, so that rank 0's manifest can say `complete`.
+
+    Processes started by hand with only RANK / WORLD_SIZE (no MASTER_ADDR) shard without
+    coordination; a re-run, which skips everything, then completes the manifest.
+    """
+    if shard_info().world_size == 1 or "MASTER_ADDR" not in os.environ:
+        return
+    import torch
+
+    from wsss.engine import distributed
+
+    created = distributed.init_distributed(torch.device("cpu"))
+    try:
+        distributed.barrier()
+    finally:
+        if created:
+            distributed.cleanup()
 
 
 def _check_inputs(root: Path, out: Path, splits: tuple[str, ...]) -> None:
