@@ -140,16 +140,11 @@ def _read_summary(run_dir: Path, missing: list[str]) -> dict[str, Any] | None:
     path = run_dir / "summary.json"
     if not path.is_file():
         missing.append("summary.json: the pipeline has not finished (or was run stage by stage)")
-        return None
-    try:
-        summary = read_json(path)
-    except WsssError as exc:
-        missing.append(str(exc))
-        return None
-    return summary if isinstance(summary, dict) else None
+    return _read_optional_json(path, missing)
 
 
 def _read_optional_json(path: Path, missing: list[str]) -> dict[str, Any] | None:
+    """A JSON object, or None when absent; a corrupt file is noted in `missing`."""
     if not path.is_file():
         return None
     try:
