@@ -203,6 +203,8 @@ def test_report_inlines_every_figure_and_shows_the_run(tmp_path: Path) -> None:
     assert states["cam_model"] == "3 of 3 epochs, finished"
     assert states["seg_model"] == "2 of 5 epochs, not finished"
     assert states["cams"] == "4 files, complete"
+    text = " ".join(page.text)
+    assert "random-walk path: not run" in text and "has not run" not in text
 
     # Per-class IoU: one row per class (escaped name read back intact), values of the JSONs.
     iou = table_with(page, "background")
@@ -252,6 +254,7 @@ def test_interrupted_run_without_summary_or_some_files_still_reports(tmp_path: P
     page, _ = report(run)
     text = " ".join(page.text)
     assert "summary.json: the pipeline has not finished" in text
+    assert "predictions: predict has not run" in text
     assert "No summary.json" in text
     assert len(page.images) == 4  # curves of both trainers, threshold curve, the train grid
     grid = page.images[-1]

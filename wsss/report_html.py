@@ -43,6 +43,7 @@ NOT_LOSSES = frozenset(
     {"epoch", "iterations", "lr", "images", "images_per_s", "seconds", "alpha", "eval"}
 )
 TRAINERS = ("train-cam", "train-seg", "train-aff")
+PIPELINE = ("train-cam", "make-cam", "make-pseudo", "train-seg", "predict")  # the CRF path
 CAM_MAKERS = ("make-cam", "make-rw")
 LABEL_MAKERS = ("make-pseudo", "predict")
 WHAT = {
@@ -94,6 +95,10 @@ def build_report(run_dir: Path, samples: int = 4) -> Report:
     summary = _read_summary(run_dir, missing)
     if summary is None and not folders:
         raise file_error(run_dir, "not a wsss run directory (no summary.json, no stage manifests)")
+    made = {folder.stage for folder in folders}
+    missing += [f"{WHAT[stage]}: {stage} has not run" for stage in PIPELINE if stage not in made]
+    if not made & {"train-aff", "make-rw"}:
+        missing.append("random-walk path: not run (wsss pipeline ... --random-walk adds it)")
     parts = [
         ("Summary", summary_section(summary, folders)),
         ("Training curves", training_section(folders, missing)),
@@ -287,14 +292,13 @@ def training_png(records: Sequence[dict[str, Any]], title: str) -> bytes:
 def threshold_section(folders: Sequence[Folder], missing: list[str]) -> str:
     cam_folders = [f for f in folders if f.stage in CAM_MAKERS]
     if not cam_folders:
-        missing.append("CAMs: make-cam has not run")
         return note("No CAMs in this run yet.")
     sweeps = {}
     for folder in cam_folders:
         record = _read_optional_json(folder.path / EVAL_CAM_RECORD, missing)
         if record is None or not record.get("curve"):
-            missing.append(f"{folder.name}/{EVAL_CAM_RECORD}: eval-cam has not scored these maps "
-                           "(it needs pixel masks)")  # fmt: skip
+            missing.append(f"{folder.name}/{EVAL_CAM_RECORD}: not scored (eval-cam has not run "
+                           "on these maps, or their split has no pixel masks)")  # fmt: skip
             continue
         sweeps[folder.label] = record
     if not sweeps:
