@@ -277,6 +277,7 @@ def test_sample_grid_without_masks_has_no_ground_truth_column(tmp_path: Path) ->
     [
         (lambda tmp: tmp / "nope", "run directory not found"),
         (lambda tmp: tmp, "not a wsss run directory"),
+        (lambda tmp: write_json(tmp / "summary.json", SUMMARY), "not a directory"),
     ],
 )
 def test_bad_run_dir_is_one_line_error(tmp_path: Path, capsys, make, message) -> None:
@@ -286,4 +287,4 @@ def test_bad_run_dir_is_one_line_error(tmp_path: Path, capsys, make, message) ->
     assert code == 2 and "Traceback" not in err
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and message in lines[0] and str(path) in lines[0], err
-    assert not (path / "report.html").exists()
+    assert not list(tmp_path.rglob("report.html"))

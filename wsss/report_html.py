@@ -89,7 +89,9 @@ def build_report(run_dir: Path, samples: int = 4) -> Report:
     """The page for `run_dir`; `missing` lists, one line each, what the run lacks."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise file_error(run_dir, "run directory not found")
+        raise file_error(
+            run_dir, "not a directory" if run_dir.exists() else "run directory not found"
+        )
     missing: list[str] = []
     folders = discover(run_dir, missing)
     summary = _read_summary(run_dir, missing)
