@@ -410,11 +410,13 @@ def _open_dataset(
 
 
 def class_legend(classes: Sequence[str]) -> str:
-    colours = voc_colormap(len(classes) + 1)
+    """Each label value's colour in the grids, ignore (255) included: `label_picture` shows it
+    white, as on object outlines and in confident labels."""
+    colours = [tuple(int(c) for c in rgb) for rgb in voc_colormap(len(classes) + 1)]
+    names = ["background", *classes, "ignored (255)"]
     items = "".join(
-        f'<span class=swatch style="background:rgb{tuple(int(c) for c in colours[i])}"></span>'
-        f"{escape(name)} "
-        for i, name in enumerate(["background", *classes])
+        f'<span class=swatch style="background:rgb{colour}"></span>{escape(name)} '
+        for colour, name in zip([*colours, (255, 255, 255)], names, strict=True)
     )
     return f"<p class=legend>Label colours: {items}</p>"
 
