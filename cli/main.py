@@ -13,6 +13,7 @@ from cli import (
     eval_commands,
     pipeline_commands,
     pseudo_commands,
+    report_commands,
     rw_commands,
     train_commands,
 )
@@ -55,6 +56,7 @@ for module in (
     rw_commands,
     eval_commands,
     pipeline_commands,
+    report_commands,
 ):
     module.register(app)
 

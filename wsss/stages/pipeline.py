@@ -209,6 +209,12 @@ def run(config: PipelineConfig) -> PipelineResult:
     from wsss.report import pipeline_figures
 
     pipeline_figures(out, data, recipe.cam_split, recipe.seg_eval_split)
+    from rich.markup import escape
+
+    from wsss.stages.report import ReportConfig
+    from wsss.stages.report import run as write_report
+
+    info(f"report: {escape(str(write_report(ReportConfig(run_dir=out)).path))}")
     print_table(summary_table(summary))
     return PipelineResult(summary=summary, summary_path=summary_path)
 
