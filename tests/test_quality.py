@@ -85,6 +85,7 @@ def test_quality_json_aggregates_per_variant_stage_and_target(tmp_path: Path) ->
     assert shares["crf_pseudo_ge_cam"]["on_average"] is True  # 37.5 <= 37.5
     assert shares["rw_maps_ge_cam"]["share"] == 1.0
     assert len(quality["runs"]) == 3 and set(quality["checks"]) == set(CHECKS)
+    assert set(quality["runs"][0]["seconds"]) == {"pipeline", "supervised"}
     assert set(quality["variants"]) == {"a", "b"}
     assert isinstance(suite.quality_table(quality).row_count, int)
 
@@ -111,6 +112,8 @@ def test_smoke_set_runs_end_to_end_and_resumes(tmp_path: Path, monkeypatch) -> N
     assert_complete(first.quality)
     assert json.loads(first.json_path.read_text()) == first.quality
     assert (tmp_path / "q" / "data" / "smoke" / "seed901" / "classes.txt").is_file()
+    (run,) = first.quality["runs"]
+    assert run["seconds"]["pipeline"] > 0 and run["seconds"]["supervised"] > 0
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was run again")

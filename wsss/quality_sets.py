@@ -51,13 +51,13 @@ TUNING: tuple[Variant, ...] = (
 REPORT: tuple[Variant, ...] = (
     # No class evidence in any body, more distractors and clutter: only the parts tell.
     Variant("no-body-evidence", {"body_evidence": 0.0, "clutter": 2.0, "distractors": 4},
-            160, 50, 96, (201, 202)),
+            128, 40, 96, (201, 202)),
     Variant("crowded-eight-classes",
             {"classes": 8, "max_objects": 5, "object_scale": 0.7, "body_evidence": 0.6},
-            160, 50, 96, (211, 212)),
+            128, 40, 96, (211, 212)),
     Variant("small-parts-varied-shapes",
             {"part_scale": 0.6, "shape_variety": 1.6, "noise": 0.04, "clutter": 0.5},
-            160, 50, 96, (221, 222)),
+            128, 40, 96, (221, 222)),
 )  # fmt: skip
 
 _TINY_RECIPE: dict[str, dict[str, Any]] = {

@@ -19,6 +19,7 @@ import dataclasses
 import json
 import multiprocessing
 import os
+import time
 import traceback
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -300,6 +301,7 @@ def _pipeline_run(task: Task, setup: JobSetup) -> None:
 def _supervised_bound(task: Task, setup: JobSetup) -> None:
     """The recipe's segmenter trained on the ground-truth masks (train-seg's default labels)."""
     _claim(task)
+    start = time.perf_counter()
     recipe = recipe_for(task.variant, task.seed)
     config = pipeline.PipelineConfig(out=task.out, recipe=recipe, device=setup.device,
                                      workers=setup.workers)  # fmt: skip
@@ -308,7 +310,9 @@ def _supervised_bound(task: Task, setup: JobSetup) -> None:
     pred = task.out / f"pred_{recipe.seg_eval_split}"
     pipeline._predict(config, task.data, model, pred)
     scores = pipeline._evaluate(task.data, pred, recipe.seg_eval_split)
-    write_json(task.out / RESULT, {"seg_miou": scores["miou"], "seg_split": recipe.seg_eval_split})
+    seconds = round(time.perf_counter() - start, 1)
+    write_json(task.out / RESULT, {"seg_miou": scores["miou"], "seg_split": recipe.seg_eval_split,
+                                   "seconds": seconds})  # fmt: skip
 
 
 # -- the table and JSON ----------------------------------------------------------------------
@@ -361,10 +365,17 @@ def collect(
                 if not summary_path.is_file():
                     continue
                 bound = read_json(bound_path) if bound_path.is_file() else None
-                stages = run_stages(read_json(summary_path), bound)
+                summary = read_json(summary_path)
+                stages = run_stages(summary, bound)
                 seeds[str(seed)] = stages
+                # wall seconds of the run and of its bound, to check the set's time budget
+                seconds = {
+                    "pipeline": summary.get("total_seconds"),
+                    "supervised": None if bound is None else bound.get("seconds"),
+                }
                 runs.append({"variant": variant.name, "seed": seed, "ablation": ablation,
-                             "stages": stages, "checks": checks(stages)})  # fmt: skip
+                             "stages": stages, "checks": checks(stages),
+                             "seconds": seconds})  # fmt: skip
             if seeds:
                 rows[variant.name] = _variant_row(variant, seeds)
         per_ablation[ablation] = {"variants": rows, "stages": _stage_rows(rows),
