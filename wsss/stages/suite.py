@@ -43,7 +43,7 @@ STAGES: dict[str, str] = {
     "rw_maps": "RW maps",
     "rw_pseudo": "RW pseudo",
     "rw_seg": "RW seg",
-    "supervised_seg": "GT seg",
+    "supervised_seg": "supervised bound",
 }
 # Each stage should add: name -> (stage, reference stage, factor); passes when
 # stage >= factor x reference.
@@ -54,7 +54,8 @@ CHECKS: dict[str, tuple[str, str, float]] = {
     "crf_seg_ge_0.9_crf_pseudo": ("crf_seg", "crf_pseudo", 0.9),
     "rw_seg_ge_0.9_rw_pseudo": ("rw_seg", "rw_pseudo", 0.9),
 }
-CHECK_TITLES = ("P>=C", "W>=C", "WP>=P", "S>=.9P", "WS>=.9WP")
+CHECK_TITLES = ("CRF pseudo >= CAMs", "RW maps >= CAMs", "RW pseudo >= CRF pseudo",
+                "CRF seg >= 0.9 pseudo", "RW seg >= 0.9 RW pseudo")  # fmt: skip
 SUPERVISED = "supervised"
 RESULT = "supervised.json"
 SPEC = "quality_run.json"
@@ -436,37 +437,31 @@ def _mark(value: bool | None) -> str:
     return "-" if value is None else ("[green]pass[/]" if value else "[red]fail[/]")
 
 
-def _with_spread(value: float | None, spread: float | None) -> str:
-    return fmt_pct(value) if not spread else f"{fmt_pct(value)} ±{spread / 2:.1f}"
-
-
 def quality_table(quality: dict[str, Any]) -> Table:
-    """One table: a row per ablation x variant, then per ablation the mean, the worst
-    variant, the seed spread and the share of variants passing each target."""
-    table = Table(title=f"wsss quality suite, {quality['set']} set: mIoU % (± half the seed range)")
-    table.add_column("variant")
-    for title in STAGES.values():
-        table.add_column(title, justify="right")
-    for title in CHECK_TITLES:
-        table.add_column(title, justify="center")
+    """One table, a column per variant (seed mean) and the mean, worst variant and largest
+    seed range over them; per ablation a row per stage, then a row per target with the
+    share of variants passing it."""
+    names = list(quality["variants"])
+    table = Table(title=f"wsss quality suite, {quality['set']} set: mIoU %")
+    table.add_column("stage / target")
+    for name in names:
+        table.add_column(name, justify="right")
+    for column in ("mean", "worst", "seed range"):
+        table.add_column(column, justify="right")
     for ablation, block in quality["ablations"].items():
-        for name, row in block["variants"].items():
-            cells = [_with_spread(row["mean"][s], row["seed_spread"][s]) for s in STAGES]
-            table.add_row(f"{name} ({ablation})", *cells,
-                          *[_mark(row["checks"][c]) for c in CHECKS])  # fmt: skip
-        stages = block["stages"]
-        shares = block["checks"]
-        table.add_row(f"[bold]mean ({ablation})", *[fmt_pct(stages[s]["mean"]) for s in STAGES],
-                      *[_mark(shares[c]["on_average"]) for c in CHECKS], style="bold")  # fmt: skip
-        table.add_row("worst variant", *[fmt_pct((stages[s]["worst"] or {}).get("miou"))
-                                         for s in STAGES], *[""] * len(CHECKS))  # fmt: skip
-        table.add_row("largest seed range", *[fmt_pct(stages[s]["seed_spread"]) for s in STAGES],
-                      *[""] * len(CHECKS))  # fmt: skip
-        table.add_row("share passing", *[""] * len(STAGES),
-                      *[_share(shares[c]["share"]) for c in CHECKS])  # fmt: skip
+        rows, stages, shares = block["variants"], block["stages"], block["checks"]
+        for stage, title in STAGES.items():
+            cells = [fmt_pct(rows[n]["mean"][stage]) if n in rows else "-" for n in names]
+            worst = stages[stage]["worst"]
+            table.add_row(
+                f"{title} ({ablation})", *cells, fmt_pct(stages[stage]["mean"]),
+                "-" if worst is None else f"{fmt_pct(worst['miou'])} {worst['variant']}",
+                fmt_pct(stages[stage]["seed_spread"]),
+            )  # fmt: skip
+        for check, title in zip(CHECKS, CHECK_TITLES, strict=True):
+            cells = [_mark(rows[n]["checks"][check]) if n in rows else "-" for n in names]
+            share = shares[check]["share"]
+            passing = "-" if share is None else f"{100 * share:.0f}% pass"
+            table.add_row(title, *cells, _mark(shares[check]["on_average"]), passing, "")
         table.add_section()
     return table
-
-
-def _share(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.0f}%"
