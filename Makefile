@@ -12,7 +12,7 @@ VOC ?=
 SBD ?=
 ALL_OUT ?= runs/voc
 
-.PHONY: install test test-fast lint demo all bench ablation clean
+.PHONY: install test test-fast lint demo all bench ablation quality clean
 
 install: $(STAMP)
 
@@ -50,6 +50,15 @@ bench: install
 
 ablation: install
 	$(WSSS) pipeline ablation --out runs/ablation
+
+# The quality suite (docs/quality.md): QUALITY_SET=tuning|report|smoke, QUALITY_JOBS=N
+# (default: from the device and cores), QUALITY_VARIANTS=baseline,pcl,full (default: pcl).
+QUALITY_SET ?= tuning
+QUALITY_OUT ?= runs/quality/$(QUALITY_SET)
+QUALITY_JOBS ?=
+QUALITY_VARIANTS ?=
+quality: install
+	$(WSSS) pipeline quality --set $(QUALITY_SET) --out $(QUALITY_OUT) $(if $(QUALITY_JOBS),--jobs $(QUALITY_JOBS),) $(if $(QUALITY_VARIANTS),--variants $(QUALITY_VARIANTS),)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache *.egg-info build dist

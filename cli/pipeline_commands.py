@@ -1,4 +1,5 @@
-"""`wsss pipeline demo|voc`: every stage in order; re-running continues where it stopped."""
+"""`wsss pipeline demo|voc|ablation|quality`: every stage in order; re-running continues where it
+stopped."""
 
 from __future__ import annotations
 
@@ -110,6 +111,31 @@ def ablation(
             workers=workers,
         )
     )
+
+
+@pipeline_app.command("quality")
+def quality(
+    out: Path = typer.Option(Path("runs/quality"), "--out", help="Suite directory."),
+    set_name: str = typer.Option(
+        "tuning", "--set", help="Variant set: tuning (choices are made here), report, smoke."
+    ),
+    variants: list[str] | None = typer.Option(
+        None,
+        "--variants",
+        help="train-cam ablations to run, repeatable or comma-separated: baseline, pcl, re, "
+        "full (default: the demo recipe's pcl).",
+    ),
+    jobs: int | None = typer.Option(
+        None, "--jobs", min=1, help="Runs in parallel (default: from the device and cores)."
+    ),
+    device: str = options.device(),
+) -> None:
+    """The demo recipe on a set of dataset variants x seeds: one table and quality.json."""
+    from wsss.stages.suite import SuiteConfig, run
+
+    ablations = tuple(name.strip() for item in variants or [] for name in item.split(","))
+    run(SuiteConfig(out=out, set_name=set_name, ablations=tuple(a for a in ablations if a),
+                    jobs=jobs, device=device))  # fmt: skip
 
 
 def register(app: typer.Typer) -> None:

@@ -367,10 +367,10 @@ def train_classifier(
 
 
 def train_segmenter(
-    data: Path, out: Path, split: str, labels: Path, options: dict[str, Any], device: str,
+    data: Path, out: Path, split: str, labels: Path | None, options: dict[str, Any], device: str,
     workers: int | None,
 ) -> Path:  # fmt: skip
-    """Train (or resume, or skip when finished) DeepLab on pseudo labels."""
+    """Train (or resume, or skip when finished) DeepLab on pseudo labels (None: the masks)."""
     from wsss.stages.train_seg import TrainSegConfig
     from wsss.stages.train_seg import run as train
 
