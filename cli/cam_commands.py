@@ -20,15 +20,13 @@ def make_cam(
     flip: bool = typer.Option(True, "--flip/--no-flip", help="Add the horizontal flips."),
     device: str = options.device(),
     batch_size: int | None = options.image_batch_size(),
-    workers: int | None = options.image_workers(),
+    workers: int | None = options.loader_workers(),
     fmt: str = options.cam_format(),
     overlays: int = options.overlays(),
     class_list: Path | None = options.class_list(),
 ) -> None:
     """Multi-scale + flip CAMs, one file per image (keys, cam at stride 4, hr_cam)."""
-    from wsss.cam import parse_scales
-    from wsss.stages.make_cam import MakeCamConfig, run
-    from wsss.ui import key_value_table, print_table
+    from wsss.stages.make_cam import MakeCamConfig, parse_scales, run
 
     result = run(
         MakeCamConfig(
@@ -46,7 +44,7 @@ def make_cam(
             class_list=class_list,
         )
     )
-    print_table(key_value_table("make-cam", result.summary_rows()))
+    options.print_summary("make-cam", result.summary_rows())
 
 
 def eval_cam(
@@ -67,9 +65,8 @@ def eval_cam(
     plot: bool = typer.Option(True, "--plot/--no-plot", help="Also draw the curve as a PNG."),
 ) -> None:
     """Sweep the background threshold: best threshold, its mIoU, per-class IoU, the curve."""
-    from wsss.cam_eval import parse_thresholds
-    from wsss.stages.eval_cam import EvalCamConfig, run, summary_rows
-    from wsss.ui import key_value_table, print_table, scores_table
+    from wsss.stages.eval_cam import EvalCamConfig, parse_thresholds, run, summary_rows
+    from wsss.ui import print_table, scores_table
 
     result = run(
         EvalCamConfig(
@@ -85,7 +82,7 @@ def eval_cam(
     sweep = result.sweep
     title = f"CAMs at threshold {sweep.best_threshold:.2f} ({sweep.best.images} images)"
     print_table(scores_table(title, sweep.best))
-    print_table(key_value_table("eval-cam", summary_rows(result)))
+    options.print_summary("eval-cam", summary_rows(result))
 
 
 def predict(
@@ -98,13 +95,11 @@ def predict(
     crf: bool = typer.Option(False, "--crf/--no-crf", help="Refine with a dense CRF."),
     device: str = options.device(),
     batch_size: int | None = options.image_batch_size(),
-    workers: int | None = options.image_workers(),
+    workers: int | None = options.loader_workers(),
     class_list: Path | None = options.class_list(),
 ) -> None:
     """Segment a split with a trained DeepLab: palette PNGs, then score them with `wsss eval`."""
-    from wsss.cam import parse_scales
-    from wsss.stages.predict import PredictConfig, run
-    from wsss.ui import key_value_table, print_table
+    from wsss.stages.predict import PredictConfig, parse_scales, run
 
     result = run(
         PredictConfig(
@@ -121,7 +116,7 @@ def predict(
             class_list=class_list,
         )
     )
-    print_table(key_value_table("predict", result.summary_rows()))
+    options.print_summary("predict", result.summary_rows())
 
 
 def register(app: typer.Typer) -> None:

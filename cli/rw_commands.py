@@ -7,46 +7,22 @@ from pathlib import Path
 import typer
 
 from cli import options
-from cli.train_commands import (
-    _backbone,
-    _batch_size,
-    _class_list,
-    _compile,
-    _crop,
-    _data,
-    _device,
-    _epochs,
-    _lr,
-    _optimizer,
-    _out,
-    _output_stride,
-    _pretrained,
-    _report,
-    _resume,
-    _scale_range,
-    _schedule,
-    _seed,
-    _split,
-    _warmup_epochs,
-    _weight_decay,
-    _workers,
-)
 
 RW_PANEL = "Random walk"
 
 
 def train_aff(
-    data: Path = _data(),
-    split: str = _split(),
+    data: Path = options.dataset_root(),
+    split: str = options.split_name("train_aug"),
     labels: Path = typer.Option(
         ...,
         "--labels",
         help="Confident-region labels (`wsss make-pseudo --confident`; 255 = ignore).",
     ),
-    out: Path = _out(),
-    backbone: str = _backbone(),
-    pretrained: str = _pretrained(),
-    output_stride: int = _output_stride(),
+    out: Path = options.run_dir(),
+    backbone: str = options.backbone(),
+    pretrained: str = options.pretrained(),
+    output_stride: int = options.output_stride(),
     init: Path | None = typer.Option(
         None,
         "--init",
@@ -58,21 +34,21 @@ def train_aff(
     radius: int = typer.Option(
         5, "--radius", help="Pairs within this distance on the stride-4 grid."
     ),
-    epochs: int = _epochs(3),
-    batch_size: int = _batch_size(),
-    lr: float = _lr(0.01),
-    weight_decay: float = _weight_decay(1e-4),
-    optimizer: str = _optimizer(),
-    schedule: str = _schedule(),
-    warmup_epochs: float = _warmup_epochs(),
-    crop: int = _crop(),
-    scale_range: str = _scale_range("320,640"),
-    seed: int = _seed(),
-    device: str = _device(),
-    workers: int | None = _workers(),
-    resume: bool = _resume(),
-    compile: bool = _compile(),
-    class_list: Path | None = _class_list(),
+    epochs: int = options.epochs(3),
+    batch_size: int = options.train_batch_size(),
+    lr: float = options.lr(0.01),
+    weight_decay: float = options.weight_decay(1e-4),
+    optimizer: str = options.optimizer(),
+    schedule: str = options.schedule(),
+    warmup_epochs: float = options.warmup_epochs(),
+    crop: int = options.crop(),
+    scale_range: str = options.scale_range("320,640"),
+    seed: int = options.seed(),
+    device: str = options.device(),
+    workers: int | None = options.loader_workers(),
+    resume: bool = options.resume(),
+    compile: bool = options.compile_model(),
+    class_list: Path | None = options.class_list(),
 ) -> None:
     """Learn pixel affinities from confident-region labels (AffinityNet / IRN)."""
     from wsss.stages.train_aff import TrainAffConfig, run
@@ -85,7 +61,7 @@ def train_aff(
         warmup_epochs=warmup_epochs, crop=crop, scale_range=scale_range, seed=seed,
         device=device, workers=workers, resume=resume, compile=compile, class_list=class_list,
     )  # fmt: skip
-    _report("train-aff", run(config))
+    options.print_fit("train-aff", run(config))
 
 
 def make_rw(
@@ -115,14 +91,13 @@ def make_rw(
     ),
     flip: bool = typer.Option(True, "--flip/--no-flip", help="Average with the flipped image."),
     device: str = options.device(),
-    workers: int | None = options.image_workers(),
+    workers: int | None = options.loader_workers(),
     fmt: str = options.cam_format(),
     overlays: int = options.overlays(),
     class_list: Path | None = options.class_list(),
 ) -> None:
     """Refine CAMs by a random walk over learned affinities; writes CAM files for eval-cam."""
     from wsss.stages.make_rw import MakeRwConfig, RwParams, parse_exp_times, run
-    from wsss.ui import key_value_table, print_table
 
     result = run(
         MakeRwConfig(
@@ -142,7 +117,7 @@ def make_rw(
             class_list=class_list,
         )
     )
-    print_table(key_value_table("make-rw", result.summary_rows()))
+    options.print_summary("make-rw", result.summary_rows())
 
 
 def register(app: typer.Typer) -> None:

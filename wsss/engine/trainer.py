@@ -46,6 +46,7 @@ from wsss.io import (
     atomic_write_bytes,
     ensure_dir,
     environment_versions,
+    jsonable,
     write_json,
     write_manifest,
 )
@@ -193,11 +194,6 @@ def fit(
     device = resolve_device(config.device, dist.env_info().local_rank)
     dist.init_distributed(device)
     return _Trainer(task, config, device, on_epoch_end).run()
-
-
-def jsonable(value: Any) -> Any:
-    """Options as plain JSON values (paths as strings), storable in a weights-only checkpoint."""
-    return json.loads(json.dumps(value, default=str))
 
 
 def check_same_args(path: Path, saved: dict[str, Any], args: dict[str, Any]) -> None:

@@ -1,9 +1,9 @@
-"""`wsss train-cam`: the Puzzle-CAM classifier trained from image-level labels (SPEC 2-4).
+"""`wsss train-cam`: the Puzzle-CAM classifier trained from image-level labels.
 
 `--pieces 1 --alpha 0` is the plain CAM baseline through the same code path. The defaults
 are the paper's recipe for ImageNet-pretrained backbones; from scratch, the AdamW recipe
 (`--optimizer adamw --lr 1e-3 --warmup-epochs 2 --schedule cosine --augment resized-crop`)
-is the one that learns (see issue 3).
+is the one that learns (the demo recipe in README).
 """
 
 from __future__ import annotations
@@ -12,16 +12,15 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
 from wsss.cam_eval import evaluate_model_cams
+from wsss.checkpoints import load_init_checkpoint, weights_error
 from wsss.data.datasets import ClassificationDataset
 from wsss.data.transforms import AugmentConfig, TrainTransform
 from wsss.data.voc import VocDataset
-from wsss.engine.checkpoint import check_classes, load_checkpoint
 from wsss.engine.device import set_seed
 from wsss.engine.distributed import is_main
 from wsss.engine.evaluation import auto_eval_every, eval_ids
@@ -32,7 +31,6 @@ from wsss.models.classifier import CamClassifier
 from wsss.puzzle import PuzzleConfig, puzzle_losses
 
 STAGE = "train-cam"
-KIND = "cam_classifier"
 AUGMENT_MODES = ("long-side", "resized-crop")
 # `--color-jitter` switches on the reference's jitter strength.
 COLOR_JITTER = 0.3
@@ -42,7 +40,7 @@ TrainCamResult = FitResult
 
 @dataclass(kw_only=True)
 class TrainCamConfig(TrainOptions):
-    """train-cam options; the inherited defaults are SPEC section 4's recipe."""
+    """train-cam options; the inherited defaults are the paper's recipe."""
 
     pieces: int = 4
     alpha: float = 4.0
@@ -114,10 +112,7 @@ def run(
     config: TrainCamConfig, on_epoch_end: Callable[[EpochEnd], None] | None = None
 ) -> TrainCamResult:
     """Train (or resume) the classifier; writes last.pt, final.pt, metrics and a summary."""
-    config.validate()
-    voc = VocDataset.open(config.data, config.class_list)
-    ids = voc.split_ids(config.split)
-    voc.check_image_ids(ids)
+    voc, ids = config.open_split()
     evaluate = None
     if config.eval_split:
         evaluate, eval_list = _cam_evaluator(voc, config.eval_split)
@@ -134,7 +129,7 @@ def run(
     if config.init is not None and not resuming:
         _warm_start(model, Path(config.init), voc.classes)
     task = TrainTask(
-        kind=KIND,
+        kind=CamClassifier.KIND,
         model=model,
         objective=PuzzleObjective(model, config.puzzle()),
         dataset=dataset,
@@ -146,25 +141,13 @@ def run(
     return fit(task, config.loop_config(STAGE), on_epoch_end)
 
 
-def load_init_checkpoint(path: Path, backbone: str, classes: tuple[str, ...]) -> dict[str, Any]:
-    """A train-cam checkpoint given as `--init` (train-cam, train-aff), checked against this
-    run's classes and backbone."""
-    checkpoint = load_checkpoint(path, KIND)
-    check_classes(path, checkpoint, classes)
-    saved = checkpoint.get("model_config", {}).get("backbone")
-    if saved != backbone:
-        raise file_error(path, f"--init checkpoint has backbone {saved}, this run {backbone}")
-    return checkpoint
-
-
 def _warm_start(model: CamClassifier, path: Path, classes: tuple[str, ...]) -> None:
     """Start from a trained classifier's weights (the paper starts from a trained network)."""
     checkpoint = load_init_checkpoint(path, model.backbone_name, classes)
     try:
         model.load_state_dict(checkpoint["model"])
     except (KeyError, RuntimeError) as exc:
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else repr(exc)
-        raise file_error(path, f"--init weights do not fit the model: {reason}") from None
+        raise weights_error(path, "--init weights do not fit the model", exc) from None
 
 
 def default_eval_every(
