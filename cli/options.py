@@ -4,6 +4,11 @@ commands is its argument)."""
 
 from __future__ import annotations
 
+import functools
+import inspect
+import typing
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -151,6 +156,74 @@ def eval_every() -> Any:
         help="Evaluate every K epochs and after the last (default: the smallest K keeping "
         "evaluation under 10%% of the training compute, counted from the split sizes).",
     )
+
+
+# -- groups of options several commands take alike -----------------------------------------------
+
+# name -> (type, factory); a factory with an argument takes the command's default.
+Group = dict[str, tuple[Any, Callable[..., Any]]]
+
+IMAGE_STAGE: Group = {
+    "data": (Path, dataset_root),
+    "split": (str, split_name),
+    "device": (str, device),
+    "workers": (int | None, loader_workers),
+    "class_list": (Path | None, class_list),
+}
+
+TRAINER: Group = {
+    "data": (Path, dataset_root),
+    "split": (str, lambda: split_name("train_aug")),
+    "out": (Path, run_dir),
+    "backbone": (str, backbone),
+    "pretrained": (str, pretrained),
+    "output_stride": (int, output_stride),
+    "epochs": (int, epochs),
+    "batch_size": (int, train_batch_size),
+    "lr": (float, lr),
+    "weight_decay": (float, weight_decay),
+    "optimizer": (str, optimizer),
+    "schedule": (str, schedule),
+    "warmup_epochs": (float, warmup_epochs),
+    "crop": (int, crop),
+    "scale_range": (str, scale_range),
+    "seed": (int, seed),
+    "device": (str, device),
+    "workers": (int | None, loader_workers),
+    "resume": (bool, resume),
+    "compile": (bool, compile_model),
+    "class_list": (Path | None, class_list),
+}
+
+
+def takes(group: Group, **defaults: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a command every option of `group` (with these per-command defaults); the command
+    receives them together as its `shared` argument, a dict ready for its stage config."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        hints = typing.get_type_hints(command)
+        own = [p for p in inspect.signature(command).parameters.values() if p.name != "shared"]
+        added = [
+            inspect.Parameter(
+                name,
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                default=factory(defaults[name]) if name in defaults else factory(),
+                annotation=kind,
+            )
+            for name, (kind, factory) in group.items()
+        ]
+
+        @functools.wraps(command)
+        def run(**kwargs: Any) -> Any:
+            shared = {name: kwargs.pop(name) for name in group}
+            return command(shared=shared, **kwargs)
+
+        parameters = [p.replace(annotation=hints[p.name]) for p in own] + added
+        run.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+        run.__annotations__ = {p.name: p.annotation for p in parameters}
+        return run
+
+    return decorate
 
 
 # -- printing a result ---------------------------------------------------------------------------

@@ -8,29 +8,14 @@ import typer
 
 from cli import options
 
-# -- commands ------------------------------------------------------------------------------------
 
-
+@options.takes(options.TRAINER, epochs=15, lr=0.1, weight_decay=1e-4, scale_range="320,640")
 def train_cam(
-    data: Path = options.dataset_root(),
-    split: str = options.split_name("train_aug"),
-    out: Path = options.run_dir(),
-    backbone: str = options.backbone(),
-    pretrained: str = options.pretrained(),
-    output_stride: int = options.output_stride(),
+    shared: dict,
     freeze_bn: bool = typer.Option(False, "--freeze-bn", help="Keep backbone BatchNorm frozen."),
     init: Path | None = typer.Option(
         None, "--init", help="Warm start from a trained train-cam checkpoint."
     ),
-    epochs: int = options.epochs(15),
-    batch_size: int = options.train_batch_size(),
-    lr: float = options.lr(0.1),
-    weight_decay: float = options.weight_decay(1e-4),
-    optimizer: str = options.optimizer(),
-    schedule: str = options.schedule(),
-    warmup_epochs: float = options.warmup_epochs(),
-    crop: int = options.crop(),
-    scale_range: str = options.scale_range("320,640"),
     augment: str = typer.Option(
         "long-side",
         "--augment",
@@ -50,71 +35,34 @@ def train_cam(
         "feature", "--re-level", help="Compare raw class maps (feature) or normalised CAMs (cam)."
     ),
     no_pcl: bool = typer.Option(False, "--no-pcl", help="Drop the tile classification loss."),
-    seed: int = options.seed(),
-    device: str = options.device(),
-    workers: int | None = options.loader_workers(),
-    resume: bool = options.resume(),
-    compile: bool = options.compile_model(),
     eval_split: str | None = options.eval_split(),
     eval_every: int | None = options.eval_every(),
-    class_list: Path | None = options.class_list(),
 ) -> None:
     """Train the Puzzle-CAM classifier from image-level labels (--pieces 1 --alpha 0: plain CAM)."""
     from wsss.stages.train_cam import TrainCamConfig, run
 
     config = TrainCamConfig(
-        data=data, split=split, out=out, backbone=backbone, pretrained=pretrained,
-        output_stride=output_stride, freeze_bn=freeze_bn, init=init, epochs=epochs,
-        batch_size=batch_size, lr=lr, weight_decay=weight_decay, optimizer=optimizer,
-        schedule=schedule, warmup_epochs=warmup_epochs, crop=crop, scale_range=scale_range,
-        augment=augment, color_jitter=color_jitter, pieces=pieces, alpha=alpha,
-        alpha_warmup=alpha_warmup, puzzle_start=puzzle_start, re_loss=re_loss,
-        re_level=re_level, use_pcl=not no_pcl, seed=seed, device=device, workers=workers,
-        resume=resume, compile=compile, eval_split=eval_split, eval_every=eval_every,
-        class_list=class_list,
+        **shared, freeze_bn=freeze_bn, init=init, augment=augment, color_jitter=color_jitter,
+        pieces=pieces, alpha=alpha, alpha_warmup=alpha_warmup, puzzle_start=puzzle_start,
+        re_loss=re_loss, re_level=re_level, use_pcl=not no_pcl, eval_split=eval_split,
+        eval_every=eval_every,
     )  # fmt: skip
     options.print_fit("train-cam", run(config))
 
 
+@options.takes(options.TRAINER, epochs=50, lr=0.007, weight_decay=4e-5, scale_range="256,1024")
 def train_seg(
-    data: Path = options.dataset_root(),
-    split: str = options.split_name("train_aug"),
+    shared: dict,
     labels: Path | None = typer.Option(
         None, "--labels", help="Pseudo-label PNG directory (default: the ground-truth masks)."
     ),
-    out: Path = options.run_dir(),
-    backbone: str = options.backbone(),
-    pretrained: str = options.pretrained(),
-    output_stride: int = options.output_stride(),
-    epochs: int = options.epochs(50),
-    batch_size: int = options.train_batch_size(),
-    lr: float = options.lr(0.007),
-    weight_decay: float = options.weight_decay(4e-5),
-    optimizer: str = options.optimizer(),
-    schedule: str = options.schedule(),
-    warmup_epochs: float = options.warmup_epochs(),
-    crop: int = options.crop(),
-    scale_range: str = options.scale_range("256,1024"),
-    seed: int = options.seed(),
-    device: str = options.device(),
-    workers: int | None = options.loader_workers(),
-    resume: bool = options.resume(),
-    compile: bool = options.compile_model(),
     eval_split: str | None = options.eval_split(),
     eval_every: int | None = options.eval_every(),
-    class_list: Path | None = options.class_list(),
 ) -> None:
     """Train DeepLabv3+ on pseudo labels (cross-entropy, 255 ignored)."""
     from wsss.stages.train_seg import TrainSegConfig, run
 
-    config = TrainSegConfig(
-        data=data, split=split, labels=labels, out=out, backbone=backbone,
-        pretrained=pretrained, output_stride=output_stride, epochs=epochs,
-        batch_size=batch_size, lr=lr, weight_decay=weight_decay, optimizer=optimizer,
-        schedule=schedule, warmup_epochs=warmup_epochs, crop=crop, scale_range=scale_range,
-        seed=seed, device=device, workers=workers, resume=resume, compile=compile,
-        eval_split=eval_split, eval_every=eval_every, class_list=class_list,
-    )  # fmt: skip
+    config = TrainSegConfig(**shared, labels=labels, eval_split=eval_split, eval_every=eval_every)
     options.print_fit("train-seg", run(config))
 
 

@@ -108,3 +108,24 @@ def cams_from_mask(voc, image_id: str, shift: int = 0):
     hr_cam = np.stack(maps).astype(np.float32)
     cam = np.zeros((len(maps), *strided_size(*gt.shape)), np.float32)
     return CamRecord(keys=np.array([0, *(c + 1 for c in classes)]), cam=cam, hr_cam=hr_cam)
+
+
+def stage_config(config_class, setup: tuple[Path, Path], out: Path, **settings):
+    """A model stage's config on a (root, checkpoint) setup, on the CPU, loading in-process."""
+    root, checkpoint = setup
+    return config_class(
+        checkpoint=checkpoint, data=root, split="train", out=out, device="cpu", workers=0,
+        **settings,
+    )  # fmt: skip
+
+
+def wsss_process(args: list[str], env: dict[str, str], **popen):
+    """`wsss ARGS` as a child process of the repository's code, its stderr piped."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    command = [sys.executable, "-m", "cli.main", *args]
+    return subprocess.Popen(
+        command, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **popen
+    )

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers_tinyvoc import make_tiny_voc, one_torch_thread, save_model
+from helpers_tinyvoc import make_tiny_voc, one_torch_thread, save_model, wsss_process
 from PIL import Image
 
 from cli.main import main
@@ -244,16 +242,7 @@ def test_bad_image_met_in_loader_workers(files: Files) -> None:
     runs = []
     for command in ("make-cam", "train-cam"):
         args = [*COMMANDS[command](replace(files, out=files.out / command)), "--workers", "2"]
-        runs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "cli.main", *args],
-                cwd=ROOT,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-        )
+        runs.append(wsss_process(args, env, text=True))
     for run in runs:
         _, err = run.communicate(timeout=300)
         assert run.returncode == 2 and "Traceback" not in err

@@ -14,7 +14,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,7 +22,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers_tinyvoc import cams_from_mask, make_tiny_voc, one_torch_thread, save_model
+from helpers_tinyvoc import (
+    cams_from_mask,
+    make_tiny_voc,
+    one_torch_thread,
+    save_model,
+    wsss_process,
+)
 
 from cli.main import main
 from wsss.camfile import load_cam_file, save_cam_file
@@ -77,14 +82,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
 def start(args: list[str]) -> subprocess.Popen:
     """`wsss ARGS` in a new process group (so cleanup can reach every child it starts)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WSSS_QUIET": "1", "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "cli.main", *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
+    return wsss_process(args, env, start_new_session=True)
 
 
 def kill_when(process: subprocess.Popen, ready: Callable[[], bool]) -> None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import CLASSES
+from helpers_tinyvoc import stage_config
 from PIL import Image
 
 from cli.main import main
@@ -20,11 +20,7 @@ from wsss.stages.make_cam import MakeCamConfig, run
 
 
 def _config(cam_setup, out: Path, **changes) -> MakeCamConfig:
-    root, checkpoint = cam_setup
-    base = MakeCamConfig(
-        checkpoint=checkpoint, data=root, split="train", out=out, device="cpu", workers=0
-    )
-    return replace(base, **changes)
+    return stage_config(MakeCamConfig, cam_setup, out, **changes)
 
 
 def test_files_schema_and_keys(cam_setup, tmp_path: Path) -> None:

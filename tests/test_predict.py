@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from conftest import CLASSES
+from helpers_tinyvoc import stage_config
 from PIL import Image
 
 from cli.main import main
@@ -23,11 +23,7 @@ from wsss.stages.predict import PredictConfig, run
 
 
 def _config(seg_setup, out: Path, **changes) -> PredictConfig:
-    root, checkpoint = seg_setup
-    base = PredictConfig(
-        checkpoint=checkpoint, data=root, split="train", out=out, device="cpu", workers=0
-    )
-    return replace(base, **changes)
+    return stage_config(PredictConfig, seg_setup, out, **changes)
 
 
 def test_palette_pngs_of_image_size(seg_setup, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers_tinyvoc import cams_from_mask, make_tiny_voc
+from helpers_tinyvoc import cams_from_mask, make_tiny_voc, stage_config
 
 from wsss.data.voc import VocDataset
 from wsss.errors import WsssError
@@ -29,12 +29,9 @@ class Stage:
 def make_cam(request: pytest.FixtureRequest) -> Stage:
     from wsss.stages.make_cam import MakeCamConfig, run
 
-    root, checkpoint = request.getfixturevalue("cam_setup")
-    config = lambda out: MakeCamConfig(  # noqa: E731
-        checkpoint=checkpoint, data=root, split="train", out=out, device="cpu", workers=0,
-        scales=(1.0,), flip=False,
-    )  # fmt: skip
-    return Stage(run, config, root, ".npy", {"scales": (0.5,)}, "scales")
+    setup = request.getfixturevalue("cam_setup")
+    config = lambda out: stage_config(MakeCamConfig, setup, out, scales=(1.0,), flip=False)  # noqa: E731
+    return Stage(run, config, setup[0], ".npy", {"scales": (0.5,)}, "scales")
 
 
 def make_rw(request: pytest.FixtureRequest) -> Stage:
@@ -72,12 +69,9 @@ def make_pseudo(request: pytest.FixtureRequest) -> Stage:
 def predict(request: pytest.FixtureRequest) -> Stage:
     from wsss.stages.predict import PredictConfig, run
 
-    root, checkpoint = request.getfixturevalue("seg_setup")
-    config = lambda out: PredictConfig(  # noqa: E731
-        checkpoint=checkpoint, data=root, split="train", out=out, device="cpu", workers=0,
-        flip=False,
-    )  # fmt: skip
-    return Stage(run, config, root, ".png", {"flip": True}, "flip")
+    setup = request.getfixturevalue("seg_setup")
+    config = lambda out: stage_config(PredictConfig, setup, out, flip=False)  # noqa: E731
+    return Stage(run, config, setup[0], ".png", {"flip": True}, "flip")
 
 
 @pytest.fixture(params=[make_cam, make_rw, make_pseudo, predict], ids=lambda f: f.__name__)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from torch import nn
 
+from wsss.data.voc import VocDataset
 from wsss.engine.checkpoint import check_classes, load_checkpoint
 from wsss.engine.device import resolve_device
 from wsss.errors import WsssError, file_error
@@ -37,19 +38,34 @@ def load_model(
     return model, checkpoint
 
 
-def load_stage_model(
-    path: Path, kind: str, classes: tuple[str, ...], device: str
-) -> tuple[Predictor, dict[str, Any]]:
-    """A per-image stage's model ready on its device, and what the stage's manifest records of
-    it (the file, its fingerprint and the architecture)."""
-    model, checkpoint = load_model(path, kind, classes)
-    predictor = Predictor.prepare(model, resolve_device(device, env_info().local_rank))
-    record = {
-        "checkpoint": str(path),
-        "checkpoint_sha256": file_sha256(path),
+class ModelStageConfig(Protocol):
+    """What every per-image stage that runs a model is given."""
+
+    checkpoint: Path
+    data: Path
+    split: str
+    device: str
+    class_list: Path | None
+
+
+def open_model_stage(
+    config: ModelStageConfig, kind: str
+) -> tuple[VocDataset, list[str], Predictor, dict[str, Any]]:
+    """The dataset, the split's ids, the model ready on its device, and the manifest entries
+    the stage's outputs depend on so far (the checkpoint, its fingerprint, the architecture,
+    the data)."""
+    voc = VocDataset.open(config.data, config.class_list)
+    ids = voc.split_ids(config.split)
+    model, checkpoint = load_model(config.checkpoint, kind, voc.classes)
+    predictor = Predictor.prepare(model, resolve_device(config.device, env_info().local_rank))
+    params = {
+        "checkpoint": str(config.checkpoint),
+        "checkpoint_sha256": file_sha256(config.checkpoint),
         "model_config": checkpoint.get("model_config"),
+        "data": str(config.data),
+        "split": config.split,
     }
-    return predictor, record
+    return voc, ids, predictor, params
 
 
 def load_init_checkpoint(path: Path, backbone: str, classes: tuple[str, ...]) -> dict[str, Any]:

@@ -4,9 +4,14 @@ checked split; what is scored lives with the stage (`cam_eval`, `seg_eval`)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
 
 from wsss.data.voc import VocDataset, image_size
+from wsss.engine.trainer import EvalResult, Evaluate
 
 # The share of training compute that periodic evaluation may take by default.
 EVAL_BUDGET = 0.10
@@ -43,3 +48,23 @@ def eval_ids(voc: VocDataset, split: str) -> list[str]:
         ids, f"--eval-split {split}: ground-truth mask not found ({{missing}} of {{total}} missing)"
     )
     return ids
+
+
+Score = Callable[[nn.Module, list[str], torch.device], "tuple[float, dict[str, Any]] | None"]
+
+
+def split_evaluator(
+    voc: VocDataset, split: str, name: str, score: Score
+) -> tuple[Evaluate, list[str]]:
+    """The periodic evaluation `score(model, ids, device)` -> (metric, details) on a checked
+    split (None where a process leaves the scoring to another), and the split's ids."""
+    ids = eval_ids(voc, split)
+
+    def evaluate(model: nn.Module, device: torch.device) -> EvalResult | None:
+        scored = score(model, ids, device)
+        if scored is None:
+            return None
+        metric, details = scored
+        return EvalResult(name=f"{split} {name}", metric=metric, details=details)
+
+    return evaluate, ids

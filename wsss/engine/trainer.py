@@ -50,6 +50,7 @@ from wsss.io import (
     write_json,
     write_manifest,
 )
+from wsss.models import CheckpointModel
 from wsss.resume import clean_stale_temporaries
 from wsss.ui import info, make_progress
 
@@ -93,6 +94,27 @@ class TrainTask:
     model_config: dict[str, Any]
     classes: tuple[str, ...]
     evaluate: Evaluate | None = None
+
+    @classmethod
+    def of(
+        cls,
+        model: CheckpointModel,
+        objective: nn.Module,
+        dataset: Dataset,
+        classes: tuple[str, ...],
+        evaluate: Evaluate | None = None,
+    ) -> TrainTask:
+        """The task of a checkpoint model: its kind, parameter groups and config are its own."""
+        return cls(
+            kind=model.KIND,
+            model=model,
+            objective=objective,
+            dataset=dataset,
+            param_groups=model.param_groups(),
+            model_config=model.config(),
+            classes=classes,
+            evaluate=evaluate,
+        )
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wsss.camfile import CamFormat, cam_suffix, save_cam_file
-from wsss.checkpoints import load_stage_model
+from wsss.checkpoints import open_model_stage
 from wsss.data.loader import image_loader
-from wsss.data.voc import VocDataset
 from wsss.errors import WsssError
 from wsss.inference import (
     DEFAULT_SCALES,
@@ -55,16 +54,9 @@ def run(config: MakeCamConfig) -> MakeCamResult:
     suffix = cam_suffix(config.fmt)
     if config.overlays < 0:
         raise WsssError(f"--overlays must be 0 or more, got {config.overlays}")
-    voc = VocDataset.open(config.data, config.class_list)
-    ids = voc.split_ids(config.split)
-    predictor, model_record = load_stage_model(
-        config.checkpoint, CamClassifier.KIND, voc.classes, config.device
-    )
+    voc, ids, predictor, params = open_model_stage(config, CamClassifier.KIND)
     device = predictor.device
-    params = {
-        **model_record,
-        "data": str(config.data),
-        "split": config.split,
+    params |= {
         "scales": list(tta.scales),
         "flip": tta.flip,
         "format": config.fmt,

@@ -46,9 +46,8 @@ from wsss.affinity import (
 from wsss.cam_math import CAM_STRIDE, normalize_cams
 from wsss.camfile import CamFormat, CamRecord, cam_suffix, load_cam_file, save_cam_file
 from wsss.camfile import find_cam_file as cam_file_path
-from wsss.checkpoints import load_stage_model
+from wsss.checkpoints import open_model_stage
 from wsss.data.loader import image_loader
-from wsss.data.voc import VocDataset
 from wsss.errors import WsssError, file_error
 from wsss.inference import Predictor
 from wsss.models.affinity import AffinityNet
@@ -126,17 +125,10 @@ def run(config: MakeRwConfig) -> MakeRwResult:
         raise file_error(cams, "--out must differ from --cams (the refined maps are CAM files)")
     if config.overlays < 0:
         raise WsssError(f"--overlays must be 0 or more, got {config.overlays}")
-    voc = VocDataset.open(config.data, config.class_list)
-    ids = voc.split_ids(config.split)
-    predictor, model_record = load_stage_model(
-        config.checkpoint, AffinityNet.KIND, voc.classes, config.device
-    )
+    voc, ids, predictor, params = open_model_stage(config, AffinityNet.KIND)
     device = predictor.device
-    params = {
-        **model_record,
+    params |= {
         "cams": str(cams.resolve()),
-        "data": str(config.data),
-        "split": config.split,
         "beta": config.rw.beta,
         "exp_times": "auto" if config.rw.exp_times is None else config.rw.exp_times,
         "radius": config.rw.radius,

@@ -13,11 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from wsss.checkpoints import load_stage_model
+from wsss.checkpoints import open_model_stage
 from wsss.crf import CrfParams, crf_refine_probs, densecrf_module
 from wsss.data.loader import image_loader
 from wsss.data.palette import save_label_png
-from wsss.data.voc import VocDataset
 from wsss.inference import TtaConfig, default_batch_size, segment_probs
 from wsss.inference import parse_scales as parse_scales  # --scales, for the CLI
 from wsss.models.deeplab import DeepLabV3Plus
@@ -49,16 +48,9 @@ PredictResult = PerImageResult
 def run(config: PredictConfig) -> PredictResult:
     tta = TtaConfig(scales=tuple(config.scales), flip=config.flip)
     crf_params = _crf_params() if config.crf else None
-    voc = VocDataset.open(config.data, config.class_list)
-    ids = voc.split_ids(config.split)
-    predictor, model_record = load_stage_model(
-        config.checkpoint, DeepLabV3Plus.KIND, voc.classes, config.device
-    )
+    voc, ids, predictor, params = open_model_stage(config, DeepLabV3Plus.KIND)
     device = predictor.device
-    params = {
-        **model_record,
-        "data": str(config.data),
-        "split": config.split,
+    params |= {
         "scales": list(tta.scales),
         "flip": tta.flip,
         "crf": crf_params.to_json() if crf_params is not None else None,

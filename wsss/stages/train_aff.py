@@ -98,15 +98,7 @@ def run(
     )
     if config.init is not None and not resuming:
         load_cam_backbone(model, Path(config.init), voc.classes)
-    task = TrainTask(
-        kind=AffinityNet.KIND,
-        model=model,
-        objective=AffinityObjective(model, config.radius),
-        dataset=dataset,
-        param_groups=model.param_groups(),
-        model_config=model.config(),
-        classes=voc.classes,
-    )
+    task = TrainTask.of(model, AffinityObjective(model, config.radius), dataset, voc.classes)
     return fit(task, config.loop_config(STAGE), on_epoch_end)
 
 

@@ -23,9 +23,9 @@ from wsss.data.transforms import AugmentConfig, TrainTransform
 from wsss.data.voc import VocDataset
 from wsss.engine.device import set_seed
 from wsss.engine.distributed import is_main
-from wsss.engine.evaluation import auto_eval_every, eval_ids
+from wsss.engine.evaluation import auto_eval_every, split_evaluator
 from wsss.engine.options import TrainOptions, check_choice
-from wsss.engine.trainer import LAST, EpochEnd, EvalResult, Evaluate, FitResult, TrainTask, fit
+from wsss.engine.trainer import LAST, EpochEnd, Evaluate, FitResult, TrainTask, fit
 from wsss.errors import WsssError, file_error
 from wsss.models.classifier import CamClassifier
 from wsss.puzzle import PuzzleConfig, puzzle_losses
@@ -128,15 +128,8 @@ def run(
     )
     if config.init is not None and not resuming:
         _warm_start(model, Path(config.init), voc.classes)
-    task = TrainTask(
-        kind=CamClassifier.KIND,
-        model=model,
-        objective=PuzzleObjective(model, config.puzzle()),
-        dataset=dataset,
-        param_groups=model.param_groups(),
-        model_config=model.config(),
-        classes=voc.classes,
-        evaluate=evaluate,
+    task = TrainTask.of(
+        model, PuzzleObjective(model, config.puzzle()), dataset, voc.classes, evaluate
     )
     return fit(task, config.loop_config(STAGE), on_epoch_end)
 
@@ -160,16 +153,11 @@ def default_eval_every(
 
 def _cam_evaluator(voc: VocDataset, split: str) -> tuple[Evaluate, list[str]]:
     """CAM threshold sweep on `split` (rank 0 only): best mIoU over the dataset's classes."""
-    ids = eval_ids(voc, split)
 
-    def evaluate(model: nn.Module, device: torch.device) -> EvalResult | None:
+    def score(model: nn.Module, ids: list[str], device: torch.device) -> tuple[float, dict] | None:
         if not is_main():
             return None
         sweep = evaluate_model_cams(model, voc, ids, device)
-        return EvalResult(
-            name=f"{split} CAM mIoU",
-            metric=sweep.best_miou,
-            details={"threshold": sweep.best_threshold},
-        )
+        return sweep.best_miou, {"threshold": sweep.best_threshold}
 
-    return evaluate, ids
+    return split_evaluator(voc, split, "CAM mIoU", score)

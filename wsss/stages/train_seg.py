@@ -19,9 +19,9 @@ from wsss.data.palette import IGNORE
 from wsss.data.transforms import AugmentConfig, TrainTransform
 from wsss.data.voc import VocDataset
 from wsss.engine.device import set_seed
-from wsss.engine.evaluation import auto_eval_every, eval_ids
+from wsss.engine.evaluation import auto_eval_every, split_evaluator
 from wsss.engine.options import TrainOptions
-from wsss.engine.trainer import LAST, EpochEnd, EvalResult, Evaluate, FitResult, TrainTask, fit
+from wsss.engine.trainer import LAST, EpochEnd, Evaluate, FitResult, TrainTask, fit
 from wsss.errors import WsssError, file_error
 from wsss.models.deeplab import DeepLabV3Plus
 from wsss.seg_eval import segmenter_scores
@@ -95,28 +95,13 @@ def run(
     resuming = config.resume and (Path(config.out) / LAST).is_file()
     pretrained = "none" if resuming else config.pretrained
     model = DeepLabV3Plus(config.backbone, voc.num_classes + 1, config.output_stride, pretrained)
-    task = TrainTask(
-        kind=DeepLabV3Plus.KIND,
-        model=model,
-        objective=SegObjective(model),
-        dataset=dataset,
-        param_groups=model.param_groups(),
-        model_config=model.config(),
-        classes=voc.classes,
-        evaluate=evaluate,
-    )
+    task = TrainTask.of(model, SegObjective(model), dataset, voc.classes, evaluate)
     return fit(task, config.loop_config(STAGE), on_epoch_end)
 
 
 def _seg_evaluator(voc: VocDataset, split: str) -> tuple[Evaluate, list[str]]:
-    ids = eval_ids(voc, split)
-
-    def evaluate(model: nn.Module, device: torch.device) -> EvalResult:
+    def score(model: nn.Module, ids: list[str], device: torch.device) -> tuple[float, dict] | None:
         scores = segmenter_scores(model, voc, ids, device)
-        return EvalResult(
-            name=f"{split} mIoU",
-            metric=scores.miou,
-            details={"pixel_accuracy": scores.pixel_accuracy},
-        )
+        return scores.miou, {"pixel_accuracy": scores.pixel_accuracy}
 
-    return evaluate, ids
+    return split_evaluator(voc, split, "mIoU", score)
