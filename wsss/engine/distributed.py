@@ -71,10 +71,14 @@ def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
     return all_reduce_array(np.asarray(values, dtype=np.float64), device).tolist()
 
 
-def all_reduce_array(array: np.ndarray, device: torch.device) -> np.ndarray:
-    """Sum an array over ranks; it travels on `device`, as NCCL only reduces GPU tensors."""
+def all_reduce_array(array: np.ndarray, device: torch.device | None = None) -> np.ndarray:
+    """Sum an array over ranks; it travels on `device` (default: this process's GPU under NCCL,
+    which only reduces GPU tensors, else the CPU)."""
     if not is_initialized():
         return array
+    if device is None:
+        nccl = dist.get_backend() == "nccl"
+        device = torch.device("cuda", torch.cuda.current_device()) if nccl else torch.device("cpu")
     tensor = torch.from_numpy(np.ascontiguousarray(array)).to(device)
     dist.all_reduce(tensor)
     return tensor.cpu().numpy()
