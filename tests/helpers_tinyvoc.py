@@ -113,10 +113,8 @@ def cams_from_mask(voc, image_id: str, shift: int = 0):
 def stage_config(config_class, setup: tuple[Path, Path], out: Path, **settings):
     """A model stage's config on a (root, checkpoint) setup, on the CPU, loading in-process."""
     root, checkpoint = setup
-    return config_class(
-        checkpoint=checkpoint, data=root, split="train", out=out, device="cpu", workers=0,
-        **settings,
-    )  # fmt: skip
+    defaults = dict(checkpoint=checkpoint, data=root, split="train", device="cpu", workers=0)
+    return config_class(**{**defaults, "out": out, **settings})
 
 
 def wsss_process(args: list[str], env: dict[str, str], **popen):

@@ -2,11 +2,11 @@
 
 One engine, `tta_outputs`, runs a batch of same-size images through the network at every
 scale, each scale together with its horizontal flip in ONE batch, and returns the outputs
-with the flipped half flipped back. Making CAMs and predicting segments only
-differ in how they merge those outputs (`make_cams`, `segment_probs`).
+with the flipped half flipped back. Making CAMs and predicting segments only differ in how
+they merge those outputs (`make_cams`, `segment_probs`).
 
-Batching across images: a batch holds images of one size (`size_grouped_batches` sorts the
-ids by image size and cuts runs of equal size), so at each scale B images and their flips
+Batching across images: a batch holds images of one size (`wsss.data.loader` sorts the ids
+by image size and cuts runs of equal size), so at each scale B images and their flips
 go through the network as one 2B batch. Padding images to a common size would be simpler
 but changes what the network sees near the borders, so the batched result would differ
 from the per-image one; grouping keeps them equal (most VOC images share a few sizes).

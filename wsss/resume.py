@@ -1,4 +1,4 @@
-"""Per-image stages (make-cam, make-pseudo, predict): which ids are left, and which are ours.
+"""Per-image stages (make-cam, make-rw, make-pseudo, predict): which ids are left, which are ours.
 
 A stage writes one file per image atomically, so "finished" simply means "the output file
 exists": a resumed run skips those. Under torchrun (RANK / WORLD_SIZE set) each process
