@@ -29,8 +29,8 @@ test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: install
-	$(BIN)/ruff check wsss cli tests scripts
-	$(BIN)/ruff format --check wsss cli tests scripts
+	$(BIN)/ruff check wsss cli tests benchmarks
+	$(BIN)/ruff format --check wsss cli tests benchmarks
 
 demo: install
 	$(WSSS) pipeline demo --out $(DEMO_OUT)
@@ -46,7 +46,7 @@ all: install
 	$(WSSS) pipeline voc --voc $(VOC) $(if $(SBD),--sbd $(SBD),) --out $(ALL_OUT)
 
 bench: install
-	$(BIN)/python scripts/bench.py --out BENCHMARKS.md --json runs/bench/bench.json
+	$(BIN)/python benchmarks/bench.py --out BENCHMARKS.md --json runs/bench/bench.json
 
 ablation: install
 	$(WSSS) pipeline ablation --out runs/ablation

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from cli import options
+
 
 def demo_data(
     out: Path = typer.Argument(..., help="Directory to write the demo dataset to (VOC layout)."),
@@ -74,12 +76,11 @@ def prepare_voc(
 ) -> None:
     """Check a VOC tree; convert SBD masks; write the train_aug list and a label cache."""
     from wsss.stages.prepare_voc import PrepareVocConfig, run, summary_rows
-    from wsss.ui import key_value_table, print_table
 
     result = run(
         PrepareVocConfig(voc=voc, sbd=sbd, class_list=class_list, check_images=check_images)
     )
-    print_table(key_value_table("prepare-voc", summary_rows(result)))
+    options.print_summary("prepare-voc", summary_rows(result))
 
 
 def prepare_coco(

@@ -24,50 +24,45 @@ RANDOM_WALK_HELP = (
 )
 
 
+# The options of a whole run, in `wsss pipeline demo` and `wsss pipeline voc` alike.
+RUN: options.Group = {
+    "device": (str, options.device),
+    "workers": (
+        int | None,
+        lambda: typer.Option(None, "--workers", help="Loader / CRF worker processes."),
+    ),
+    "random_walk": (
+        bool,
+        lambda: typer.Option(False, "--random-walk", help=RANDOM_WALK_HELP),
+    ),
+    "variant": (str | None, lambda: typer.Option(None, "--variant", help=VARIANT_HELP)),
+}
+
+
 @pipeline_app.command("demo")
+@options.takes(RUN)
 def demo(
+    shared: dict,
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Run directory."),
-    device: str = options.device(),
-    workers: int | None = typer.Option(None, "--workers", help="Loader / CRF worker processes."),
-    random_walk: bool = typer.Option(False, "--random-walk", help=RANDOM_WALK_HELP),
-    variant: str | None = typer.Option(None, "--variant", help=VARIANT_HELP),
 ) -> None:
     """The whole pipeline on the synthetic demo data, from scratch, on the CPU in minutes."""
     from wsss.stages.pipeline import DEMO, PipelineConfig, run
 
-    run(
-        PipelineConfig(
-            out=out, recipe=DEMO, device=device, workers=workers, random_walk=random_walk,
-            variant=variant,
-        )
-    )  # fmt: skip
+    run(PipelineConfig(**shared, out=out, recipe=DEMO))
 
 
 @pipeline_app.command("voc")
+@options.takes(RUN)
 def voc(
+    shared: dict,
     voc_root: Path = typer.Option(..., "--voc", help="VOC 2012 root (VOCdevkit/VOC2012)."),
     sbd: Path | None = typer.Option(None, "--sbd", help="SBD root, for train_aug."),
     out: Path = typer.Option(Path("runs/voc"), "--out", help="Run directory."),
-    device: str = options.device(),
-    workers: int | None = typer.Option(None, "--workers", help="Loader / CRF worker processes."),
-    random_walk: bool = typer.Option(False, "--random-walk", help=RANDOM_WALK_HELP),
-    variant: str | None = typer.Option(None, "--variant", help=VARIANT_HELP),
 ) -> None:
     """The paper's recipe on PASCAL VOC 2012 (+ SBD): ResNet-50, ImageNet weights, GPU."""
     from wsss.stages.pipeline import VOC, PipelineConfig, run
 
-    run(
-        PipelineConfig(
-            out=out,
-            recipe=VOC,
-            data=voc_root,
-            sbd=sbd,
-            device=device,
-            workers=workers,
-            random_walk=random_walk,
-            variant=variant,
-        )
-    )
+    run(PipelineConfig(**shared, out=out, recipe=VOC, data=voc_root, sbd=sbd))
 
 
 @pipeline_app.command("ablation")

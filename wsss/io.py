@@ -189,3 +189,8 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, (set, frozenset, tuple)):
         return list(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON values (paths as strings), storable in a manifest or weights-only checkpoint."""
+    return json.loads(json.dumps(value, default=str))

@@ -14,9 +14,13 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from wsss.camfile import load_cam_file
+from wsss.data.voc import VocDataset
 from wsss.io import atomic_write_bytes
+from wsss.resume import output_path
 
 HEATMAP_WEIGHT = 0.5
+OVERLAY_DIR = "overlays"  # beside the CAM files
 LABEL_HEIGHT = 12
 
 
@@ -91,3 +95,18 @@ def figure_png(figure: Any) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return buffer.getvalue()
+
+
+def write_overlays(voc: VocDataset, ids: list[str], out: Path, suffix: str) -> list[Path]:
+    """Heatmap strips (image + one jet-coloured CAM per class) of the ids whose CAMs exist."""
+    written = []
+    for image_id in ids:
+        cam_path = output_path(out, image_id, suffix)
+        if not cam_path.is_file():
+            continue  # another shard's image that is not finished yet
+        image = np.asarray(voc.load_image(image_id))
+        record = load_cam_file(cam_path, voc.num_classes, image.shape[:2])
+        names = [voc.classes[label - 1] for label in record.labels]
+        path = output_path(out / OVERLAY_DIR, image_id, ".png")
+        written.append(save_png(path, cam_overlay(image, record.hr_cam, names)))
+    return written

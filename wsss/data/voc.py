@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -153,6 +154,17 @@ class VocDataset:
 
     def has_mask(self, image_id: str) -> bool:
         return self.mask_path(image_id).is_file()
+
+    def missing_masks(self, ids: Sequence[str]) -> list[str]:
+        """The ids without a ground-truth mask, in order."""
+        return [image_id for image_id in ids if not self.has_mask(image_id)]
+
+    def require_masks(self, ids: Sequence[str], problem: str) -> None:
+        """Fail naming the first missing mask; `problem` may use {missing} and {total}."""
+        missing = self.missing_masks(ids)
+        if missing:
+            message = problem.format(missing=len(missing), total=len(ids))
+            raise file_error(self.mask_path(missing[0]), message)
 
     def split_path(self, split: str | Path) -> Path:
         """A split by name (`train`, `val`, `train_aug`) or a path to a list file."""
