@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -337,7 +336,7 @@ def measure_inference(
         "peak_memory_gb": peak_gb(device),
         "ceiling_peak_memory_gb": ceiling["peak_memory_gb"],
         "images": result.written,
-        "batch": batch,
+        "forward_batch": batch,
         "work_s": result.seconds,
         "wall_s": wall,
     }
@@ -392,11 +391,31 @@ def make_data(root: Path, sizes: Sizes) -> list[str]:
 # -- the run -------------------------------------------------------------------------------------
 
 
-def run_all(work: Path, sizes: Sizes, device: torch.device) -> dict[str, Any]:
+def inference_row(
+    name: str,
+    stage: ModuleType,
+    config: Any,
+    kind: str,
+    build: Callable[[dict[str, Any]], torch.nn.Module],
+    tta: TtaConfig,
+    batch: int,
+    device: torch.device,
+    sizes: Sizes,
+) -> dict[str, Any]:
+    """An inference stage against its checkpoint's network, batched, at the same sizes."""
+    voc = VocDataset.open(config.data)
+    model, _ = load_model(config.checkpoint, kind, voc.classes, build)
+    ids = voc.split_ids(SPLIT)
+    ceiling = forward_rate(model, voc, ids, batch, tta, device, sizes.forward_repeats)
+    del model
+    return measure_inference(name, lambda: stage.run(config), ceiling, device, batch)
+
+
+def run_all(
+    work: Path, sizes: Sizes, device: torch.device, on_row: Callable[[list[dict[str, Any]]], None]
+) -> dict[str, Any]:
     data = work / "data"
     make_data(data, sizes)
-    voc = VocDataset.open(data)
-    ids = voc.split_ids(SPLIT)
     workers = loader_workers(device)
     common = {
         "data": data,
@@ -413,29 +432,39 @@ def run_all(work: Path, sizes: Sizes, device: torch.device) -> dict[str, Any]:
     if sizes.scale_range is not None:
         common["scale_range"] = sizes.scale_range
     rows: list[dict[str, Any]] = []
-    cam_plain = train_cam.TrainCamConfig(
-        out=work / "cam-plain" / "run", pieces=1, alpha=0.0, **common
+
+    def attempt(name: str, measure: Callable[..., dict[str, Any]], *args: Any) -> None:
+        try:
+            row = measure(name, *args)
+        except Exception as exc:  # one stage's failure must not lose the other figures
+            row = {"stage": name, "error": f"{type(exc).__name__}: {exc}"[:300]}
+            print(f"{name}: failed: {row['error']}", flush=True)
+        rows.append(row)
+        on_row(rows)
+
+    # train-cam's lr lowered from 0.1: randomly initialised, speed does not depend on it,
+    # and a diverged run would stop the stages that read its checkpoint.
+    cam = {**common, "lr": 0.01}
+    cam_plain = train_cam.TrainCamConfig(out=work / "cam-plain" / "run", pieces=1, alpha=0, **cam)
+    cam_puzzle = train_cam.TrainCamConfig(out=work / "cam-puzzle" / "run", **cam)
+    seg = train_seg.TrainSegConfig(out=work / "seg" / "run", **common)
+    aff = train_aff.TrainAffConfig(
+        out=work / "aff" / "run", labels=data / "SegmentationClass", **common
     )
-    rows.append(measure_training("train-cam plain", train_cam, cam_plain, device, sizes))
-    cam_puzzle = train_cam.TrainCamConfig(out=work / "cam-puzzle" / "run", **common)
-    rows.append(measure_training("train-cam Puzzle-CAM", train_cam, cam_puzzle, device, sizes))
+    for name, stage, config in (
+        ("train-cam plain", train_cam, cam_plain),
+        ("train-cam Puzzle-CAM", train_cam, cam_puzzle),
+    ):
+        attempt(name, measure_training, stage, config, device, sizes)
     # The same two runs reading the losses after every step, as the loop used to.
     for row, config in zip(rows[:2], (cam_plain, cam_puzzle), strict=True):
         every_step = replace(config, out=Path(config.out).with_name("every-step") / "run")
         name = f"{row['stage']}, losses read every step"
-        rows.append(measure_training(name, train_cam, every_step, device, sizes, row, 1))
-    seg = train_seg.TrainSegConfig(out=work / "seg" / "run", **common)
-    rows.append(measure_training("train-seg", train_seg, seg, device, sizes))
-    aff = train_aff.TrainAffConfig(
-        out=work / "aff" / "run", labels=data / "SegmentationClass", **common
-    )
-    rows.append(measure_training("train-aff", train_aff, aff, device, sizes))
+        attempt(name, measure_training, train_cam, every_step, device, sizes, row, 1)
+    attempt("train-seg", measure_training, train_seg, seg, device, sizes)
+    attempt("train-aff", measure_training, train_aff, aff, device, sizes)
 
-    infer_batch = default_batch_size(device)
-    repeats = sizes.forward_repeats
-    cam_model, _ = load_model(
-        cam_puzzle.out / "final.pt", "cam_classifier", voc.classes, CamClassifier.from_config
-    )
+    batch = default_batch_size(device)
     cam_config = make_cam.MakeCamConfig(
         checkpoint=cam_puzzle.out / "final.pt",
         data=data,
@@ -445,16 +474,17 @@ def run_all(work: Path, sizes: Sizes, device: torch.device) -> dict[str, Any]:
         workers=workers,
     )
     cam_tta = TtaConfig(scales=tuple(cam_config.scales), flip=cam_config.flip)
-    ceiling = forward_rate(cam_model, voc, ids, infer_batch, cam_tta, device, repeats)
-    del cam_model
-    rows.append(
-        measure_inference(
-            "make-cam", lambda: make_cam.run(cam_config), ceiling, device, infer_batch
-        )
-    )
-
-    seg_model, _ = load_model(
-        seg.out / "final.pt", "deeplab", voc.classes, DeepLabV3Plus.from_config
+    attempt(
+        "make-cam",
+        inference_row,
+        make_cam,
+        cam_config,
+        train_cam.KIND,
+        CamClassifier.from_config,
+        cam_tta,
+        batch,
+        device,
+        sizes,
     )
     predict_config = predict.PredictConfig(
         checkpoint=seg.out / "final.pt",
@@ -465,16 +495,17 @@ def run_all(work: Path, sizes: Sizes, device: torch.device) -> dict[str, Any]:
         workers=workers,
     )
     seg_tta = TtaConfig(scales=tuple(predict_config.scales), flip=predict_config.flip)
-    ceiling = forward_rate(seg_model, voc, ids, infer_batch, seg_tta, device, repeats)
-    del seg_model
-    rows.append(
-        measure_inference(
-            "predict", lambda: predict.run(predict_config), ceiling, device, infer_batch
-        )
-    )
-
-    aff_model, _ = load_model(
-        aff.out / "final.pt", train_aff.KIND, voc.classes, AffinityNet.from_config
+    attempt(
+        "predict",
+        inference_row,
+        predict,
+        predict_config,
+        "deeplab",
+        DeepLabV3Plus.from_config,
+        seg_tta,
+        batch,
+        device,
+        sizes,
     )
     rw_config = make_rw.MakeRwConfig(
         checkpoint=aff.out / "final.pt",
@@ -485,10 +516,20 @@ def run_all(work: Path, sizes: Sizes, device: torch.device) -> dict[str, Any]:
         device=device.type,
         workers=workers,
     )
+    # make-rw walks one image at a time; its network's forward is timed batched all the same.
     rw_tta = TtaConfig(scales=(1.0,), flip=rw_config.flip)
-    ceiling = forward_rate(aff_model, voc, ids, infer_batch, rw_tta, device, repeats)
-    del aff_model
-    rows.append(measure_inference("make-rw", lambda: make_rw.run(rw_config), ceiling, device, 1))
+    attempt(
+        "make-rw",
+        inference_row,
+        make_rw,
+        rw_config,
+        train_aff.KIND,
+        AffinityNet.from_config,
+        rw_tta,
+        batch,
+        device,
+        sizes,
+    )
     return {"rows": rows, "startup": startup_seconds(device)}
 
 
@@ -544,6 +585,9 @@ def section(result: dict[str, Any], command: str) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for row in result["rows"]:
+        if "error" in row:
+            lines.append(f"| {row['stage']} | failed: {row['error']} | | | | | |")
+            continue
         verdict = "PASS" if row["ratio"] >= TARGET else "MISS"
         memory = (
             f"{_number(row['peak_memory_gb'], 2)} / {_number(row['ceiling_peak_memory_gb'], 2)}"
@@ -553,7 +597,15 @@ def section(result: dict[str, Any], command: str) -> str:
             f"| {row['ratio']:.2f} | >= {TARGET} {verdict} | {memory} "
             f"| {_number(row.get('loader_images_per_s'))} |"
         )
-    start = result["startup"]
+    start = result.get("startup")
+    if start is None:
+        startup = "Start-up: not measured yet (a partial report, written after each stage)."
+    else:
+        startup = (
+            f"A fresh process: {start['process_wall_s']:.1f} s in all, of which importing the "
+            f"stages {start['import_s']:.1f} s and CUDA start-up {start['cuda_init_s']:.1f} s "
+            "(not in the rates above)."
+        )
     lines += [
         "",
         "Training: steady images/s over the timed epochs (metrics.jsonl) against the stage's "
@@ -563,9 +615,7 @@ def section(result: dict[str, Any], command: str) -> str:
         'and flips. The rows "losses read every step" are the same runs with the trainer '
         "reading its loss values after each step, as it did before they were summed on the "
         "device (the other loop changes stay in).",
-        f"A fresh process: {start['process_wall_s']:.1f} s in all, of which importing the "
-        f"stages {start['import_s']:.1f} s and CUDA start-up {start['cuda_init_s']:.1f} s "
-        "(not in the rates above).",
+        startup,
         END_MARKER,
     ]
     return "\n".join(lines) + "\n"
@@ -602,27 +652,36 @@ def main(argv: list[str] | None = None) -> int:
         device, sizes = torch.device("cuda", 0), QUICK if args.quick else FULL
     command = " ".join(["python", "benchmarks/bench_gpu.py", *(argv or sys.argv[1:])])
     started = time.perf_counter()
-    work = Path(tempfile.mkdtemp(prefix="bench-gpu-", dir=args.work))
-    try:
-        measured = run_all(work, sizes, device)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    result = {
-        "written": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    result: dict[str, Any] = {
         "machine": machine(device),
         "sizes": asdict(sizes),
         "workers": loader_workers(device),
         "target": TARGET,
-        **measured,
-        "seconds": time.perf_counter() - started,
     }
-    write_json(args.json, result)
-    write_section(args.out, section(result, command))
-    worst = min(row["ratio"] for row in result["rows"])
-    print(
-        f"bench-gpu: {len(result['rows'])} rows, lowest ratio {worst:.2f}; {args.out}, {args.json}"
-    )
-    return 0 if all(math.isfinite(row["ratio"]) for row in result["rows"]) else 1
+
+    def report(rows: list[dict[str, Any]], startup: dict[str, float] | None = None) -> None:
+        # Written after every stage: a run cut short still leaves what it measured.
+        result.update(
+            written=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            rows=rows,
+            startup=startup,
+            seconds=time.perf_counter() - started,
+        )
+        write_json(args.json, result)
+        write_section(args.out, section(result, command))
+
+    work = Path(tempfile.mkdtemp(prefix="bench-gpu-", dir=args.work))
+    try:
+        measured = run_all(work, sizes, device, report)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    report(measured["rows"], measured["startup"])
+    rows = result["rows"]
+    failed = [row["stage"] for row in rows if "error" in row]
+    ratios = [row["ratio"] for row in rows if "error" not in row]
+    lowest = f"lowest ratio {min(ratios):.2f}" if ratios else "nothing measured"
+    print(f"bench-gpu: {len(rows)} rows, {lowest}, failed: {failed or 'none'}; {args.out}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

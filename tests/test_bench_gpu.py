@@ -39,6 +39,7 @@ def _script():
     spec = importlib.util.spec_from_file_location("bench_gpu", SCRIPT)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("bench_gpu", module)  # its dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 
