@@ -79,7 +79,7 @@ class Sizes:
 
 FULL = Sizes("resnet50", 16, 16, 512, 512, 160, 32, 4, 8, 30, 32, 5)
 QUICK = Sizes("resnet18", 16, 8, 256, 256, 48, 16, 3, 3, 10, 8, 3)
-CPU = Sizes("resnet18", 16, 2, 64, 64, 2, 2, 2, 1, 1, 1, 1, scale_range=(64, 80))
+CPU = Sizes("resnet18", 16, 2, 64, 64, 2, 1, 2, 1, 1, 1, 1, scale_range=(64, 80))
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -192,14 +192,18 @@ def synthetic_step(
 
 
 def loader_rate(task: TrainTask, loop: LoopConfig) -> float:
-    """Images/s of the training data loader alone (decoding and augmentation), one epoch."""
+    """Images/s of the training data loader alone (decoding and augmentation): the second
+    of two epochs, so that starting the loader processes is not counted."""
     loader = DataLoader(
         task.dataset,
         batch_size=loop.batch_size,
         shuffle=True,
         num_workers=loop.workers,
         drop_last=True,
+        persistent_workers=loop.workers > 0,
     )
+    for _ in loader:
+        pass
     start = time.perf_counter()
     images = sum(len(batch["image"]) for batch in loader)
     return images / (time.perf_counter() - start)
@@ -542,6 +546,8 @@ def machine(device: torch.device) -> dict[str, Any]:
         "wsss": versions["wsss"],
         "cpu_cores": os.cpu_count(),
     }
+    if Path("/dev/shm").is_dir():  # where loader processes hand batches over
+        info["dev_shm_gb"] = shutil.disk_usage("/dev/shm").total / 2**30
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         info.update(
