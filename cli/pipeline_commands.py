@@ -1,4 +1,4 @@
-"""`wsss pipeline demo|voc`: every stage in order; re-running continues where it stopped."""
+"""`wsss pipeline run|demo|voc`: every stage in order; re-running continues where it stopped."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import typer
 from cli import options
 
 pipeline_app = typer.Typer(
-    help="Run every stage in order (demo data or PASCAL VOC 2012); resumable.",
+    help="Run every stage in order (any dataset in VOC layout, the demo data, PASCAL VOC 2012); "
+    "resumable.",
     no_args_is_help=True,
 )
 
@@ -23,21 +24,81 @@ RANDOM_WALK_HELP = (
 )
 
 
+SET_HELP = (
+    "Override a stage option of the recipe, STAGE.OPTION=VALUE (repeatable), e.g. "
+    "train_cam.epochs=20, train_seg.lr=0.01, make_cam.scales=0.5,1,1.5, make_pseudo.threshold=0.3."
+)
+
+
+def _set() -> list[str]:
+    return typer.Option([], "--set", help=SET_HELP)
+
+
+def _workers() -> int | None:
+    return typer.Option(None, "--workers", help="Loader / CRF worker processes.")
+
+
+def _random_walk() -> bool:
+    return typer.Option(False, "--random-walk", help=RANDOM_WALK_HELP)
+
+
+def _variant() -> str | None:
+    return typer.Option(None, "--variant", help=VARIANT_HELP)
+
+
+def _seed() -> int | None:
+    return typer.Option(None, "--seed", help="Seed of every trainer (default: the recipe's).")
+
+
+@pipeline_app.command("run")
+def run_pipeline(
+    data: Path | None = typer.Option(
+        None,
+        "--data",
+        help="Dataset root: JPEGImages/, a class list, split lists (train, optional val), "
+        "image-level labels (VOC XML or a labels file); masks optional, for scoring only. "
+        "The demo recipe generates its data under OUT when omitted.",
+    ),
+    recipe: str = typer.Option(..., "--recipe", help="demo, voc or coco (docs/recipes.md)."),
+    out: Path = typer.Option(..., "--out", help="Run directory."),
+    overrides: list[str] = _set(),
+    device: str = options.device(),
+    workers: int | None = _workers(),
+    random_walk: bool = _random_walk(),
+    variant: str | None = _variant(),
+    seed: int | None = _seed(),
+) -> None:
+    """Every stage on a dataset in the toolkit's layout with a recipe by name; no pixel masks
+    needed (the background threshold comes from the CAMs, docs/label_free_threshold.md)."""
+    from wsss.recipes import get_recipe
+    from wsss.stages.pipeline import PipelineConfig, run
+
+    run(
+        PipelineConfig(
+            out=out, recipe=get_recipe(recipe), data=data, device=device, workers=workers,
+            random_walk=random_walk, variant=variant, overrides=tuple(overrides), seed=seed,
+        )
+    )  # fmt: skip
+
+
 @pipeline_app.command("demo")
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Run directory."),
     device: str = options.device(),
-    workers: int | None = typer.Option(None, "--workers", help="Loader / CRF worker processes."),
-    random_walk: bool = typer.Option(False, "--random-walk", help=RANDOM_WALK_HELP),
-    variant: str | None = typer.Option(None, "--variant", help=VARIANT_HELP),
+    workers: int | None = _workers(),
+    random_walk: bool = _random_walk(),
+    variant: str | None = _variant(),
+    overrides: list[str] = _set(),
 ) -> None:
-    """The whole pipeline on the synthetic demo data, from scratch, on the CPU in minutes."""
-    from wsss.stages.pipeline import DEMO, PipelineConfig, run
+    """The whole pipeline on the synthetic demo data, from scratch, on the CPU in minutes
+    (`pipeline run --recipe demo` on freshly generated demo data)."""
+    from wsss.recipes import DEMO
+    from wsss.stages.pipeline import PipelineConfig, run
 
     run(
         PipelineConfig(
             out=out, recipe=DEMO, device=device, workers=workers, random_walk=random_walk,
-            variant=variant,
+            variant=variant, overrides=tuple(overrides),
         )
     )  # fmt: skip
 
@@ -48,12 +109,15 @@ def voc(
     sbd: Path | None = typer.Option(None, "--sbd", help="SBD root, for train_aug."),
     out: Path = typer.Option(Path("runs/voc"), "--out", help="Run directory."),
     device: str = options.device(),
-    workers: int | None = typer.Option(None, "--workers", help="Loader / CRF worker processes."),
-    random_walk: bool = typer.Option(False, "--random-walk", help=RANDOM_WALK_HELP),
-    variant: str | None = typer.Option(None, "--variant", help=VARIANT_HELP),
+    workers: int | None = _workers(),
+    random_walk: bool = _random_walk(),
+    variant: str | None = _variant(),
+    overrides: list[str] = _set(),
 ) -> None:
-    """The paper's recipe on PASCAL VOC 2012 (+ SBD): ResNet-50, ImageNet weights, GPU."""
-    from wsss.stages.pipeline import VOC, PipelineConfig, run
+    """The paper's recipe on PASCAL VOC 2012 (+ SBD): ResNet-50, ImageNet weights, GPU
+    (prepare-voc, then `pipeline run --recipe voc`)."""
+    from wsss.recipes import VOC
+    from wsss.stages.pipeline import PipelineConfig, run
 
     run(
         PipelineConfig(
@@ -61,10 +125,12 @@ def voc(
             recipe=VOC,
             data=voc_root,
             sbd=sbd,
+            prepare_voc=True,
             device=device,
             workers=workers,
             random_walk=random_walk,
             variant=variant,
+            overrides=tuple(overrides),
         )
     )
 
@@ -92,7 +158,8 @@ def ablation(
     workers: int | None = typer.Option(None, "--workers", help="Loader worker processes."),
 ) -> None:
     """Train the baseline, L_cls+L_p-cls, L_cls+L_re and full Puzzle-CAM alike; compare CAMs."""
-    from wsss.stages.ablation import AblationConfig, pick_variants, run
+    from wsss.recipes import pick_variants
+    from wsss.stages.ablation import AblationConfig, run
 
     overrides = {
         key: value

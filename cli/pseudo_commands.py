@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import typer
 
@@ -17,11 +18,13 @@ def make_pseudo(
     data: Path = options.dataset_root(),
     split: str = options.split_name(),
     out: Path = typer.Option(..., "--out", help="Output directory for the label PNGs."),
-    threshold: float | None = typer.Option(
+    threshold: str | None = typer.Option(
         None,
         "--threshold",
-        help="Background threshold in [0, 1] (default: best_threshold of CAMS/eval_cam.json "
-        "from `wsss eval-cam`, else 0.25).",
+        help="Background threshold in [0, 1], or 'auto': the label-free rule, the mean of the "
+        "strongest labelled-class CAM (docs/label_free_threshold.md). Default: best_threshold "
+        "of CAMS/eval_cam.json from `wsss eval-cam` (an oracle, picked on ground truth), else "
+        "auto.",
     ),
     crf: bool = typer.Option(
         True, "--crf/--no-crf", help="Refine with a dense CRF.", rich_help_panel=CRF_PANEL
@@ -124,7 +127,7 @@ def make_pseudo(
             data=data,
             split=split,
             out=out,
-            threshold=threshold,
+            threshold=_threshold(threshold),
             crf=crf_params,
             bg_power=bg_power,
             confident=confident_thresholds,
@@ -138,6 +141,33 @@ def make_pseudo(
     print_table(key_value_table("make-pseudo", result.summary_rows()))
 
 
+def _threshold(text: str | None) -> float | Literal["auto"] | None:
+    if text is None or text == "auto":
+        return text  # type: ignore[return-value]
+    from wsss.errors import WsssError
+
+    try:
+        return float(text)
+    except ValueError:
+        raise WsssError(f"--threshold must be a number in [0, 1] or 'auto', got '{text}'") from None
+
+
+def pick_threshold(
+    cams: Path = typer.Option(..., "--cams", help="Directory of CAM files (make-cam output)."),
+    data: Path = options.dataset_root(),
+    split: str = options.split_name(),
+    class_list: Path | None = options.class_list(),
+) -> None:
+    """The background threshold from the CAMs alone (no masks): the mean of the strongest
+    labelled-class CAM over the split's pixels; recorded in CAMS/label_free_threshold.json."""
+    from wsss.stages.pick_threshold import PickThresholdConfig, run
+    from wsss.ui import key_value_table, print_table
+
+    result = run(PickThresholdConfig(cams=cams, data=data, split=split, class_list=class_list))
+    print_table(key_value_table("pick-threshold", result.summary_rows()))
+
+
 def register(app: typer.Typer) -> None:
     """Add this group's commands to the app."""
     app.command("make-pseudo")(make_pseudo)
+    app.command("pick-threshold")(pick_threshold)
