@@ -202,7 +202,7 @@ def apply_overrides(
             parsed = parse_value(value, options[stage][option])
         except ValueError:
             raise WsssError(
-                f"--set {text}: '{value}' is not a {type_name(options[stage][option])}"
+                f"--set {text}: '{value}' is not a valid {type_name(options[stage][option])}"
             ) from None
         changes.setdefault(stage, dict(getattr(recipe, stage) or {}))[option] = parsed
     return dataclasses.replace(recipe, **changes)

@@ -212,6 +212,7 @@ class _Steps:
         if self._scored(name("eval-cam"), splits.cam_eval):
             cam_eval = self.step(name("eval-cam"), lambda: self.eval_cam(cams, threshold))
         labels = self.out / f"pseudo{suffix}"
+        self._scored(name("make-pseudo scores"), splits.cam)
         pseudo = self.step(name("make-pseudo"),
                            lambda: self.make_pseudo(cams, labels, threshold=threshold))  # fmt: skip
         seg_model = self.step(name("train-seg"), lambda: self.train_seg(labels, suffix))
