@@ -47,6 +47,7 @@ def mean_cam(tops: list[np.ndarray]) -> float:
 
 RULES: dict[str, Callable[[list[np.ndarray]], float]] = {
     "mean-cam (chosen)": mean_cam,
+    "median": lambda tops: float(np.median(np.concatenate([t.ravel() for t in tops]))),
     "Otsu, pooled": lambda tops: otsu(np.concatenate([t.ravel() for t in tops])),
     "Otsu, median per image": lambda tops: float(np.median([otsu(t.ravel()) for t in tops])),
     "mass balance": lambda tops: mass_balance(np.concatenate([t.ravel() for t in tops])),

@@ -13,6 +13,16 @@ CRF_PANEL = "Dense CRF"
 CONFIDENT_PANEL = "Confident regions (AffinityNet / IRN labels)"
 
 
+def _threshold(text: str | None) -> float | Literal["auto"] | None:
+    """--threshold: a number or 'auto'; anything else is a usage error."""
+    if text is None or text == "auto":
+        return text  # type: ignore[return-value]
+    try:
+        return float(text)
+    except ValueError:
+        raise typer.BadParameter(f"a number in [0, 1] or 'auto', got '{text}'") from None
+
+
 def make_pseudo(
     cams: Path = typer.Option(..., "--cams", help="Directory of CAM files (make-cam output)."),
     data: Path = options.dataset_root(),
@@ -21,6 +31,7 @@ def make_pseudo(
     threshold: str | None = typer.Option(
         None,
         "--threshold",
+        callback=_threshold,
         help="Background threshold in [0, 1], or 'auto': the label-free rule, the mean of the "
         "strongest labelled-class CAM (docs/label_free_threshold.md). Default: best_threshold "
         "of CAMS/eval_cam.json from `wsss eval-cam` (an oracle, picked on ground truth), else "
@@ -127,7 +138,7 @@ def make_pseudo(
             data=data,
             split=split,
             out=out,
-            threshold=_threshold(threshold),
+            threshold=threshold,  # type: ignore[arg-type]  # parsed by _threshold
             crf=crf_params,
             bg_power=bg_power,
             confident=confident_thresholds,
@@ -139,17 +150,6 @@ def make_pseudo(
     if result.scores is not None:
         print_table(scores_table(f"pseudo labels ({result.scores.images} images)", result.scores))
     print_table(key_value_table("make-pseudo", result.summary_rows()))
-
-
-def _threshold(text: str | None) -> float | Literal["auto"] | None:
-    if text is None or text == "auto":
-        return text  # type: ignore[return-value]
-    from wsss.errors import WsssError
-
-    try:
-        return float(text)
-    except ValueError:
-        raise WsssError(f"--threshold must be a number in [0, 1] or 'auto', got '{text}'") from None
 
 
 def pick_threshold(
