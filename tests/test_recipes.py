@@ -8,8 +8,18 @@ from pathlib import Path
 import pytest
 
 from cli.main import main
+from wsss.crf import CrfParams
 from wsss.errors import WsssError
-from wsss.recipes import COCO, DEMO, RECIPES, VOC, apply_overrides, get_recipe, train_cam_options
+from wsss.recipes import (
+    COCO,
+    DEMO,
+    RECIPES,
+    VOC,
+    apply_overrides,
+    build_config,
+    get_recipe,
+    train_cam_options,
+)
 from wsss.stages.pipeline import PipelineConfig, resolve_recipe, stage_options
 
 
@@ -47,6 +57,22 @@ def test_values_take_the_type_of_the_stage_option() -> None:
     assert recipe.train_cam["eval_split"] is None
     assert recipe.demo == {**DEMO.demo, "n_train": 50}
     assert overridden("make_pseudo.threshold=auto").make_pseudo == {"threshold": "auto"}
+
+
+def test_parameter_objects_take_their_fields_as_stage_field_name(tmp_path: Path) -> None:
+    from wsss.stages.make_pseudo import MakePseudoConfig
+    from wsss.stages.make_rw import MakeRwConfig
+
+    recipe = overridden("make_pseudo.crf.iterations=3", "make_pseudo.crf.unary=labels",
+                        "make_rw.rw.beta=8", "make_rw.rw.exp_times=none")  # fmt: skip
+    assert recipe.make_pseudo == {"crf.iterations": 3, "crf.unary": "labels"}
+    paths = {"cams": tmp_path, "data": tmp_path, "split": "train", "out": tmp_path}
+    config = build_config(MakePseudoConfig, {**paths, **recipe.make_pseudo})
+    assert config.crf == CrfParams(iterations=3, unary="labels")
+    rw = build_config(MakeRwConfig, {**paths, "checkpoint": tmp_path, **recipe.make_rw}).rw
+    assert (rw.beta, rw.exp_times, rw.radius) == (8.0, None, 5)
+    with pytest.raises(WsssError, match="'soft' is not a valid scores|labels"):
+        overridden("make_pseudo.crf.unary=soft")
     assert DEMO.train_cam["epochs"] == 30  # the recipe itself is untouched
 
 

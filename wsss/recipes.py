@@ -217,13 +217,46 @@ def _split_override(text: str) -> tuple[str, str, str]:
 
 
 def option_types(config_type: type, exclude: typing.Collection[str] = ()) -> dict[str, Any]:
-    """The fields of a stage config dataclass that a plain value can set, with their types."""
+    """The fields of a stage config dataclass that a plain value can set, with their types;
+    a field holding a parameter dataclass (the CRF's, the walk's) offers its fields as
+    `field.name`."""
     hints = typing.get_type_hints(config_type)
-    return {
-        f.name: hints[f.name]
-        for f in dataclasses.fields(config_type)
-        if f.name not in exclude and _parsable(hints[f.name])
-    }
+    options: dict[str, Any] = {}
+    for f in dataclasses.fields(config_type):
+        if f.name in exclude:
+            continue
+        nested = _nested_type(hints[f.name])
+        if nested is not None:
+            options.update({f"{f.name}.{k}": v for k, v in option_types(nested).items()})
+        elif _parsable(hints[f.name]):
+            options[f.name] = hints[f.name]
+    return options
+
+
+def build_config(config_type: type, options: dict[str, Any]) -> Any:
+    """`config_type(**options)`, with `field.name` keys set on that field's dataclass (the
+    given one, else the field's default)."""
+    plain = {key: value for key, value in options.items() if "." not in key}
+    nested: dict[str, dict[str, Any]] = {}
+    for key, value in options.items():
+        if "." in key:
+            name, _, sub = key.partition(".")
+            nested.setdefault(name, {})[sub] = value
+    defaults = {f.name: f for f in dataclasses.fields(config_type)}
+    hints = typing.get_type_hints(config_type)
+    for name, subs in nested.items():
+        base = plain.get(name)
+        if base is None and defaults[name].default is not dataclasses.MISSING:
+            base = defaults[name].default
+        if base is None:
+            base = _nested_type(hints[name])()
+        plain[name] = dataclasses.replace(base, **subs)
+    return config_type(**plain)
+
+
+def _nested_type(kind: Any) -> type | None:
+    members = [a for a in typing.get_args(kind) if a is not type(None)] or [kind]
+    return members[0] if len(members) == 1 and dataclasses.is_dataclass(members[0]) else None
 
 
 def parse_value(text: str, kind: Any) -> Any:

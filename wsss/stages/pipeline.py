@@ -45,6 +45,7 @@ from wsss.recipes import (
     VOC,
     Recipe,
     apply_overrides,
+    build_config,
     option_types,
     train_cam_options,
 )
@@ -193,9 +194,10 @@ class _Steps:
         from wsss.stages.make_cam import MakeCamConfig
         from wsss.stages.make_cam import run as make_cam
 
-        make_cam(MakeCamConfig(checkpoint=checkpoint, data=self.data, split=self.splits.cam,
-                               out=self.out / "cams", device=self.config.device,
-                               **self.recipe.make_cam, **self.extra))  # fmt: skip
+        make_cam(build_config(MakeCamConfig, {
+            "checkpoint": checkpoint, "data": self.data, "split": self.splits.cam,
+            "out": self.out / "cams", "device": self.config.device, **self.recipe.make_cam,
+            **self.extra}))  # fmt: skip
 
     def cams_to_segmenter(self, cams: Path, tag: str = "") -> dict[str, Any]:
         """pick-threshold -> eval-cam (where masks) -> make-pseudo -> train-seg -> predict ->
@@ -288,8 +290,9 @@ class _Steps:
         recipe = {k: v for k, v in self.recipe.make_pseudo.items() if k != "threshold"}
         # loader "0 workers" (in-process) is one CRF worker
         workers = None if self.config.workers is None else max(1, self.config.workers)
-        config = MakePseudoConfig(cams=cams, data=self.data, split=self.splits.cam, out=out,
-                                  workers=workers, **{**recipe, **options})  # fmt: skip
+        config = build_config(MakePseudoConfig, {
+            "cams": cams, "data": self.data, "split": self.splits.cam, "out": out,
+            "workers": workers, **recipe, **options})  # fmt: skip
         result = make_pseudo(config)
         return result.scores.to_json() if result.scores is not None else {}
 
@@ -320,17 +323,19 @@ class _Steps:
         from wsss.stages.make_rw import MakeRwConfig
         from wsss.stages.make_rw import run as make_rw
 
-        make_rw(MakeRwConfig(checkpoint=checkpoint, cams=cams, data=self.data,
-                             split=self.splits.cam, out=out, device=self.config.device,
-                             **self.recipe.make_rw, **self.extra))  # fmt: skip
+        make_rw(build_config(MakeRwConfig, {
+            "checkpoint": checkpoint, "cams": cams, "data": self.data, "split": self.splits.cam,
+            "out": out, "device": self.config.device, **self.recipe.make_rw,
+            **self.extra}))  # fmt: skip
 
     def predict(self, checkpoint: Path, out: Path) -> None:
         from wsss.stages.predict import PredictConfig
         from wsss.stages.predict import run as predict
 
-        predict(PredictConfig(checkpoint=checkpoint, data=self.data, split=self.splits.predict,
-                              out=out, device=self.config.device, **self.recipe.predict,
-                              **self.extra))  # fmt: skip
+        predict(build_config(PredictConfig, {
+            "checkpoint": checkpoint, "data": self.data, "split": self.splits.predict,
+            "out": out, "device": self.config.device, **self.recipe.predict,
+            **self.extra}))  # fmt: skip
 
     def evaluate(self, pred_dir: Path) -> dict[str, Any]:
         from wsss.stages.evaluate import EvalConfig
