@@ -162,6 +162,7 @@ def coco_root(tmp_path: Path) -> tuple[Path, dict[str, np.ndarray]]:
     root = tmp_path / "coco"
     return root, write_coco(root)
 
+
 CLASSES = ("cat", "dog")
 RW_SIZE = 40
 
