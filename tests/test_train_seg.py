@@ -55,7 +55,8 @@ def test_training_on_pseudo_labels_lowers_the_loss_and_logs_val_miou(
     )
     result = run(config)
     lines = metrics(out)
-    assert lines[-1]["loss"] < lines[0]["loss"]
+    loss = [line["loss"] for line in lines]
+    assert sum(loss[-2:]) < 0.5 * sum(loss[:2])  # 0.22 measured
     assert all(0 <= line["eval"]["metric"] <= 100 for line in lines)
     final = load_checkpoint(out / "final.pt", "deeplab")
     assert final["model_config"]["num_classes"] == 3 and final["args"]["labels"] == str(labels)
