@@ -401,7 +401,6 @@ def inference_row(
     stage: ModuleType,
     config: Any,
     kind: str,
-    build: Callable[[dict[str, Any]], torch.nn.Module],
     tta: TtaConfig,
     batch: int,
     device: torch.device,
@@ -409,7 +408,7 @@ def inference_row(
 ) -> dict[str, Any]:
     """An inference stage against its checkpoint's network, batched, at the same sizes."""
     voc = VocDataset.open(config.data)
-    model, _ = load_model(config.checkpoint, kind, voc.classes, build)
+    model, _ = load_model(config.checkpoint, kind, voc.classes)
     ids = voc.split_ids(SPLIT)
     ceiling = forward_rate(model, voc, ids, batch, tta, device, sizes.forward_repeats)
     del model
@@ -484,8 +483,7 @@ def run_all(
         inference_row,
         make_cam,
         cam_config,
-        train_cam.KIND,
-        CamClassifier.from_config,
+        CamClassifier.KIND,
         cam_tta,
         batch,
         device,
@@ -505,8 +503,7 @@ def run_all(
         inference_row,
         predict,
         predict_config,
-        "deeplab",
-        DeepLabV3Plus.from_config,
+        DeepLabV3Plus.KIND,
         seg_tta,
         batch,
         device,
@@ -528,8 +525,7 @@ def run_all(
         inference_row,
         make_rw,
         rw_config,
-        train_aff.KIND,
-        AffinityNet.from_config,
+        AffinityNet.KIND,
         rw_tta,
         batch,
         device,
