@@ -71,7 +71,7 @@ QUALITY_OUT ?= runs/quality/$(QUALITY_SET)
 QUALITY_JOBS ?=
 QUALITY_VARIANTS ?=
 quality: install
-	$(WSSS) pipeline quality --set $(QUALITY_SET) --out $(QUALITY_OUT) $(if $(QUALITY_JOBS),--jobs $(QUALITY_JOBS),) $(if $(QUALITY_VARIANTS),--variants $(QUALITY_VARIANTS),)
+	$(WSSS) pipeline quality --variant-set $(QUALITY_SET) --out $(QUALITY_OUT) $(if $(QUALITY_JOBS),--jobs $(QUALITY_JOBS),) $(if $(QUALITY_VARIANTS),--variants $(QUALITY_VARIANTS),)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache *.egg-info build dist

@@ -133,7 +133,7 @@ def test_smoke_set_runs_end_to_end_and_resumes(tmp_path: Path, monkeypatch) -> N
 
 
 def test_bad_set_and_ablation_are_one_line_errors(tmp_path: Path) -> None:
-    with pytest.raises(WsssError, match="--set must be one of"):
+    with pytest.raises(WsssError, match="--variant-set must be one of"):
         suite.run(SuiteConfig(out=tmp_path, set_name="nope"))
     with pytest.raises(WsssError, match="--variant must be one of"):
         suite.run(SuiteConfig(out=tmp_path, set_name="smoke", ablations=("plain-ish",)))

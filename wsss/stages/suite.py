@@ -111,7 +111,7 @@ class JobSetup:
 
 def run(config: SuiteConfig) -> SuiteResult:
     if config.set_name not in SETS:
-        raise WsssError(f"--set must be one of {'|'.join(SETS)}, got '{config.set_name}'")
+        raise WsssError(f"--variant-set must be one of {'|'.join(SETS)}, got '{config.set_name}'")
     ablations = ablation_names(config.ablations)
     out = ensure_dir(config.out)
     variants = SETS[config.set_name]
