@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from wsss.data.palette import IGNORE
@@ -62,6 +64,25 @@ def shifted(x: Tensor, offset: Offset, fill: float) -> Tensor:
     return out
 
 
+def shifted_stack(x: Tensor, offsets: list[Offset], fill: float) -> Tensor:
+    """torch.stack([shifted(x, o, fill) for o in offsets], dim=-3), the offsets any shape
+    (dims in place of -3), in one pad and one gather instead of two kernels per offset: the
+    small steps of the affinity loss and the walk's set-up were bound by kernel launches."""
+    h, w = x.shape[-2:]
+    reach = max(max(abs(dy), abs(dx)) for dy, dx in _flat(offsets))
+    padded = F.pad(x, (reach, reach, reach, reach), value=fill)
+    # windows[..., i, j, :, :] = padded shifted by (i - reach, j - reach): a view, no copy.
+    windows = padded.unfold(-2, h, 1).unfold(-2, w, 1)
+    shifts = torch.tensor(offsets, device=x.device) + reach
+    return windows[..., shifts[..., 0], shifts[..., 1], :, :]
+
+
+def _flat(offsets: list[Any]) -> list[Offset]:
+    if offsets and isinstance(offsets[0], tuple):
+        return offsets
+    return [offset for group in offsets for offset in _flat(group)]
+
+
 def _overlap(delta: int, size: int) -> tuple[slice, slice]:
     """Output and input ranges of a shift by `delta` along an axis of `size`."""
     if delta >= 0:
@@ -92,6 +113,12 @@ def pair_affinities(boundary: Tensor, offsets: list[Offset]) -> Tensor:
     them). Memory: one B x h x w map per path point, about 5 per offset.
     """
     boundary = boundary.float()
+    if not boundary.requires_grad:  # inference (make-rw): the same maxima in a few kernels
+        paths = [offset_path(o) for o in offsets]
+        longest = max(len(path) for path in paths)
+        # Paths padded by repeating their first point, which leaves each maximum unchanged.
+        padded = [path + path[:1] * (longest - len(path)) for path in paths]
+        return 1.0 - shifted_stack(boundary, padded, 1.0).amax(dim=-3)
     maps = [
         torch.stack([shifted(boundary, point, 1.0) for point in offset_path(o)]).amax(dim=0)
         for o in offsets
@@ -115,7 +142,7 @@ def pair_labels(labels: Tensor, offsets: list[Offset]) -> PairLabels:
     """Pair targets from B x h x w labels (0 = background, 1..C, 255 = ignore)."""
     labels = labels.long()
     known = labels != IGNORE
-    pairs = torch.stack([shifted(labels, o, IGNORE) for o in offsets], dim=1)
+    pairs = shifted_stack(labels, offsets, IGNORE)
     source = labels.unsqueeze(1)
     valid = known.unsqueeze(1) & (pairs != IGNORE)
     same = valid & (pairs == source)
