@@ -194,11 +194,12 @@ def transition_matrix(affinities: Tensor, offsets: list[Offset], beta: float) ->
     device = affinities.device
     index = torch.arange(n, device=device).view(h, w)
     rows, cols, values = [index.reshape(-1)], [index.reshape(-1)], [torch.ones(n, device=device)]
-    for k, offset in enumerate(offsets):
-        inside = shifted(torch.ones(h, w, dtype=torch.bool, device=device), offset, False)
-        source = index[inside]
-        target = shifted(index, offset, -1)[inside]
-        weight = affinities[k].float()[inside].clamp(0.0, 1.0).pow(beta)
+    for k, (dy, dx) in enumerate(offsets):
+        # The pairs inside the map: a rectangle, sliced (a boolean mask would wait for the GPU).
+        (rows_out, rows_in), (cols_out, cols_in) = _overlap(dy, h), _overlap(dx, w)
+        source = index[rows_out, cols_out].reshape(-1)
+        target = index[rows_in, cols_in].reshape(-1)
+        weight = affinities[k, rows_out, cols_out].float().reshape(-1).clamp(0.0, 1.0).pow(beta)
         rows += [source, target]
         cols += [target, source]
         values += [weight, weight]
