@@ -36,6 +36,7 @@ Offset = tuple[int, int]
 # Reference weights of the loss groups (AffinityNet: bg/4 + fg/4 + neg/2).
 LOSS_WEIGHTS = {"bg": 0.25, "fg": 0.25, "neg": 0.5}
 _EPS = 1e-5
+_CHUNK = 4  # offsets gathered at once by pair_affinities without gradients
 
 
 def pair_offsets(radius: int) -> list[Offset]:
@@ -73,8 +74,20 @@ def shifted_stack(x: Tensor, offsets: list[Offset], fill: float) -> Tensor:
     padded = F.pad(x, (reach, reach, reach, reach), value=fill)
     # windows[..., i, j, :, :] = padded shifted by (i - reach, j - reach): a view, no copy.
     windows = padded.unfold(-2, h, 1).unfold(-2, w, 1)
-    shifts = torch.tensor(offsets, device=x.device) + reach
+    shifts = _shift_index(offsets, reach, x.device)
     return windows[..., shifts[..., 0], shifts[..., 1], :, :]
+
+
+_SHIFT_INDEX: dict[tuple[str, int, torch.device], Tensor] = {}
+
+
+def _shift_index(offsets: list[Any], reach: int, device: torch.device) -> Tensor:
+    """The offsets as an index tensor on `device`, made once: a copy from host memory to a GPU
+    waits for every kernel queued before it, once per training step if made there."""
+    key = (repr(offsets), reach, device)
+    if key not in _SHIFT_INDEX:
+        _SHIFT_INDEX[key] = torch.tensor(offsets, device=device) + reach
+    return _SHIFT_INDEX[key]
 
 
 def _flat(offsets: list[Any]) -> list[Offset]:
@@ -116,9 +129,12 @@ def pair_affinities(boundary: Tensor, offsets: list[Offset]) -> Tensor:
     if not boundary.requires_grad:  # inference (make-rw): the same maxima in a few kernels
         paths = [offset_path(o) for o in offsets]
         longest = max(len(path) for path in paths)
-        # Paths padded by repeating their first point, which leaves each maximum unchanged.
+        # Paths padded by repeating their first point, which leaves each maximum unchanged;
+        # a few offsets at a time, so the gathered maps stay as few as the per-offset way's.
         padded = [path + path[:1] * (longest - len(path)) for path in paths]
-        return 1.0 - shifted_stack(boundary, padded, 1.0).amax(dim=-3)
+        chunks = [padded[i : i + _CHUNK] for i in range(0, len(padded), _CHUNK)]
+        maxima = [shifted_stack(boundary, chunk, 1.0).amax(dim=-3) for chunk in chunks]
+        return 1.0 - torch.cat(maxima, dim=-3)
     maps = [
         torch.stack([shifted(boundary, point, 1.0) for point in offset_path(o)]).amax(dim=0)
         for o in offsets
