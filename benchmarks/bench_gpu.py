@@ -59,6 +59,9 @@ END_MARKER = "<!-- bench-gpu: end -->"
 TARGET = 0.85
 SPLIT = "bench"
 RW_SPLIT = "bench_rw"
+# Inference stages run twice, on a split and on one twice as long: the difference is the
+# steady rate, the rest their fixed cost (loader start-up, the last writes).
+DOUBLE = "_x2"
 
 
 @dataclass(frozen=True)
@@ -322,25 +325,37 @@ def forward_rate(
 def measure_inference(
     name: str,
     run: Callable[[], Any],
+    run_double: Callable[[], Any],
     ceiling: dict[str, Any],
     device: torch.device,
     batch: int,
 ) -> dict[str, Any]:
+    """The stage on N images, then on 2N: its steady rate is N over the difference of the
+    two work times (as training's epochs after the first), the rest of the first run's
+    time its fixed cost."""
     reset_peak(device)
     start = time.perf_counter()
     result = run()
     wall = time.perf_counter() - start
-    rate = result.images_per_second
-    print(f"{name}: {rate:.1f} img/s, forward {ceiling['images_per_s']:.1f}", flush=True)
+    double = run_double()
+    extra_images, extra_s = double.written - result.written, double.seconds - result.seconds
+    steady = (
+        extra_images / extra_s if extra_images > 0 and extra_s > 0 else double.images_per_second
+    )
+    print(f"{name}: {steady:.1f} img/s, forward {ceiling['images_per_s']:.1f}", flush=True)
     return {
         "stage": name,
         "kind": "inference",
-        "images_per_s": rate,
+        "images_per_s": steady,
         "ceiling_images_per_s": ceiling["images_per_s"],
-        "ratio": rate / ceiling["images_per_s"],
+        "ratio": steady / ceiling["images_per_s"],
         "peak_memory_gb": peak_gb(device),
         "ceiling_peak_memory_gb": ceiling["peak_memory_gb"],
         "images": result.written,
+        "single_run_images_per_s": result.images_per_second,
+        "fixed_s": max(0.0, result.seconds - result.written / steady),
+        "double_images": double.written,
+        "double_work_s": double.seconds,
         "forward_batch": batch,
         "work_s": result.seconds,
         "wall_s": wall,
@@ -380,17 +395,17 @@ def make_data(root: Path, sizes: Sizes) -> list[str]:
     unique = voc.split_ids("train")
     ids = list(unique)
     folders = [p for p in root.iterdir() if p.is_dir() and p.name != "ImageSets"]
-    for n in range(len(unique), sizes.images):
+    for n in range(len(unique), 2 * sizes.images):
         source, target = unique[n % len(unique)], f"copy_{n:06d}"
         for folder in folders:
             for path in folder.glob(f"{source}.*"):
                 shutil.copyfile(path, folder / f"{target}{path.suffix}")
         ids.append(target)
     lists = root / "ImageSets" / "Segmentation"
-    atomic_write_bytes(lists / f"{SPLIT}.txt", "".join(f"{i}\n" for i in ids).encode())
-    rw_ids = "".join(f"{i}\n" for i in ids[: sizes.rw_images])
-    atomic_write_bytes(lists / f"{RW_SPLIT}.txt", rw_ids.encode())
-    return ids
+    for split, count in ((SPLIT, sizes.images), (RW_SPLIT, sizes.rw_images)):
+        for name, n in ((split, count), (split + DOUBLE, 2 * count)):
+            atomic_write_bytes(lists / f"{name}.txt", "".join(f"{i}\n" for i in ids[:n]).encode())
+    return ids[: sizes.images]
 
 
 # -- the run -------------------------------------------------------------------------------------
@@ -412,7 +427,12 @@ def inference_row(
     ids = voc.split_ids(SPLIT)
     ceiling = forward_rate(model, voc, ids, batch, tta, device, sizes.forward_repeats)
     del model
-    return measure_inference(name, lambda: stage.run(config), ceiling, device, batch)
+    double = replace(config, split=config.split + DOUBLE, out=Path(f"{config.out}{DOUBLE}"))
+    if isinstance(config, make_rw.MakeRwConfig):  # CAMs of every id: make-cam's second run
+        double = replace(double, cams=Path(f"{config.cams}{DOUBLE}"))
+    return measure_inference(
+        name, lambda: stage.run(config), lambda: stage.run(double), ceiling, device, batch
+    )
 
 
 def run_all(
@@ -600,6 +620,16 @@ def section(result: dict[str, Any], command: str) -> str:
             f"| {row['ratio']:.2f} | >= {TARGET} {verdict} | {memory} "
             f"| {_number(row.get('loader_images_per_s'))} |"
         )
+    fixed_costs = [
+        f"{row['stage']} {row['single_run_images_per_s']:.1f} img/s, fixed {row['fixed_s']:.2f} s"
+        for row in result["rows"]
+        if "fixed_s" in row
+    ]
+    fixed = (
+        f"One run of N images, start-up included, and its fixed cost: {'; '.join(fixed_costs)}. "
+        if fixed_costs
+        else ""
+    )
     start = result.get("startup")
     if start is None:
         startup = "Start-up: not measured yet (a partial report, written after each stage)."
@@ -614,8 +644,10 @@ def section(result: dict[str, Any], command: str) -> str:
         "Training: steady images/s over the timed epochs (metrics.jsonl) against the stage's "
         "own objective and optimiser stepped on one batch already on the GPU. make-cam "
         "(4 scales + flip), predict (1 scale + flip) and make-rw (batch 1, with the random "
-        "walk): their work rate against the network's batched forward at the same sizes "
-        'and flips. The rows "losses read every step" are the same runs with the trainer '
+        "walk): their steady work rate (the stage on N images and on 2N, N over the "
+        "difference of the work times) against the network's batched forward at the same "
+        f"sizes and flips. {fixed}"
+        'The rows "losses read every step" are the same runs with the trainer '
         "reading its loss values after each step, as it did before they were summed on the "
         "device (the other loop changes stay in).",
         startup,

@@ -19,6 +19,7 @@ from wsss.affinity import (
     pair_offsets,
     random_walk,
     shifted,
+    shifted_stack,
     transition_matrix,
 )
 from wsss.data.palette import IGNORE
@@ -239,3 +240,23 @@ def test_affinity_net_stride_freezing_and_config(freeze: bool) -> None:
     rebuilt = AffinityNet.from_config(model.config())
     rebuilt.load_state_dict(model.state_dict())
     assert rebuilt.config() == model.config()
+
+
+@pytest.mark.parametrize("shape", [(2, 9, 13), (1, 3, 2)])  # (1, 3, 2): shifts beyond the map
+def test_gathered_shifts_equal_the_shift_per_offset_bit_for_bit(shape: tuple[int, ...]) -> None:
+    torch.manual_seed(0)
+    offsets = pair_offsets(5)
+    boundary = torch.rand(shape)
+    boundary[boundary > 0.8] = 1.0  # ties between path points
+    per_offset = [
+        torch.stack([shifted(boundary, point, 1.0) for point in offset_path(o)]).amax(dim=0)
+        for o in offsets
+    ]
+    with torch.no_grad():  # the gathered maxima (inference); training keeps the per-offset path
+        assert torch.equal(pair_affinities(boundary, offsets), 1.0 - torch.stack(per_offset, 1))
+    grad = boundary.clone().requires_grad_()
+    assert torch.equal(pair_affinities(grad, offsets), 1.0 - torch.stack(per_offset, 1))
+    labels = torch.randint(0, 4, shape)
+    labels[labels == 3] = 255
+    expected = torch.stack([shifted(labels, o, 255) for o in offsets], dim=1)
+    assert torch.equal(shifted_stack(labels, offsets, 255), expected)

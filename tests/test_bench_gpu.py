@@ -62,6 +62,9 @@ def test_cpu_dry_run_measures_every_stage(tmp_path: Path) -> None:
             assert row["loader_images_per_s"] > 0 and row["timed_images"] > 0, name
         else:
             assert row["images"] > 0 and 0 < row["work_s"] <= row["wall_s"], name
+            # the steady rate: the stage once more on twice the images
+            assert row["double_images"] == 2 * row["images"] and row["fixed_s"] >= 0, name
+            assert row["double_work_s"] > 0 and row["single_run_images_per_s"] > 0, name
     assert result["startup"]["import_s"] > 0 and result["machine"]["device"] == "cpu"
     text = out.read_text()
     assert text.startswith("# Benchmarks\n\nthe CPU figures\n")

@@ -195,3 +195,17 @@ def test_bad_scales(text: str) -> None:
 
 def test_parse_scales() -> None:
     assert parse_scales("0.5, 1.0,2") == (0.5, 1.0, 2.0)
+
+
+def test_loader_images_normalised_on_the_device_equal_normalize_bit_for_bit() -> None:
+    from wsss.data.transforms import normalize, normalize_uint8, to_chw_uint8
+
+    rng = np.random.default_rng(0)
+    image = np.stack([rng.permutation(256).reshape(16, 16) for _ in range(3)], -1)
+    image = image.astype(np.uint8)  # every value in every channel, at different places
+    batch = torch.stack([to_chw_uint8(image), to_chw_uint8(image[::-1])])
+    assert batch.dtype == torch.uint8
+    on_device = normalize_uint8(batch)
+    assert on_device.dtype == torch.float32
+    assert torch.equal(on_device[0], normalize(image))
+    assert torch.equal(on_device[1], normalize(np.ascontiguousarray(image[::-1])))

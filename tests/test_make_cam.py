@@ -108,3 +108,20 @@ def test_cli_runs(cam_setup, tmp_path: Path, cams_miou) -> None:
         cams_miou(voc, out, "val", result["best_threshold"])
     )
     assert result["best_miou"] == max(miou for _, miou in result["curve"])
+
+
+def test_files_written_by_the_thread_pool_equal_those_written_in_place(
+    cam_setup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wsss.stages import make_cam
+
+    tta = {"scales": (1.0,), "batch_size": 3}
+    monkeypatch.setattr(make_cam, "writer_threads", lambda device: 0)
+    in_place = run(_config(cam_setup, tmp_path / "a", **tta)).out
+    monkeypatch.setattr(make_cam, "writer_threads", lambda device: 3)
+    pooled = run(_config(cam_setup, tmp_path / "b", **tta)).out
+    files = sorted(in_place.glob("*.npy"))
+    assert files and len(files) == len(list(pooled.glob("*.npy")))
+    for path in files:
+        assert (pooled / path.name).read_bytes() == path.read_bytes()
+    assert json.loads((pooled / "manifest.json").read_text())["complete"] is True

@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from wsss.data.palette import IGNORE
@@ -34,6 +36,7 @@ Offset = tuple[int, int]
 # Reference weights of the loss groups (AffinityNet: bg/4 + fg/4 + neg/2).
 LOSS_WEIGHTS = {"bg": 0.25, "fg": 0.25, "neg": 0.5}
 _EPS = 1e-5
+_CHUNK = 4  # offsets gathered at once by pair_affinities without gradients
 
 
 def pair_offsets(radius: int) -> list[Offset]:
@@ -60,6 +63,37 @@ def shifted(x: Tensor, offset: Offset, fill: float) -> Tensor:
     cols_out, cols_in = _overlap(dx, w)
     out[..., rows_out, cols_out] = x[..., rows_in, cols_in]
     return out
+
+
+def shifted_stack(x: Tensor, offsets: list[Offset], fill: float) -> Tensor:
+    """torch.stack([shifted(x, o, fill) for o in offsets], dim=-3), the offsets any shape
+    (dims in place of -3), in one pad and one gather instead of two kernels per offset: the
+    small steps of the affinity loss and the walk's set-up were bound by kernel launches."""
+    h, w = x.shape[-2:]
+    reach = max(max(abs(dy), abs(dx)) for dy, dx in _flat(offsets))
+    padded = F.pad(x, (reach, reach, reach, reach), value=fill)
+    # windows[..., i, j, :, :] = padded shifted by (i - reach, j - reach): a view, no copy.
+    windows = padded.unfold(-2, h, 1).unfold(-2, w, 1)
+    shifts = _shift_index(offsets, reach, x.device)
+    return windows[..., shifts[..., 0], shifts[..., 1], :, :]
+
+
+_SHIFT_INDEX: dict[tuple[str, int, torch.device], Tensor] = {}
+
+
+def _shift_index(offsets: list[Any], reach: int, device: torch.device) -> Tensor:
+    """The offsets as an index tensor on `device`, made once: a copy from host memory to a GPU
+    waits for every kernel queued before it, once per training step if made there."""
+    key = (repr(offsets), reach, device)
+    if key not in _SHIFT_INDEX:
+        _SHIFT_INDEX[key] = torch.tensor(offsets, device=device) + reach
+    return _SHIFT_INDEX[key]
+
+
+def _flat(offsets: list[Any]) -> list[Offset]:
+    if offsets and isinstance(offsets[0], tuple):
+        return offsets
+    return [offset for group in offsets for offset in _flat(group)]
 
 
 def _overlap(delta: int, size: int) -> tuple[slice, slice]:
@@ -92,6 +126,15 @@ def pair_affinities(boundary: Tensor, offsets: list[Offset]) -> Tensor:
     them). Memory: one B x h x w map per path point, about 5 per offset.
     """
     boundary = boundary.float()
+    if not boundary.requires_grad:  # inference (make-rw): the same maxima in a few kernels
+        paths = [offset_path(o) for o in offsets]
+        longest = max(len(path) for path in paths)
+        # Paths padded by repeating their first point, which leaves each maximum unchanged;
+        # a few offsets at a time, so the gathered maps stay as few as the per-offset way's.
+        padded = [path + path[:1] * (longest - len(path)) for path in paths]
+        chunks = [padded[i : i + _CHUNK] for i in range(0, len(padded), _CHUNK)]
+        maxima = [shifted_stack(boundary, chunk, 1.0).amax(dim=-3) for chunk in chunks]
+        return 1.0 - torch.cat(maxima, dim=-3)
     maps = [
         torch.stack([shifted(boundary, point, 1.0) for point in offset_path(o)]).amax(dim=0)
         for o in offsets
@@ -115,7 +158,7 @@ def pair_labels(labels: Tensor, offsets: list[Offset]) -> PairLabels:
     """Pair targets from B x h x w labels (0 = background, 1..C, 255 = ignore)."""
     labels = labels.long()
     known = labels != IGNORE
-    pairs = torch.stack([shifted(labels, o, IGNORE) for o in offsets], dim=1)
+    pairs = shifted_stack(labels, offsets, IGNORE)
     source = labels.unsqueeze(1)
     valid = known.unsqueeze(1) & (pairs != IGNORE)
     same = valid & (pairs == source)
@@ -167,11 +210,12 @@ def transition_matrix(affinities: Tensor, offsets: list[Offset], beta: float) ->
     device = affinities.device
     index = torch.arange(n, device=device).view(h, w)
     rows, cols, values = [index.reshape(-1)], [index.reshape(-1)], [torch.ones(n, device=device)]
-    for k, offset in enumerate(offsets):
-        inside = shifted(torch.ones(h, w, dtype=torch.bool, device=device), offset, False)
-        source = index[inside]
-        target = shifted(index, offset, -1)[inside]
-        weight = affinities[k].float()[inside].clamp(0.0, 1.0).pow(beta)
+    for k, (dy, dx) in enumerate(offsets):
+        # The pairs inside the map: a rectangle, sliced (a boolean mask would wait for the GPU).
+        (rows_out, rows_in), (cols_out, cols_in) = _overlap(dy, h), _overlap(dx, w)
+        source = index[rows_out, cols_out].reshape(-1)
+        target = index[rows_in, cols_in].reshape(-1)
+        weight = affinities[k, rows_out, cols_out].float().reshape(-1).clamp(0.0, 1.0).pow(beta)
         rows += [source, target]
         cols += [target, source]
         values += [weight, weight]

@@ -27,6 +27,7 @@ from torch import nn
 
 from wsss.cam_math import normalize_cams, strided_size
 from wsss.camfile import CamRecord
+from wsss.data.transforms import normalize_uint8
 from wsss.engine.device import amp_policy, memory_format
 from wsss.errors import WsssError
 
@@ -180,7 +181,10 @@ class Predictor:
         return cls(model, device)
 
     def to_device(self, images: torch.Tensor) -> torch.Tensor:
-        return images.to(self.device, non_blocking=True)
+        """Images on the model's device, float and normalised (uint8 ones from the image
+        loader are normalised there, after the copy)."""
+        images = images.to(self.device, non_blocking=True)
+        return normalize_uint8(images) if images.dtype == torch.uint8 else images
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         with self.amp.autocast():

@@ -39,6 +39,30 @@ def normalize(image: Image.Image | np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
 
 
+def to_chw_uint8(image: Image.Image | np.ndarray) -> torch.Tensor:
+    """RGB uint8 (H, W, 3) -> uint8 CHW tensor, to be normalised by `normalize_uint8` later."""
+    return torch.from_numpy(
+        np.ascontiguousarray(np.asarray(image, dtype=np.uint8).transpose(2, 0, 1))
+    )
+
+
+# normalize() of every (channel, value), 3 x 256: normalising on the device by a lookup gives
+# the same floats as normalize() bit for bit on any device (a division there may round
+# differently). One copy per device, made once: a copy from host memory would wait for the GPU.
+_VALUES = np.tile(np.arange(256, dtype=np.uint8)[None, :, None], (1, 1, 3))
+_NORMALIZED: dict[torch.device, torch.Tensor] = {torch.device("cpu"): normalize(_VALUES)[:, 0]}
+
+
+def normalize_uint8(images: torch.Tensor) -> torch.Tensor:
+    """uint8 B x 3 x H x W -> float32 as `normalize` gives, computed where `images` are
+    (after the copy to a GPU, which then moves a quarter of the bytes)."""
+    device = images.device
+    if device not in _NORMALIZED:
+        _NORMALIZED[device] = _NORMALIZED[torch.device("cpu")].to(device)
+    channel = torch.arange(3, device=device).view(1, 3, 1, 1)
+    return _NORMALIZED[device][channel, images.long()]
+
+
 def resize_pair(
     image: Image.Image, mask: np.ndarray | None, size: tuple[int, int]
 ) -> tuple[Image.Image, np.ndarray | None]:

@@ -24,6 +24,7 @@ from wsss.models.classifier import CamClassifier
 from wsss.overlay import write_overlays
 from wsss.perimage import PerImageResult, PerImageRun
 from wsss.torchrun import env_info
+from wsss.writer import BackgroundWriter, writer_threads
 
 STAGE = "make-cam"
 # Resuming into a folder made with other values of these would mix two kinds of CAMs.
@@ -68,13 +69,13 @@ def run(config: MakeCamConfig) -> MakeCamResult:
     loader = image_loader(
         voc, outputs.todo, config.batch_size or default_batch_size(device), config.workers, device
     )
-    with outputs.loop() as advance:
+    with outputs.loop() as advance, BackgroundWriter(writer_threads(device)) as writer:
         for batch in loader:
             batch_ids = [outputs.todo[i] for i in batch["index"]]
             images = predictor.to_device(batch["image"])
             records = make_cams(predictor, images, [classes[i] for i in batch_ids], tta)
             for image_id, record in zip(batch_ids, records, strict=True):
-                save_cam_file(outputs.output(image_id), record, config.fmt)
+                writer.submit(save_cam_file, outputs.output(image_id), record, config.fmt)
             advance(len(batch_ids))
     overlays = []
     if config.overlays and env_info().is_main:

@@ -54,6 +54,7 @@ from wsss.models.affinity import AffinityNet
 from wsss.overlay import write_overlays
 from wsss.perimage import PerImageResult, PerImageRun
 from wsss.torchrun import env_info
+from wsss.writer import BackgroundWriter, writer_threads
 
 STAGE = "make-rw"
 # The reference walk (IRN, Puzzle-CAM): 2^8 steps on VOC images, whose long side is 500.
@@ -142,14 +143,15 @@ def run(config: MakeRwConfig) -> MakeRwResult:
     voc.check_image_ids(outputs.todo)
     inputs = {image_id: cam_file_path(cams, image_id) for image_id in outputs.todo}  # fail early
     loader = image_loader(voc, outputs.todo, 1, config.workers, device)
-    with torch.inference_mode(), outputs.loop() as advance:
+    writer = BackgroundWriter(writer_threads(device))
+    with torch.inference_mode(), outputs.loop() as advance, writer:
         for batch in loader:
             image_id = outputs.todo[batch["index"][0]]
             image = predictor.to_device(batch["image"])
             record = load_cam_file(inputs[image_id], voc.num_classes, tuple(image.shape[-2:]))
             boundary = predict_boundary(predictor, image, config.flip)
             refined = refine_record(record, boundary, config.rw)
-            save_cam_file(outputs.output(image_id), refined, config.fmt)
+            writer.submit(save_cam_file, outputs.output(image_id), refined, config.fmt)
             advance()
     overlays = []
     if config.overlays and env_info().is_main:

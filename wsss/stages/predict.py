@@ -21,6 +21,7 @@ from wsss.inference import TtaConfig, default_batch_size, segment_probs
 from wsss.inference import parse_scales as parse_scales  # --scales, for the CLI
 from wsss.models.deeplab import DeepLabV3Plus
 from wsss.perimage import PerImageResult, PerImageRun
+from wsss.writer import BackgroundWriter, writer_threads
 
 STAGE = "predict"
 SUFFIX = ".png"
@@ -60,7 +61,7 @@ def run(config: PredictConfig) -> PredictResult:
     voc.check_image_ids(outputs.todo)
     batch_size = config.batch_size or default_batch_size(device)
     loader = image_loader(voc, outputs.todo, batch_size, config.workers, device, raw=config.crf)
-    with outputs.loop() as advance:
+    with outputs.loop() as advance, BackgroundWriter(writer_threads(device)) as writer:
         for batch in loader:
             batch_ids = [outputs.todo[i] for i in batch["index"]]
             probs = segment_probs(predictor, predictor.to_device(batch["image"]), tta)
@@ -72,7 +73,7 @@ def run(config: PredictConfig) -> PredictResult:
                     for raw, p in zip(batch["raw"], probs, strict=True)
                 ]
             for image_id, label in zip(batch_ids, labels, strict=True):
-                save_label_png(outputs.output(image_id), label)
+                writer.submit(save_label_png, outputs.output(image_id), label)
             advance(len(batch_ids))
     return outputs.finish("label maps")
 
