@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wsss import lock
 from wsss.errors import file_error
-from wsss.io import ensure_dir, read_manifest, safe_child, write_manifest
+from wsss.io import MANIFEST_NAME, ensure_dir, read_manifest, safe_child, write_manifest
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,34 @@ def clean_stale_temporaries(out_dir: str | Path) -> int:
     return removed
 
 
+def claim_output_dir(out: str | Path, stage: str) -> tuple[Path, dict[str, Any] | None]:
+    """Make `out` this run's: create it, refuse a folder holding files of something else (no
+    manifest of `stage`), take its lock (rank 0 under torchrun) and clear the temporary files
+    a killed run left. Returns the folder and its previous manifest, if any."""
+    out = ensure_dir(out)
+    previous = read_manifest(out, stage)
+    if previous is None:
+        foreign = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+        if foreign:
+            raise file_error(
+                out,
+                f"is not empty ({len(foreign)} entries, e.g. {foreign[0]}) and holds no "
+                f"{stage} {MANIFEST_NAME}: not this stage's output folder; use an empty or "
+                "new --out",
+            )
+    info = shard_info()
+    if info.rank == 0:
+        lock.acquire(out, stage)
+    if info.world_size == 1:
+        clean_stale_temporaries(out)  # only now: the lock says no other run writes here
+    return out, previous
+
+
+def release_output_dir(out: str | Path) -> None:
+    """Give the folder's lock back (a no-op where this process holds none)."""
+    lock.release(Path(out) / lock.LOCK_NAME)
+
+
 @dataclass
 class SplitPlan:
     """A per-image stage's share of a split: this process's unfinished ids."""
@@ -79,8 +108,7 @@ def plan_outputs(
     Finished files are skipped; resuming with different `signature` parameters (another
     checkpoint, other scales...) is refused, since the folder would mix two kinds of output.
     """
-    out = ensure_dir(out)
-    previous = read_manifest(out, stage)
+    out, previous = claim_output_dir(out, stage)
     if previous is not None:
         for key in signature:
             old, new = previous.get("params", {}).get(key), _jsonable(params.get(key))
@@ -91,8 +119,6 @@ def plan_outputs(
                     "use another --out or delete it",
                 )
     info = shard_info()
-    if info.world_size == 1:
-        clean_stale_temporaries(out)
     if info.rank == 0:
         write_manifest(out, stage, params, complete=False)
     mine = shard(ids, info)
@@ -108,6 +134,7 @@ def finish_outputs(plan: SplitPlan, ids: Sequence[str], suffix: str, stage: str)
         write_manifest(
             plan.out, stage, manifest.get("params", {}), complete=done == len(ids), files=done
         )
+    release_output_dir(plan.out)
     return done
 
 

@@ -44,12 +44,11 @@ from wsss.errors import WsssError, file_error
 from wsss.io import (
     append_jsonl,
     atomic_write_bytes,
-    ensure_dir,
     environment_versions,
     write_json,
     write_manifest,
 )
-from wsss.resume import clean_stale_temporaries
+from wsss.resume import claim_output_dir, release_output_dir
 from wsss.ui import info, make_progress
 
 LAST, FINAL, BEST = "last.pt", "final.pt", "best.pt"
@@ -239,8 +238,8 @@ class _Trainer:
                 f"divisible by the number of processes ({self.world})"
             )
         if self.is_main:
-            ensure_dir(self.out)
-            clean_stale_temporaries(self.out)  # a checkpoint write cut short by a kill
+            # Locked, and cleared of a checkpoint write cut short by a kill.
+            claim_output_dir(self.out, config.stage)
         checkpoint = self._checkpoint_to_resume()
 
         self.fmt = memory_format(device)
@@ -512,6 +511,7 @@ class _Trainer:
                 kind=self.task.kind,
                 result=result.to_json(),
             )
+            release_output_dir(self.out)
         dist.barrier()
         return result
 
