@@ -45,6 +45,7 @@ from wsss.io import (
     append_jsonl,
     atomic_write_bytes,
     environment_versions,
+    read_text_lines,
     write_json,
     write_manifest,
 )
@@ -474,14 +475,12 @@ class _Trainer:
         path = self.out / METRICS
         if not path.is_file():
             return
-        kept = [
-            line for line in path.read_text().splitlines() if _line_epoch(line) <= self.start_epoch
-        ]
+        kept = [line for line in read_text_lines(path) if _line_epoch(line) <= self.start_epoch]
         atomic_write_bytes(path, "".join(line + "\n" for line in kept).encode())
 
     def _last_record(self) -> dict[str, Any]:
         path = self.out / METRICS
-        lines = path.read_text().splitlines() if path.is_file() else []
+        lines = read_text_lines(path) if path.is_file() else []
         return json.loads(lines[-1]) if lines else {}
 
     def _finish(self, record: dict[str, Any], seconds: float) -> FitResult:
