@@ -20,7 +20,7 @@ from pathlib import Path
 
 from wsss.errors import WsssError, file_error
 from wsss.io import write_error
-from wsss.ui import info
+from wsss.ui import warn
 
 LOCK_NAME = ".wsss.lock"
 _held: set[Path] = set()
@@ -43,7 +43,9 @@ def acquire(out_dir: str | Path, stage: str) -> Path:
             continue
         except OSError as exc:
             error = write_error(path, exc)
-            raise (error or file_error(path, f"cannot create lock ({exc.strerror})")) from None
+            raise (
+                error or file_error(path.parent, f"directory is not writable ({exc.strerror})")
+            ) from None
         with os.fdopen(fd, "w") as handle:
             handle.write(json.dumps(me) + "\n")
         if not _held:
@@ -69,13 +71,13 @@ def release_all() -> None:
 def _take_over_if_stale(path: Path, me: dict[str, object]) -> None:
     holder = _read(path)
     if holder is None:  # torn by a kill between create and write, or not ours: stale
-        info(f"[yellow]warning:[/] {_esc(path)}: unreadable lock file, taken over")
+        warn(f"{path}: unreadable lock file, taken over")
     elif _same_host(holder) and holder.get("pid") == me["pid"]:
         pass  # an earlier run in this process stopped on an error: nothing runs there now
     elif _same_host(holder) and not _alive(holder.get("pid")):
-        info(
-            f"[yellow]warning:[/] {_esc(path)}: taking over the lock of a run that is gone "
-            f"({_esc(_describe(holder))}); its unfinished temporary files are removed"
+        warn(
+            f"{path}: taking over the lock of a run that is gone ({_describe(holder)}); "
+            "its unfinished temporary files are removed"
         )
     else:
         raise WsssError(
@@ -116,9 +118,3 @@ def _describe(holder: dict[str, object]) -> str:
         f"{holder.get('stage', '?')} pid {holder.get('pid')} on {holder.get('host')} "
         f"since {holder.get('started')}"
     )
-
-
-def _esc(value: object) -> str:
-    from rich.markup import escape
-
-    return escape(str(value))

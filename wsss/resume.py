@@ -62,19 +62,24 @@ def claim_output_dir(out: str | Path, stage: str) -> tuple[Path, dict[str, Any] 
     manifest of `stage`), take its lock (rank 0 under torchrun) and clear the temporary files
     a killed run left. Returns the folder and its previous manifest, if any."""
     out = ensure_dir(out)
-    previous = read_manifest(out, stage)
-    if previous is None:
-        foreign = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
-        if foreign:
-            raise file_error(
-                out,
-                f"is not empty ({len(foreign)} entries, e.g. {foreign[0]}) and holds no "
-                f"{stage} {MANIFEST_NAME}: not this stage's output folder; use an empty or "
-                "new --out",
-            )
     info = shard_info()
     if info.rank == 0:
-        lock.acquire(out, stage)
+        lock.acquire(out, stage)  # first: it also proves the folder takes files
+    try:
+        previous = read_manifest(out, stage)
+        # Under torchrun rank 0 checks alone: the others may already see its first files.
+        if previous is None and info.rank == 0:
+            foreign = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+            if foreign:
+                raise file_error(
+                    out,
+                    f"is not empty ({len(foreign)} entries, e.g. {foreign[0]}) and holds no "
+                    f"{stage} {MANIFEST_NAME}: not this stage's output folder; use an empty or "
+                    "new --out",
+                )
+    except BaseException:
+        release_output_dir(out)
+        raise
     if info.world_size == 1:
         clean_stale_temporaries(out)  # only now: the lock says no other run writes here
     return out, previous

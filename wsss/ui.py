@@ -1,7 +1,9 @@
 """Terminal output: one progress-bar style and one score table for every stage.
 
 Library code reports through these helpers, so a stage run from Python or under torchrun
-prints only on rank 0 and tests can silence it.
+prints only on rank 0 and tests can silence it. Text that can hold user strings (paths,
+class names, ids) enters rich only here, and never as markup: `info` prints plain text
+unless told otherwise, `warn` escapes its message, tables take their cells as plain `Text`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import TypeVar
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -20,6 +23,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 T = TypeVar("T")
 
@@ -76,9 +80,21 @@ def track(
             progress.advance(task)
 
 
-def info(message: str) -> None:
+def info(message: str, markup: bool = False) -> None:
+    """A status line on stderr; `markup=True` only for fixed text (no user strings in it)."""
     if not quiet():
-        err_console.print(message)
+        err_console.print(message, markup=markup, highlight=False)
+
+
+def warn(message: str) -> None:
+    """A warning line on stderr (shown even under WSSS_QUIET, on rank 0)."""
+    if is_main_process():
+        err_console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
+
+
+def plain(value: object) -> Text:
+    """A table cell shown exactly as it is (a class named `[/]` is not markup)."""
+    return value if isinstance(value, Text) else Text(str(value))
 
 
 def print_table(table: Table) -> None:
@@ -98,7 +114,7 @@ def scores_table(title: str, scores) -> Table:
         table.add_column(column, justify="right")
     for i, name in enumerate(scores.class_names):
         table.add_row(
-            name,
+            plain(name),
             fmt_pct(scores.iou[i]),
             fmt_pct(scores.precision[i]),
             fmt_pct(scores.recall[i]),
@@ -116,5 +132,5 @@ def key_value_table(title: str, rows: Sequence[tuple[str, object]]) -> Table:
     table.add_column("item")
     table.add_column("value", justify="right")
     for key, value in rows:
-        table.add_row(str(key), str(value))
+        table.add_row(plain(key), plain(value))
     return table

@@ -21,14 +21,13 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from rich.markup import escape
 
 from wsss.data.classes import dataset_classes
 from wsss.data.imagefile import decode_rgb, image_size  # noqa: F401 (read from here too)
 from wsss.data.palette import IGNORE, read_label_png
 from wsss.errors import WsssError, file_error
 from wsss.io import json_field, read_json, read_text, read_text_lines, safe_child
-from wsss.ui import info
+from wsss.ui import warn
 
 IMAGES = "JPEGImages"
 ANNOTATIONS = "Annotations"
@@ -207,7 +206,7 @@ class VocDataset:
                         f"'{image_id}' has class index {bad[0]!r} outside 0..{len(classes) - 1}",
                     )
         except WsssError as exc:
-            info(f"[yellow]warning:[/] {escape(str(exc))}; ignored (labels read from the XMLs)")
+            warn(f"{exc}; ignored (labels read from the XMLs)")
             return None
         return {key: sorted(set(value)) for key, value in labels.items()}
 

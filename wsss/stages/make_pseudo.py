@@ -26,7 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
-from wsss.camfile import EVAL_CAM_RECORD, CamRecord, find_cam_file, load_cam_file
+from wsss.camfile import (
+    EVAL_CAM_RECORD,
+    CamRecord,
+    cam_folder_params,
+    find_cam_file,
+    load_cam_file,
+)
 from wsss.crf import CrfParams, densecrf_module
 from wsss.data.classes import class_names_with_background
 from wsss.data.palette import IGNORE, read_label_png, save_label_png
@@ -117,6 +123,7 @@ def run(config: MakePseudoConfig) -> MakePseudoResult:
     if config.workers is not None and config.workers < 1:
         raise WsssError(f"--workers must be at least 1, got {config.workers}")
     voc = VocDataset.open(config.data, config.class_list)
+    cam_folder_params(cams, voc.classes)
     ids = voc.split_ids(config.split)
     params, source = _pseudo_params(config, cams)
     if params.crf is not None:

@@ -45,7 +45,15 @@ from wsss.affinity import (
     transition_matrix,
 )
 from wsss.cam import Predictor, image_loader, load_model
-from wsss.camfile import CAM_STRIDE, CamFormat, CamRecord, cam_suffix, load_cam_file, save_cam_file
+from wsss.camfile import (
+    CAM_STRIDE,
+    CamFormat,
+    CamRecord,
+    cam_folder_params,
+    cam_suffix,
+    load_cam_file,
+    save_cam_file,
+)
 from wsss.camfile import find_cam_file as cam_file_path
 from wsss.camnorm import normalize_cams
 from wsss.data.voc import VocDataset
@@ -129,6 +137,7 @@ def run(config: MakeRwConfig) -> MakeRwResult:
     if config.overlays < 0:
         raise WsssError(f"--overlays must be 0 or more, got {config.overlays}")
     voc = VocDataset.open(config.data, config.class_list)
+    cam_folder_params(cams, voc.classes)
     ids = voc.split_ids(config.split)
     device = resolve_device(config.device, env_info().local_rank)
     model, checkpoint = load_model(config.checkpoint, KIND, voc.classes, AffinityNet.from_config)
