@@ -34,7 +34,7 @@ from wsss.data.transforms import normalize
 from wsss.data.voc import VocDataset, image_size
 from wsss.engine.checkpoint import check_classes, load_checkpoint
 from wsss.engine.device import amp_policy, default_loader_workers, memory_format
-from wsss.errors import WsssError, file_error
+from wsss.errors import WsssError, check_count, file_error
 
 DEFAULT_SCALES: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0)
 # hr_cam: each scale's map is resized to ceil(H/16)*16 and cropped to H x W, like the IRN and
@@ -266,12 +266,10 @@ def image_loader(
     raw: bool = False,
 ) -> DataLoader:
     """Batches of same-size images; workers (default: by device) decode while the network runs."""
-    if batch_size < 1:
-        raise WsssError(f"--batch-size must be at least 1, got {batch_size}")
+    check_count("--batch-size", batch_size)
+    check_count("--workers", workers, 0)
     if workers is None:
         workers = default_loader_workers(device)
-    if workers < 0:
-        raise WsssError(f"--workers must be 0 or more, got {workers}")
     if batch_size == 1:
         batches = [[i] for i in range(len(ids))]
     else:

@@ -16,7 +16,7 @@ import torch
 from wsss.engine.device import DEVICE_CHOICES, default_loader_workers
 from wsss.engine.optim import OPTIMIZERS, SCHEDULES
 from wsss.engine.trainer import LoopConfig, jsonable
-from wsss.errors import WsssError, file_error
+from wsss.errors import WsssError, check_count, file_error
 from wsss.ui import info
 
 PRETRAINED_CHOICES = ("imagenet", "none")
@@ -78,14 +78,12 @@ class TrainOptions:
 
     def validate(self) -> None:
         """Reject bad values with one line naming the option (the CLI's exit code 2)."""
-        for option, value in (
-            ("--epochs", self.epochs),
-            ("--batch-size", self.batch_size),
-            ("--lr", self.lr),
-            ("--crop", self.crop),
-            ("--eval-every", 1 if self.eval_every is None else self.eval_every),
-        ):
-            check_positive(option, value)
+        check_count("--epochs", self.epochs)
+        check_count("--batch-size", self.batch_size)
+        check_count("--crop", self.crop)
+        check_count("--eval-every", self.eval_every)
+        check_count("--workers", self.workers, 0)
+        check_positive("--lr", self.lr)
         if self.weight_decay < 0:
             raise WsssError(f"--weight-decay must be >= 0, got {self.weight_decay}")
         if not 0 <= self.warmup_epochs < self.epochs:
@@ -93,8 +91,6 @@ class TrainOptions:
                 f"--warmup-epochs must be in [0, --epochs), got {self.warmup_epochs} "
                 f"with {self.epochs} epochs"
             )
-        if self.workers is not None and self.workers < 0:
-            raise WsssError(f"--workers must be >= 0, got {self.workers}")
         self.scale_range = parse_int_pair("--scale-range", self.scale_range)
         check_choice("--optimizer", self.optimizer, OPTIMIZERS)
         check_choice("--schedule", self.schedule, SCHEDULES)

@@ -25,7 +25,7 @@ from wsss.camfile import CamFormat, cam_suffix, load_cam_file, save_cam_file
 from wsss.data.voc import VocDataset
 from wsss.engine.device import resolve_device
 from wsss.engine.distributed import env_info
-from wsss.errors import WsssError
+from wsss.errors import check_count
 from wsss.models.classifier import CamClassifier
 from wsss.overlay import cam_overlay, save_png
 from wsss.resume import file_sha256, finish_outputs, output_path, plan_outputs, shard_info
@@ -83,8 +83,9 @@ class MakeCamResult:
 def run(config: MakeCamConfig) -> MakeCamResult:
     tta = TtaConfig(scales=tuple(config.scales), flip=config.flip)
     suffix = cam_suffix(config.fmt)
-    if config.overlays < 0:
-        raise WsssError(f"--overlays must be 0 or more, got {config.overlays}")
+    check_count("--batch-size", config.batch_size)
+    check_count("--workers", config.workers, 0)
+    check_count("--overlays", config.overlays, 0)
     voc = VocDataset.open(config.data, config.class_list)
     ids = voc.split_ids(config.split)
     device = resolve_device(config.device, env_info().local_rank)
@@ -107,7 +108,11 @@ def run(config: MakeCamConfig) -> MakeCamResult:
     classes = {image_id: voc.image_classes(image_id) for image_id in plan.todo}
     predictor = Predictor.prepare(model, device)
     loader = image_loader(
-        voc, plan.todo, config.batch_size or default_batch_size(device), config.workers, device
+        voc,
+        plan.todo,
+        default_batch_size(device) if config.batch_size is None else config.batch_size,
+        config.workers,
+        device,
     )
     start = time.perf_counter()
     with make_progress() as progress:

@@ -37,7 +37,7 @@ from wsss.crf import CrfParams, densecrf_module
 from wsss.data.classes import class_names_with_background
 from wsss.data.palette import IGNORE, read_label_png, save_label_png
 from wsss.data.voc import VocDataset
-from wsss.errors import WsssError, check_range, file_error
+from wsss.errors import WsssError, check_count, check_range, file_error
 from wsss.io import read_json, write_json
 from wsss.metrics import ConfusionMatrix, SegmentationScores
 from wsss.pseudo import DEFAULT_THRESHOLD, PseudoParams, pseudo_label
@@ -120,8 +120,7 @@ def run(config: MakePseudoConfig) -> MakePseudoResult:
     cams = Path(config.cams)
     if not cams.is_dir():
         raise file_error(cams, "CAM directory not found")
-    if config.workers is not None and config.workers < 1:
-        raise WsssError(f"--workers must be at least 1, got {config.workers}")
+    check_count("--workers", config.workers)
     voc = VocDataset.open(config.data, config.class_list)
     cam_folder_params(cams, voc.classes)
     ids = voc.split_ids(config.split)

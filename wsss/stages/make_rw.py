@@ -59,7 +59,7 @@ from wsss.camnorm import normalize_cams
 from wsss.data.voc import VocDataset
 from wsss.engine.device import resolve_device
 from wsss.engine.distributed import env_info
-from wsss.errors import WsssError, file_error
+from wsss.errors import WsssError, check_count, file_error
 from wsss.models.affinity import AffinityNet
 from wsss.resume import file_sha256, finish_outputs, output_path, plan_outputs, shard_info
 from wsss.stages.make_cam import MakeCamResult, write_overlays
@@ -134,8 +134,8 @@ def run(config: MakeRwConfig) -> MakeRwResult:
         raise file_error(cams, "CAM directory not found")
     if cams.resolve() == Path(config.out).resolve():
         raise file_error(cams, "--out must differ from --cams (the refined maps are CAM files)")
-    if config.overlays < 0:
-        raise WsssError(f"--overlays must be 0 or more, got {config.overlays}")
+    check_count("--workers", config.workers, 0)
+    check_count("--overlays", config.overlays, 0)
     voc = VocDataset.open(config.data, config.class_list)
     cam_folder_params(cams, voc.classes)
     ids = voc.split_ids(config.split)

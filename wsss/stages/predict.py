@@ -27,6 +27,7 @@ from wsss.data.palette import save_label_png
 from wsss.data.voc import VocDataset
 from wsss.engine.device import resolve_device
 from wsss.engine.distributed import env_info
+from wsss.errors import check_count
 from wsss.models.deeplab import DeepLabV3Plus
 from wsss.resume import file_sha256, finish_outputs, output_path, plan_outputs
 from wsss.ui import make_progress
@@ -79,6 +80,8 @@ class PredictResult:
 def run(config: PredictConfig) -> PredictResult:
     tta = TtaConfig(scales=tuple(config.scales), flip=config.flip)
     crf_params = _crf_params() if config.crf else None
+    check_count("--batch-size", config.batch_size)
+    check_count("--workers", config.workers, 0)
     voc = VocDataset.open(config.data, config.class_list)
     ids = voc.split_ids(config.split)
     device = resolve_device(config.device, env_info().local_rank)
@@ -99,7 +102,7 @@ def run(config: PredictConfig) -> PredictResult:
     plan = plan_outputs(config.out, ids, SUFFIX, STAGE, params, SIGNATURE)
     voc.check_image_ids(plan.todo)
     predictor = Predictor.prepare(model, device)
-    batch_size = config.batch_size or default_batch_size(device)
+    batch_size = default_batch_size(device) if config.batch_size is None else config.batch_size
     loader = image_loader(voc, plan.todo, batch_size, config.workers, device, raw=config.crf)
     start = time.perf_counter()
     with make_progress() as progress:
