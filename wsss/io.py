@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import errno
 import json
+import math
 import os
 import platform
 import sys
@@ -94,7 +95,8 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 
 
 def write_json(path: str | Path, obj: Any) -> Path:
-    text = json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n"
+    """Strict JSON: an undefined score (NaN) is written as null, which every parser reads."""
+    text = json.dumps(_finite(obj), indent=2, allow_nan=False, default=_json_default) + "\n"
     return atomic_write_bytes(path, text.encode())
 
 
@@ -266,6 +268,18 @@ def read_manifest(out_dir: str | Path, stage: str | None = None) -> dict[str, An
     if stage is not None and manifest["stage"] != stage:
         raise file_error(path, f"manifest of stage '{manifest['stage']}', expected '{stage}'")
     return manifest
+
+
+def _finite(obj: Any) -> Any:
+    if type(obj).__module__ == "numpy" and hasattr(obj, "tolist"):
+        obj = obj.tolist()  # numpy scalars and arrays as plain values, to check them too
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {key: _finite(value) for key, value in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(value) for value in obj]
+    return obj
 
 
 def _json_default(obj: Any) -> Any:

@@ -103,7 +103,7 @@ def print_table(table: Table) -> None:
 
 
 def fmt_pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2f}"
+    return "n/a" if value is None or value != value else f"{value:.2f}"  # None or NaN
 
 
 def scores_table(title: str, scores) -> Table:
@@ -122,8 +122,8 @@ def scores_table(title: str, scores) -> Table:
             fmt_pct(scores.fn_rate[i]),
         )
     table.add_section()
-    table.add_row("[bold]mIoU", f"[bold]{scores.miou:.2f}", "", "", "", "")
-    table.add_row("pixel acc.", f"{scores.pixel_accuracy:.2f}", "", "", "", "")
+    table.add_row("[bold]mIoU", f"[bold]{fmt_pct(scores.miou)}", "", "", "", "")
+    table.add_row("pixel acc.", fmt_pct(scores.pixel_accuracy), "", "", "", "")
     return table
 
 
