@@ -27,6 +27,7 @@ from cli.train_commands import (
     _schedule,
     _seed,
     _split,
+    _threads,
     _warmup_epochs,
     _weight_decay,
     _workers,
@@ -70,6 +71,7 @@ def train_aff(
     seed: int = _seed(),
     device: str = _device(),
     workers: int | None = _workers(),
+    threads: int | None = _threads(),
     resume: bool = _resume(),
     compile: bool = _compile(),
     class_list: Path | None = _class_list(),
@@ -83,7 +85,8 @@ def train_aff(
         freeze_backbone=freeze_backbone, radius=radius, epochs=epochs, batch_size=batch_size,
         lr=lr, weight_decay=weight_decay, optimizer=optimizer, schedule=schedule,
         warmup_epochs=warmup_epochs, crop=crop, scale_range=scale_range, seed=seed,
-        device=device, workers=workers, resume=resume, compile=compile, class_list=class_list,
+        device=device, workers=workers, threads=threads, resume=resume, compile=compile,
+        class_list=class_list,
     )  # fmt: skip
     _report("train-aff", run(config))
 

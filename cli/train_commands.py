@@ -91,6 +91,14 @@ def _workers() -> Any:
     )
 
 
+def _threads() -> Any:
+    return typer.Option(
+        None,
+        "--threads",
+        help="torch CPU threads (default: torch's, one per core). Same count, same bits.",
+    )
+
+
 def _resume() -> Any:
     return typer.Option(
         False, "--resume", help="Continue from OUT/last.pt exactly (a fresh start if none)."
@@ -165,6 +173,7 @@ def train_cam(
     seed: int = _seed(),
     device: str = _device(),
     workers: int | None = _workers(),
+    threads: int | None = _threads(),
     resume: bool = _resume(),
     compile: bool = _compile(),
     eval_split: str | None = _eval_split(),
@@ -182,8 +191,8 @@ def train_cam(
         augment=augment, color_jitter=color_jitter, pieces=pieces, alpha=alpha,
         alpha_warmup=alpha_warmup, puzzle_start=puzzle_start, re_loss=re_loss,
         re_level=re_level, use_pcl=not no_pcl, seed=seed, device=device, workers=workers,
-        resume=resume, compile=compile, eval_split=eval_split, eval_every=eval_every,
-        class_list=class_list,
+        threads=threads, resume=resume, compile=compile, eval_split=eval_split,
+        eval_every=eval_every, class_list=class_list,
     )  # fmt: skip
     _report("train-cam", run(config))
 
@@ -210,6 +219,7 @@ def train_seg(
     seed: int = _seed(),
     device: str = _device(),
     workers: int | None = _workers(),
+    threads: int | None = _threads(),
     resume: bool = _resume(),
     compile: bool = _compile(),
     eval_split: str | None = _eval_split(),
@@ -224,8 +234,8 @@ def train_seg(
         pretrained=pretrained, output_stride=output_stride, epochs=epochs,
         batch_size=batch_size, lr=lr, weight_decay=weight_decay, optimizer=optimizer,
         schedule=schedule, warmup_epochs=warmup_epochs, crop=crop, scale_range=scale_range,
-        seed=seed, device=device, workers=workers, resume=resume, compile=compile,
-        eval_split=eval_split, eval_every=eval_every, class_list=class_list,
+        seed=seed, device=device, workers=workers, threads=threads, resume=resume,
+        compile=compile, eval_split=eval_split, eval_every=eval_every, class_list=class_list,
     )  # fmt: skip
     _report("train-seg", run(config))
 

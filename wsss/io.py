@@ -241,6 +241,21 @@ def environment_versions() -> dict[str, str]:
     return versions
 
 
+_RUNTIME: dict[str, Any] = {}
+
+
+def note_runtime(runtime: dict[str, Any]) -> None:
+    """The device / AMP settings this process resolved (`wsss.engine.device` tells)."""
+    _RUNTIME.update(runtime)
+
+
+def runtime_record() -> dict[str, Any]:
+    """The settings besides options and versions that decide a result's bits."""
+    import torch
+
+    return {**_RUNTIME, "torch_threads": torch.get_num_threads()}
+
+
 def write_manifest(out_dir: str | Path, stage: str, params: dict[str, Any], **extra: Any) -> Path:
     """Record everything needed to re-run a stage next to its outputs."""
     manifest = {
@@ -248,6 +263,7 @@ def write_manifest(out_dir: str | Path, stage: str, params: dict[str, Any], **ex
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "params": params,
         "versions": environment_versions(),
+        "runtime": runtime_record(),
         **extra,
     }
     return write_json(Path(out_dir) / MANIFEST_NAME, manifest)

@@ -75,6 +75,7 @@ class TrainOptions:
     compile: bool = False
     eval_split: str | None = None
     eval_every: int | None = None  # None: counted by the stage (auto_eval_every)
+    threads: int | None = None  # torch's CPU threads; None: torch's default
 
     def validate(self) -> None:
         """Reject bad values with one line naming the option (the CLI's exit code 2)."""
@@ -83,6 +84,7 @@ class TrainOptions:
         check_count("--crop", self.crop)
         check_count("--eval-every", self.eval_every)
         check_count("--workers", self.workers, 0)
+        check_count("--threads", self.threads)
         check_positive("--lr", self.lr)
         if self.weight_decay < 0:
             raise WsssError(f"--weight-decay must be >= 0, got {self.weight_decay}")
@@ -134,5 +136,6 @@ class TrainOptions:
             resume=self.resume,
             compile=self.compile,
             eval_every=self.eval_every or 1,
+            threads=self.threads,
             args=self.args(),
         )

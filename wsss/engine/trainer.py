@@ -38,6 +38,8 @@ from wsss.engine.device import (
     resolve_device,
     restore_rng_state,
     rng_state,
+    runtime_differences,
+    runtime_info,
 )
 from wsss.engine.optim import LrSchedule, build_optimizer
 from wsss.errors import WsssError, file_error
@@ -50,13 +52,14 @@ from wsss.io import (
     write_manifest,
 )
 from wsss.resume import claim_output_dir, release_output_dir
-from wsss.ui import info, make_progress
+from wsss.ui import info, make_progress, warn
 
 LAST, FINAL, BEST = "last.pt", "final.pt", "best.pt"
 METRICS, SUMMARY = "metrics.jsonl", "summary.json"
 # Options a resumed run may change without changing the result.
+# Thread count and device change the bits only, and a resume under others warns.
 RESUMABLE_CHANGES = frozenset(
-    {"out", "device", "workers", "resume", "compile", "eval_every", "eval_split"}
+    {"out", "device", "workers", "resume", "compile", "eval_every", "eval_split", "threads"}
 )
 
 
@@ -115,6 +118,7 @@ class LoopConfig:
     resume: bool = False
     compile: bool = False
     eval_every: int = 1
+    threads: int | None = None  # torch's CPU threads; None: torch's default
     args: dict[str, Any] = field(default_factory=dict)
 
 
@@ -190,6 +194,8 @@ def fit(
     on_epoch_end: Callable[[EpochEnd], None] | None = None,
 ) -> FitResult:
     """Train `task` for `config.epochs` epochs (resuming from `last.pt` with `config.resume`)."""
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
     device = resolve_device(config.device, dist.env_info().local_rank)
     dist.init_distributed(device)
     return _Trainer(task, config, device, on_epoch_end).run()
@@ -294,6 +300,12 @@ class _Trainer:
         checkpoint = load_checkpoint(last, self.task.kind)
         check_classes(last, checkpoint, self.task.classes)
         check_same_args(last, checkpoint.get("args", {}), self.args)
+        changed = runtime_differences(checkpoint.get("runtime"), runtime_info(self.device))
+        if changed and self.is_main:
+            warn(
+                f"{last} was written under other settings ({'; '.join(changed)}): the resumed "
+                "run may differ bitwise from an uninterrupted one (see README, reproducibility)"
+            )
         return checkpoint
 
     def _build_loader(self) -> None:
@@ -455,6 +467,7 @@ class _Trainer:
             "model": self.task.model.state_dict(),
             "epoch": epoch,
             "args": self.args,
+            "runtime": runtime_info(self.device),
             # str(): torch.__version__ is a TorchVersion, which weights-only loading refuses.
             "versions": {key: str(value) for key, value in environment_versions().items()},
             **extra,
