@@ -83,13 +83,13 @@ def track(
 def info(message: str, markup: bool = False) -> None:
     """A status line on stderr; `markup=True` only for fixed text (no user strings in it)."""
     if not quiet():
-        err_console.print(message, markup=markup, highlight=False)
+        err_console.print(message, markup=markup, highlight=False, soft_wrap=True)
 
 
 def warn(message: str) -> None:
     """A warning line on stderr (shown even under WSSS_QUIET, on rank 0)."""
     if is_main_process():
-        err_console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
+        err_console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def plain(value: object) -> Text:
