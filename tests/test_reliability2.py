@@ -21,19 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import test_bad_input
 import torch
 from PIL import Image
-from test_bad_input import (  # noqa: F401 (fixtures)
-    BAD_ID,
-    COMMANDS,
-    SIZE,
-    TINY_TRAIN,
-    Files,
-    _quiet_one_thread,
-    files,
-    one_line_error,
-    original,
-)
+from test_bad_input import BAD_ID, COMMANDS, SIZE, Files, one_line_error
 
 from cli.main import main
 from wsss.camfile import load_cam_file, save_cam_file
@@ -42,6 +33,11 @@ from wsss.data.palette import IGNORE, save_label_png
 from wsss.engine.checkpoint import load_checkpoint, save_checkpoint
 from wsss.io import write_json
 from wsss.lock import LOCK_NAME
+
+# The tiny dataset, CAMs, checkpoints and commands of the first bad-input pass.
+original = test_bad_input.original
+files = test_bad_input.files
+_quiet_one_thread = test_bad_input._quiet_one_thread
 
 ROOT = Path(__file__).resolve().parents[1]
 ALL = list(COMMANDS)
@@ -96,7 +92,7 @@ def test_lists_class_lists_and_xml_from_windows_editors_work(
     assert load_cam_file(files.out / "img_001.npy").labels.tolist() == [2]  # img_001 is a dog
 
 
-# -- 2. images --------------------------------------------------------------------------------------
+# -- 2. images ------------------------------------------------------------------------------------
 
 
 def png_claiming(width: int, height: int) -> bytes:
@@ -157,7 +153,7 @@ def test_label_png_of_another_mode_is_refused(files: Files, capsys, mode, comman
     )
 
 
-# -- 3. files read back -----------------------------------------------------------------------------
+# -- 3. files read back ---------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -211,7 +207,7 @@ def test_prediction_manifest_with_null_params_in_eval(files: Files, capsys) -> N
     assert error.startswith(f"{files.pred / 'manifest.json'}: field 'params' must be an object")
 
 
-# -- 4. class lists ------------------------------------------------------------------------------
+# -- 4. class lists -------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -248,7 +244,7 @@ def test_class_names_that_look_like_markup_print_literally(files, capsys, monkey
     assert f"scores written to {out}" in " ".join(printed.err.split())
 
 
-# -- 5. outputs and folders ------------------------------------------------------------------------
+# -- 5. outputs and folders -----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -376,7 +372,7 @@ def test_eval_cam_writes_only_where_asked(files: Files, capsys) -> None:
     assert json.loads((files.out / "eval_cam.json").read_text())["images"] == 4
 
 
-# -- 6. values wrong but well-formed ---------------------------------------------------------------
+# -- 6. values wrong but well-formed --------------------------------------------------------------
 
 
 @pytest.mark.parametrize("scale", [1000.0, -1.0])
@@ -453,7 +449,7 @@ def test_threshold_sweep_is_capped(files: Files, capsys) -> None:
     assert error.startswith("--thresholds gives 1000001 thresholds, at most 1001")
 
 
-# -- 7. reproducibility across machines -------------------------------------------------------
+# -- 7. reproducibility across machines -----------------------------------------------------------
 
 
 def test_runtime_is_recorded_and_a_resume_under_other_threads_warns(files: Files, capsys):
@@ -470,4 +466,3 @@ def test_runtime_is_recorded_and_a_resume_under_other_threads_warns(files: Files
     assert "torch_threads 1 -> 2" in err and "may differ bitwise" in " ".join(err.split())
     # and the same settings resume without a word
     assert "differ" not in succeeds([*args, "--resume"], capsys)
-    assert TINY_TRAIN  # the shared tiny recipe (one epoch, resnet18, CPU)
