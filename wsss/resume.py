@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,10 @@ from typing import Any
 from wsss import lock
 from wsss.errors import file_error
 from wsss.io import MANIFEST_NAME, ensure_dir, read_manifest, safe_child, write_manifest
+
+# When this process started; torchrun starts the processes of a run within LAUNCH_SKEW_S.
+_LAUNCHED = time.time()
+LAUNCH_SKEW_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -67,9 +73,15 @@ def claim_output_dir(out: str | Path, stage: str) -> tuple[Path, dict[str, Any] 
         lock.acquire(out, stage)  # first: it also proves the folder takes files
     try:
         previous = read_manifest(out, stage)
-        # Under torchrun rank 0 checks alone: the others may already see its first files.
+        # Under torchrun rank 0 checks alone, and the other ranks' first files, newer than
+        # this launch, may already be there: only older files count as someone else's.
         if previous is None and info.rank == 0:
-            foreign = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+            newer = _LAUNCHED - LAUNCH_SKEW_S if info.world_size > 1 else math.inf
+            foreign = sorted(
+                p.name
+                for p in out.iterdir()
+                if not p.name.startswith(".") and p.stat().st_mtime < newer
+            )
             if foreign:
                 raise file_error(
                     out,
