@@ -44,9 +44,6 @@ def max_image_pixels() -> int:
     return value
 
 
-# Our own check (below) names the file and its size; Pillow's warning would only repeat it,
-# and its error (at twice its limit) is caught and reported the same way.
-warnings.simplefilter("ignore", Image.DecompressionBombWarning)
 _DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError)
 _TRANSPARENT_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
@@ -61,7 +58,12 @@ def open_checked(path: str | Path, what: str = "image") -> Iterator[Image.Image]
     limit = max_image_pixels()
     Image.MAX_IMAGE_PIXELS = limit
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():
+            # Our check below names the file and its size; Pillow's warning would only repeat
+            # it, and its error (at twice the limit) is reported the same way.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+        with image:
             width, height = image.size
             if width * height > limit:
                 raise _too_large(path, f"{width}x{height}", limit)
