@@ -200,6 +200,18 @@ def test_cam_manifest_with_wrong_classes_field(files: Files, capsys, command) ->
     assert error == f"{files.cams / 'manifest.json'}: field 'classes' must be a list, got 3"
 
 
+@pytest.mark.parametrize(("field", "value"), [("classes", None), ("model_config", None),
+                                              ("classes", [1, 2]), ("epoch", "1")])  # fmt: skip
+@pytest.mark.parametrize("command", ["make-cam", "predict"])
+def test_checkpoint_with_null_or_wrong_fields_is_one_line(files, capsys, field, value, command):
+    path = files.classifier if command == "make-cam" else files.segmenter
+    content = load_checkpoint(path)
+    path.unlink()  # a link to the module's copy: write a file of this test's own
+    save_checkpoint(path, **{**content, field: value})
+    error = one_line_error(COMMANDS[command](files), capsys)
+    assert error.startswith(f"{path}: field '{field}' must be")
+
+
 def test_prediction_manifest_with_null_params_in_eval(files: Files, capsys) -> None:
     write_json(files.pred / "manifest.json", {"stage": "predict", "params": None})
     args = ["eval", "--pred", str(files.pred), "--gt", str(files.root)]
