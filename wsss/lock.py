@@ -46,8 +46,12 @@ def acquire(out_dir: str | Path, stage: str) -> Path:
             raise (
                 error or file_error(path.parent, f"directory is not writable ({exc.strerror})")
             ) from None
-        with os.fdopen(fd, "w") as handle:
-            handle.write(json.dumps(me) + "\n")
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(json.dumps(me) + "\n")
+        except OSError as exc:  # a full disk: leave no empty lock behind
+            path.unlink(missing_ok=True)
+            raise (write_error(path, exc) or exc) from None
         if not _held:
             atexit.register(release_all)
         _held.add(path)
@@ -71,11 +75,11 @@ def release_all() -> None:
 def _take_over_if_stale(path: Path, me: dict[str, object]) -> None:
     holder = _read(path)
     if holder is None:  # torn by a kill between create and write, or not ours: stale
-        warn(f"{path}: unreadable lock file, taken over")
+        note = f"{path}: unreadable lock file, taken over"
     elif _same_host(holder) and holder.get("pid") == me["pid"]:
-        pass  # an earlier run in this process stopped on an error: nothing runs there now
+        note = ""  # an earlier run in this process stopped on an error: nothing runs there now
     elif _same_host(holder) and not _alive(holder.get("pid")):
-        warn(
+        note = (
             f"{path}: taking over the lock of a run that is gone ({_describe(holder)}); "
             "its unfinished temporary files are removed"
         )
@@ -84,7 +88,12 @@ def _take_over_if_stale(path: Path, me: dict[str, object]) -> None:
             f"{path.parent}: in use by another run ({_describe(holder)}); wait for it to "
             f"finish or use another --out (if that run is gone, delete {path})"
         )
-    path.unlink(missing_ok=True)
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:  # e.g. a directory of that name
+        raise file_error(path, f"cannot remove the stale lock ({exc.strerror})") from None
+    if note:
+        warn(note)
 
 
 def _read(path: Path) -> dict[str, object] | None:
