@@ -160,6 +160,7 @@ def test_label_png_of_another_mode_is_refused(files: Files, capsys, mode, comman
     "cache",
     [
         {"classes": ["cat", "dog"], "labels": {BAD_ID: [7]}},  # index out of range
+        {"classes": ["cat", "dog"], "labels": {BAD_ID: [1.0]}},  # a float index
         {"classes": ["cat", "dog"]},  # no labels
         {"classes": ["cat", "dog"], "labels": {BAD_ID: "cat"}},  # wrong type
         {"classes": "cat", "labels": {}},

@@ -199,7 +199,7 @@ class VocDataset:
                 return None  # written for another class list: fall back to the XMLs
             for image_id, value in labels.items():
                 json_field(labels, image_id, list, path)
-                bad = [v for v in value if isinstance(v, bool) or v not in range(len(classes))]
+                bad = [v for v in value if type(v) is not int or not 0 <= v < len(classes)]
                 if bad:
                     raise file_error(
                         path,
