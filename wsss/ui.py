@@ -108,7 +108,7 @@ def fmt_pct(value: float | None) -> str:
 
 def scores_table(title: str, scores) -> Table:
     """Per-class IoU / precision / recall table followed by the mean."""
-    table = Table(title=title)
+    table = Table(title=plain(title))
     table.add_column("class")
     for column in ("IoU %", "precision %", "recall %", "FP rate %", "FN rate %"):
         table.add_column(column, justify="right")
@@ -128,7 +128,7 @@ def scores_table(title: str, scores) -> Table:
 
 
 def key_value_table(title: str, rows: Sequence[tuple[str, object]]) -> Table:
-    table = Table(title=title)
+    table = Table(title=plain(title))
     table.add_column("item")
     table.add_column("value", justify="right")
     for key, value in rows:
