@@ -12,7 +12,7 @@ VOC ?=
 SBD ?=
 ALL_OUT ?= runs/voc
 
-.PHONY: install test test-fast lint demo all bench ablation clean
+.PHONY: install test test-fast lint demo all bench ablation quality clean
 
 install: $(STAMP)
 
@@ -29,8 +29,8 @@ test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: install
-	$(BIN)/ruff check wsss cli tests scripts
-	$(BIN)/ruff format --check wsss cli tests scripts
+	$(BIN)/ruff check wsss cli tests benchmarks
+	$(BIN)/ruff format --check wsss cli tests benchmarks
 
 demo: install
 	$(WSSS) pipeline demo --out $(DEMO_OUT)
@@ -46,10 +46,19 @@ all: install
 	$(WSSS) pipeline voc --voc $(VOC) $(if $(SBD),--sbd $(SBD),) --out $(ALL_OUT)
 
 bench: install
-	$(BIN)/python scripts/bench.py --out BENCHMARKS.md --json runs/bench/bench.json
+	$(BIN)/python benchmarks/bench.py --out BENCHMARKS.md --json runs/bench/bench.json
 
 ablation: install
 	$(WSSS) pipeline ablation --out runs/ablation
+
+# The quality suite (docs/quality.md): QUALITY_SET=tuning|report|smoke, QUALITY_JOBS=N
+# (default: from the device and cores), QUALITY_VARIANTS=baseline,pcl,full (default: pcl).
+QUALITY_SET ?= tuning
+QUALITY_OUT ?= runs/quality/$(QUALITY_SET)
+QUALITY_JOBS ?=
+QUALITY_VARIANTS ?=
+quality: install
+	$(WSSS) pipeline quality --set $(QUALITY_SET) --out $(QUALITY_OUT) $(if $(QUALITY_JOBS),--jobs $(QUALITY_JOBS),) $(if $(QUALITY_VARIANTS),--variants $(QUALITY_VARIANTS),)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache *.egg-info build dist

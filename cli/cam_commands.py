@@ -11,42 +11,33 @@ from cli import options
 SCALES_HELP = "Comma-separated inference scales, each also run flipped unless --no-flip."
 
 
+@options.takes(options.IMAGE_STAGE)
 def make_cam(
+    shared: dict,
     checkpoint: Path = typer.Option(..., "--checkpoint", help="CAM classifier checkpoint."),
-    data: Path = options.dataset_root(),
-    split: str = options.split_name(),
     out: Path = typer.Option(..., "--out", help="Output directory for the CAM files."),
     scales: str = typer.Option("0.5,1.0,1.5,2.0", "--scales", help=SCALES_HELP),
     flip: bool = typer.Option(True, "--flip/--no-flip", help="Add the horizontal flips."),
-    device: str = options.device(),
     batch_size: int | None = options.image_batch_size(),
-    workers: int | None = options.image_workers(),
     fmt: str = options.cam_format(),
     overlays: int = options.overlays(),
-    class_list: Path | None = options.class_list(),
 ) -> None:
     """Multi-scale + flip CAMs, one file per image (keys, cam at stride 4, hr_cam)."""
-    from wsss.cam import parse_scales
-    from wsss.stages.make_cam import MakeCamConfig, run
-    from wsss.ui import key_value_table, print_table
+    from wsss.stages.make_cam import MakeCamConfig, parse_scales, run
 
     result = run(
         MakeCamConfig(
+            **shared,
             checkpoint=checkpoint,
-            data=data,
-            split=split,
             out=out,
             scales=parse_scales(scales),
             flip=flip,
-            device=device,
             batch_size=batch_size,
-            workers=workers,
             fmt=fmt,  # type: ignore[arg-type]  # validated by the stage
             overlays=overlays,
-            class_list=class_list,
         )
     )
-    print_table(key_value_table("make-cam", result.summary_rows()))
+    options.print_summary("make-cam", result.summary_rows())
 
 
 def eval_cam(
@@ -67,9 +58,8 @@ def eval_cam(
     plot: bool = typer.Option(True, "--plot/--no-plot", help="Also draw the curve as a PNG."),
 ) -> None:
     """Sweep the background threshold: best threshold, its mIoU, per-class IoU, the curve."""
-    from wsss.cam_eval import parse_thresholds
-    from wsss.stages.eval_cam import EvalCamConfig, run, summary_rows
-    from wsss.ui import key_value_table, print_table, scores_table
+    from wsss.stages.eval_cam import EvalCamConfig, parse_thresholds, run, summary_rows
+    from wsss.ui import print_table, scores_table
 
     result = run(
         EvalCamConfig(
@@ -85,43 +75,34 @@ def eval_cam(
     sweep = result.sweep
     title = f"CAMs at threshold {sweep.best_threshold:.2f} ({sweep.best.images} images)"
     print_table(scores_table(title, sweep.best))
-    print_table(key_value_table("eval-cam", summary_rows(result)))
+    options.print_summary("eval-cam", summary_rows(result))
 
 
+@options.takes(options.IMAGE_STAGE)
 def predict(
+    shared: dict,
     checkpoint: Path = typer.Option(..., "--checkpoint", help="DeepLab checkpoint."),
-    data: Path = options.dataset_root(),
-    split: str = options.split_name(),
     out: Path = typer.Option(..., "--out", help="Output directory for the label PNGs."),
     scales: str = typer.Option("1.0", "--scales", help=SCALES_HELP),
     flip: bool = typer.Option(True, "--flip/--no-flip", help="Add the horizontal flips."),
     crf: bool = typer.Option(False, "--crf/--no-crf", help="Refine with a dense CRF."),
-    device: str = options.device(),
     batch_size: int | None = options.image_batch_size(),
-    workers: int | None = options.image_workers(),
-    class_list: Path | None = options.class_list(),
 ) -> None:
     """Segment a split with a trained DeepLab: palette PNGs, then score them with `wsss eval`."""
-    from wsss.cam import parse_scales
-    from wsss.stages.predict import PredictConfig, run
-    from wsss.ui import key_value_table, print_table
+    from wsss.stages.predict import PredictConfig, parse_scales, run
 
     result = run(
         PredictConfig(
+            **shared,
             checkpoint=checkpoint,
-            data=data,
-            split=split,
             out=out,
             scales=parse_scales(scales),
             flip=flip,
             crf=crf,
-            device=device,
             batch_size=batch_size,
-            workers=workers,
-            class_list=class_list,
         )
     )
-    print_table(key_value_table("predict", result.summary_rows()))
+    options.print_summary("predict", result.summary_rows())
 
 
 def register(app: typer.Typer) -> None:

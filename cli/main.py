@@ -13,6 +13,7 @@ from cli import (
     eval_commands,
     pipeline_commands,
     pseudo_commands,
+    report_commands,
     rw_commands,
     train_commands,
 )
@@ -21,9 +22,9 @@ app = typer.Typer(
     name="wsss",
     help=(
         "Weakly-supervised semantic segmentation with Puzzle-CAM.\n\n"
-        "Stages: demo-data/prepare-voc -> train-cam -> make-cam -> eval-cam -> make-pseudo "
-        "-> train-seg -> predict -> eval. Every stage is resumable and writes a manifest "
-        "next to its outputs."
+        "Stages: demo-data/prepare-voc/prepare-coco -> train-cam -> make-cam -> eval-cam "
+        "-> make-pseudo -> train-seg -> predict -> eval. Every stage is resumable and writes a "
+        "manifest next to its outputs."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -55,6 +56,7 @@ for module in (
     rw_commands,
     eval_commands,
     pipeline_commands,
+    report_commands,
 ):
     module.register(app)
 

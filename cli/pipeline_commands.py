@@ -1,4 +1,5 @@
-"""`wsss pipeline demo|voc`: every stage in order; re-running continues where it stopped."""
+"""`wsss pipeline demo|voc|ablation|quality`: every stage in order; re-running continues where it
+stopped."""
 
 from __future__ import annotations
 
@@ -23,50 +24,45 @@ RANDOM_WALK_HELP = (
 )
 
 
+# The options of a whole run, in `wsss pipeline demo` and `wsss pipeline voc` alike.
+RUN: options.Group = {
+    "device": (str, options.device),
+    "workers": (
+        int | None,
+        lambda: typer.Option(None, "--workers", help="Loader / CRF worker processes."),
+    ),
+    "random_walk": (
+        bool,
+        lambda: typer.Option(False, "--random-walk", help=RANDOM_WALK_HELP),
+    ),
+    "variant": (str | None, lambda: typer.Option(None, "--variant", help=VARIANT_HELP)),
+}
+
+
 @pipeline_app.command("demo")
+@options.takes(RUN)
 def demo(
+    shared: dict,
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Run directory."),
-    device: str = options.device(),
-    workers: int | None = typer.Option(None, "--workers", help="Loader / CRF worker processes."),
-    random_walk: bool = typer.Option(False, "--random-walk", help=RANDOM_WALK_HELP),
-    variant: str | None = typer.Option(None, "--variant", help=VARIANT_HELP),
 ) -> None:
     """The whole pipeline on the synthetic demo data, from scratch, on the CPU in minutes."""
     from wsss.stages.pipeline import DEMO, PipelineConfig, run
 
-    run(
-        PipelineConfig(
-            out=out, recipe=DEMO, device=device, workers=workers, random_walk=random_walk,
-            variant=variant,
-        )
-    )  # fmt: skip
+    run(PipelineConfig(**shared, out=out, recipe=DEMO))
 
 
 @pipeline_app.command("voc")
+@options.takes(RUN)
 def voc(
+    shared: dict,
     voc_root: Path = typer.Option(..., "--voc", help="VOC 2012 root (VOCdevkit/VOC2012)."),
     sbd: Path | None = typer.Option(None, "--sbd", help="SBD root, for train_aug."),
     out: Path = typer.Option(Path("runs/voc"), "--out", help="Run directory."),
-    device: str = options.device(),
-    workers: int | None = typer.Option(None, "--workers", help="Loader / CRF worker processes."),
-    random_walk: bool = typer.Option(False, "--random-walk", help=RANDOM_WALK_HELP),
-    variant: str | None = typer.Option(None, "--variant", help=VARIANT_HELP),
 ) -> None:
     """The paper's recipe on PASCAL VOC 2012 (+ SBD): ResNet-50, ImageNet weights, GPU."""
     from wsss.stages.pipeline import VOC, PipelineConfig, run
 
-    run(
-        PipelineConfig(
-            out=out,
-            recipe=VOC,
-            data=voc_root,
-            sbd=sbd,
-            device=device,
-            workers=workers,
-            random_walk=random_walk,
-            variant=variant,
-        )
-    )
+    run(PipelineConfig(**shared, out=out, recipe=VOC, data=voc_root, sbd=sbd))
 
 
 @pipeline_app.command("ablation")
@@ -110,6 +106,31 @@ def ablation(
             workers=workers,
         )
     )
+
+
+@pipeline_app.command("quality")
+def quality(
+    out: Path = typer.Option(Path("runs/quality"), "--out", help="Suite directory."),
+    set_name: str = typer.Option(
+        "tuning", "--set", help="Variant set: tuning (choices are made here), report, smoke."
+    ),
+    variants: list[str] | None = typer.Option(
+        None,
+        "--variants",
+        help="train-cam ablations to run, repeatable or comma-separated: baseline, pcl, re, "
+        "full (default: the demo recipe's pcl).",
+    ),
+    jobs: int | None = typer.Option(
+        None, "--jobs", min=1, help="Runs in parallel (default: from the device and cores)."
+    ),
+    device: str = options.device(),
+) -> None:
+    """The demo recipe on a set of dataset variants x seeds: one table and quality.json."""
+    from wsss.stages.suite import SuiteConfig, run
+
+    ablations = tuple(name.strip() for item in variants or [] for name in item.split(","))
+    run(SuiteConfig(out=out, set_name=set_name, ablations=tuple(a for a in ablations if a),
+                    jobs=jobs, device=device))  # fmt: skip
 
 
 def register(app: typer.Typer) -> None:

@@ -84,9 +84,7 @@ def make_pseudo(
         help="Low background threshold (default 0.10).",
         rich_help_panel=CONFIDENT_PANEL,
     ),
-    workers: int | None = typer.Option(
-        None, "--workers", help="CRF worker processes (default: all cores)."
-    ),
+    workers: int | None = options.crf_workers(),
     gt: bool | None = typer.Option(
         None,
         "--gt/--no-gt",
@@ -95,10 +93,8 @@ def make_pseudo(
     class_list: Path | None = options.class_list(),
 ) -> None:
     """CAMs -> pseudo label PNGs (VOC palette, 255 = ignore): threshold, dense CRF, scores."""
-    from wsss.crf import CrfParams
-    from wsss.pseudo import DEFAULT_BG_THRESHOLD, DEFAULT_FG_THRESHOLD
-    from wsss.stages.make_pseudo import MakePseudoConfig, run
-    from wsss.ui import key_value_table, print_table, scores_table
+    from wsss.stages.make_pseudo import CrfParams, MakePseudoConfig, confident_thresholds, run
+    from wsss.ui import print_table, scores_table
 
     crf_params = None
     if crf:
@@ -112,12 +108,6 @@ def make_pseudo(
             unary=unary,  # type: ignore[arg-type]  # validated by CrfParams
             gt_prob=gt_prob,
         )
-    confident_thresholds = None
-    if confident or fg_threshold is not None or bg_threshold is not None:
-        confident_thresholds = (
-            DEFAULT_FG_THRESHOLD if fg_threshold is None else fg_threshold,
-            DEFAULT_BG_THRESHOLD if bg_threshold is None else bg_threshold,
-        )
     result = run(
         MakePseudoConfig(
             cams=cams,
@@ -127,7 +117,7 @@ def make_pseudo(
             threshold=threshold,
             crf=crf_params,
             bg_power=bg_power,
-            confident=confident_thresholds,
+            confident=confident_thresholds(confident, fg_threshold, bg_threshold),
             workers=workers,
             gt=gt,
             class_list=class_list,
@@ -135,7 +125,7 @@ def make_pseudo(
     )
     if result.scores is not None:
         print_table(scores_table(f"pseudo labels ({result.scores.images} images)", result.scores))
-    print_table(key_value_table("make-pseudo", result.summary_rows()))
+    options.print_summary("make-pseudo", result.summary_rows())
 
 
 def register(app: typer.Typer) -> None:

@@ -69,3 +69,80 @@ def one_torch_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def cli_train_cam_and_make_cam(
+    data: Path, work: Path, cam_split: str = "train", scale_range: str = "32,40", *make_args: str
+) -> Path:
+    """Through the CLI: train-cam (ResNet-18, 1 epoch, CPU) on the `train` split of `data`,
+    then make-cam (scale 1, no flip) on `cam_split`; returns the CAM folder."""
+    from cli.main import main
+
+    run, cams = work / "run", work / "cams"
+    with one_torch_thread():
+        train = ["train-cam", "--data", str(data), "--split", "train", "--out", str(run)]
+        train += ["--backbone", "resnet18", "--pretrained", "none", "--epochs", "1"]
+        train += ["--batch-size", "2", "--crop", "32", "--scale-range", scale_range]
+        assert main([*train, "--device", "cpu", "--workers", "0"]) == 0
+        make = ["make-cam", "--checkpoint", str(run / "final.pt"), "--data", str(data)]
+        make += ["--split", cam_split, "--out", str(cams), "--scales", "1.0", "--no-flip"]
+        assert main([*make, "--device", "cpu", "--workers", "0", *make_args]) == 0
+    return cams
+
+
+def save_model(path: Path, model: torch.nn.Module, classes: tuple[str, ...]) -> Path:
+    """A checkpoint of `model` (of its own kind) as the trainers write it."""
+    from wsss.engine.checkpoint import save_checkpoint
+
+    return save_checkpoint(
+        path,
+        model.KIND,
+        model_config=model.config(),
+        classes=list(classes),
+        model=model.state_dict(),
+    )
+
+
+def read_metrics(out: Path) -> list[dict]:
+    """The records of a trainer's metrics.jsonl."""
+    import json
+
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def cams_from_mask(voc, image_id: str, shift: int = 0):
+    """Blurred object masks with peak 1 (moved `shift` pixels right): CAMs that need no network."""
+    from scipy import ndimage
+
+    from wsss.cam_math import strided_size
+    from wsss.camfile import CamRecord
+
+    gt = voc.load_mask(image_id)
+    classes = voc.image_classes(image_id)
+    maps = []
+    for c in classes:
+        blurred = ndimage.gaussian_filter((gt == c + 1).astype(np.float32), 3.0)
+        blurred = np.roll(blurred, shift, axis=1)
+        maps.append(blurred / blurred.max())
+    hr_cam = np.stack(maps).astype(np.float32)
+    cam = np.zeros((len(maps), *strided_size(*gt.shape)), np.float32)
+    return CamRecord(keys=np.array([0, *(c + 1 for c in classes)]), cam=cam, hr_cam=hr_cam)
+
+
+def stage_config(config_class, setup: tuple[Path, Path], out: Path, **settings):
+    """A model stage's config on a (root, checkpoint) setup, on the CPU, loading in-process."""
+    root, checkpoint = setup
+    defaults = dict(checkpoint=checkpoint, data=root, split="train", device="cpu", workers=0)
+    return config_class(**{**defaults, "out": out, **settings})
+
+
+def wsss_process(args: list[str], env: dict[str, str], **popen):
+    """`wsss ARGS` as a child process of the repository's code, its stderr piped."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    command = [sys.executable, "-m", "cli.main", *args]
+    return subprocess.Popen(
+        command, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **popen
+    )

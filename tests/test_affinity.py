@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
-from helpers_tinyvoc import one_torch_thread
 
 from wsss.affinity import (
     LOSS_WEIGHTS,
@@ -30,10 +28,7 @@ from wsss.models.affinity import AffinityNet
 Pair = tuple[tuple[int, int], tuple[int, int]]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    with one_torch_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def pairs_of(mask: torch.Tensor, offsets: list[tuple[int, int]]) -> set[Pair]:

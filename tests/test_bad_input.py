@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,14 +20,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers_tinyvoc import make_tiny_voc, one_torch_thread
+from helpers_tinyvoc import make_tiny_voc, one_torch_thread, save_model, wsss_process
 from PIL import Image
 
 from cli.main import main
-from wsss.camfile import CamRecord, load_cam_file, save_cam_file, strided_size
+from wsss.cam_math import strided_size
+from wsss.camfile import CamRecord, load_cam_file, save_cam_file
 from wsss.data.palette import read_label_png, save_label_png
 from wsss.data.voc import VocDataset
-from wsss.engine.checkpoint import save_checkpoint
 from wsss.models.classifier import CamClassifier
 from wsss.models.deeplab import DeepLabV3Plus
 
@@ -89,16 +87,9 @@ def original(tmp_path_factory: pytest.TempPathFactory) -> Files:
         root=root,
         cams=cams,
         pred=pred,
-        classifier=_checkpoint(base / "cls.pt", CamClassifier("resnet18", 2), CLASSES),
-        segmenter=_checkpoint(base / "seg.pt", DeepLabV3Plus("resnet18", 3), CLASSES),
+        classifier=save_model(base / "cls.pt", CamClassifier("resnet18", 2), CLASSES),
+        segmenter=save_model(base / "seg.pt", DeepLabV3Plus("resnet18", 3), CLASSES),
         out=base / "out",
-    )
-
-
-def _checkpoint(path: Path, model: torch.nn.Module, classes: tuple[str, ...]) -> Path:
-    kind = "deeplab" if isinstance(model, DeepLabV3Plus) else "cam_classifier"
-    return save_checkpoint(
-        path, kind, model_config=model.config(), classes=list(classes), model=model.state_dict()
     )
 
 
@@ -207,12 +198,12 @@ def cam_keys_of_missing_classes(f: Files) -> tuple[Path, str]:
 
 
 def classifier_of_three_classes(f: Files) -> tuple[Path, str]:
-    _checkpoint(f.classifier, CamClassifier("resnet18", 3), ("cat", "dog", "bird"))
+    save_model(f.classifier, CamClassifier("resnet18", 3), ("cat", "dog", "bird"))
     return f.classifier, "model was trained on 3 classes (cat, dog, bird) but the dataset has 2"
 
 
 def segmenter_of_three_classes(f: Files) -> tuple[Path, str]:
-    _checkpoint(f.segmenter, DeepLabV3Plus("resnet18", 4), ("cat", "dog", "bird"))
+    save_model(f.segmenter, DeepLabV3Plus("resnet18", 4), ("cat", "dog", "bird"))
     return f.segmenter, "model was trained on 3 classes (cat, dog, bird) but the dataset has 2"
 
 
@@ -251,16 +242,7 @@ def test_bad_image_met_in_loader_workers(files: Files) -> None:
     runs = []
     for command in ("make-cam", "train-cam"):
         args = [*COMMANDS[command](replace(files, out=files.out / command)), "--workers", "2"]
-        runs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "cli.main", *args],
-                cwd=ROOT,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-        )
+        runs.append(wsss_process(args, env, text=True))
     for run in runs:
         _, err = run.communicate(timeout=300)
         assert run.returncode == 2 and "Traceback" not in err

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench.py"
 
 # Every figure the report quotes, per measurement process; all finite and positive.
 FIGURES = {
@@ -87,7 +87,7 @@ def test_tiny_bench_reports_every_stage(tmp_path: Path) -> None:
 
 
 def test_alternate_takes_turns_until_long_enough() -> None:
-    from wsss.bench import alternate
+    from benchmarks.common import alternate
 
     calls: list[str] = []
 

@@ -12,17 +12,10 @@ from helpers_tinyvoc import make_tiny_voc
 from PIL import Image
 from torch import nn
 
-from wsss.cam import (
-    Predictor,
-    TtaConfig,
-    image_loader,
-    make_cams,
-    parse_scales,
-    segment_probs,
-    size_grouped_batches,
-)
+from wsss.data.loader import image_loader, size_grouped_batches
 from wsss.data.voc import VocDataset
 from wsss.errors import WsssError
+from wsss.inference import Predictor, TtaConfig, make_cams, parse_scales, segment_probs
 
 EPS = 1e-5  # the shared normaliser's epsilon
 

@@ -13,12 +13,13 @@ from helpers_tinyvoc import make_tiny_voc
 from torch import nn
 
 from cli.main import main
-from wsss.cam import TtaConfig, make_cams
 from wsss.cam_eval import ThresholdSweep, count_below, evaluate_model_cams, parse_thresholds
-from wsss.camfile import CamRecord, save_cam_file, strided_size
+from wsss.cam_math import strided_size
+from wsss.camfile import CamRecord, save_cam_file
 from wsss.data.transforms import normalize
 from wsss.data.voc import VocDataset
 from wsss.errors import WsssError
+from wsss.inference import TtaConfig, make_cams
 from wsss.metrics import ConfusionMatrix
 
 CLASSES = ("cat", "dog", "bird")

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from wsss.camfile import CamRecord, load_cam_file, save_cam_file, strided_size
+from wsss.cam_math import strided_size
+from wsss.camfile import CamRecord, load_cam_file, save_cam_file
 from wsss.errors import WsssError
 
 

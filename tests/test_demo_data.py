@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -163,3 +164,44 @@ def test_body_only_rendering_changes_only_the_parts() -> None:
 def test_bad_arguments_are_one_line_errors(tmp_path: Path, kwargs: dict, message: str) -> None:
     with pytest.raises(WsssError, match=message):
         generate_demo(tmp_path / "bad", progress=False, **kwargs)
+
+
+# sha256 of files and rendered arrays at the default knobs, recorded from the generator before
+# it grew its knobs: the defaults must keep producing today's demo, byte for byte. The JPEG
+# hashes also pin the encoder (Pillow's libjpeg); the array hashes do not depend on it.
+PINNED_FILES = {
+    "JPEGImages/demo_000001.jpg": "a23856dbe08ac6a4139876acdbc5c2fe"
+    "0f5e8e484f97ec6eac312938ff29f231",
+    "JPEGImages/demo_000004.jpg": "c08fb5cbd103c8f0f9dcd9295631c0f1"
+    "17f6f21be6958bbfa8f7b3cfb1c2e517",
+    "SegmentationClass/demo_000002.png": "43e70ef42df56b9099d8de9f88a766ed"
+    "963b30854890636312cb97ec0ca75649",
+    "PartMasks/demo_000003.png": "41c2f63f5440c119897d3805a2790e2c754744826b9d04f7fc89bf1e26d84803",
+    "Annotations/demo_000001.xml": "a36772804837822d55e68373d2d545b2"
+    "c6744935f5af3b829aadd1cc103f7ef4",
+    "classes.txt": "95331b4ffcbc34df498a8c97de10cfc198eb427a80e21d23f9dc2fed29322c3b",
+    "ImageSets/Segmentation/trainval.txt": "15d924aeda2aec983e2e56841aa2dce2"
+    "9f5425b15c2fea42c517c80fd7429815",
+}
+
+PINNED_RENDERS = {
+    (0, 0, 128): "143b340294283656b97cdc27343f86657d90eced54b8b40dd5192c668cd93bc4",
+    (0, 5, 128): "0192f3a2a474e07f2623a3ac05008d70ef7469171ae90251802f80e0084e1d94",
+    (11, 2, 96): "5ecd8a209c57744808699eac9186bb5b3e82015c4f02a8b649551787274df9e2",
+}
+
+
+def test_defaults_reproduce_the_original_demo_bytes(tmp_path: Path) -> None:
+    root = tmp_path / "pinned"
+    generate_demo(root, n_train=3, n_val=1, seed=0, progress=False)
+    for name, digest in PINNED_FILES.items():
+        assert hashlib.sha256((root / name).read_bytes()).hexdigest() == digest, name
+
+
+def test_default_renders_reproduce_the_original_arrays() -> None:
+    for (seed, index, size), digest in PINNED_RENDERS.items():
+        sample = render_sample(seed, index, size)
+        h = hashlib.sha256()
+        for array in (sample.image, sample.label, sample.parts):
+            h.update(np.ascontiguousarray(array).tobytes())
+        assert h.hexdigest() == digest, (seed, index, size)

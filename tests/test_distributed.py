@@ -19,8 +19,8 @@ from helpers_tinyvoc import make_tiny_voc
 
 from wsss.data.voc import VocDataset
 from wsss.engine.checkpoint import load_checkpoint
-from wsss.engine.evaluation import segmenter_scores
 from wsss.models.deeplab import DeepLabV3Plus
+from wsss.seg_eval import segmenter_scores
 
 ROOT = Path(__file__).resolve().parents[1]
 

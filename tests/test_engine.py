@@ -293,7 +293,7 @@ def test_persistent_workers_see_each_epoch(tmp_path: Path) -> None:
 
 
 def test_loader_workers_default_to_none_on_the_cpu_and_some_for_a_gpu(monkeypatch):
-    from wsss.engine import device
+    from wsss.data import loader as device
 
     assert device.default_loader_workers("cpu") == 0
     assert device.default_loader_workers(torch.device("cpu")) == 0

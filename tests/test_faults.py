@@ -14,7 +14,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,14 +22,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers_tinyvoc import make_tiny_voc, one_torch_thread
-from scipy import ndimage
+from helpers_tinyvoc import (
+    cams_from_mask,
+    make_tiny_voc,
+    one_torch_thread,
+    save_model,
+    wsss_process,
+)
 
 from cli.main import main
-from wsss.camfile import CamRecord, load_cam_file, save_cam_file, strided_size
+from wsss.camfile import load_cam_file, save_cam_file
 from wsss.data.palette import IGNORE, read_label_png
 from wsss.data.voc import VocDataset
-from wsss.engine.checkpoint import load_checkpoint, save_checkpoint
+from wsss.engine.checkpoint import load_checkpoint
 from wsss.models.classifier import CamClassifier
 from wsss.models.deeplab import DeepLabV3Plus
 
@@ -64,27 +68,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     torch.manual_seed(0)
     classifier = CamClassifier("resnet18", len(CLASSES))
     segmenter = DeepLabV3Plus("resnet18", len(CLASSES) + 1)
-    for path, kind, model in (
-        (base / "cls.pt", "cam_classifier", classifier),
-        (base / "seg.pt", "deeplab", segmenter),
-    ):
-        save_checkpoint(
-            path, kind, model_config=model.config(), classes=list(CLASSES), model=model.state_dict()
-        )
+    save_model(base / "cls.pt", classifier, CLASSES)
+    save_model(base / "seg.pt", segmenter, CLASSES)
     cams = base / "cams"
     for image_id in voc.split_ids("train"):
         save_cam_file(cams / f"{image_id}.npy", cams_from_mask(voc, image_id))
     return World(voc, base / "cls.pt", base / "seg.pt", cams)
-
-
-def cams_from_mask(voc: VocDataset, image_id: str) -> CamRecord:
-    """Blurred object masks with peak 1: CAMs that need no network."""
-    gt = voc.load_mask(image_id)
-    classes = voc.image_classes(image_id)
-    maps = [ndimage.gaussian_filter((gt == c + 1).astype(np.float32), 3.0) for c in classes]
-    hr_cam = np.stack([m / m.max() for m in maps]).astype(np.float32)
-    cam = np.zeros((len(maps), *strided_size(*gt.shape)), np.float32)
-    return CamRecord(keys=np.array([0, *(c + 1 for c in classes)]), cam=cam, hr_cam=hr_cam)
 
 
 # -- running and killing real processes ----------------------------------------------------------
@@ -93,14 +82,7 @@ def cams_from_mask(voc: VocDataset, image_id: str) -> CamRecord:
 def start(args: list[str]) -> subprocess.Popen:
     """`wsss ARGS` in a new process group (so cleanup can reach every child it starts)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WSSS_QUIET": "1", "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "cli.main", *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
+    return wsss_process(args, env, start_new_session=True)
 
 
 def kill_when(process: subprocess.Popen, ready: Callable[[], bool]) -> None:

@@ -1,9 +1,9 @@
-"""`wsss train-aff` and `wsss make-rw` on a tiny dataset: losses, files, resume, consumers."""
+"""`wsss make-rw` on a tiny dataset: files, consumers, the walk, the commands (train-aff's own
+tests are in test_train_aff.py; resume and shards in test_stage_contract.py)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,18 +11,15 @@ import numpy as np
 import pytest
 import torch
 import typer
-from helpers_tinyvoc import make_tiny_voc, one_torch_thread
+from conftest import RW_SIZE
 from typer.testing import CliRunner
 
 from cli.rw_commands import register
-from wsss.camfile import CamRecord, load_cam_file, save_cam_file, strided_size
-from wsss.camnorm import normalize_cams
-from wsss.data.palette import read_label_png, save_label_png
+from wsss.cam_math import normalize_cams, strided_size
+from wsss.camfile import CamRecord, load_cam_file
+from wsss.data.palette import read_label_png
 from wsss.data.voc import VocDataset
-from wsss.engine.checkpoint import load_checkpoint, save_checkpoint
 from wsss.errors import WsssError
-from wsss.models.affinity import AffinityNet
-from wsss.models.classifier import CamClassifier
 from wsss.pseudo import threshold_indices
 from wsss.stages.make_pseudo import MakePseudoConfig
 from wsss.stages.make_pseudo import run as make_pseudo
@@ -34,53 +31,18 @@ from wsss.stages.make_rw import (
     run,
     scaled_exp_times,
 )
-from wsss.stages.train_aff import TrainAffConfig
-from wsss.stages.train_aff import run as train_aff
 
-CLASSES = ("cat", "dog")
-SIZE = 40
+SIZE = RW_SIZE
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    with one_torch_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Tiny VOC, confident labels (GT with its 255 borders), CAM files, an affinity checkpoint."""
-    base = tmp_path_factory.mktemp("make_rw")
-    root = make_tiny_voc(base / "voc", n=6, size=SIZE, classes=CLASSES)
-    voc = VocDataset.open(root)
-    rng = np.random.default_rng(0)
-    for image_id in voc.split_ids("train"):
-        save_label_png(base / "labels" / f"{image_id}.png", voc.load_mask(image_id))
-        keys = np.array([0, *(c + 1 for c in voc.image_classes(image_id))])
-        cam = rng.random((len(keys) - 1, *strided_size(SIZE, SIZE)), dtype=np.float32)
-        hr = rng.random((len(keys) - 1, SIZE, SIZE), dtype=np.float32)
-        save_cam_file(base / "cams" / f"{image_id}.npy", CamRecord(keys, cam, hr))
-    model = AffinityNet("resnet18")
-    checkpoint = save_checkpoint(
-        base / "aff.pt",
-        "affinity",
-        model_config=model.config(),
-        classes=list(CLASSES),
-        model=model.state_dict(),
-    )
-    return {
-        "root": root,
-        "labels": base / "labels",
-        "cams": base / "cams",
-        "checkpoint": checkpoint,
-    }
-
-
-def _config(setup: dict[str, Path], out: Path, **changes) -> MakeRwConfig:
+def _config(rw_setup: dict[str, Path], out: Path, **changes) -> MakeRwConfig:
     base = MakeRwConfig(
-        checkpoint=setup["checkpoint"],
-        cams=setup["cams"],
-        data=setup["root"],
+        checkpoint=rw_setup["checkpoint"],
+        cams=rw_setup["cams"],
+        data=rw_setup["root"],
         split="train",
         out=out,
         rw=RwParams(exp_times=4),
@@ -90,60 +52,14 @@ def _config(setup: dict[str, Path], out: Path, **changes) -> MakeRwConfig:
     return replace(base, **changes)
 
 
-# -- train-aff -----------------------------------------------------------------------------------
-
-
-def test_train_aff_lowers_the_loss_and_resumes(setup: dict[str, Path], tmp_path: Path) -> None:
-    cam_model = CamClassifier("resnet18", len(CLASSES))
-    cam_checkpoint = save_checkpoint(
-        tmp_path / "cls.pt",
-        "cam_classifier",
-        model_config=cam_model.config(),
-        classes=list(CLASSES),
-        model=cam_model.state_dict(),
-    )
-    out = tmp_path / "aff"
-    config = TrainAffConfig(
-        data=setup["root"], labels=setup["labels"], out=out, split="train", backbone="resnet18",
-        pretrained="none", init=cam_checkpoint, epochs=6, batch_size=3, crop=40,
-        scale_range=(40, 48), optimizer="adamw", lr=1e-3, radius=3, device="cpu", workers=0,
-    )  # fmt: skip
-    result = train_aff(config)
-    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert len(lines) == 6 and lines[-1]["loss"] < lines[0]["loss"]
-    assert {"bg", "fg", "neg"} <= set(lines[0])
-    final = load_checkpoint(result.final, "affinity")
-    assert final["model_config"]["freeze_backbone"] is True
-    # the frozen backbone is the --init classifier's
-    backbone = {k: v for k, v in final["model"].items() if k.startswith("backbone.")}
-    torch.testing.assert_close(backbone["backbone.conv1.weight"], cam_model.backbone.conv1.weight)
-    # resuming a finished run changes nothing; resuming with another radius is refused
-    again = train_aff(replace(config, resume=True))
-    assert again.metrics["loss"] == lines[-1]["loss"]
-    assert len((out / "metrics.jsonl").read_text().splitlines()) == 6
-    with pytest.raises(WsssError, match="radius"):
-        train_aff(replace(config, resume=True, radius=4))
-
-
-def test_train_aff_needs_labels_and_a_fitting_crop(setup: dict[str, Path], tmp_path: Path) -> None:
-    common = dict(data=setup["root"], out=tmp_path / "o", pretrained="none", device="cpu")
-    with pytest.raises(WsssError, match="--labels directory not found"):
-        train_aff(TrainAffConfig(labels=tmp_path / "missing", **common))
-    with pytest.raises(WsssError, match="--crop 16 is too small for --radius 5"):
-        train_aff(TrainAffConfig(labels=setup["labels"], crop=16, **common))
-
-
-# -- make-rw -------------------------------------------------------------------------------------
-
-
-def test_refined_files_keep_the_cam_schema(setup: dict[str, Path], tmp_path: Path) -> None:
+def test_refined_files_keep_the_cam_schema(rw_setup: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "rw"
-    result = run(_config(setup, out, overlays=1))
-    voc = VocDataset.open(setup["root"])
+    result = run(_config(rw_setup, out, overlays=1))
+    voc = VocDataset.open(rw_setup["root"])
     ids = voc.split_ids("train")
     assert result.written == result.files == len(ids)
     for image_id in ids:
-        source = load_cam_file(setup["cams"] / f"{image_id}.npy")
+        source = load_cam_file(rw_setup["cams"] / f"{image_id}.npy")
         record = load_cam_file(out / f"{image_id}.npy", voc.num_classes, (SIZE, SIZE))
         np.testing.assert_array_equal(record.keys, source.keys)
         assert record.cam.shape == source.cam.shape and record.hr_cam.shape == source.hr_cam.shape
@@ -158,12 +74,12 @@ def test_refined_files_keep_the_cam_schema(setup: dict[str, Path], tmp_path: Pat
     assert [p.stem for p in (out / "overlays").glob("*.png")] == ids[:1]
 
 
-def test_make_pseudo_reads_the_refined_maps(setup: dict[str, Path], tmp_path: Path) -> None:
-    out = run(_config(setup, tmp_path / "rw")).out
+def test_make_pseudo_reads_the_refined_maps(rw_setup: dict[str, Path], tmp_path: Path) -> None:
+    out = run(_config(rw_setup, tmp_path / "rw")).out
     labels = make_pseudo(
         MakePseudoConfig(
             cams=out,
-            data=setup["root"],
+            data=rw_setup["root"],
             split="train",
             out=tmp_path / "pseudo",
             threshold=0.3,
@@ -173,49 +89,19 @@ def test_make_pseudo_reads_the_refined_maps(setup: dict[str, Path], tmp_path: Pa
         )  # fmt: skip
     )
     assert labels.files == 6 and labels.scores is not None
-    image_id = VocDataset.open(setup["root"]).split_ids("train")[0]
+    image_id = VocDataset.open(rw_setup["root"]).split_ids("train")[0]
     record = load_cam_file(out / f"{image_id}.npy")
     expected = record.keys[threshold_indices(record.hr_cam, 0.3)]
     np.testing.assert_array_equal(read_label_png(tmp_path / "pseudo" / f"{image_id}.png"), expected)
 
 
-def test_resume_skips_finished_files_and_refuses_other_settings(
-    setup: dict[str, Path], tmp_path: Path
-) -> None:
-    out = tmp_path / "rw"
-    config = _config(setup, out, flip=False)
-    run(config)
-    files = sorted(out.glob("*.npy"))
-    mtimes = {p: p.stat().st_mtime_ns for p in files}
-    files[1].unlink()
-    (out / f".{files[2].name}.x1y2.tmp").write_bytes(b"partial")
-    again = run(config)
-    assert (again.written, again.skipped) == (1, len(files) - 1)
-    assert files[1].is_file() and not list(out.glob(".*.tmp"))
-    assert all(p.stat().st_mtime_ns == mtimes[p] for p in files if p != files[1])
-    with pytest.raises(WsssError, match="beta"):
-        run(replace(config, rw=RwParams(exp_times=4, beta=5.0)))
-
-
-def test_sharded_run_writes_its_share(
-    setup: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("RANK", "1")
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    out = tmp_path / "rw"
-    result = run(_config(setup, out, fmt="npz", flip=False))
-    ids = VocDataset.open(setup["root"]).split_ids("train")
-    assert sorted(p.stem for p in out.glob("*.npz")) == ids[1::2] and result.written == 3
-    assert not (out / "manifest.json").exists()  # rank 0 writes it
-
-
-def test_missing_cam_file_fails_before_any_work(setup: dict[str, Path], tmp_path: Path) -> None:
+def test_missing_cam_file_fails_before_any_work(rw_setup: dict[str, Path], tmp_path: Path) -> None:
     cams = tmp_path / "cams"
     cams.mkdir()
-    for path in sorted(setup["cams"].glob("*.npy"))[1:]:
+    for path in sorted(rw_setup["cams"].glob("*.npy"))[1:]:
         (cams / path.name).write_bytes(path.read_bytes())
     with pytest.raises(WsssError, match="img_000.npy: CAM file .*not found"):
-        run(_config(setup, tmp_path / "rw", cams=cams))
+        run(_config(rw_setup, tmp_path / "rw", cams=cams))
     assert not list((tmp_path / "rw").glob("*.npy"))
 
 
@@ -322,14 +208,14 @@ def test_bad_walk_parameters(changes: dict, message: str) -> None:
 # -- the commands --------------------------------------------------------------------------------
 
 
-def test_commands(setup: dict[str, Path], tmp_path: Path) -> None:
+def test_commands(rw_setup: dict[str, Path], tmp_path: Path) -> None:
     app = typer.Typer()
     register(app)
     runner = CliRunner()
     usage = runner.invoke(app, ["train-aff", "--help"])
     assert usage.exit_code == 0 and "--labels" in usage.output and "--radius" in usage.output
-    args = ["make-rw", "--checkpoint", str(setup["checkpoint"]), "--cams", str(setup["cams"])]
-    args += ["--data", str(setup["root"]), "--split", "val", "--out", str(tmp_path / "rw")]
+    args = ["make-rw", "--checkpoint", str(rw_setup["checkpoint"]), "--cams", str(rw_setup["cams"])]
+    args += ["--data", str(rw_setup["root"]), "--split", "val", "--out", str(tmp_path / "rw")]
     done = runner.invoke(app, [*args, "--exp-times", "2", "--bg-power", "4", "--workers", "0"])
     assert done.exit_code == 0, done.output
     manifest = json.loads((tmp_path / "rw" / "manifest.json").read_text())

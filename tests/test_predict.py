@@ -3,58 +3,33 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from helpers_tinyvoc import make_tiny_voc
+from conftest import CLASSES
+from helpers_tinyvoc import stage_config
 from PIL import Image
 
 from cli.main import main
-from wsss.cam import TtaConfig, segment_probs
 from wsss.data.palette import read_label_png
 from wsss.data.transforms import normalize
 from wsss.data.voc import VocDataset
 from wsss.engine.checkpoint import save_checkpoint
+from wsss.inference import TtaConfig, segment_probs
 from wsss.models.deeplab import DeepLabV3Plus
 from wsss.stages.predict import PredictConfig, run
 
-CLASSES = ("cat", "dog")
+
+def _config(seg_setup, out: Path, **changes) -> PredictConfig:
+    return stage_config(PredictConfig, seg_setup, out, **changes)
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    base = tmp_path_factory.mktemp("predict")
-    root = make_tiny_voc(base / "voc", n=6, size=36, classes=CLASSES)
-    # one image of another size: outputs follow each image's own size
-    path = root / "JPEGImages" / "img_001.jpg"
-    Image.open(path).resize((44, 28)).save(path)
-    torch.manual_seed(0)
-    model = DeepLabV3Plus("resnet18", len(CLASSES) + 1)
-    checkpoint = save_checkpoint(
-        base / "seg.pt",
-        "deeplab",
-        model_config=model.config(),
-        classes=list(CLASSES),
-        model=model.state_dict(),
-    )
-    return root, checkpoint
-
-
-def _config(setup, out: Path, **changes) -> PredictConfig:
-    root, checkpoint = setup
-    base = PredictConfig(
-        checkpoint=checkpoint, data=root, split="train", out=out, device="cpu", workers=0
-    )
-    return replace(base, **changes)
-
-
-def test_palette_pngs_of_image_size(setup, tmp_path: Path) -> None:
+def test_palette_pngs_of_image_size(seg_setup, tmp_path: Path) -> None:
     out = tmp_path / "pred"
-    result = run(_config(setup, out, batch_size=4))
-    voc = VocDataset.open(setup[0])
+    result = run(_config(seg_setup, out, batch_size=4))
+    voc = VocDataset.open(seg_setup[0])
     ids = voc.split_ids("train")
     assert result.written == result.files == len(ids)
     for image_id in ids:
@@ -64,8 +39,8 @@ def test_palette_pngs_of_image_size(setup, tmp_path: Path) -> None:
         assert label.shape == np.asarray(voc.load_image(image_id)).shape[:2]
         assert label.max() <= len(CLASSES)
     # the written labels are the argmax of the flip-averaged probabilities
-    model = DeepLabV3Plus.from_config(torch.load(setup[1], weights_only=True)["model_config"])
-    model.load_state_dict(torch.load(setup[1], weights_only=True)["model"])
+    model = DeepLabV3Plus.from_config(torch.load(seg_setup[1], weights_only=True)["model_config"])
+    model.load_state_dict(torch.load(seg_setup[1], weights_only=True)["model"])
     image = normalize(voc.load_image(ids[1]))[None]
     probs = segment_probs(model.eval(), image, TtaConfig(scales=(1.0,)))
     np.testing.assert_array_equal(read_label_png(out / f"{ids[1]}.png"), probs[0].argmax(0))
@@ -73,22 +48,10 @@ def test_palette_pngs_of_image_size(setup, tmp_path: Path) -> None:
     assert manifest["stage"] == "predict" and manifest["params"]["split"] == "train"
 
 
-def test_resume_skips_finished(setup, tmp_path: Path) -> None:
-    out = tmp_path / "pred"
-    config = _config(setup, out, split="val", flip=False)
-    run(config)
-    files = sorted(out.glob("*.png"))
-    mtimes = [p.stat().st_mtime_ns for p in files]
-    files[0].unlink()
-    result = run(config)
-    assert (result.written, result.skipped) == (1, len(files) - 1)
-    assert [p.stat().st_mtime_ns for p in files[1:]] == mtimes[1:]
-
-
-def test_crf_refinement(setup, tmp_path: Path) -> None:
+def test_crf_refinement(seg_setup, tmp_path: Path) -> None:
     pytest.importorskip("pydensecrf")
     out = tmp_path / "pred"
-    result = run(_config(setup, out, split="val", crf=True, scales=(0.5, 1.0)))
+    result = run(_config(seg_setup, out, split="val", crf=True, scales=(0.5, 1.0)))
     assert result.written == 3
     for path in out.glob("*.png"):
         assert read_label_png(path).max() <= len(CLASSES)
@@ -96,8 +59,8 @@ def test_crf_refinement(setup, tmp_path: Path) -> None:
     assert params["crf"]["bilateral_sxy"] > 0 and params["scales"] == [0.5, 1.0]
 
 
-def test_classifier_checkpoint_is_refused(setup, tmp_path: Path, capsys) -> None:
-    root, _ = setup
+def test_classifier_checkpoint_is_refused(seg_setup, tmp_path: Path, capsys) -> None:
+    root, _ = seg_setup
     other = save_checkpoint(tmp_path / "cls.pt", "cam_classifier", classes=list(CLASSES))
     args = ["predict", "--checkpoint", str(other), "--data", str(root), "--split", "val"]
     assert main([*args, "--out", str(tmp_path / "o"), "--device", "cpu"]) == 2

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wsss.camfile import CamRecord, strided_size
+from wsss.cam_math import strided_size
+from wsss.camfile import CamRecord
 from wsss.crf import CrfParams
 from wsss.errors import WsssError
 from wsss.pseudo import (

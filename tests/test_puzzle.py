@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from wsss.camnorm import normalize_cams
+from wsss.cam_math import normalize_cams
 from wsss.errors import WsssError
 from wsss.models.classifier import CamClassifier
 from wsss.puzzle import PuzzleConfig, alpha_at, merge, puzzle_losses, tile

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
-from helpers_tinyvoc import make_tiny_voc, one_torch_thread
+from helpers_tinyvoc import make_tiny_voc, read_metrics
 
 from cli.main import main
 from wsss.engine.checkpoint import load_checkpoint, save_checkpoint
@@ -23,19 +21,7 @@ TINY = dict(
 )  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    with one_torch_thread():
-        yield
-
-
-@pytest.fixture(scope="module")
-def voc4(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_tiny_voc(tmp_path_factory.mktemp("voc4"), n=4, size=40)
-
-
-def metrics(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_puzzle_training_lowers_the_loss_and_records_everything(voc4: Path, tmp_path: Path) -> None:
@@ -45,7 +31,7 @@ def test_puzzle_training_lowers_the_loss_and_records_everything(voc4: Path, tmp_
         eval_every=3, **TINY,
     )  # fmt: skip
     result = run(config)
-    lines = metrics(out)
+    lines = read_metrics(out)
     assert lines[-1]["loss"] < lines[0]["loss"]
     assert {"cls", "p_cls", "re", "alpha", "lr", "images_per_s"} <= set(lines[0])
     assert lines[0]["alpha"] == 1.0 and lines[0]["p_cls"] > 0 and lines[0]["re"] > 0
@@ -68,7 +54,7 @@ def test_eval_every_defaults_to_the_counted_rule(voc4: Path, tmp_path: Path) -> 
     expected = auto_eval_every(voc, val, len(train), 32, train_passes=6)
     assert expected > 1  # tiny crops, full-size evaluation: evaluating every epoch is too dear
     run(TrainCamConfig(data=voc4, out=tmp_path / "run", epochs=expected, eval_split="val", **TINY))
-    lines = metrics(tmp_path / "run")
+    lines = read_metrics(tmp_path / "run")
     assert [line["epoch"] for line in lines if "eval" in line] == [expected]
     final = load_checkpoint(tmp_path / "run" / "final.pt", "cam_classifier")
     assert final["args"]["eval_every"] == expected  # recorded resolved, so resume agrees
@@ -79,10 +65,10 @@ def test_plain_cam_baseline_runs_through_the_same_path_with_the_paper_sgd(
 ) -> None:
     settings = {**TINY, "optimizer": "sgd", "schedule": "poly", "lr": 0.01}
     run(TrainCamConfig(data=voc4, out=tmp_path / "run", epochs=1, pieces=1, alpha=0, **settings))
-    (line,) = metrics(tmp_path / "run")
+    (line,) = read_metrics(tmp_path / "run")
     assert line["p_cls"] == 0 and line["re"] == 0 and line["loss"] == line["cls"]
     groups = load_checkpoint(tmp_path / "run" / "last.pt")["optimizer"]["param_groups"]
-    # SPEC 4: backbone x1, its biases x2 without decay, the new classifier x10 (no bias).
+    # The paper's multipliers: backbone x1, its biases x2 without decay, new classifier x10.
     assert [(g["name"], g["lr_mult"], g["weight_decay"]) for g in groups] == [
         ("pretrained_weights", 1.0, 1e-4),
         ("pretrained_biases", 2.0, 0.0),
@@ -112,8 +98,8 @@ def test_resume_ends_with_the_uninterrupted_weights(voc4: Path, tmp_path: Path) 
     b = load_checkpoint(tmp_path / "b" / "final.pt", "cam_classifier")["model"]
     assert a.keys() == b.keys()
     assert all(torch.equal(a[name], b[name]) for name in a)
-    assert [m["loss"] for m in metrics(tmp_path / "a")] == [
-        m["loss"] for m in metrics(tmp_path / "b")
+    assert [m["loss"] for m in read_metrics(tmp_path / "a")] == [
+        m["loss"] for m in read_metrics(tmp_path / "b")
     ]
 
 

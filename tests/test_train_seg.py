@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from helpers_tinyvoc import make_tiny_voc, one_torch_thread
+from helpers_tinyvoc import read_metrics
 from torch import nn
 
 from cli.main import main
 from wsss.data.palette import IGNORE, save_label_png
 from wsss.data.voc import VocDataset
 from wsss.engine.checkpoint import load_checkpoint
-from wsss.engine.evaluation import segmenter_scores
 from wsss.errors import WsssError
 from wsss.metrics import ConfusionMatrix
+from wsss.seg_eval import segmenter_scores
 from wsss.stages.train_seg import SegObjective, TrainSegConfig, run
 
 TINY = dict(
@@ -27,19 +25,7 @@ TINY = dict(
 )  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    with one_torch_thread():
-        yield
-
-
-@pytest.fixture(scope="module")
-def voc4(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_tiny_voc(tmp_path_factory.mktemp("voc4"), n=4, size=40)
-
-
-def metrics(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_training_on_pseudo_labels_lowers_the_loss_and_logs_val_miou(
@@ -54,7 +40,7 @@ def test_training_on_pseudo_labels_lowers_the_loss_and_logs_val_miou(
         data=voc4, labels=labels, out=out, epochs=6, eval_split="val", eval_every=1, **TINY
     )
     result = run(config)
-    lines = metrics(out)
+    lines = read_metrics(out)
     assert lines[-1]["loss"] < lines[0]["loss"]
     assert all(0 <= line["eval"]["metric"] <= 100 for line in lines)
     final = load_checkpoint(out / "final.pt", "deeplab")

@@ -1,4 +1,4 @@
-"""Pixel affinities and the random walk (AffinityNet, Ahn & Kwak 2018; IRN 2019; SPEC 6).
+"""Pixel affinities and the random walk (AffinityNet, Ahn & Kwak 2018; IRN 2019).
 
 Pairs: every pixel p of the stride-4 grid is paired with the pixels p + o for the offsets
 `o` of `pair_offsets(radius)`: the half disc |o| < radius, so each unordered pair appears

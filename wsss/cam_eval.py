@@ -20,16 +20,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from wsss.cam import Predictor, TtaConfig, image_loader, make_cams
 from wsss.data.classes import class_names_with_background
+from wsss.data.loader import image_loader
 from wsss.data.palette import IGNORE
 from wsss.data.voc import VocDataset
 from wsss.errors import WsssError
+from wsss.inference import Predictor, TtaConfig, make_cams
 from wsss.metrics import ConfusionMatrix, SegmentationScores
 
 DEFAULT_THRESHOLDS_TEXT = "0.05:0.95:0.05"
 # Evaluation runs one scale without flip: batching 8 same-size images keeps the CPU as busy as
-# make-cam's multi-scale flip batches do (one image alone runs ~1.5-2x slower per image).
+# make-cam's multi-scale flip batches do (one image alone leaves cores idle).
 EVAL_BATCH_SIZE = 8
 
 

@@ -20,12 +20,12 @@ from typing import Any, BinaryIO, Literal
 
 import numpy as np
 
+from wsss.cam_math import CAM_STRIDE, strided_size
 from wsss.errors import WsssError, file_error
 from wsss.io import MANIFEST_NAME, atomic_open, json_field, read_manifest, safe_child
 
 CamFormat = Literal["npy", "npz"]
 SUFFIXES: dict[str, str] = {"npy": ".npy", "npz": ".npz"}
-CAM_STRIDE = 4
 # `wsss eval-cam` records its threshold sweep here, in the CAM folder; make-pseudo reads it.
 EVAL_CAM_RECORD = "eval_cam.json"
 # Rounding of a map divided by its maximum (float16 storage, resizing) stays within this.
@@ -57,11 +57,6 @@ class CamRecord:
     def image_size(self) -> tuple[int, int]:
         """(height, width) of the image."""
         return int(self.hr_cam.shape[1]), int(self.hr_cam.shape[2])
-
-
-def strided_size(height: int, width: int, stride: int = CAM_STRIDE) -> tuple[int, int]:
-    """ceil(H / stride) x ceil(W / stride), the size rule of the reference tools."""
-    return (height + stride - 1) // stride, (width + stride - 1) // stride
 
 
 def cam_suffix(fmt: CamFormat) -> str:

@@ -25,19 +25,13 @@ MISSING_CRF = (
 
 @dataclass(frozen=True)
 class CrfParams:
-    """Kernel parameters (SPEC section 6 defaults), mean-field iterations and unary type.
+    """Kernel parameters (the paper's defaults), mean-field iterations and unary type.
 
-    sxy=50 / srgb=13 suit small images too. On the 128 px demo (400 train images, CAMs of a
-    ResNet-18 trained 20 epochs; thresholded at eval-cam's best, 0.15: 54.8 mIoU) these
-    defaults give 73.4; bilateral sxy 80 gave 74.4, sxy 35 72.1, sxy 20 68.1, srgb 5 72.5,
-    srgb 20 70.7 -- narrower kernels do not help small images.
-
+    sxy=50 / srgb=13 suit small images too: narrower kernels did not help on the 128 px demo.
     The unary defaults to "scores": the labels unary holds every seed pixel with the same
     gt_prob, so the bilateral kernel turns each object into a colour majority vote (seeds
-    covering under half of an object's body are erased down to its most salient part).
-    Soft scores keep strong CAM pixels fixed. On the demo train split (300 images, five CAM
-    sets, eval-cam's threshold) scores beat labels on every set: 69.2 -> 73.0, 68.7 -> 71.6,
-    77.2 -> 77.7, 26.5 -> 36.7, 31.0 -> 35.4 mIoU (docs/pseudo_labels.md).
+    covering under half of an object's body are erased down to its most salient part), while
+    soft scores keep strong CAM pixels fixed. docs/pseudo_labels.md has the measurements.
     """
 
     gaussian_sxy: float = 3.0

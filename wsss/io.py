@@ -94,6 +94,21 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return atomic_write(path, lambda handle: handle.write(data))
 
 
+def atomic_symlink(target: str | Path, link: str | Path) -> Path:
+    """Point `link` at `target` (kept as given, e.g. relative), replacing any old link."""
+    link = Path(link)
+    ensure_dir(link.parent)
+    tmp = link.parent / f".{link.name}.{os.getpid()}.tmp"
+    tmp.unlink(missing_ok=True)
+    try:
+        os.symlink(target, tmp)
+        os.replace(tmp, link)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise file_error(link, f"cannot create link ({exc.strerror})") from None
+    return link
+
+
 def write_json(path: str | Path, obj: Any) -> Path:
     """Strict JSON: an undefined score (NaN) is written as null, which every parser reads."""
     text = json.dumps(_finite(obj), indent=2, allow_nan=False, default=_json_default) + "\n"
@@ -313,3 +328,8 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, (set, frozenset, tuple)):
         return list(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON values (paths as strings), storable in a manifest or weights-only checkpoint."""
+    return json.loads(json.dumps(value, default=str))

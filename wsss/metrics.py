@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from wsss.data.palette import IGNORE
 from wsss.errors import WsssError
 from wsss.ui import warn
-
-IGNORE = 255
 
 
 @dataclass
@@ -105,22 +104,11 @@ class ConfusionMatrix:
         self.ignored_predictions += other.ignored_predictions
 
     def reduce_from_all_processes(self) -> None:
-        """Sum the matrix over torch.distributed ranks (no-op when not distributed).
+        """Sum the matrix over torch.distributed ranks (no-op when not distributed)."""
+        from wsss.engine.distributed import all_reduce_array
 
-        The tensor goes to the current CUDA device under NCCL, which rejects CPU tensors.
-        """
-        import torch
-        import torch.distributed as dist
-
-        if not (dist.is_available() and dist.is_initialized()):
-            return
-        device = torch.device("cpu")
-        if dist.get_backend() == "nccl":
-            device = torch.device("cuda", torch.cuda.current_device())
         counts = [self.images, self.ignored_predictions]
-        tensor = torch.from_numpy(np.append(self.matrix.reshape(-1), counts)).to(device)
-        dist.all_reduce(tensor)
-        values = tensor.cpu().numpy()
+        values = all_reduce_array(np.append(self.matrix.reshape(-1), counts))
         self.matrix = values[:-2].reshape(self.num_classes, self.num_classes).copy()
         self.images, self.ignored_predictions = int(values[-2]), int(values[-1])
 

@@ -9,13 +9,18 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from wsss.camfile import load_cam_file
+from wsss.data.voc import VocDataset
 from wsss.io import atomic_write_bytes
+from wsss.resume import output_path
 
 HEATMAP_WEIGHT = 0.5
+OVERLAY_DIR = "overlays"  # beside the CAM files
 LABEL_HEIGHT = 12
 
 
@@ -53,21 +58,55 @@ def plot_curve(
     path: str | Path, curve: Sequence[tuple[float, float]], best: tuple[float, float], title: str
 ) -> Path:
     """The threshold-mIoU curve with its best point marked, as a PNG."""
+    return atomic_write_bytes(path, curves_png({"": (curve, best)}, title))
+
+
+def curves_png(
+    curves: dict[str, tuple[Sequence[tuple[float, float]], tuple[float, float]]], title: str
+) -> bytes:
+    """Threshold-mIoU curves (name -> (curve, best point)) on one axes, as PNG bytes; a
+    single unnamed curve gets no legend."""
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(5, 3.5), dpi=100)  # no pyplot: no global state, no display
     axes = figure.subplots()
-    thresholds, mious = zip(*curve, strict=True)
-    axes.plot(thresholds, mious, marker="o", markersize=3)
-    axes.plot([best[0]], [best[1]], marker="*", markersize=12, color="tab:red")
-    axes.annotate(
-        f"{best[1]:.2f} @ {best[0]:.2f}", best, textcoords="offset points", xytext=(6, -12)
-    )
+    for name, (curve, best) in curves.items():
+        thresholds, mious = zip(*curve, strict=True)
+        text = f"{best[1]:.2f} @ {best[0]:.2f}"
+        # named curves carry their best point in the legend: annotations would collide
+        label = f"{name}: best {text}" if name else None
+        (line,) = axes.plot(thresholds, mious, marker="o", markersize=3, label=label)
+        colour = line.get_color() if name else "tab:red"
+        axes.plot([best[0]], [best[1]], marker="*", markersize=12, color=colour)
+        if not name:
+            axes.annotate(text, best, textcoords="offset points", xytext=(6, -12))
+    if any(curves):
+        axes.legend(loc="best", fontsize="small")
     axes.set_xlabel("background threshold")
     axes.set_ylabel("mIoU %")
     axes.set_title(title)
     axes.grid(alpha=0.3)
+    return figure_png(figure)
+
+
+def figure_png(figure: Any) -> bytes:
+    """A matplotlib `Figure` laid out tightly, as PNG bytes."""
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
-    return atomic_write_bytes(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def write_overlays(voc: VocDataset, ids: list[str], out: Path, suffix: str) -> list[Path]:
+    """Heatmap strips (image + one jet-coloured CAM per class) of the ids whose CAMs exist."""
+    written = []
+    for image_id in ids:
+        cam_path = output_path(out, image_id, suffix)
+        if not cam_path.is_file():
+            continue  # another shard's image that is not finished yet
+        image = np.asarray(voc.load_image(image_id))
+        record = load_cam_file(cam_path, voc.num_classes, image.shape[:2])
+        names = [voc.classes[label - 1] for label in record.labels]
+        path = output_path(out / OVERLAY_DIR, image_id, ".png")
+        written.append(save_png(path, cam_overlay(image, record.hr_cam, names)))
+    return written

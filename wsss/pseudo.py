@@ -1,4 +1,4 @@
-"""From one image's CAMs to its pseudo label map (SPEC section 6).
+"""From one image's CAMs to its pseudo label map.
 
 Work happens in the CAM file's compact label space: index 0 is background and index i is
 the class `keys[i]`, so the CRF only sees the image's own classes; `keys` maps the result

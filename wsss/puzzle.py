@@ -1,4 +1,4 @@
-"""The puzzle module (SPEC 3): tile the image, merge the tile CAMs, and the three losses.
+"""The puzzle module: tile the image, merge the tile CAMs, and the three losses.
 
 Tiles are stacked piece-major on the batch axis in row-major grid order: for a 2 x 2 grid
 the batch is [top-left of every image, top-right ..., bottom-left ..., bottom-right ...],
@@ -17,7 +17,7 @@ from typing import Literal
 import torch.nn.functional as F
 from torch import Tensor
 
-from wsss.camnorm import normalize_cams
+from wsss.cam_math import normalize_cams
 from wsss.errors import WsssError, check_range
 from wsss.models.classifier import CamClassifier
 
@@ -117,7 +117,7 @@ def puzzle_losses(
     config: PuzzleConfig,
     alpha: float,
 ) -> dict[str, Tensor]:
-    """One training step's losses: L = L_cls + L_p-cls + alpha * L_re (SPEC 3).
+    """One training step's losses: L = L_cls + L_p-cls + alpha * L_re.
 
     `model` maps images to class maps (B x C x h x w, before pooling); `alpha` is the
     current schedule value. The tiled forward runs only when a term needs it (p_cls on, or

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -11,6 +13,7 @@ from PIL import Image, ImageDraw
 from wsss.camfile import find_cam_file, load_cam_file
 from wsss.data.palette import IGNORE, colorize, read_label_png
 from wsss.data.voc import VocDataset
+from wsss.errors import WsssError
 from wsss.io import safe_child
 from wsss.overlay import HEATMAP_WEIGHT, heatmap, save_png
 
@@ -45,40 +48,89 @@ def cam_picture(image: np.ndarray, cam_path: Path, num_classes: int) -> np.ndarr
     return blended.round().astype(np.uint8)
 
 
+@dataclass(frozen=True)
+class Column:
+    """One column of a sample grid: a folder of CAM files (`cam`) or of label PNGs (`label`)."""
+
+    caption: str
+    folder: Path
+    kind: Literal["cam", "label"]
+
+
+def sample_grid(voc: VocDataset, ids: Sequence[str], columns: Sequence[Column],
+                tile: int | None = None) -> np.ndarray:  # fmt: skip
+    """One row per image: the image, each column's picture of it, and the ground truth when
+    any of the images has a mask. A file a column lacks (an interrupted stage) shows as a
+    grey "missing" tile; `tile` fits every picture into a tile x tile square (images of
+    different sizes), else all images must share one size."""
+    with_gt = any(voc.has_mask(image_id) for image_id in ids)
+    rows = []
+    for image_id in ids:
+        image = np.asarray(voc.load_image(image_id))
+        row = [image, *(_column_picture(image, image_id, column, voc) for column in columns)]
+        if with_gt:
+            row.append(label_picture(voc.load_mask(image_id)) if voc.has_mask(image_id)
+                       else missing_tile(image.shape[:2], "no mask"))  # fmt: skip
+        rows.append([fit_tile(picture, tile) for picture in row] if tile else row)
+    captions = ["image", *(column.caption for column in columns)]
+    return labelled_grid(rows, captions + ["ground truth"] if with_gt else captions)
+
+
+def _column_picture(
+    image: np.ndarray, image_id: str, column: Column, voc: VocDataset
+) -> np.ndarray:
+    if column.kind == "cam":
+        try:
+            path = find_cam_file(column.folder, image_id)
+        except WsssError:
+            return missing_tile(image.shape[:2])
+        return cam_picture(image, path, voc.num_classes)
+    path = safe_child(column.folder, image_id, ".png")
+    if not path.is_file():
+        return missing_tile(image.shape[:2])
+    return label_picture(read_label_png(path))
+
+
+def missing_tile(size: tuple[int, int], text: str = "missing") -> np.ndarray:
+    """A light grey tile saying why a picture is absent."""
+    canvas = Image.new("RGB", (size[1], size[0]), (224, 224, 224))
+    ImageDraw.Draw(canvas).text((4, size[0] // 2 - 6), text, fill=(96, 96, 96))
+    return np.asarray(canvas)
+
+
+def fit_tile(picture: np.ndarray, tile: int) -> np.ndarray:
+    """The picture scaled to fit a tile x tile square, centred on white; label pictures are
+    scaled nearest-neighbour so that no blended colours appear between classes."""
+    height, width = picture.shape[:2]
+    scale = tile / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    resample = Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.BILINEAR
+    scaled = Image.fromarray(picture).resize(size, resample)
+    canvas = Image.new("RGB", (tile, tile), "white")
+    canvas.paste(scaled, ((tile - size[0]) // 2, (tile - size[1]) // 2))
+    return np.asarray(canvas)
+
+
 def pipeline_figures(run_dir: Path, data: Path, cam_split: str, eval_split: str,
                      count: int = 4) -> list[Path]:  # fmt: skip
     """`samples_train.png` (image, CAM, pseudo label, GT) and `samples_val.png`
     (image, prediction, GT) for the first `count` images of each split."""
     voc = VocDataset.open(data)
-    train_rows, val_rows = [], []
-    for image_id in voc.split_ids(cam_split)[:count]:
-        image = np.asarray(voc.load_image(image_id))
-        train_rows.append([
-            image,
-            cam_picture(image, find_cam_file(run_dir / "cams", image_id), voc.num_classes),
-            label_picture(read_label_png(safe_child(run_dir / "pseudo", image_id, ".png"))),
-            label_picture(voc.load_mask(image_id)),
-        ])  # fmt: skip
-    for image_id in voc.split_ids(eval_split)[:count]:
-        image = np.asarray(voc.load_image(image_id))
-        prediction = read_label_png(safe_child(run_dir / f"pred_{eval_split}", image_id, ".png"))
-        val_rows.append([image, label_picture(prediction), label_picture(voc.load_mask(image_id))])
+    train = [
+        Column("CAM", run_dir / "cams", "cam"),
+        Column("pseudo label", run_dir / "pseudo", "label"),
+    ]
+    val = [Column("prediction", run_dir / f"pred_{eval_split}", "label")]
+    train_ids, val_ids = voc.split_ids(cam_split)[:count], voc.split_ids(eval_split)[:count]
     return [
-        save_png(run_dir / "samples_train.png",
-                 labelled_grid(train_rows, ["image", "CAM", "pseudo label", "ground truth"])),
-        save_png(run_dir / "samples_val.png",
-                 labelled_grid(val_rows, ["image", "prediction", "ground truth"])),
-    ]  # fmt: skip
+        save_png(run_dir / "samples_train.png", sample_grid(voc, train_ids, train)),
+        save_png(run_dir / "samples_val.png", sample_grid(voc, val_ids, val)),
+    ]
 
 
 def cam_comparison_figure(out_png: Path, data: Path, cam_dirs: dict[str, Path],
                           ids: Sequence[str]) -> Path:  # fmt: skip
     """One row per image: the image, each run's CAM (strongest class), the ground truth."""
     voc = VocDataset.open(data)
-    rows = []
-    for image_id in ids:
-        image = np.asarray(voc.load_image(image_id))
-        cams = [cam_picture(image, find_cam_file(d, image_id), voc.num_classes)
-                for d in cam_dirs.values()]  # fmt: skip
-        rows.append([image, *cams, label_picture(voc.load_mask(image_id))])
-    return save_png(out_png, labelled_grid(rows, ["image", *cam_dirs, "ground truth"]))
+    columns = [Column(name, folder, "cam") for name, folder in cam_dirs.items()]
+    return save_png(out_png, sample_grid(voc, ids, columns))

@@ -1,4 +1,4 @@
-"""Per-image stages (make-cam, make-pseudo, predict): which ids are left, and which are ours.
+"""Per-image stages (make-cam, make-rw, make-pseudo, predict): which ids are left, which are ours.
 
 A stage writes one file per image atomically, so "finished" simply means "the output file
 exists": a resumed run skips those. Under torchrun (RANK / WORLD_SIZE set) each process
@@ -9,9 +9,7 @@ with no coordination.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,22 +18,15 @@ from typing import Any
 
 from wsss import lock
 from wsss.errors import file_error
-from wsss.io import MANIFEST_NAME, ensure_dir, read_manifest, safe_child, write_manifest
+from wsss.io import MANIFEST_NAME, ensure_dir, jsonable, read_manifest, safe_child, write_manifest
+from wsss.torchrun import DistInfo, env_info
 
 # When this process started; torchrun starts the processes of a run within LAUNCH_SKEW_S.
 _LAUNCHED = time.time()
 LAUNCH_SKEW_S = 60.0
 
-
-@dataclass(frozen=True)
-class ShardInfo:
-    rank: int
-    world_size: int
-
-
-def shard_info() -> ShardInfo:
-    """Rank and world size from the torchrun environment (0 / 1 when run directly)."""
-    return ShardInfo(int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")))
+ShardInfo = DistInfo
+shard_info = env_info
 
 
 def shard(ids: Sequence[str], info: ShardInfo | None = None) -> list[str]:
@@ -128,7 +119,7 @@ def plan_outputs(
     out, previous = claim_output_dir(out, stage)
     if previous is not None:
         for key in signature:
-            old, new = previous.get("params", {}).get(key), _jsonable(params.get(key))
+            old, new = previous.get("params", {}).get(key), jsonable(params.get(key))
             if old != new:
                 raise file_error(
                     out,
@@ -162,7 +153,3 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))

@@ -25,6 +25,8 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from wsss.torchrun import env_info
+
 T = TypeVar("T")
 
 console = Console(stderr=False)
@@ -32,7 +34,7 @@ err_console = Console(stderr=True)
 
 
 def is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
+    return env_info().is_main
 
 
 def quiet() -> bool:

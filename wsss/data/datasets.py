@@ -32,8 +32,8 @@ class ClassificationDataset(Dataset):
         empty = [i for i, row in zip(ids, self.labels, strict=True) if row.sum() == 0]
         if empty:
             raise file_error(
-                voc.annotation_path(empty[0]),
-                f"image has no class label ({len(empty)} such images in the split); "
+                voc.label_source(empty[0]),
+                f"image has no class label ('{empty[0]}', one of {len(empty)} in the split); "
                 "the classifier needs at least one class per image",
             )
 

@@ -28,6 +28,12 @@ from wsss.io import atomic_write_bytes, ensure_dir
 from wsss.ui import track
 
 DEMO_CLASSES: tuple[str, ...] = ("blorp", "quiffle", "snark", "vorp", "zindle")
+# Names of the classes a variant with more classes adds, in order.
+EXTRA_CLASSES: tuple[str, ...] = (
+    "flumph", "grommet", "hobnob", "jibber", "kerplunk", "mumble", "nurdle", "plinth",
+    "quazzle", "rumpus", "skronk", "tibble", "wazzock", "yammer", "zorch",
+)  # fmt: skip
+MAX_CLASSES = len(DEMO_CLASSES) + len(EXTRA_CLASSES)
 
 PART_DIR = "PartMasks"
 JPEG_QUALITY = 90
@@ -55,6 +61,22 @@ _STYLES: tuple[_Style, ...] = (
     _Style(0.90, 9.0, "star", (0.10, 0.90, 0.20), (0.05, 0.05, 0.05)),
 )
 
+# Part colours (with the accent that contrasts with them) of the classes beyond the first five:
+# the first five are the demo's own; a later class reuses a shape with another colour.
+_PART_PALETTE: tuple[tuple[RGB, RGB], ...] = (
+    ((0.92, 0.10, 0.12), (0.98, 0.98, 0.98)),
+    ((0.06, 0.06, 0.06), (0.97, 0.97, 0.97)),
+    ((1.00, 0.88, 0.05), (0.05, 0.05, 0.05)),
+    ((0.10, 0.25, 0.95), (0.98, 0.98, 0.98)),
+    ((0.10, 0.90, 0.20), (0.05, 0.05, 0.05)),
+    ((0.95, 0.50, 0.05), (0.05, 0.05, 0.05)),
+    ((0.60, 0.10, 0.85), (0.98, 0.98, 0.98)),
+    ((0.05, 0.80, 0.90), (0.05, 0.05, 0.05)),
+)
+# Each further round of five classes shifts the body hues (and stripe counts) between the
+# earlier ones, so more classes means closer body statistics, as with real fine-grained classes.
+_ROUND_HUE_SHIFT = (0.0, 0.1, 0.05, 0.15)
+
 # Part area / part radius^2 for each shape, so a part covers the sampled share of its body.
 _SHAPE_AREA = {"bullseye": np.pi, "checker": 2.25, "triangle": 1.299, "cross": 2.31, "star": 1.382}
 
@@ -63,6 +85,69 @@ STRIPE_SPREAD = (0.55, 1.7)  # multiplicative spread of the stripe count
 PART_SHARE = (0.03, 0.06)  # part area / body area
 BODY_SHARE = {1: (0.20, 0.35), 2: (0.15, 0.30), 3: (0.13, 0.22)}  # body area / image area
 MAX_TRIES = 30
+MAX_OBJECTS = 8
+
+
+@dataclass(frozen=True)
+class DemoKnobs:
+    """How a dataset variant differs from the demo; the defaults are the demo itself.
+
+    docs/demo.md says what each knob changes. At the defaults the generator draws the same
+    random numbers in the same order as before the knobs existed, so the bytes are the demo's.
+    """
+
+    body_evidence: float = 1.0  # 0: bodies say nothing of their class; >1: narrower spreads
+    part_scale: float = 1.0  # multiplies the part's share of its body's area (3-6%)
+    clutter: float = 1.0  # multiplies the small marks (2-5) and the background waves
+    distractors: int = 2  # most body-like distractors per image (uniform 0..N)
+    min_objects: int = 1
+    max_objects: int = 3
+    object_scale: float = 1.0  # multiplies each body's share of the image's area
+    classes: int = 5
+    shape_variety: float = 1.0  # multiplies the outline's wobble and the aspect-ratio range
+    noise: float = 0.025  # std of the per-pixel colour noise (image values in [0, 1])
+
+    def check(self) -> None:
+        """One-line errors for values the generator cannot draw."""
+        limits = {
+            "body_evidence": (0.0, 10.0),
+            "part_scale": (0.25, 4.0),
+            "clutter": (0.0, 5.0),
+            "distractors": (0, 10),
+            "min_objects": (1, MAX_OBJECTS),
+            "max_objects": (1, MAX_OBJECTS),
+            "object_scale": (0.2, 2.0),
+            "classes": (2, MAX_CLASSES),
+            "shape_variety": (0.0, 2.5),
+            "noise": (0.0, 0.3),
+        }
+        for name, (low, high) in limits.items():
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise WsssError(f"demo {name} must be in [{low}, {high}], got {value}")
+        if self.min_objects > self.max_objects:
+            raise WsssError(
+                f"demo min_objects ({self.min_objects}) exceeds max_objects ({self.max_objects})"
+            )
+
+
+DEFAULT_KNOBS = DemoKnobs()
+
+
+def class_names(count: int) -> tuple[str, ...]:
+    return (DEMO_CLASSES + EXTRA_CLASSES)[:count]
+
+
+def class_styles(count: int) -> tuple[_Style, ...]:
+    """The demo's five styles, then rounds of five that reuse each shape in a new colour."""
+    styles = list(_STYLES[:count])
+    for k in range(len(_STYLES), count):
+        base, round_ = _STYLES[k % len(_STYLES)], k // len(_STYLES)
+        shift = _ROUND_HUE_SHIFT[round_]
+        colour, accent = _PART_PALETTE[(k % len(_STYLES) + 5 * round_) % len(_PART_PALETTE)]
+        hue = (base.body_hue + shift) % 1.0
+        styles.append(_Style(hue, base.stripes + 7.5 * shift, base.part_shape, colour, accent))
+    return tuple(styles)
 
 
 @dataclass
@@ -73,11 +158,12 @@ class DemoSummary:
     val: int
     size: int
     seed: int
+    knobs: DemoKnobs = DEFAULT_KNOBS
 
 
 @dataclass(frozen=True)
 class DemoObject:
-    class_index: int  # 0-based into DEMO_CLASSES; the label value is class_index + 1
+    class_index: int  # 0-based into the class list; the label value is class_index + 1
     bbox: tuple[int, int, int, int]  # xmin, ymin, xmax, ymax: 1-based, inclusive (VOC)
     truncated: bool
 
@@ -106,8 +192,29 @@ def generate_demo(
     size: int = 128,
     seed: int = 0,
     progress: bool = True,
+    *,
+    body_evidence: float = DEFAULT_KNOBS.body_evidence,
+    part_scale: float = DEFAULT_KNOBS.part_scale,
+    clutter: float = DEFAULT_KNOBS.clutter,
+    distractors: int = DEFAULT_KNOBS.distractors,
+    min_objects: int = DEFAULT_KNOBS.min_objects,
+    max_objects: int = DEFAULT_KNOBS.max_objects,
+    object_scale: float = DEFAULT_KNOBS.object_scale,
+    classes: int = DEFAULT_KNOBS.classes,
+    shape_variety: float = DEFAULT_KNOBS.shape_variety,
+    noise: float = DEFAULT_KNOBS.noise,
 ) -> DemoSummary:
-    """Write the demo dataset in PASCAL VOC 2012 layout; the same seed gives the same bytes."""
+    """Write the demo dataset in PASCAL VOC 2012 layout; the same seed gives the same bytes.
+
+    The keyword arguments are the `DemoKnobs` of a dataset variant (docs/demo.md).
+    """
+    knobs = DemoKnobs(
+        body_evidence=body_evidence, part_scale=part_scale, clutter=clutter,
+        distractors=distractors, min_objects=min_objects, max_objects=max_objects,
+        object_scale=object_scale, classes=classes, shape_variety=shape_variety, noise=noise,
+    )  # fmt: skip
+    knobs.check()
+    names = class_names(knobs.classes)
     if n_train < 1 or n_val < 0:
         raise WsssError(
             f"demo needs at least 1 train image and 0 val images, got {n_train}/{n_val}"
@@ -125,21 +232,20 @@ def generate_demo(
         indices = track(indices, total, "demo data")
     for index in indices:
         image_id = demo_id(index)
-        sample = render_sample(seed, index, size)
+        sample = render_sample(seed, index, size, knobs=knobs)
         atomic_write_bytes(dirs["JPEGImages"] / f"{image_id}.jpg", _jpeg_bytes(sample.image))
-        atomic_write_bytes(
-            dirs["Annotations"] / f"{image_id}.xml", _annotation_xml(image_id, size, sample.objects)
-        )
+        xml = _annotation_xml(image_id, size, sample.objects, names)
+        atomic_write_bytes(dirs["Annotations"] / f"{image_id}.xml", xml)
         save_label_png(dirs["SegmentationClass"] / f"{image_id}.png", sample.label)
         save_label_png(dirs[PART_DIR] / f"{image_id}.png", sample.parts)
     # Lists last: a run killed half-way leaves no list naming missing files.
-    write_class_list(root / CLASSES_FILE, DEMO_CLASSES)
+    write_class_list(root / CLASSES_FILE, names)
     ids = [demo_id(i) for i in range(total)]
     lists = {"train": ids[:n_train], "val": ids[n_train:], "trainval": ids}
     for name, members in lists.items():
         text = "".join(f"{image_id}\n" for image_id in members)
         atomic_write_bytes(root / "ImageSets" / "Segmentation" / f"{name}.txt", text.encode())
-    return DemoSummary(root, DEMO_CLASSES, n_train, n_val, size, seed)
+    return DemoSummary(root, names, n_train, n_val, size, seed, knobs)
 
 
 # --- one image -------------------------------------------------------------------------
@@ -201,39 +307,70 @@ class _Object:
         return (self.body > 0.5) | self.part
 
 
-def render_sample(seed: int, index: int, size: int, draw_parts: bool = True) -> DemoSample:
-    """Render image `index` of the dataset made with `seed`.
+def render_sample(
+    seed: int, index: int, size: int, draw_parts: bool = True, knobs: DemoKnobs = DEFAULT_KNOBS
+) -> DemoSample:
+    """Render image `index` of the dataset made with `seed` (and `knobs`).
 
     `draw_parts=False` leaves the symbols unpainted (same layout, same labels): the
     body-only ablation that measures how much class evidence the bodies alone carry.
     """
     rng = sample_rng(seed, index)
+    styles = class_styles(knobs.classes)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
-    image = _background(rng, xx, yy, size)
-    for _ in range(int(rng.integers(2, 6))):  # small clutter marks, part-sized, no class
+    image = _background(rng, xx, yy, size, knobs.clutter)
+    marks = rng.integers(round(2 * knobs.clutter), round(5 * knobs.clutter) + 1)
+    for _ in range(int(marks)):  # small clutter marks, part-sized, no class
         blob = _random_blob(rng, size, float(rng.uniform(0.003, 0.015)) * size * size, 0.08)
         _paint(image, blob.alpha(xx, yy), _random_colour(rng, 0.2, 0.9))
-    for _ in range(int(rng.integers(0, 3))):  # body-like distractors without a part
-        blob = _random_blob(rng, size, float(rng.uniform(0.10, 0.28)) * size * size, 0.12)
+    for _ in range(int(rng.integers(0, knobs.distractors + 1))):  # body-like, without a part
+        area = float(rng.uniform(0.10, 0.28)) * size * size
+        blob = _random_blob(rng, size, area, *_body_outline(knobs))
         alpha = blob.alpha(xx, yy)
-        colour = _hsv(rng.uniform(), rng.uniform(0.35, 0.75), rng.uniform(0.45, 0.85))
-        _paint_body(image, rng, xx, yy, blob, alpha, colour, rng.uniform(1.7, 15.0))
+        colour, stripes = _distractor_look(rng)
+        _paint_body(image, rng, xx, yy, blob, alpha, colour, stripes)
 
-    objects = _place_objects(rng, xx, yy, size)
+    objects = _place_objects(rng, xx, yy, size, styles, knobs)
     owner = np.full((size, size), -1, dtype=np.int16)
     for i, obj in enumerate(objects):
-        style = _STYLES[obj.class_index]
-        hue = (style.body_hue + rng.normal(0.0, BODY_HUE_SPREAD)) % 1.0
-        colour = _hsv(hue, rng.uniform(0.35, 0.75), rng.uniform(0.45, 0.85))
-        stripes = style.stripes * rng.uniform(*STRIPE_SPREAD)
+        colour, stripes = body_look(rng, styles[obj.class_index], knobs.body_evidence)
         _paint_body(image, rng, xx, yy, obj.blob, obj.body, colour, stripes)
         if draw_parts:
             image[obj.part] = obj.part_rgb[obj.part]
         owner[obj.mask] = i
 
-    noisy = image + rng.normal(0.0, 0.025, image.shape).astype(np.float32)
+    noisy = image + rng.normal(0.0, knobs.noise, image.shape).astype(np.float32)
     pixels = np.clip(np.rint(noisy * 255.0), 0, 255).astype(np.uint8)
     return _labels(pixels, owner, objects)
+
+
+def body_look(rng: np.random.Generator, style: _Style, evidence: float) -> tuple[RGB, float]:
+    """An object's body colour and stripe count; `evidence` sets how much they tell its class.
+
+    Below 1 a body carries its class's statistics with probability `evidence` and is
+    otherwise drawn exactly like a distractor (0: no body says anything); above 1 the hue
+    and stripe spreads shrink by that factor.
+    """
+    if evidence < 1.0 and rng.uniform() >= evidence:
+        return _distractor_look(rng)
+    narrow = max(evidence, 1.0)
+    hue = (style.body_hue + rng.normal(0.0, BODY_HUE_SPREAD) / narrow) % 1.0
+    colour = _hsv(hue, rng.uniform(0.35, 0.75), rng.uniform(0.45, 0.85))
+    spread = rng.uniform(*STRIPE_SPREAD)
+    if narrow > 1.0:
+        spread = 1.0 + (spread - 1.0) / narrow
+    return colour, style.stripes * spread
+
+
+def _distractor_look(rng: np.random.Generator) -> tuple[RGB, float]:
+    """Any hue and any stripe count a class body can have: a look-alike of no class."""
+    colour = _hsv(rng.uniform(), rng.uniform(0.35, 0.75), rng.uniform(0.45, 0.85))
+    return colour, float(rng.uniform(1.7, 15.0))
+
+
+def _body_outline(knobs: DemoKnobs) -> tuple[float, float]:
+    """(wobble, largest aspect ratio) of body-like blobs."""
+    return 0.12 * knobs.shape_variety, 1.0 + 0.8 * knobs.shape_variety
 
 
 def _labels(pixels: np.ndarray, owner: np.ndarray, objects: list[_Object]) -> DemoSample:
@@ -264,24 +401,44 @@ def _labels(pixels: np.ndarray, owner: np.ndarray, objects: list[_Object]) -> De
 
 
 def _place_objects(
-    rng: np.random.Generator, xx: np.ndarray, yy: np.ndarray, size: int
+    rng: np.random.Generator,
+    xx: np.ndarray,
+    yy: np.ndarray,
+    size: int,
+    styles: tuple[_Style, ...],
+    knobs: DemoKnobs,
 ) -> list[_Object]:
-    """1-3 objects, each mostly visible, none hiding another's part, parts inside the image."""
-    count = int(rng.choice([1, 2, 3], p=[0.4, 0.4, 0.2]))
+    """1-3 objects (by default), each mostly visible, none hiding another's part, parts inside
+    the image. Every count is twice as likely as the largest (the demo's 0.4 / 0.4 / 0.2)."""
+    counts = np.arange(knobs.min_objects, knobs.max_objects + 1)
+    weights = np.full(len(counts), 2.0)
+    weights[-1] = 1.0
+    count = int(rng.choice(counts, p=weights / weights.sum()))
     placed: list[_Object] = []
     owner = np.full((size, size), -1, dtype=np.int16)
     for _ in range(count):
-        class_index = int(rng.integers(len(_STYLES)))
-        share = float(rng.uniform(*BODY_SHARE[count]))
+        class_index = int(rng.integers(len(styles)))
+        share = float(rng.uniform(*_body_share(count))) * knobs.object_scale
         for attempt in range(MAX_TRIES):
             # The first object is never dropped: its last try takes whatever it gets.
             last_chance = not placed and attempt == MAX_TRIES - 1
-            obj = _make_object(rng, xx, yy, size, class_index, share * size * size, last_chance)
+            obj = _make_object(
+                rng, xx, yy, size, styles[class_index], class_index, share * size * size, knobs,
+                last_chance,
+            )  # fmt: skip
             if obj is not None and (last_chance or _fits(obj, placed, owner)):
                 owner[obj.mask] = len(placed)
                 placed.append(obj)
                 break
     return placed
+
+
+def _body_share(count: int) -> tuple[float, float]:
+    """Range of a body's share of the image: beyond three objects, three objects' coverage."""
+    if count in BODY_SHARE:
+        return BODY_SHARE[count]
+    low, high = BODY_SHARE[3]
+    return low * 3 / count, high * 3 / count
 
 
 def _fits(new: _Object, placed: list[_Object], owner: np.ndarray) -> bool:
@@ -299,14 +456,16 @@ def _make_object(
     xx: np.ndarray,
     yy: np.ndarray,
     size: int,
+    style: _Style,
     class_index: int,
     area: float,
+    knobs: DemoKnobs,
     anywhere: bool = False,
 ) -> _Object | None:
     """A body with its part near the edge, or None when the part would leave the image."""
-    blob = _random_blob(rng, size, area, 0.12)
-    style = _STYLES[class_index]
-    part_radius = np.sqrt(area * rng.uniform(*PART_SHARE) / _SHAPE_AREA[style.part_shape])
+    blob = _random_blob(rng, size, area, *_body_outline(knobs))
+    part_share = rng.uniform(*PART_SHARE) * knobs.part_scale
+    part_radius = np.sqrt(area * part_share / _SHAPE_AREA[style.part_shape])
     start = rng.uniform(0, 2 * np.pi)
     for theta in start + np.linspace(0, 2 * np.pi, 12, endpoint=False):
         px, py = blob.inner_point(theta, 1.3 * part_radius + 1.0)
@@ -348,8 +507,10 @@ def _symbol(
     return mask, rgb
 
 
-def _random_blob(rng: np.random.Generator, size: int, area: float, wobble: float) -> _Blob:
-    aspect = rng.uniform(1.0, 1.8)
+def _random_blob(
+    rng: np.random.Generator, size: int, area: float, wobble: float, max_aspect: float = 1.8
+) -> _Blob:
+    aspect = rng.uniform(1.0, max_aspect)
     rx = np.sqrt(area / np.pi * aspect)
     ry = np.sqrt(area / (np.pi * aspect))
     reach = 0.6 * rx
@@ -358,8 +519,10 @@ def _random_blob(rng: np.random.Generator, size: int, area: float, wobble: float
     return _Blob(cx, cy, rx, ry, rng.uniform(0, np.pi), amps, rng.uniform(0, 2 * np.pi, 3))
 
 
-def _background(rng: np.random.Generator, xx: np.ndarray, yy: np.ndarray, size: int) -> np.ndarray:
-    """Clutter: a two-colour gradient, a few random low-frequency waves."""
+def _background(
+    rng: np.random.Generator, xx: np.ndarray, yy: np.ndarray, size: int, clutter: float
+) -> np.ndarray:
+    """Clutter: a two-colour gradient, a few random low-frequency waves (`clutter` x strong)."""
     start, end = _random_colour(rng, 0.1, 0.5), _random_colour(rng, 0.1, 0.5)
     angle = rng.uniform(0, 2 * np.pi)
     ramp = ((xx - size / 2) * np.cos(angle) + (yy - size / 2) * np.sin(angle)) / size + 0.5
@@ -370,7 +533,11 @@ def _background(rng: np.random.Generator, xx: np.ndarray, yy: np.ndarray, size: 
         direction = rng.uniform(0, 2 * np.pi)
         cycles = rng.uniform(1.0, 8.0) / size
         along = xx * np.cos(direction) + yy * np.sin(direction)
-        shade += rng.uniform(0.03, 0.08) * np.sin(2 * np.pi * cycles * along + rng.uniform(0, 6.3))
+        shade += (
+            clutter
+            * rng.uniform(0.03, 0.08)
+            * np.sin(2 * np.pi * cycles * along + rng.uniform(0, 6.3))
+        )
     return (image * shade[..., None]).astype(np.float32)
 
 
@@ -430,7 +597,9 @@ def _jpeg_bytes(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _annotation_xml(image_id: str, size: int, objects: list[DemoObject]) -> bytes:
+def _annotation_xml(
+    image_id: str, size: int, objects: list[DemoObject], classes: tuple[str, ...]
+) -> bytes:
     """A VOC-style annotation: the image-level labels are its object names."""
     root = ET.Element("annotation")
     ET.SubElement(root, "folder").text = "demo"
@@ -442,7 +611,7 @@ def _annotation_xml(image_id: str, size: int, objects: list[DemoObject]) -> byte
     ET.SubElement(root, "segmented").text = "1"
     for obj in objects:
         node = ET.SubElement(root, "object")
-        ET.SubElement(node, "name").text = DEMO_CLASSES[obj.class_index]
+        ET.SubElement(node, "name").text = classes[obj.class_index]
         ET.SubElement(node, "pose").text = "Unspecified"
         ET.SubElement(node, "truncated").text = str(int(obj.truncated))
         ET.SubElement(node, "difficult").text = "0"

@@ -7,7 +7,11 @@ ROOT/SegmentationClass/<id>.png     pixel ground truth (palette or grey; 255 = i
 ROOT/SegmentationClassAug/<id>.png  optional: VOC + converted SBD masks (train_aug)
 ROOT/ImageSets/Segmentation/*.txt   split lists, one id per line
 ROOT/classes.txt                    optional: the dataset's own class list
+ROOT/labels.csv or labels.json      optional: every image's labels in one file (wsss.data.labels);
+                                    used instead of the XMLs when present
 ```
+Only the images, the split lists and labels (XML or labels file) are needed to train and make
+CAMs; masks are read only where something is scored against them.
 Every reader turns a bad file into a one-line `WsssError` naming it.
 """
 
@@ -16,6 +20,7 @@ from __future__ import annotations
 import codecs
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +29,7 @@ from PIL import Image
 
 from wsss.data.classes import dataset_classes
 from wsss.data.imagefile import decode_rgb, image_size  # noqa: F401 (read from here too)
+from wsss.data.labels import find_labels_file, image_stems, read_labels_file
 from wsss.data.palette import IGNORE, read_label_png
 from wsss.errors import WsssError, file_error
 from wsss.io import json_field, read_json, read_text, read_text_lines, safe_child
@@ -98,17 +104,32 @@ class VocDataset:
 
     root: Path
     classes: tuple[str, ...]
+    labels_file: Path | None = None
     _label_cache: dict[str, list[int]] | None = field(default=None, repr=False)
+    _file_labels: dict[str, list[int]] | None = field(default=None, repr=False)
 
     @classmethod
-    def open(cls, root: str | Path, class_list: str | Path | None = None) -> VocDataset:
+    def open(
+        cls,
+        root: str | Path,
+        class_list: str | Path | None = None,
+        labels: str | Path | None = None,
+    ) -> VocDataset:
+        """Open a root; `labels` is a labels file to use instead of `ROOT/labels.{csv,json}`."""
         root = Path(root)
         if not root.is_dir():
             raise file_error(root, "dataset root not found")
         if not (root / IMAGES).is_dir():
             raise file_error(root, f"not a VOC-layout dataset (no {IMAGES}/ folder)")
-        dataset = cls(root=root, classes=dataset_classes(root, class_list))
-        dataset._label_cache = dataset._read_label_cache()
+        if labels is not None and not Path(labels).is_file():
+            raise file_error(labels, "labels file not found")
+        dataset = cls(
+            root=root,
+            classes=dataset_classes(root, class_list),
+            labels_file=Path(labels) if labels is not None else find_labels_file(root),
+        )
+        if dataset.labels_file is None:
+            dataset._label_cache = dataset._read_label_cache()
         return dataset
 
     @property
@@ -133,6 +154,17 @@ class VocDataset:
 
     def has_mask(self, image_id: str) -> bool:
         return self.mask_path(image_id).is_file()
+
+    def missing_masks(self, ids: Sequence[str]) -> list[str]:
+        """The ids without a ground-truth mask, in order."""
+        return [image_id for image_id in ids if not self.has_mask(image_id)]
+
+    def require_masks(self, ids: Sequence[str], problem: str) -> None:
+        """Fail naming the first missing mask; `problem` may use {missing} and {total}."""
+        missing = self.missing_masks(ids)
+        if missing:
+            message = problem.format(missing=len(missing), total=len(ids))
+            raise file_error(self.mask_path(missing[0]), message)
 
     def split_path(self, split: str | Path) -> Path:
         """A split by name (`train`, `val`, `train_aug`) or a path to a list file."""
@@ -162,8 +194,21 @@ class VocDataset:
                 source, f"unknown class name '{name}' (not in the class list)"
             ) from None
 
+    def label_source(self, image_id: str) -> Path:
+        """The file an image's labels come from (for error messages)."""
+        return self.labels_file or self.annotation_path(image_id)
+
     def image_classes(self, image_id: str) -> list[int]:
         """Sorted 0-based foreground class indices present in the image."""
+        if self.labels_file is not None:
+            if self._file_labels is None:
+                # Read once, on first use: opening a root to score masks needs no labels.
+                self._file_labels = read_labels_file(
+                    self.labels_file, self.classes, image_stems(self.root / IMAGES)
+                )
+            if image_id not in self._file_labels:
+                raise file_error(self.labels_file, f"no entry for image '{image_id}'")
+            return self._file_labels[image_id]
         if self._label_cache is not None and image_id in self._label_cache:
             return self._label_cache[image_id]
         xml = self.annotation_path(image_id)

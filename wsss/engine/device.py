@@ -7,7 +7,6 @@ laptop CPU and on a GPU node; nothing calls `.cuda()` unconditionally.
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -149,16 +148,3 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def default_loader_workers(device: str | torch.device = "auto") -> int:
-    """Image loading processes: up to 4 feeding a GPU, none on the CPU.
-
-    On the CPU the network itself uses every core, and a loader process that takes one stalls
-    all of torch's threads at their next barrier: on 2 cores a Puzzle-CAM training step was
-    1.27x (1 worker) and 1.36x (2 workers) slower than loading in the training process, and
-    make-cam 3 % slower; decoding and augmenting a 128 px image costs 0.7 ms of a 48 ms step.
-    """
-    kind = device.type if isinstance(device, torch.device) else device
-    uses_gpu = kind == "cuda" or (kind == "auto" and torch.cuda.is_available())
-    return min(4, os.cpu_count() or 1) if uses_gpu else 0

@@ -8,10 +8,8 @@ GPUs and gloo on CPU; only rank 0 logs and writes files.
 from __future__ import annotations
 
 import atexit
-import os
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import timedelta
 
 import numpy as np
@@ -21,39 +19,10 @@ from torch import nn
 from torch.utils.data import Dataset, Sampler
 from torch.utils.data.distributed import DistributedSampler
 
-from wsss.errors import WsssError
+from wsss.torchrun import env_info
 
 # Rank 0 may evaluate alone while the others wait at a barrier: allow a long wait.
 PROCESS_GROUP_TIMEOUT = timedelta(hours=2)
-
-
-@dataclass(frozen=True)
-class DistInfo:
-    rank: int
-    world_size: int
-    local_rank: int
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
-
-
-def env_info() -> DistInfo:
-    """Rank, world size and local rank from the torchrun environment (0, 1, 0 when absent)."""
-    try:
-        return DistInfo(
-            rank=int(os.environ.get("RANK", "0")),
-            world_size=int(os.environ.get("WORLD_SIZE", "1")),
-            local_rank=int(os.environ.get("LOCAL_RANK", "0")),
-        )
-    except ValueError as exc:
-        raise WsssError(
-            f"malformed torchrun environment (RANK/WORLD_SIZE/LOCAL_RANK): {exc}"
-        ) from None
 
 
 def init_distributed(device: torch.device) -> bool:
@@ -102,10 +71,14 @@ def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
     return all_reduce_array(np.asarray(values, dtype=np.float64), device).tolist()
 
 
-def all_reduce_array(array: np.ndarray, device: torch.device) -> np.ndarray:
-    """Sum an array over ranks; it travels on `device`, as NCCL only reduces GPU tensors."""
+def all_reduce_array(array: np.ndarray, device: torch.device | None = None) -> np.ndarray:
+    """Sum an array over ranks; it travels on `device` (default: this process's GPU under NCCL,
+    which only reduces GPU tensors, else the CPU)."""
     if not is_initialized():
         return array
+    if device is None:
+        nccl = dist.get_backend() == "nccl"
+        device = torch.device("cuda", torch.cuda.current_device()) if nccl else torch.device("cpu")
     tensor = torch.from_numpy(np.ascontiguousarray(array)).to(device)
     dist.all_reduce(tensor)
     return tensor.cpu().numpy()

@@ -1,28 +1,19 @@
-"""Periodic evaluation during training: checked eval splits and single-scale segmenter mIoU.
-
-Multi-scale + flip inference of a finished model is `wsss predict`; this is the quick
-number logged every few epochs, computed with the same confusion matrix as `wsss eval`.
-"""
+"""Periodic evaluation during training: how often (within a compute budget) and on which
+checked split; what is scored lives with the stage (`cam_eval`, `seg_eval`)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from wsss.cam import Predictor, TtaConfig, default_batch_size, image_loader, segment_probs
-from wsss.data.classes import class_names_with_background
 from wsss.data.voc import VocDataset, image_size
-from wsss.engine.distributed import all_reduce_array
-from wsss.errors import file_error
-from wsss.metrics import ConfusionMatrix, SegmentationScores
-from wsss.resume import shard
+from wsss.engine.trainer import EvalResult, Evaluate
 
-SINGLE_SCALE = TtaConfig(scales=(1.0,), flip=False)
-# The share of training compute that periodic evaluation may take by default (issue 6).
+# The share of training compute that periodic evaluation may take by default.
 EVAL_BUDGET = 0.10
 
 
@@ -39,9 +30,8 @@ def auto_eval_every(
     Costs are counted, not timed, so the choice is the same on every machine and on resume:
     pixels times forward passes, one per evaluated pixel (single scale) and `train_passes` per
     trained pixel (3 for forward + backward, 6 with Puzzle-CAM's tile branch). Counted this
-    way, evaluating the demo's training split after each epoch is 1/7 = 14.3 % of the time;
-    `make bench` measured 14.4 %. On VOC (1,464 images evaluated, 10,582 crops of 512 px
-    trained) it is 1.6 %, so K = 1 there and K = 2 on the demo.
+    way, evaluating the demo's training split after each epoch is 1/7 of the time (K = 2),
+    on VOC 1.6 % (K = 1); BENCHMARKS.md compares the count with measured times.
     """
     evaluated = sum(w * h for w, h in (image_size(voc.image_path(i)) for i in eval_list))
     trained = train_images * crop * crop * train_passes
@@ -54,33 +44,27 @@ def eval_ids(voc: VocDataset, split: str) -> list[str]:
     """Ids of an evaluation split, checked before training so that a typo fails at once."""
     ids = voc.split_ids(split)
     voc.check_image_ids(ids)
-    missing = [image_id for image_id in ids if not voc.has_mask(image_id)]
-    if missing:
-        raise file_error(
-            voc.mask_path(missing[0]),
-            f"--eval-split {split}: ground-truth mask not found "
-            f"({len(missing)} of {len(ids)} missing)",
-        )
+    voc.require_masks(
+        ids, f"--eval-split {split}: ground-truth mask not found ({{missing}} of {{total}} missing)"
+    )
     return ids
 
 
-def segmenter_scores(
-    model: nn.Module, voc: VocDataset, ids: list[str], device: torch.device
-) -> SegmentationScores:
-    """Single-scale mIoU of a segmenter; each torchrun process scores its share of `ids`."""
-    names = class_names_with_background(voc.classes)
-    matrix = ConfusionMatrix(len(names), names)
-    predictor = Predictor(model, device)
-    mine = shard(ids)
-    loader = image_loader(voc, mine, default_batch_size(device), workers=0, device=device)
-    for batch in loader:
-        probs = segment_probs(predictor, predictor.to_device(batch["image"]), SINGLE_SCALE)
-        preds = probs.argmax(1).to(torch.uint8).cpu().numpy()
-        for index, pred in zip(batch["index"], preds, strict=True):
-            image_id = mine[index]
-            gt = voc.load_mask(image_id, expect_size=(pred.shape[1], pred.shape[0]))
-            matrix.update(gt, np.asarray(pred), name=image_id)
-    totals = all_reduce_array(np.append(matrix.matrix.reshape(-1), matrix.images), device)
-    matrix.matrix = totals[:-1].reshape(matrix.matrix.shape)
-    matrix.images = int(totals[-1])
-    return matrix.compute()
+Score = Callable[[nn.Module, list[str], torch.device], "tuple[float, dict[str, Any]] | None"]
+
+
+def split_evaluator(
+    voc: VocDataset, split: str, name: str, score: Score
+) -> tuple[Evaluate, list[str]]:
+    """The periodic evaluation `score(model, ids, device)` -> (metric, details) on a checked
+    split (None where a process leaves the scoring to another), and the split's ids."""
+    ids = eval_ids(voc, split)
+
+    def evaluate(model: nn.Module, device: torch.device) -> EvalResult | None:
+        scored = score(model, ids, device)
+        if scored is None:
+            return None
+        metric, details = scored
+        return EvalResult(name=f"{split} {name}", metric=metric, details=details)
+
+    return evaluate, ids

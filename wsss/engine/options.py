@@ -13,10 +13,13 @@ from typing import Any, TypeVar
 
 import torch
 
-from wsss.engine.device import DEVICE_CHOICES, default_loader_workers
+from wsss.data.loader import default_loader_workers
+from wsss.data.voc import VocDataset
+from wsss.engine.device import DEVICE_CHOICES
 from wsss.engine.optim import OPTIMIZERS, SCHEDULES
-from wsss.engine.trainer import LoopConfig, jsonable
+from wsss.engine.trainer import LoopConfig
 from wsss.errors import WsssError, check_count, file_error
+from wsss.io import jsonable
 from wsss.ui import info
 
 PRETRAINED_CHOICES = ("imagenet", "none")
@@ -106,6 +109,14 @@ class TrainOptions:
             )
         if self.class_list is not None and not Path(self.class_list).is_file():
             raise file_error(self.class_list, "--class-list file not found")
+
+    def open_split(self) -> tuple[VocDataset, list[str]]:
+        """Check the options, open the dataset and list the training ids, all images present."""
+        self.validate()
+        voc = VocDataset.open(self.data, self.class_list)
+        ids = voc.split_ids(self.split)
+        voc.check_image_ids(ids)
+        return voc, ids
 
     def with_eval_every(self: Options, count: Callable[[], int]) -> Options:
         """These options with `--eval-every` as given, or counted by `count` (and said so)."""

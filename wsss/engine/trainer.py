@@ -47,10 +47,12 @@ from wsss.io import (
     append_jsonl,
     atomic_write_bytes,
     environment_versions,
+    jsonable,
     read_text_lines,
     write_json,
     write_manifest,
 )
+from wsss.models import CheckpointModel
 from wsss.resume import claim_output_dir, release_output_dir
 from wsss.ui import info, make_progress, warn
 
@@ -95,6 +97,27 @@ class TrainTask:
     model_config: dict[str, Any]
     classes: tuple[str, ...]
     evaluate: Evaluate | None = None
+
+    @classmethod
+    def of(
+        cls,
+        model: CheckpointModel,
+        objective: nn.Module,
+        dataset: Dataset,
+        classes: tuple[str, ...],
+        evaluate: Evaluate | None = None,
+    ) -> TrainTask:
+        """The task of a checkpoint model: its kind, parameter groups and config are its own."""
+        return cls(
+            kind=model.KIND,
+            model=model,
+            objective=objective,
+            dataset=dataset,
+            param_groups=model.param_groups(),
+            model_config=model.config(),
+            classes=classes,
+            evaluate=evaluate,
+        )
 
 
 @dataclass(frozen=True)
@@ -199,11 +222,6 @@ def fit(
     device = resolve_device(config.device, dist.env_info().local_rank)
     dist.init_distributed(device)
     return _Trainer(task, config, device, on_epoch_end).run()
-
-
-def jsonable(value: Any) -> Any:
-    """Options as plain JSON values (paths as strings), storable in a weights-only checkpoint."""
-    return json.loads(json.dumps(value, default=str))
 
 
 def check_same_args(path: Path, saved: dict[str, Any], args: dict[str, Any]) -> None:

@@ -1,4 +1,4 @@
-"""The affinity network (IRN's boundary branch, Puzzle-CAM's AffinityNet; SPEC 6).
+"""The affinity network (IRN's boundary branch, Puzzle-CAM's AffinityNet).
 
 Every backbone stage goes through a 1x1 conv + GroupNorm + ReLU, is resized to the stride-4
 grid of `stage1` and concatenated; a last 1x1 conv gives one boundary logit per pixel. The
@@ -13,24 +13,17 @@ head learns, from labels that are themselves only as good as the CAMs.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from wsss.camfile import CAM_STRIDE, strided_size
+from wsss.cam_math import CAM_STRIDE, strided_size
 from wsss.models import (
-    ParamGroup,
-    config_kwargs,
+    CheckpointModel,
     freeze_batchnorm,
-    hold_batchnorm_eval,
     init_new_layers,
-    split_param_groups,
 )
 from wsss.models.backbone import STAGES, build_backbone
-
-_CONFIG_KEYS = ("backbone", "output_stride", "freeze_backbone", "level_channels")
 
 
 def _level(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -42,8 +35,11 @@ def _level(in_channels: int, out_channels: int) -> nn.Sequential:
     )
 
 
-class AffinityNet(nn.Module):
+class AffinityNet(CheckpointModel):
     """Boundary logits B x 1 x ceil(H/4) x ceil(W/4) of a batch of images."""
+
+    KIND = "affinity"
+    NAME = "affinity net"
 
     stride = CAM_STRIDE
 
@@ -57,20 +53,21 @@ class AffinityNet(nn.Module):
     ) -> None:
         super().__init__()
         self.backbone_name = backbone
-        self.freeze_backbone = freeze_backbone
+        # A frozen backbone keeps fixed BatchNorm statistics while the head trains.
+        self.freeze_backbone = self.holds_backbone_batchnorm = freeze_backbone
         self.level_channels = level_channels
         self.backbone = build_backbone(backbone, output_stride, pretrained)
         channels = self.backbone.channels
         self.levels = nn.ModuleList(_level(channels[stage], level_channels) for stage in STAGES)
         self.boundary = nn.Conv2d(len(STAGES) * level_channels, 1, 1)
-        init_new_layers(self._new_modules())
+        init_new_layers(self.new_modules())
         if freeze_backbone:
             for param in self.backbone.parameters():
                 param.requires_grad_(False)
             freeze_batchnorm(self.backbone)
         self.train()
 
-    def _new_modules(self) -> list[nn.Module]:
+    def new_modules(self) -> list[nn.Module]:
         return [self.levels, self.boundary]
 
     def forward(self, x: Tensor) -> Tensor:
@@ -82,26 +79,3 @@ class AffinityNet(nn.Module):
             for stage, level in zip(STAGES, self.levels, strict=True)
         ]
         return self.boundary(torch.cat(levels, dim=1))
-
-    def train(self, mode: bool = True) -> AffinityNet:
-        """A frozen backbone stays in eval mode (fixed BatchNorm statistics) while training."""
-        super().train(mode)
-        if self.freeze_backbone:
-            hold_batchnorm_eval(self.backbone)
-        return self
-
-    def param_groups(self) -> list[ParamGroup]:
-        return split_param_groups([self.backbone], self._new_modules())
-
-    def config(self) -> dict[str, Any]:
-        return {
-            "backbone": self.backbone_name,
-            "output_stride": self.backbone.output_stride,
-            "freeze_backbone": self.freeze_backbone,
-            "level_channels": self.level_channels,
-        }
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> AffinityNet:
-        """Rebuild the architecture for loading a checkpoint (weights come from the checkpoint)."""
-        return cls(**config_kwargs("affinity net", config, _CONFIG_KEYS), pretrained="none")

@@ -1,19 +1,16 @@
-"""DeepLabv3+ (SPEC 7): ASPP on the last stage, a light decoder fed by stage1 features."""
+"""DeepLabv3+: ASPP on the last stage, a light decoder fed by stage1 features."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models.segmentation.deeplabv3 import ASPP
 
-from wsss.models import ParamGroup, config_kwargs, init_new_layers, split_param_groups
+from wsss.models import CheckpointModel, init_new_layers
 from wsss.models.backbone import build_backbone
-
-_CONFIG_KEYS = ("backbone", "num_classes", "output_stride", "aspp_rates")
 
 
 def _conv_bn_relu(in_channels: int, out_channels: int, kernel: int) -> list[nn.Module]:
@@ -24,13 +21,16 @@ def _conv_bn_relu(in_channels: int, out_channels: int, kernel: int) -> list[nn.M
     ]
 
 
-class DeepLabV3Plus(nn.Module):
+class DeepLabV3Plus(CheckpointModel):
     """Logits B x num_classes x H x W at the input size; `num_classes` counts background.
 
     `aspp_rates` are given for output stride 16 and doubled at output stride 8, so the
     ASPP covers the same image area either way. In training mode the ASPP image-pooling
     branch has BatchNorm over a 1x1 map and so needs more than one image per batch.
     """
+
+    KIND = "deeplab"
+    NAME = "DeepLabv3+"
 
     def __init__(
         self,
@@ -56,9 +56,9 @@ class DeepLabV3Plus(nn.Module):
             nn.Dropout(0.1),
         )
         self.classifier = nn.Conv2d(256, num_classes, 1)
-        init_new_layers(self._new_modules())
+        init_new_layers(self.new_modules())
 
-    def _new_modules(self) -> list[nn.Module]:
+    def new_modules(self) -> list[nn.Module]:
         return [self.aspp, self.low_level, self.decoder, self.classifier]
 
     def forward(self, x: Tensor) -> Tensor:
@@ -68,19 +68,3 @@ class DeepLabV3Plus(nn.Module):
         high = F.interpolate(high, size=low.shape[-2:], mode="bilinear", align_corners=False)
         logits = self.classifier(self.decoder(torch.cat([high, low], dim=1)))
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
-
-    def param_groups(self) -> list[ParamGroup]:
-        return split_param_groups([self.backbone], self._new_modules())
-
-    def config(self) -> dict[str, Any]:
-        return {
-            "backbone": self.backbone_name,
-            "num_classes": self.num_classes,
-            "output_stride": self.backbone.output_stride,
-            "aspp_rates": list(self.aspp_rates),
-        }
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> DeepLabV3Plus:
-        """Rebuild the architecture for loading a checkpoint (weights come from the checkpoint)."""
-        return cls(**config_kwargs("DeepLabv3+", config, _CONFIG_KEYS), pretrained="none")

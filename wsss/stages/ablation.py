@@ -138,13 +138,15 @@ def classification_map(checkpoint: Path, voc: VocDataset, ids: list[str], device
     """Mean average precision (percent) of the classifier's GAP logits, single scale."""
     import torch
 
-    from wsss.cam import Predictor, image_loader, load_model
+    from wsss.checkpoints import load_model
+    from wsss.data.loader import image_loader
     from wsss.engine.device import resolve_device
+    from wsss.inference import Predictor
     from wsss.metrics import average_precision
     from wsss.models.classifier import CamClassifier
 
     torch_device = resolve_device(device)
-    model, _ = load_model(checkpoint, "cam_classifier", voc.classes, CamClassifier.from_config)
+    model, _ = load_model(checkpoint, CamClassifier.KIND, voc.classes)
     predictor = Predictor.prepare(model, torch_device)
     scores = np.zeros((len(ids), voc.num_classes), dtype=np.float32)
     with torch.inference_mode():

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from wsss.cam_eval import DEFAULT_THRESHOLDS, SweepResult, ThresholdSweep, check_thresholds
+from wsss.cam_eval import parse_thresholds as parse_thresholds  # --thresholds, for the CLI
 from wsss.camfile import (
     EVAL_CAM_RECORD,
     SUFFIXES,
@@ -20,11 +21,11 @@ from wsss.camfile import (
     find_cam_file,
     load_cam_file,
 )
+from wsss.data.groundtruth import GroundTruth
 from wsss.data.voc import read_id_list
 from wsss.errors import WsssError, file_error
 from wsss.io import write_json
 from wsss.overlay import plot_curve
-from wsss.stages.evaluate import GroundTruth
 from wsss.ui import track
 
 STAGE = "eval-cam"

@@ -13,14 +13,7 @@ The background threshold defaults to the best one `wsss eval-cam` recorded for t
 
 from __future__ import annotations
 
-import multiprocessing
-import os
-import signal
-import sys
-import threading
-import time
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,9 +33,17 @@ from wsss.data.voc import VocDataset
 from wsss.errors import WsssError, check_count, check_range, file_error
 from wsss.io import read_json, write_json
 from wsss.metrics import ConfusionMatrix, SegmentationScores
-from wsss.pseudo import DEFAULT_THRESHOLD, PseudoParams, pseudo_label
-from wsss.resume import finish_outputs, output_path, plan_outputs, shard, shard_info
-from wsss.ui import make_progress
+from wsss.perimage import PerImageResult, PerImageRun
+from wsss.pool import default_workers, map_in_processes, peak_rss_mb
+from wsss.pseudo import (
+    DEFAULT_BG_THRESHOLD,
+    DEFAULT_FG_THRESHOLD,
+    DEFAULT_THRESHOLD,
+    PseudoParams,
+    pseudo_label,
+)
+from wsss.resume import output_path, shard
+from wsss.torchrun import env_info
 
 STAGE = "make-pseudo"
 LABEL_SUFFIX = ".png"
@@ -67,14 +68,8 @@ class MakePseudoConfig:
     class_list: Path | None = None
 
 
-@dataclass
-class MakePseudoResult:
-    out: Path
-    total: int
-    written: int
-    skipped: int
-    seconds: float
-    files: int
+@dataclass(kw_only=True)
+class MakePseudoResult(PerImageResult):
     workers: int
     threshold: float | None
     threshold_source: str
@@ -86,10 +81,6 @@ class MakePseudoResult:
     eval_path: Path | None = None
 
     @property
-    def images_per_second(self) -> float:
-        return self.written / self.seconds if self.seconds > 0 else 0.0
-
-    @property
     def ignored_fraction(self) -> float:
         """Share of 255 pixels in the labels this run made or scored."""
         return self.ignored_pixels / self.pixels if self.pixels else 0.0
@@ -97,14 +88,10 @@ class MakePseudoResult:
     def summary_rows(self) -> list[tuple[str, object]]:
         threshold = "-" if self.threshold is None else f"{self.threshold:.2f}"
         rows: list[tuple[str, object]] = [
-            ("images in split", self.total),
-            ("written now", self.written),
-            ("finished before (skipped)", self.skipped),
-            ("label files present", self.files),
+            *self.head_rows(),
             ("background threshold", f"{threshold} ({self.threshold_source})"),
             ("workers", self.workers),
-            ("time", f"{self.seconds:.1f} s"),
-            ("images/s", f"{self.images_per_second:.2f}"),
+            *self.timing_rows(),
             ("peak memory", f"{self.peak_rss_mb:.0f} MB, workers {self.worker_peak_rss_mb:.0f} MB"),
         ]
         if self.ignored_pixels:
@@ -135,37 +122,30 @@ def run(config: MakePseudoConfig) -> MakePseudoResult:
         "threshold_source": source,
         "classes": list(voc.classes),
     }
-    plan = plan_outputs(config.out, ids, LABEL_SUFFIX, STAGE, manifest_params, SIGNATURE)
+    outputs = PerImageRun(STAGE, config.out, ids, LABEL_SUFFIX, manifest_params, SIGNATURE)
     mine = shard(ids)
     evaluate = _should_evaluate(voc, mine, config.gt)
-    voc.check_image_ids(plan.todo)
-    for image_id in plan.todo:
+    voc.check_image_ids(outputs.todo)
+    for image_id in outputs.todo:
         find_cam_file(cams, image_id)  # the first missing CAM file fails before any work
-    todo = set(plan.todo)
+    todo = set(outputs.todo)
     # Finished labels are re-read only to be scored, so the mIoU always covers the split.
-    tasks = plan.todo + ([i for i in mine if i not in todo] if evaluate else [])
-    job = PseudoJob(voc.root, cams, plan.out, params, evaluate, config.class_list)
+    tasks = outputs.todo + ([i for i in mine if i not in todo] if evaluate else [])
+    job = PseudoJob(voc.root, cams, outputs.out, params, evaluate, config.class_list)
     workers = min(config.workers or default_workers(), max(1, len(tasks)))
 
     names = class_names_with_background(voc.classes)
     tally = _Tally(ConfusionMatrix(len(names), names))
-    start = time.perf_counter()
-    with make_progress() as progress:
-        bar = progress.add_task(STAGE, total=len(tasks), status=f"{plan.skipped} done before")
+    with outputs.loop(total=len(tasks)) as advance:
         for image in label_images(job, tasks, workers):
             tally.add(image)
-            progress.advance(bar)
-    seconds = time.perf_counter() - start
-    if shard_info().world_size > 1:
+            advance()
+    if env_info().distributed:
         tally.sum_over_processes()
 
-    result = MakePseudoResult(
-        out=plan.out,
-        total=len(ids),
-        written=len(plan.todo),
-        skipped=plan.skipped,
-        seconds=seconds,
-        files=finish_outputs(plan, ids, LABEL_SUFFIX, STAGE),
+    result = outputs.finish(
+        "label files",
+        result=MakePseudoResult,
         workers=workers,
         threshold=None if params.confident else params.threshold,
         threshold_source=source,
@@ -178,8 +158,8 @@ def run(config: MakePseudoConfig) -> MakePseudoResult:
         result.scores = tally.matrix.compute()
         if params.confident:
             result.scores.extra["ignored_fraction"] = result.ignored_fraction
-        result.eval_path = plan.out / EVAL_NAME
-        if shard_info().rank == 0:
+        result.eval_path = outputs.out / EVAL_NAME
+        if env_info().is_main:
             write_json(result.eval_path, result.scores.to_json())
     return result
 
@@ -220,25 +200,7 @@ class _Tally:
 
 def label_images(job: PseudoJob, ids: list[str], workers: int) -> Iterator[ImageResult]:
     """Label `ids` in `workers` processes (in this process when 1), yielding as they finish."""
-    if workers <= 1:
-        labeler = ImageLabeler(job)
-        for image_id in ids:
-            yield labeler(image_id)
-        return
-    # forkserver/spawn, never fork: the parent may hold torch or rich threads.
-    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-    pool = ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=multiprocessing.get_context(method),
-        initializer=init_worker,
-        initargs=(job,),
-    )
-    try:
-        futures = [pool.submit(label_in_worker, image_id) for image_id in ids]
-        for future in as_completed(futures):
-            yield future.result()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    return map_in_processes(ImageLabeler, job, ids, workers)
 
 
 # -- one image, files in and file out (runs in the worker processes) ----------------------
@@ -317,51 +279,16 @@ class ImageLabeler:
             )
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident memory (ru_maxrss is KiB on Linux, bytes on macOS)."""
-    try:
-        import resource
-    except ImportError:  # Windows
-        return 0.0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
-
-
-_labeler: ImageLabeler | None = None
-
-
-def init_worker(job: PseudoJob) -> None:
-    """Pool initializer: one thread per worker (the pool is the parallelism), Ctrl-C left to
-    the parent (which cancels the queue), exit with the parent, and the dataset opened once."""
-    global _labeler
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[name] = "1"
-    if "torch" in sys.modules:  # only if something imported it; workers never need it
-        sys.modules["torch"].set_num_threads(1)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _exit_with_parent()
-    _labeler = ImageLabeler(job)
-
-
-def _exit_with_parent() -> None:
-    """A killed parent (kill -9) would leave the pool's workers waiting on its queue forever."""
-    parent = multiprocessing.parent_process()
-    if parent is not None:
-        watcher = threading.Thread(target=lambda: (parent.join(), os._exit(1)), daemon=True)
-        watcher.start()
-
-
-def label_in_worker(image_id: str) -> ImageResult:
-    if _labeler is None:
-        raise RuntimeError("init_worker was not called in this process")
-    return _labeler(image_id)
-
-
-def default_workers() -> int:
-    """Every core this process may use, shared among the torchrun processes of a machine."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    per_machine = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    return max(1, (cores or 1) // max(1, per_machine))
+def confident_thresholds(
+    confident: bool, fg_threshold: float | None, bg_threshold: float | None
+) -> tuple[float, float] | None:
+    """(fg, bg) of confident mode, which giving either threshold also turns on; else None."""
+    if not (confident or fg_threshold is not None or bg_threshold is not None):
+        return None
+    return (
+        DEFAULT_FG_THRESHOLD if fg_threshold is None else fg_threshold,
+        DEFAULT_BG_THRESHOLD if bg_threshold is None else bg_threshold,
+    )
 
 
 def resolve_threshold(cams: Path, threshold: float | None) -> tuple[float, str]:
@@ -404,9 +331,7 @@ def _pseudo_params(config: MakePseudoConfig, cams: Path) -> tuple[PseudoParams, 
 def _should_evaluate(voc: VocDataset, ids: list[str], gt: bool | None) -> bool:
     if gt is False:
         return False
-    missing = next((i for i in ids if not voc.has_mask(i)), None)
-    if missing is None:
-        return True
     if gt:
-        raise file_error(voc.mask_path(missing), "ground truth not found (--no-gt skips scoring)")
-    return False
+        voc.require_masks(ids, "ground truth not found (--no-gt skips scoring)")
+        return True
+    return not voc.missing_masks(ids)

@@ -1,4 +1,4 @@
-"""`wsss make-rw`: CAMs refined by a random walk over learned affinities (SPEC section 6).
+"""`wsss make-rw`: CAMs refined by a random walk over learned affinities.
 
 Per image: the affinity net's boundary map (averaged with that of the flipped image), the
 sparse transition matrix of the pairs within `radius` (affinity^beta, row-normalised), the
@@ -29,7 +29,6 @@ Resumable, atomic and sharded under torchrun like make-cam, with a manifest.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,9 +43,8 @@ from wsss.affinity import (
     random_walk,
     transition_matrix,
 )
-from wsss.cam import Predictor, image_loader, load_model
+from wsss.cam_math import CAM_STRIDE, normalize_cams
 from wsss.camfile import (
-    CAM_STRIDE,
     CamFormat,
     CamRecord,
     cam_folder_params,
@@ -55,16 +53,14 @@ from wsss.camfile import (
     save_cam_file,
 )
 from wsss.camfile import find_cam_file as cam_file_path
-from wsss.camnorm import normalize_cams
-from wsss.data.voc import VocDataset
-from wsss.engine.device import resolve_device
-from wsss.engine.distributed import env_info
+from wsss.checkpoints import open_model_stage
+from wsss.data.loader import image_loader
 from wsss.errors import WsssError, check_count, file_error
+from wsss.inference import Predictor
 from wsss.models.affinity import AffinityNet
-from wsss.resume import file_sha256, finish_outputs, output_path, plan_outputs, shard_info
-from wsss.stages.make_cam import MakeCamResult, write_overlays
-from wsss.stages.train_aff import KIND
-from wsss.ui import make_progress
+from wsss.overlay import write_overlays
+from wsss.perimage import PerImageResult, PerImageRun
+from wsss.torchrun import env_info
 
 STAGE = "make-rw"
 # The reference walk (IRN, Puzzle-CAM): 2^8 steps on VOC images, whose long side is 500.
@@ -73,7 +69,7 @@ MAX_EXP_TIMES = 16
 SIGNATURE = ("checkpoint_sha256", "cams", "beta", "exp_times", "radius", "bg_power", "flip",
              "format", "classes")  # fmt: skip
 
-MakeRwResult = MakeCamResult
+MakeRwResult = PerImageResult
 
 
 @dataclass(frozen=True)
@@ -136,18 +132,11 @@ def run(config: MakeRwConfig) -> MakeRwResult:
         raise file_error(cams, "--out must differ from --cams (the refined maps are CAM files)")
     check_count("--workers", config.workers, 0)
     check_count("--overlays", config.overlays, 0)
-    voc = VocDataset.open(config.data, config.class_list)
+    voc, ids, predictor, params = open_model_stage(config, AffinityNet.KIND)
     cam_folder_params(cams, voc.classes)
-    ids = voc.split_ids(config.split)
-    device = resolve_device(config.device, env_info().local_rank)
-    model, checkpoint = load_model(config.checkpoint, KIND, voc.classes, AffinityNet.from_config)
-    params = {
-        "checkpoint": str(config.checkpoint),
-        "checkpoint_sha256": file_sha256(config.checkpoint),
-        "model_config": checkpoint.get("model_config"),
+    device = predictor.device
+    params |= {
         "cams": str(cams.resolve()),
-        "data": str(config.data),
-        "split": config.split,
         "beta": config.rw.beta,
         "exp_times": "auto" if config.rw.exp_times is None else config.rw.exp_times,
         "radius": config.rw.radius,
@@ -157,35 +146,23 @@ def run(config: MakeRwConfig) -> MakeRwResult:
         "format": config.fmt,
         "classes": list(voc.classes),
     }
-    plan = plan_outputs(config.out, ids, suffix, STAGE, params, SIGNATURE)
-    voc.check_image_ids(plan.todo)
-    inputs = {image_id: cam_file_path(cams, image_id) for image_id in plan.todo}  # fail early
-    predictor = Predictor.prepare(model, device)
-    loader = image_loader(voc, plan.todo, 1, config.workers, device)
-    start = time.perf_counter()
-    with torch.inference_mode(), make_progress() as progress:
-        task = progress.add_task(STAGE, total=len(plan.todo), status=f"{plan.skipped} done before")
+    outputs = PerImageRun(STAGE, config.out, ids, suffix, params, SIGNATURE)
+    voc.check_image_ids(outputs.todo)
+    inputs = {image_id: cam_file_path(cams, image_id) for image_id in outputs.todo}  # fail early
+    loader = image_loader(voc, outputs.todo, 1, config.workers, device)
+    with torch.inference_mode(), outputs.loop() as advance:
         for batch in loader:
-            image_id = plan.todo[batch["index"][0]]
+            image_id = outputs.todo[batch["index"][0]]
             image = predictor.to_device(batch["image"])
             record = load_cam_file(inputs[image_id], voc.num_classes, tuple(image.shape[-2:]))
             boundary = predict_boundary(predictor, image, config.flip)
             refined = refine_record(record, boundary, config.rw)
-            save_cam_file(output_path(plan.out, image_id, suffix), refined, config.fmt)
-            progress.advance(task)
-    seconds = time.perf_counter() - start
+            save_cam_file(outputs.output(image_id), refined, config.fmt)
+            advance()
     overlays = []
-    if config.overlays and shard_info().rank == 0:
-        overlays = write_overlays(voc, ids[: config.overlays], plan.out, suffix)
-    return MakeRwResult(
-        out=plan.out,
-        total=len(ids),
-        written=len(plan.todo),
-        skipped=plan.skipped,
-        seconds=seconds,
-        files=finish_outputs(plan, ids, suffix, STAGE),
-        overlays=overlays,
-    )
+    if config.overlays and env_info().is_main:
+        overlays = write_overlays(voc, ids[: config.overlays], outputs.out, suffix)
+    return outputs.finish("CAM files", overlays)
 
 
 def predict_boundary(predictor: Predictor, image: torch.Tensor, flip: bool) -> torch.Tensor:

@@ -209,6 +209,12 @@ def run(config: PipelineConfig) -> PipelineResult:
     from wsss.report import pipeline_figures
 
     pipeline_figures(out, data, recipe.cam_split, recipe.seg_eval_split)
+    from rich.markup import escape
+
+    from wsss.stages.report import ReportConfig
+    from wsss.stages.report import run as write_report
+
+    info(f"report: {escape(str(write_report(ReportConfig(run_dir=out)).path))}")
     print_table(summary_table(summary))
     return PipelineResult(summary=summary, summary_path=summary_path)
 
@@ -361,10 +367,10 @@ def train_classifier(
 
 
 def train_segmenter(
-    data: Path, out: Path, split: str, labels: Path, options: dict[str, Any], device: str,
+    data: Path, out: Path, split: str, labels: Path | None, options: dict[str, Any], device: str,
     workers: int | None,
 ) -> Path:  # fmt: skip
-    """Train (or resume, or skip when finished) DeepLab on pseudo labels."""
+    """Train (or resume, or skip when finished) DeepLab on pseudo labels (None: the masks)."""
     from wsss.stages.train_seg import TrainSegConfig
     from wsss.stages.train_seg import run as train
 

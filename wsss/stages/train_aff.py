@@ -1,4 +1,4 @@
-"""`wsss train-aff`: the affinity net learned from confident-region labels (SPEC section 6).
+"""`wsss train-aff`: the affinity net learned from confident-region labels.
 
 The labels come from `wsss make-pseudo --confident` (foreground under a high threshold,
 background under a low one, 255 in between). Pairs of nearby pixels within `radius` on the
@@ -28,18 +28,16 @@ from wsss.affinity import (
     pair_labels,
     pair_offsets,
 )
+from wsss.checkpoints import load_init_checkpoint, weights_error
 from wsss.data.datasets import SegmentationDataset
 from wsss.data.transforms import AugmentConfig, TrainTransform
-from wsss.data.voc import VocDataset
 from wsss.engine.device import set_seed
 from wsss.engine.options import TrainOptions
 from wsss.engine.trainer import LAST, EpochEnd, FitResult, TrainTask, fit
 from wsss.errors import WsssError, file_error
 from wsss.models.affinity import AffinityNet
-from wsss.stages.train_cam import load_init_checkpoint
 
 STAGE = "train-aff"
-KIND = "affinity"
 
 TrainAffResult = FitResult
 
@@ -88,10 +86,7 @@ def run(
     config: TrainAffConfig, on_epoch_end: Callable[[EpochEnd], None] | None = None
 ) -> TrainAffResult:
     """Train (or resume) the affinity net; writes last.pt, final.pt, metrics and a summary."""
-    config.validate()
-    voc = VocDataset.open(config.data, config.class_list)
-    ids = voc.split_ids(config.split)
-    voc.check_image_ids(ids)
+    voc, ids = config.open_split()
     augment = AugmentConfig(crop=config.crop, scale_range=config.scale_range, mode="long-side")
     dataset = SegmentationDataset(voc, ids, TrainTransform(augment), config.labels, config.seed)
 
@@ -103,15 +98,7 @@ def run(
     )
     if config.init is not None and not resuming:
         load_cam_backbone(model, Path(config.init), voc.classes)
-    task = TrainTask(
-        kind=KIND,
-        model=model,
-        objective=AffinityObjective(model, config.radius),
-        dataset=dataset,
-        param_groups=model.param_groups(),
-        model_config=model.config(),
-        classes=voc.classes,
-    )
+    task = TrainTask.of(model, AffinityObjective(model, config.radius), dataset, voc.classes)
     return fit(task, config.loop_config(STAGE), on_epoch_end)
 
 
@@ -127,5 +114,4 @@ def load_cam_backbone(model: AffinityNet, path: Path, classes: tuple[str, ...]) 
     try:
         model.backbone.load_state_dict(state)
     except RuntimeError as exc:
-        reason = str(exc).strip().splitlines()[0][:200]
-        raise file_error(path, f"--init backbone weights do not fit: {reason}") from None
+        raise weights_error(path, "--init backbone weights do not fit", exc) from None

@@ -1,9 +1,9 @@
-"""`wsss train-cam`: the Puzzle-CAM classifier trained from image-level labels (SPEC 2-4).
+"""`wsss train-cam`: the Puzzle-CAM classifier trained from image-level labels.
 
 `--pieces 1 --alpha 0` is the plain CAM baseline through the same code path. The defaults
 are the paper's recipe for ImageNet-pretrained backbones; from scratch, the AdamW recipe
 (`--optimizer adamw --lr 1e-3 --warmup-epochs 2 --schedule cosine --augment resized-crop`)
-is the one that learns (see issue 3).
+is the one that learns (the demo recipe in README).
 """
 
 from __future__ import annotations
@@ -12,27 +12,25 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
 from wsss.cam_eval import evaluate_model_cams
+from wsss.checkpoints import load_init_checkpoint, weights_error
 from wsss.data.datasets import ClassificationDataset
 from wsss.data.transforms import AugmentConfig, TrainTransform
 from wsss.data.voc import VocDataset
-from wsss.engine.checkpoint import check_classes, load_checkpoint
 from wsss.engine.device import set_seed
 from wsss.engine.distributed import is_main
-from wsss.engine.evaluation import auto_eval_every, eval_ids
+from wsss.engine.evaluation import auto_eval_every, split_evaluator
 from wsss.engine.options import TrainOptions, check_choice
-from wsss.engine.trainer import LAST, EpochEnd, EvalResult, Evaluate, FitResult, TrainTask, fit
+from wsss.engine.trainer import LAST, EpochEnd, Evaluate, FitResult, TrainTask, fit
 from wsss.errors import WsssError, file_error
 from wsss.models.classifier import CamClassifier
 from wsss.puzzle import PuzzleConfig, puzzle_losses
 
 STAGE = "train-cam"
-KIND = "cam_classifier"
 AUGMENT_MODES = ("long-side", "resized-crop")
 # `--color-jitter` switches on the reference's jitter strength.
 COLOR_JITTER = 0.3
@@ -42,7 +40,7 @@ TrainCamResult = FitResult
 
 @dataclass(kw_only=True)
 class TrainCamConfig(TrainOptions):
-    """train-cam options; the inherited defaults are SPEC section 4's recipe."""
+    """train-cam options; the inherited defaults are the paper's recipe."""
 
     pieces: int = 4
     alpha: float = 4.0
@@ -114,10 +112,7 @@ def run(
     config: TrainCamConfig, on_epoch_end: Callable[[EpochEnd], None] | None = None
 ) -> TrainCamResult:
     """Train (or resume) the classifier; writes last.pt, final.pt, metrics and a summary."""
-    config.validate()
-    voc = VocDataset.open(config.data, config.class_list)
-    ids = voc.split_ids(config.split)
-    voc.check_image_ids(ids)
+    voc, ids = config.open_split()
     evaluate = None
     if config.eval_split:
         evaluate, eval_list = _cam_evaluator(voc, config.eval_split)
@@ -133,28 +128,10 @@ def run(
     )
     if config.init is not None and not resuming:
         _warm_start(model, Path(config.init), voc.classes)
-    task = TrainTask(
-        kind=KIND,
-        model=model,
-        objective=PuzzleObjective(model, config.puzzle()),
-        dataset=dataset,
-        param_groups=model.param_groups(),
-        model_config=model.config(),
-        classes=voc.classes,
-        evaluate=evaluate,
+    task = TrainTask.of(
+        model, PuzzleObjective(model, config.puzzle()), dataset, voc.classes, evaluate
     )
     return fit(task, config.loop_config(STAGE), on_epoch_end)
-
-
-def load_init_checkpoint(path: Path, backbone: str, classes: tuple[str, ...]) -> dict[str, Any]:
-    """A train-cam checkpoint given as `--init` (train-cam, train-aff), checked against this
-    run's classes and backbone."""
-    checkpoint = load_checkpoint(path, KIND)
-    check_classes(path, checkpoint, classes)
-    saved = checkpoint.get("model_config", {}).get("backbone")
-    if saved != backbone:
-        raise file_error(path, f"--init checkpoint has backbone {saved}, this run {backbone}")
-    return checkpoint
 
 
 def _warm_start(model: CamClassifier, path: Path, classes: tuple[str, ...]) -> None:
@@ -163,8 +140,7 @@ def _warm_start(model: CamClassifier, path: Path, classes: tuple[str, ...]) -> N
     try:
         model.load_state_dict(checkpoint["model"])
     except (KeyError, RuntimeError) as exc:
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else repr(exc)
-        raise file_error(path, f"--init weights do not fit the model: {reason}") from None
+        raise weights_error(path, "--init weights do not fit the model", exc) from None
 
 
 def default_eval_every(
@@ -177,16 +153,11 @@ def default_eval_every(
 
 def _cam_evaluator(voc: VocDataset, split: str) -> tuple[Evaluate, list[str]]:
     """CAM threshold sweep on `split` (rank 0 only): best mIoU over the dataset's classes."""
-    ids = eval_ids(voc, split)
 
-    def evaluate(model: nn.Module, device: torch.device) -> EvalResult | None:
+    def score(model: nn.Module, ids: list[str], device: torch.device) -> tuple[float, dict] | None:
         if not is_main():
             return None
         sweep = evaluate_model_cams(model, voc, ids, device)
-        return EvalResult(
-            name=f"{split} CAM mIoU",
-            metric=sweep.best_miou,
-            details={"threshold": sweep.best_threshold},
-        )
+        return sweep.best_miou, {"threshold": sweep.best_threshold}
 
-    return evaluate, ids
+    return split_evaluator(voc, split, "CAM mIoU", score)

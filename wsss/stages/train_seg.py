@@ -1,4 +1,4 @@
-"""`wsss train-seg`: DeepLabv3+ on pseudo labels (or ground truth), SPEC section 7.
+"""`wsss train-seg`: DeepLabv3+ on pseudo labels (or ground truth).
 
 Cross-entropy ignoring 255, the same engine as train-cam (AMP, DDP, exact resume, JSONL
 metrics), and an optional single-scale val mIoU every K epochs.
@@ -19,22 +19,22 @@ from wsss.data.palette import IGNORE
 from wsss.data.transforms import AugmentConfig, TrainTransform
 from wsss.data.voc import VocDataset
 from wsss.engine.device import set_seed
-from wsss.engine.distributed import env_info
-from wsss.engine.evaluation import auto_eval_every, eval_ids, segmenter_scores
+from wsss.engine.evaluation import auto_eval_every, split_evaluator
 from wsss.engine.options import TrainOptions
-from wsss.engine.trainer import LAST, EpochEnd, EvalResult, Evaluate, FitResult, TrainTask, fit
+from wsss.engine.trainer import LAST, EpochEnd, Evaluate, FitResult, TrainTask, fit
 from wsss.errors import WsssError, file_error
 from wsss.models.deeplab import DeepLabV3Plus
+from wsss.seg_eval import segmenter_scores
+from wsss.torchrun import env_info
 
 STAGE = "train-seg"
-KIND = "deeplab"
 
 TrainSegResult = FitResult
 
 
 @dataclass(kw_only=True)
 class TrainSegConfig(TrainOptions):
-    """train-seg options; defaults are the reference DeepLab recipe (SPEC 7)."""
+    """train-seg options; defaults are the reference DeepLab recipe."""
 
     labels: Path | None = None
     epochs: int = 50
@@ -75,18 +75,13 @@ def run(
     config: TrainSegConfig, on_epoch_end: Callable[[EpochEnd], None] | None = None
 ) -> TrainSegResult:
     """Train (or resume) the segmenter; writes last.pt, final.pt, metrics and a summary."""
-    config.validate()
-    voc = VocDataset.open(config.data, config.class_list)
-    ids = voc.split_ids(config.split)
-    voc.check_image_ids(ids)
+    voc, ids = config.open_split()
     if config.labels is None:
-        missing = [image_id for image_id in ids if not voc.has_mask(image_id)]
-        if missing:
-            raise file_error(
-                voc.mask_path(missing[0]),
-                f"ground-truth mask not found ({len(missing)} of {len(ids)} in split "
-                f"{config.split}); pass --labels DIR with pseudo labels",
-            )
+        voc.require_masks(
+            ids,
+            f"ground-truth mask not found ({{missing}} of {{total}} in split {config.split}); "
+            "pass --labels DIR with pseudo labels",
+        )
     augment = AugmentConfig(crop=config.crop, scale_range=config.scale_range, mode="long-side")
     dataset = SegmentationDataset(voc, ids, TrainTransform(augment), config.labels, config.seed)
     evaluate = None
@@ -100,28 +95,13 @@ def run(
     resuming = config.resume and (Path(config.out) / LAST).is_file()
     pretrained = "none" if resuming else config.pretrained
     model = DeepLabV3Plus(config.backbone, voc.num_classes + 1, config.output_stride, pretrained)
-    task = TrainTask(
-        kind=KIND,
-        model=model,
-        objective=SegObjective(model),
-        dataset=dataset,
-        param_groups=model.param_groups(),
-        model_config=model.config(),
-        classes=voc.classes,
-        evaluate=evaluate,
-    )
+    task = TrainTask.of(model, SegObjective(model), dataset, voc.classes, evaluate)
     return fit(task, config.loop_config(STAGE), on_epoch_end)
 
 
 def _seg_evaluator(voc: VocDataset, split: str) -> tuple[Evaluate, list[str]]:
-    ids = eval_ids(voc, split)
-
-    def evaluate(model: nn.Module, device: torch.device) -> EvalResult:
+    def score(model: nn.Module, ids: list[str], device: torch.device) -> tuple[float, dict] | None:
         scores = segmenter_scores(model, voc, ids, device)
-        return EvalResult(
-            name=f"{split} mIoU",
-            metric=scores.miou,
-            details={"pixel_accuracy": scores.pixel_accuracy},
-        )
+        return scores.miou, {"pixel_accuracy": scores.pixel_accuracy}
 
-    return evaluate, ids
+    return split_evaluator(voc, split, "mIoU", score)

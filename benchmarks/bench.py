@@ -1,12 +1,12 @@
 """`make bench`: every stage's throughput and peak memory next to the machine's own limits.
 
-Runs each measurement of `wsss.bench` in its own process (its peak RSS is the stage's),
-`--repeats` times in turn, and writes BENCHMARKS.md (medians, the issue 6 targets with PASS
+Runs each measurement of `benchmarks/common.py` in its own process (its peak RSS is the stage's),
+`--repeats` times in turn, and writes BENCHMARKS.md (medians, the speed targets with PASS
 or MISS) and a JSON file with every number of every repetition. Hand-written notes below
 the notes marker of an existing BENCHMARKS.md are kept.
 
-    python scripts/bench.py --out BENCHMARKS.md --json runs/bench/bench.json [--repeats 3]
-    python scripts/bench.py --tiny --repeats 1 ...     # seconds-long run (the test)
+    python benchmarks/bench.py --out BENCHMARKS.md --json runs/bench/bench.json [--repeats 3]
+    python benchmarks/bench.py --tiny --repeats 1 ...     # seconds-long run (the test)
 """
 
 from __future__ import annotations
@@ -31,11 +31,14 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from wsss.io import atomic_write_bytes, write_json
+if __package__ in (None, ""):  # run as a script: make the repository's `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from wsss.io import atomic_write_bytes, write_json  # noqa: E402
 
 NOTES_MARKER = "<!-- notes: text below this line is kept when `make bench` rewrites this file -->"
 SCRIPT = Path(__file__).resolve()
-# `wsss.bench.BenchSettings` fields. The default run takes about 5-10 minutes on 2 idle cores.
+# `common.BenchSettings` fields. The default run takes about 5-10 minutes on 2 idle cores.
 DEFAULT_SIZES: dict[str, Any] = {
     "images": 300,  # the demo's train split: what eval-cam and make-pseudo run on in make demo
     "size": 128,
@@ -69,7 +72,7 @@ TINY_SIZES: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class Job:
-    """One measurement: `wsss.bench.MEASUREMENTS[name](settings, **params)`."""
+    """One measurement: `benchmarks.common.MEASUREMENTS[name](settings, **params)`."""
 
     key: str
     name: str
@@ -117,7 +120,7 @@ def run_child(job: Job, settings: dict[str, Any], log: Path) -> dict[str, float]
 def child_main(spec_path: Path, result_path: Path) -> int:
     import torch
 
-    from wsss.bench import MEASUREMENTS, BenchSettings
+    from benchmarks.common import MEASUREMENTS, BenchSettings
 
     spec = json.loads(spec_path.read_text())
     settings = BenchSettings.from_json(spec["settings"])

@@ -1,7 +1,7 @@
-"""Measurements behind `make bench` (issue 6): each stage timed next to the machine's limits.
+"""Measurements behind `make bench`: each stage timed next to the machine's limits.
 
 Every `measure_*` function runs the real stage (or the trainer's real loop) on the demo data
-and returns a flat dict of numbers for one repetition. `scripts/bench.py` runs each of them
+and returns a flat dict of numbers for one repetition. `benchmarks/bench.py` runs each of them
 in its own process, so that the process's peak RSS is the stage's, takes medians over
 repetitions and writes BENCHMARKS.md. Ratios are formed inside one measurement, from runs
 made one right after the other, so that the load of other jobs cancels out as far as it can.
@@ -25,15 +25,16 @@ import torch
 from torch.utils.data import Dataset
 from torch.utils.flop_counter import FlopCounterMode
 
-from wsss.cam import Predictor, TtaConfig, default_batch_size, load_model, make_cams
 from wsss.cam_eval import evaluate_model_cams
 from wsss.camfile import load_cam_file
+from wsss.checkpoints import load_model
 from wsss.data.datasets import ClassificationDataset
 from wsss.data.demo import DEMO_CLASSES, generate_demo
 from wsss.data.transforms import TrainTransform, normalize
 from wsss.data.voc import LISTS, VocDataset
 from wsss.engine.checkpoint import save_checkpoint
 from wsss.engine.trainer import EvalResult, Evaluate, FitResult, TrainTask, fit
+from wsss.inference import Predictor, TtaConfig, default_batch_size, make_cams
 from wsss.io import atomic_write_bytes
 from wsss.models.classifier import CamClassifier
 from wsss.stages import eval_cam, make_cam, make_pseudo, train_cam
@@ -49,7 +50,7 @@ SINGLE_THRESHOLD = (0.15,)
 
 @dataclass(frozen=True)
 class BenchSettings:
-    """Sizes of one benchmark run (the presets are in scripts/bench.py)."""
+    """Sizes of one benchmark run (the presets are in benchmarks/bench.py)."""
 
     work: Path  # scratch folder: data, checkpoints, outputs
     images: int  # demo train images: eval-cam and make-pseudo run over all of them
@@ -206,7 +207,7 @@ def measure_make_cam(settings: BenchSettings, backbone: str) -> Numbers:
     difference from the one-image-at-a-time output."""
     checkpoint = settings.checkpoint(backbone)
     voc = VocDataset.open(settings.data)
-    model, _ = load_model(checkpoint, "cam_classifier", voc.classes, CamClassifier.from_config)
+    model, _ = load_model(checkpoint, CamClassifier.KIND, voc.classes)
     model.eval()
     out = plain_forward(model, settings.forward_batch, settings.size, settings.min_seconds)
     first = voc.split_ids(CAM_SPLIT)[0]
@@ -382,7 +383,7 @@ def train_task(
     voc = VocDataset.open(config.data)
     model = CamClassifier(config.backbone, voc.num_classes, config.output_stride, "none")
     return TrainTask(
-        kind=train_cam.KIND,
+        kind=CamClassifier.KIND,
         model=model,
         objective=train_cam.PuzzleObjective(model, config.puzzle()),
         dataset=dataset,

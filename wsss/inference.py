@@ -2,11 +2,11 @@
 
 One engine, `tta_outputs`, runs a batch of same-size images through the network at every
 scale, each scale together with its horizontal flip in ONE batch, and returns the outputs
-with the flipped half flipped back. Making CAMs (SPEC section 5) and predicting segments only
-differ in how they merge those outputs (`make_cams`, `segment_probs`).
+with the flipped half flipped back. Making CAMs and predicting segments only differ in how
+they merge those outputs (`make_cams`, `segment_probs`).
 
-Batching across images: a batch holds images of one size (`size_grouped_batches` sorts the
-ids by image size and cuts runs of equal size), so at each scale B images and their flips
+Batching across images: a batch holds images of one size (`wsss.data.loader` sorts the ids
+by image size and cuts runs of equal size), so at each scale B images and their flips
 go through the network as one 2B batch. Padding images to a common size would be simpler
 but changes what the network sees near the borders, so the batched result would differ
 from the per-image one; grouping keeps them equal (most VOC images share a few sizes).
@@ -19,22 +19,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
 
-from wsss.camfile import CamRecord, strided_size
-from wsss.camnorm import normalize_cams
-from wsss.data.transforms import normalize
-from wsss.data.voc import VocDataset, image_size
-from wsss.engine.checkpoint import check_classes, load_checkpoint
-from wsss.engine.device import amp_policy, default_loader_workers, memory_format
-from wsss.errors import WsssError, check_count, file_error
+from wsss.cam_math import normalize_cams, strided_size
+from wsss.camfile import CamRecord
+from wsss.engine.device import amp_policy, memory_format
+from wsss.errors import WsssError
 
 DEFAULT_SCALES: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0)
 # hr_cam: each scale's map is resized to ceil(H/16)*16 and cropped to H x W, like the IRN and
@@ -193,91 +187,5 @@ class Predictor:
             return self.model(x.contiguous(memory_format=self.memory_format))
 
 
-def load_model(
-    path: str | Path,
-    kind: str,
-    classes: tuple[str, ...],
-    build: Callable[[dict[str, Any]], nn.Module],
-) -> tuple[nn.Module, dict[str, Any]]:
-    """Model of a checkpoint of `kind`, checked against the dataset's class list."""
-    checkpoint = load_checkpoint(path, kind)
-    check_classes(path, checkpoint, classes)
-    try:
-        model = build(checkpoint["model_config"])
-        model.load_state_dict(checkpoint["model"])
-    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else repr(exc)
-        raise file_error(path, f"weights do not fit the model it describes: {reason}") from None
-    return model, checkpoint
-
-
 def default_batch_size(device: torch.device) -> int:
     return 8 if device.type == "cuda" else 4
-
-
-# -- loading images ---------------------------------------------------------------------------
-
-
-class ImageDataset(Dataset):
-    """Normalised images of a list of ids, decoded in loader workers (optionally also raw)."""
-
-    def __init__(self, voc: VocDataset, ids: Sequence[str], raw: bool = False) -> None:
-        self.voc, self.ids, self.raw = voc, list(ids), raw
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        image = self.voc.load_image(self.ids[index])
-        item: dict[str, Any] = {"index": index, "image": normalize(image)}
-        if self.raw:
-            item["raw"] = np.asarray(image)
-        return item
-
-
-def collate_images(items: list[dict[str, Any]]) -> dict[str, Any]:
-    batch: dict[str, Any] = {
-        "index": [item["index"] for item in items],
-        "image": torch.stack([item["image"] for item in items]),
-    }
-    if "raw" in items[0]:
-        batch["raw"] = [item["raw"] for item in items]
-    return batch
-
-
-def size_grouped_batches(sizes: Sequence[tuple[int, int]], batch_size: int) -> list[list[int]]:
-    """Indices in batches of at most `batch_size` whose images all have the same size."""
-    order = sorted(range(len(sizes)), key=lambda i: (sizes[i], i))
-    batches: list[list[int]] = []
-    for i in order:
-        if batches and len(batches[-1]) < batch_size and sizes[batches[-1][0]] == sizes[i]:
-            batches[-1].append(i)
-        else:
-            batches.append([i])
-    return batches
-
-
-def image_loader(
-    voc: VocDataset,
-    ids: Sequence[str],
-    batch_size: int,
-    workers: int | None,
-    device: torch.device,
-    raw: bool = False,
-) -> DataLoader:
-    """Batches of same-size images; workers (default: by device) decode while the network runs."""
-    check_count("--batch-size", batch_size)
-    check_count("--workers", workers, 0)
-    if workers is None:
-        workers = default_loader_workers(device)
-    if batch_size == 1:
-        batches = [[i] for i in range(len(ids))]
-    else:
-        batches = size_grouped_batches([image_size(voc.image_path(i)) for i in ids], batch_size)
-    return DataLoader(
-        ImageDataset(voc, ids, raw=raw),
-        batch_sampler=batches,
-        num_workers=workers,
-        collate_fn=collate_images,
-        pin_memory=device.type == "cuda",
-    )

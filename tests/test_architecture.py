@@ -1,0 +1,194 @@
+"""The import graph of wsss/: arrows point down the layers, no cycles, no stage borrowing from
+another stage, and the package never reaches into cli/ or benchmarks/."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Lowest first; a module may import its own layer or any layer below it.
+GROUND = {"wsss", "wsss.errors"}
+BASICS = {"wsss.io", "wsss.torchrun", "wsss.cam_math", "wsss.ui"}
+DATA = {"wsss.resume"}  # plus every wsss.data.* module
+ORCHESTRATORS = {"wsss.stages.pipeline", "wsss.stages.ablation", "wsss.stages.suite"}
+LAYERS = ("ground", "basics", "data", "models", "engine", "algorithms", "stages", "orchestrators")
+# Recipes still live in pipeline.py and variants in ablation.py, which import each other;
+# drop this pair once they have a module of their own.
+ALLOWED_CYCLE_EDGES = {("wsss.stages.ablation", "wsss.stages.pipeline")}
+
+
+def layer(module: str) -> int:
+    if module in GROUND:
+        name = "ground"
+    elif module in BASICS:
+        name = "basics"
+    elif module in DATA or _within(module, "wsss.data"):
+        name = "data"
+    elif _within(module, "wsss.models"):
+        name = "models"
+    elif _within(module, "wsss.engine"):
+        name = "engine"
+    elif module in ORCHESTRATORS or _within(module, "wsss.recipes"):
+        name = "orchestrators"
+    elif _within(module, "wsss.stages"):
+        name = "stages"
+    else:  # inference, checkpoints, CAM files, CRF, pseudo labels, metrics, ...
+        name = "algorithms"
+    return LAYERS.index(name)
+
+
+def _within(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+def module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def import_graph(root: Path, package: str = "wsss") -> dict[str, set[str]]:
+    """Module -> the modules it imports (at the top or inside functions), first-party only."""
+    files = {module_name(p, root): p for p in (root / package).rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for module, path in files.items():
+        targets: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                for alias in node.names:
+                    sub = f"{node.module}.{alias.name}"
+                    targets.add(sub if sub in files else node.module)
+        graph[module] = {
+            t for t in targets if t.split(".")[0] in (package, "cli", "benchmarks", "scripts")
+        }
+    return graph
+
+
+def upward_arrows(graph: dict[str, set[str]]) -> list[str]:
+    return [
+        f"{module} -> {target}"
+        for module, targets in sorted(graph.items())
+        for target in sorted(targets)
+        if target.startswith("wsss") and layer(target) > layer(module)
+    ]
+
+
+def stage_borrowing(graph: dict[str, set[str]]) -> list[str]:
+    return [
+        f"{module} -> {target}"
+        for module, targets in sorted(graph.items())
+        for target in sorted(targets)
+        if layer(module) == LAYERS.index("stages") == layer(target) and module != target
+    ]
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One cycle through each strongly connected group of modules (Tarjan)."""
+    edges = {
+        m: {t for t in ts if t in graph and (m, t) not in ALLOWED_CYCLE_EDGES}
+        for m, ts in graph.items()
+    }
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in sorted(edges[node]):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1 or node in edges[node]:
+                found.append(sorted(group))
+
+    for node in sorted(edges):
+        if node not in index:
+            visit(node)
+    return found
+
+
+@pytest.fixture(scope="module")
+def graph() -> dict[str, set[str]]:
+    return import_graph(ROOT)
+
+
+def test_the_graph_covers_the_package(graph):
+    assert {"wsss.inference", "wsss.engine.trainer", "wsss.stages.make_cam"} <= set(graph)
+    assert "wsss.data.loader" in graph["wsss.inference"] or "wsss.data.loader" in {
+        t for ts in graph.values() for t in ts
+    }
+
+
+def test_no_module_imports_a_layer_above_it(graph):
+    assert upward_arrows(graph) == []
+
+
+def test_no_stage_imports_another_stage(graph):
+    assert stage_borrowing(graph) == []
+
+
+def test_no_import_cycles(graph):
+    assert cycles(graph) == []
+
+
+def test_the_package_never_imports_cli_or_benchmarks(graph):
+    outside = [
+        f"{m} -> {t}"
+        for m, ts in sorted(graph.items())
+        for t in sorted(ts)
+        if t.split(".")[0] in ("cli", "benchmarks", "scripts")
+    ]
+    assert outside == []
+
+
+def test_the_cli_reaches_algorithms_only_through_the_stages():
+    """Parsing and defaults of an option live with the stage's config, not in cli/."""
+    cli = import_graph(ROOT, "cli")
+    helpers = {"models", "engine", "algorithms"}
+    reached = [
+        f"{module} -> {target}"
+        for module, targets in sorted(cli.items())
+        for target in sorted(targets)
+        if target.startswith("wsss") and LAYERS[layer(target)] in helpers
+    ]
+    assert reached == []
+
+
+def test_the_checks_catch_bad_imports(tmp_path: Path):
+    """A planted upward import, a stage borrowing from a stage and a cycle are all reported."""
+    package = tmp_path / "wsss"
+    (package / "engine").mkdir(parents=True)
+    (package / "stages").mkdir()
+    for init in (package, package / "engine", package / "stages"):
+        (init / "__init__.py").write_text("")
+    (package / "engine" / "trainer.py").write_text("from wsss.stages.make_cam import run\n")
+    (package / "stages" / "make_cam.py").write_text(
+        "def run():\n    from wsss.stages.predict import run\n"
+    )
+    (package / "stages" / "predict.py").write_text("import wsss.stages.make_cam\nimport cli\n")
+    planted = import_graph(tmp_path)
+    assert upward_arrows(planted) == ["wsss.engine.trainer -> wsss.stages.make_cam"]
+    assert stage_borrowing(planted) == [
+        "wsss.stages.make_cam -> wsss.stages.predict",
+        "wsss.stages.predict -> wsss.stages.make_cam",
+    ]
+    assert cycles(planted) == [["wsss.stages.make_cam", "wsss.stages.predict"]]
+    assert "cli" in planted["wsss.stages.predict"]

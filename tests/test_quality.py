@@ -1,0 +1,137 @@
+"""The quality suite: its sets keep the tuning/report protocol, its JSON aggregates what the
+runs measured, and the smoke set runs end to end and resumes (quality itself is not tested)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from wsss.data.demo import DemoKnobs
+from wsss.errors import WsssError
+from wsss.io import write_json
+from wsss.quality_sets import REPORT, SETS, TUNING, Variant
+from wsss.stages import pipeline, suite
+from wsss.stages.suite import CHECKS, STAGES, SuiteConfig
+
+
+def test_tuning_and_report_sets_are_disjoint_and_spread_over_the_knobs() -> None:
+    assert {v.name for v in TUNING}.isdisjoint(v.name for v in REPORT)
+    tuning_seeds = {s for v in TUNING for s in v.seeds}
+    report_seeds = {s for v in REPORT for s in v.seeds}
+    assert tuning_seeds.isdisjoint(report_seeds) and 0 not in tuning_seeds | report_seeds
+    knob_sets = [json.dumps(v.knobs, sort_keys=True) for v in TUNING + REPORT]
+    assert len(set(knob_sets)) == len(knob_sets)
+    for variant in (v for variants in SETS.values() for v in variants):
+        assert variant.knobs, f"{variant.name} is the demo itself"
+        DemoKnobs(**variant.knobs).check()
+        assert len(variant.seeds) == len(set(variant.seeds)) >= 1
+    # Between them, the report variants move body evidence, clutter, objects and classes.
+    moved = {k for v in REPORT for k in v.knobs}
+    assert {"body_evidence", "clutter", "max_objects", "classes"} <= moved
+
+
+def test_the_recipe_follows_the_variants_image_size() -> None:
+    variant = Variant("v", {"classes": 3}, 10, 5, 96, (7,), {"train_cam": {"epochs": 2}})
+    recipe = suite.recipe_for(variant, 7)
+    assert recipe.demo == {"n_train": 10, "n_val": 5, "size": 96, "seed": 7, "classes": 3}
+    assert recipe.train_cam["crop"] == 96 and recipe.train_cam["epochs"] == 2
+    assert recipe.train_seg["scale_range"] == (72, 120) and recipe.train_aff["crop"] == 96
+    assert recipe.train_seg["epochs"] == pipeline.DEMO.train_seg["epochs"]
+
+
+@pytest.mark.parametrize("jobs", [None, 1, 3])
+def test_jobs_times_threads_fit_the_cores(jobs: int | None, monkeypatch) -> None:
+    monkeypatch.setattr(suite.os, "sched_getaffinity", lambda _: set(range(8)), raising=False)
+    setup = suite.pick_jobs(jobs, "cpu", runs=10)
+    assert setup.jobs * setup.threads <= 8
+    assert setup.jobs == (jobs or 2)
+    assert suite.pick_jobs(None, "cpu", runs=1).jobs == 1
+
+
+def fake_run(out: Path, variant: str, seed: int, cam: float, pseudo: float, seg: float,
+             rw: float, bound: float) -> None:  # fmt: skip
+    base = out / "runs" / variant / f"seed{seed}"
+    summary = {"cam_miou": cam, "cam_miou_oracle": 99.0, "pseudo_miou": pseudo,
+               "seg_miou": seg, "random_walk": {"rw_miou": rw, "pseudo_miou": pseudo + 1,
+                                                "seg_miou": seg - 1, "kept": "crf"}}  # fmt: skip
+    write_json(base / "pcl" / "summary.json", summary)
+    write_json(base / "supervised" / "supervised.json", {"seg_miou": bound})
+
+
+def test_quality_json_aggregates_per_variant_stage_and_target(tmp_path: Path) -> None:
+    variants = (Variant("a", {"clutter": 2.0}, 1, 1, 48, (1, 2)),
+                Variant("b", {"clutter": 0.5}, 1, 1, 48, (3,)))  # fmt: skip
+    fake_run(tmp_path, "a", 1, cam=50, pseudo=60, seg=50, rw=55, bound=80)
+    fake_run(tmp_path, "a", 2, cam=40, pseudo=50, seg=49, rw=35, bound=70)
+    fake_run(tmp_path, "b", 3, cam=30, pseudo=20, seg=19, rw=31, bound=60)
+    quality = suite.collect("tuning", variants, ("pcl",), tmp_path)
+    block = quality["ablations"]["pcl"]
+    a, b = block["variants"]["a"], block["variants"]["b"]
+    assert a["mean"]["cam"] == 45 and a["seed_spread"]["cam"] == 10
+    assert a["mean"]["supervised_seg"] == 75 and a["mean"]["rw_pseudo"] == 56
+    assert a["checks"]["crf_pseudo_ge_cam"] and a["checks"]["rw_maps_ge_cam"]
+    assert not b["checks"]["crf_pseudo_ge_cam"] and b["checks"]["rw_maps_ge_cam"]
+    # seg 49.5 vs 0.9 x 55 = 49.5 passes; b's 19 vs 18 passes
+    assert a["checks"]["crf_seg_ge_0.9_crf_pseudo"] and b["checks"]["crf_seg_ge_0.9_crf_pseudo"]
+    stages = block["stages"]
+    assert stages["cam"]["mean"] == pytest.approx(37.5)
+    assert stages["cam"]["worst"] == {"variant": "b", "miou": 30}
+    assert stages["cam"]["seed_spread"] == 10
+    shares = block["checks"]
+    assert shares["crf_pseudo_ge_cam"]["share"] == 0.5
+    assert shares["crf_pseudo_ge_cam"]["passing"] == ["a"]
+    assert shares["crf_pseudo_ge_cam"]["on_average"] is True  # 37.5 <= 37.5
+    assert shares["rw_maps_ge_cam"]["share"] == 1.0
+    assert len(quality["runs"]) == 3 and set(quality["checks"]) == set(CHECKS)
+    assert set(quality["runs"][0]["seconds"]) == {"pipeline", "supervised"}
+    assert set(quality["variants"]) == {"a", "b"}
+    assert isinstance(suite.quality_table(quality).row_count, int)
+
+
+def assert_complete(quality: dict) -> None:
+    assert quality["set"] == "smoke"
+    block = quality["ablations"]["pcl"]
+    row = block["variants"]["smoke"]
+    for stage in STAGES:
+        assert 0.0 <= row["mean"][stage] <= 100.0, stage
+        assert set(block["stages"][stage]) == {"mean", "worst", "seed_spread"}
+    assert set(row["checks"]) == set(block["checks"]) == set(CHECKS)
+    for share in block["checks"].values():
+        assert set(share) == {"passing", "share", "on_average"}
+        assert share["share"] in (0.0, 1.0)
+
+
+@pytest.mark.slow
+def test_smoke_set_runs_end_to_end_and_resumes(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("WSSS_QUIET", "1")
+    config = SuiteConfig(out=tmp_path / "q", set_name="smoke", device="cpu", threads=1,
+                         workers=0)  # fmt: skip
+    first = suite.run(config)
+    assert_complete(first.quality)
+    assert json.loads(first.json_path.read_text()) == first.quality
+    assert (tmp_path / "q" / "data" / "smoke" / "seed901" / "classes.txt").is_file()
+    (run,) = first.quality["runs"]
+    assert run["seconds"]["pipeline"] > 0 and run["seconds"]["supervised"] > 0
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run was run again")
+
+    monkeypatch.setattr(pipeline, "run", no_training)
+    monkeypatch.setattr(pipeline, "train_segmenter", no_training)
+    again = suite.run(config)
+    assert again.quality == first.quality
+
+    # a run folder made with other settings is not silently reused
+    spec = tmp_path / "q" / "runs" / "smoke" / "seed901" / "pcl" / suite.SPEC
+    write_json(spec, {"variant": "smoke", "seed": 901, "ablation": "pcl", "recipe": {}})
+    with pytest.raises(WsssError, match="made with other settings"):
+        suite.run(config)
+
+
+def test_bad_set_and_ablation_are_one_line_errors(tmp_path: Path) -> None:
+    with pytest.raises(WsssError, match="--set must be one of"):
+        suite.run(SuiteConfig(out=tmp_path, set_name="nope"))
+    with pytest.raises(WsssError, match="--variant must be one of"):
+        suite.run(SuiteConfig(out=tmp_path, set_name="smoke", ablations=("plain-ish",)))

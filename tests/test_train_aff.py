@@ -1,0 +1,60 @@
+"""`wsss train-aff` on a tiny dataset: the loss falls, --init, resume, and its checks."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import CLASSES
+from helpers_tinyvoc import save_model
+
+from wsss.engine.checkpoint import load_checkpoint
+from wsss.errors import WsssError
+from wsss.models.classifier import CamClassifier
+from wsss.stages.train_aff import TrainAffConfig
+from wsss.stages.train_aff import run as train_aff
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_train_aff_lowers_the_loss_and_resumes(rw_setup: dict[str, Path], tmp_path: Path) -> None:
+    cam_model = CamClassifier("resnet18", len(CLASSES))
+    cam_checkpoint = save_model(tmp_path / "cls.pt", cam_model, CLASSES)
+    out = tmp_path / "aff"
+    config = TrainAffConfig(
+        data=rw_setup["root"], labels=rw_setup["labels"], out=out, split="train",
+        backbone="resnet18", pretrained="none", init=cam_checkpoint, epochs=6, batch_size=3,
+        crop=40, scale_range=(40, 48), optimizer="adamw", lr=1e-3, radius=3, device="cpu",
+        workers=0,
+    )  # fmt: skip
+    result = train_aff(config)
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(lines) == 6 and lines[-1]["loss"] < lines[0]["loss"]
+    assert {"bg", "fg", "neg"} <= set(lines[0])
+    final = load_checkpoint(result.final, "affinity")
+    assert final["model_config"]["freeze_backbone"] is True
+    # the frozen backbone is the --init classifier's
+    backbone = {k: v for k, v in final["model"].items() if k.startswith("backbone.")}
+    torch.testing.assert_close(backbone["backbone.conv1.weight"], cam_model.backbone.conv1.weight)
+    # resuming a finished run changes nothing; resuming with another radius is refused
+    again = train_aff(replace(config, resume=True))
+    assert again.metrics["loss"] == lines[-1]["loss"]
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 6
+    with pytest.raises(WsssError, match="radius"):
+        train_aff(replace(config, resume=True, radius=4))
+
+
+def test_train_aff_needs_labels_and_a_fitting_crop(
+    rw_setup: dict[str, Path], tmp_path: Path
+) -> None:
+    common = dict(data=rw_setup["root"], out=tmp_path / "o", pretrained="none", device="cpu")
+    with pytest.raises(WsssError, match="--labels directory not found"):
+        train_aff(TrainAffConfig(labels=tmp_path / "missing", **common))
+    with pytest.raises(WsssError, match="--crop 16 is too small for --radius 5"):
+        train_aff(TrainAffConfig(labels=rw_setup["labels"], crop=16, **common))
+
+
+# -- make-rw -------------------------------------------------------------------------------------

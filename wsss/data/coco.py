@@ -1,0 +1,123 @@
+"""COCO instance annotations -> one semantic label map per image (see docs/coco.md).
+
+pycocotools reads the annotation JSON and decodes every segmentation form (polygons,
+uncompressed and compressed RLE). The conversion follows the converter the WSSS papers use
+for their COCO ground truth (alicranck/coco2voc): every instance, crowd regions included, is
+painted with its class, and where instances overlap the smaller one (by `area`) stays on top.
+Labels are 1..C in category-id order (COCO's 1..90 with gaps -> 1..80), 0 is the background.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from wsss.errors import WsssError, file_error
+
+if TYPE_CHECKING:
+    from pycocotools.coco import COCO
+
+# The official 2014 layout: split name -> image folder (annotations/instances_<folder>.json).
+SPLIT_FOLDERS = {"train": "train2014", "val": "val2014"}
+# Recorded in the manifest: resuming with another convention would mix two kinds of masks.
+CONVENTION = "coco2voc: all instances incl. crowd painted with their class, smaller area on top"
+
+
+def annotation_file(root: str | Path, split: str) -> Path:
+    return Path(root) / "annotations" / f"instances_{SPLIT_FOLDERS[split]}.json"
+
+
+def load_coco(path: Path) -> COCO:
+    """The annotation file through pycocotools (its progress prints are silenced)."""
+    try:
+        from pycocotools.coco import COCO
+    except ImportError:
+        raise WsssError(
+            "prepare-coco needs pycocotools: pip install 'wsss[coco]' (or pycocotools)"
+        ) from None
+    if not path.is_file():
+        raise file_error(path, "annotation file not found")
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            coco = COCO(str(path))
+    except (ValueError, AssertionError, KeyError, TypeError) as exc:  # JSON or layout errors
+        raise file_error(path, f"not a COCO instances file ({type(exc).__name__}: {exc})") from None
+    for key in ("images", "annotations", "categories"):
+        if key not in coco.dataset:
+            raise file_error(path, f"not a COCO instances file (no '{key}' list)")
+    return coco
+
+
+def category_labels(coco: COCO) -> tuple[tuple[str, ...], dict[int, int]]:
+    """Class names in category-id order, and category id -> label value 1..C."""
+    ids = sorted(coco.cats)
+    return tuple(coco.cats[i]["name"] for i in ids), {cat: k + 1 for k, cat in enumerate(ids)}
+
+
+def image_id_of(image: dict[str, Any]) -> str:
+    """The toolkit's id of a COCO image: its file stem (COCO_train2014_000000000009)."""
+    return Path(image["file_name"]).stem
+
+
+def image_annotations(coco: COCO, image: dict[str, Any], source: Path) -> list[dict[str, Any]]:
+    """The image's annotations, each checked for a known category."""
+    annotations = coco.imgToAnns.get(image["id"], [])
+    for ann in annotations:
+        if ann.get("category_id") not in coco.cats:
+            raise file_error(
+                source,
+                f"annotation {ann.get('id')} has unknown category_id {ann.get('category_id')}",
+            )
+    return annotations
+
+
+def semantic_mask(
+    coco: COCO,
+    image: dict[str, Any],
+    annotations: list[dict[str, Any]],
+    label_of: dict[int, int],
+    source: Path,
+) -> np.ndarray:
+    """uint8 (H, W) label map of one image; 0 = background."""
+    from pycocotools import mask as mask_utils
+
+    height, width = int(image["height"]), int(image["width"])
+    rles = []
+    for ann in annotations:
+        try:
+            rle = coco.annToRLE(ann)
+        except (TypeError, ValueError, KeyError, IndexError) as exc:
+            raise file_error(
+                source, f"annotation {ann.get('id')}: bad segmentation ({exc})"
+            ) from None
+        if list(rle["size"]) != [height, width]:
+            raise file_error(
+                source,
+                f"annotation {ann.get('id')}: RLE size {rle['size']} differs from its image "
+                f"{height}x{width}",
+            )
+        area = ann.get("area")
+        rles.append((float(area) if area is not None else float(mask_utils.area(rle)), ann, rle))
+    label = np.zeros((height, width), dtype=np.uint8)
+    # Smaller instances first, each painting only pixels still background: the stable sort
+    # keeps annotation order among equal areas, exactly as coco2voc does.
+    with warnings.catch_warnings():
+        # pycocotools 2.0 + numpy 2 warn about a copy keyword on every decode; harmless.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        for _, ann, rle in sorted(rles, key=lambda item: item[0]):
+            pixels = mask_utils.decode(rle).astype(bool)
+            label[pixels & (label == 0)] = label_of[ann["category_id"]]
+    return label
+
+
+def image_class_names(
+    annotations: list[dict[str, Any]], classes: tuple[str, ...], label_of: dict[int, int]
+) -> list[str]:
+    """Image-level labels: the classes of all its annotations, in class-list order."""
+    present = sorted({label_of[ann["category_id"]] for ann in annotations})
+    return [classes[value - 1] for value in present]

@@ -1,0 +1,91 @@
+"""Batches of normalised images for inference, grouped by size so no image is padded."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from wsss.data.transforms import normalize
+from wsss.data.voc import VocDataset, image_size
+from wsss.errors import check_count
+
+
+def default_loader_workers(device: str | torch.device = "auto") -> int:
+    """Image loading processes: up to 4 feeding a GPU, none on the CPU.
+
+    On the CPU the network itself uses every core, and a loader process that takes one stalls
+    all of torch's threads at their next barrier (docs/performance.md has the timings).
+    """
+    kind = device.type if isinstance(device, torch.device) else device
+    uses_gpu = kind == "cuda" or (kind == "auto" and torch.cuda.is_available())
+    return min(4, os.cpu_count() or 1) if uses_gpu else 0
+
+
+class ImageDataset(Dataset):
+    """Normalised images of a list of ids, decoded in loader workers (optionally also raw)."""
+
+    def __init__(self, voc: VocDataset, ids: Sequence[str], raw: bool = False) -> None:
+        self.voc, self.ids, self.raw = voc, list(ids), raw
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        image = self.voc.load_image(self.ids[index])
+        item: dict[str, Any] = {"index": index, "image": normalize(image)}
+        if self.raw:
+            item["raw"] = np.asarray(image)
+        return item
+
+
+def collate_images(items: list[dict[str, Any]]) -> dict[str, Any]:
+    batch: dict[str, Any] = {
+        "index": [item["index"] for item in items],
+        "image": torch.stack([item["image"] for item in items]),
+    }
+    if "raw" in items[0]:
+        batch["raw"] = [item["raw"] for item in items]
+    return batch
+
+
+def size_grouped_batches(sizes: Sequence[tuple[int, int]], batch_size: int) -> list[list[int]]:
+    """Indices in batches of at most `batch_size` whose images all have the same size."""
+    order = sorted(range(len(sizes)), key=lambda i: (sizes[i], i))
+    batches: list[list[int]] = []
+    for i in order:
+        if batches and len(batches[-1]) < batch_size and sizes[batches[-1][0]] == sizes[i]:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
+def image_loader(
+    voc: VocDataset,
+    ids: Sequence[str],
+    batch_size: int,
+    workers: int | None,
+    device: torch.device,
+    raw: bool = False,
+) -> DataLoader:
+    """Batches of same-size images; workers (default: by device) decode while the network runs."""
+    check_count("--batch-size", batch_size)
+    check_count("--workers", workers, 0)
+    if workers is None:
+        workers = default_loader_workers(device)
+    if batch_size == 1:
+        batches = [[i] for i in range(len(ids))]
+    else:
+        batches = size_grouped_batches([image_size(voc.image_path(i)) for i in ids], batch_size)
+    return DataLoader(
+        ImageDataset(voc, ids, raw=raw),
+        batch_sampler=batches,
+        num_workers=workers,
+        collate_fn=collate_images,
+        pin_memory=device.type == "cuda",
+    )

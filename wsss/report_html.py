@@ -1,0 +1,476 @@
+"""`report.html`: one self-contained page that shows a pipeline run to a person.
+
+The page is assembled from what the run directory holds, found through the stages' own
+manifests rather than fixed folder names: summary.json, each trainer's metrics.jsonl, the
+eval-cam sweeps, the eval JSONs of pseudo labels and predictions, and sample grids drawn
+from the CAM and label files. Every part is optional; what is absent is said on the page.
+Figures are PNGs inlined as data URIs and the CSS is inline, so the file opens anywhere,
+offline, and can be mailed or archived as one file. Every string that comes from the user
+(paths, class names, split names) goes through `html.escape`.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+import wsss
+from wsss.camfile import EVAL_CAM_RECORD
+from wsss.data.palette import voc_colormap
+from wsss.data.voc import VocDataset
+from wsss.errors import WsssError, file_error
+from wsss.io import MANIFEST_NAME, read_json, read_manifest, read_text_lines
+from wsss.overlay import curves_png, figure_png
+from wsss.report import Column, sample_grid
+
+REPORT_NAME = "report.html"
+TILE = 160  # px: sample pictures of any size are fitted into squares of this side
+METRICS = "metrics.jsonl"
+EVAL_JSON = "eval.json"
+# metrics.jsonl keys that are bookkeeping, not loss terms
+NOT_LOSSES = frozenset(
+    {"epoch", "iterations", "lr", "images", "images_per_s", "seconds", "alpha", "eval"}
+)
+TRAINERS = ("train-cam", "train-seg", "train-aff")
+PIPELINE = ("train-cam", "make-cam", "make-pseudo", "train-seg", "predict")  # the CRF path
+CAM_MAKERS = ("make-cam", "make-rw")
+LABEL_MAKERS = ("make-pseudo", "predict")
+WHAT = {
+    "train-cam": "CAM classifier",
+    "train-seg": "segmenter",
+    "train-aff": "affinity net",
+    "make-cam": "CAMs",
+    "make-rw": "random-walk maps",
+    "make-pseudo": "pseudo labels",
+    "predict": "predictions",
+}
+
+
+@dataclass
+class Folder:
+    """A stage's output folder in the run directory, as its manifest describes it."""
+
+    path: Path
+    stage: str
+    manifest: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return self.manifest.get("params", {})
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({WHAT.get(self.stage, self.stage)})"
+
+
+@dataclass
+class Report:
+    html: str
+    sections: list[str]
+    missing: list[str] = field(default_factory=list)
+
+
+def build_report(run_dir: Path, samples: int = 4) -> Report:
+    """The page for `run_dir`; `missing` lists, one line each, what the run lacks."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise file_error(
+            run_dir, "not a directory" if run_dir.exists() else "run directory not found"
+        )
+    missing: list[str] = []
+    folders = discover(run_dir, missing)
+    summary = _read_summary(run_dir, missing)
+    if summary is None and not folders:
+        raise file_error(run_dir, "not a wsss run directory (no summary.json, no stage manifests)")
+    made = {folder.stage for folder in folders}
+    missing += [f"{WHAT[stage]}: {stage} has not run" for stage in PIPELINE if stage not in made]
+    if not made & {"train-aff", "make-rw"}:
+        missing.append("random-walk path: not run (wsss pipeline ... --random-walk adds it)")
+    parts = [
+        ("Summary", summary_section(summary, folders)),
+        ("Training curves", training_section(folders, missing)),
+        ("CAM threshold", threshold_section(folders, missing)),
+        ("Per-class IoU", iou_section(folders, missing)),
+        ("Samples", samples_section(run_dir, summary, folders, samples, missing)),
+    ]
+    body = [f"<h1>wsss run report</h1><p class=path>{escape(str(run_dir.resolve()))}</p>"]
+    if missing:
+        items = "".join(f"<li>{escape(line)}</li>" for line in missing)
+        body.append(f"<div class=missing><b>Not in this run</b><ul>{items}</ul></div>")
+    for title, html in parts:
+        body.append(f"<h2>{escape(title)}</h2>{html}")
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    body.append(f"<p class=foot>written by wsss {escape(wsss.__version__)}, {stamp}</p>")
+    page = PAGE.format(title=escape(f"wsss report: {run_dir.name}"), body="\n".join(body))
+    return Report(html=page, sections=[title for title, _ in parts], missing=missing)
+
+
+# -- reading the run directory ----------------------------------------------------------------
+
+
+def discover(run_dir: Path, missing: list[str]) -> list[Folder]:
+    """The run's stage folders (one level down), in the order they were made."""
+    folders = []
+    for path in sorted(p for p in run_dir.iterdir() if (p / MANIFEST_NAME).is_file()):
+        try:
+            manifest = read_manifest(path)
+        except WsssError as exc:  # a corrupt manifest hides one folder, not the report
+            missing.append(str(exc))
+            continue
+        assert manifest is not None
+        folders.append(Folder(path, str(manifest["stage"]), manifest))
+    return sorted(folders, key=lambda f: (str(f.manifest.get("created", "")), f.name))
+
+
+def by_kind(folders: Sequence[Folder], stages: Sequence[str]) -> list[Folder]:
+    """The folders of `stages`, grouped in that order (CAMs, then pseudo labels, then
+    predictions), each group in the order made."""
+    return sorted((f for f in folders if f.stage in stages), key=lambda f: stages.index(f.stage))
+
+
+def _read_summary(run_dir: Path, missing: list[str]) -> dict[str, Any] | None:
+    path = run_dir / "summary.json"
+    if not path.is_file():
+        missing.append("summary.json: the pipeline has not finished (or was run stage by stage)")
+    return _read_optional_json(path, missing)
+
+
+def _read_optional_json(path: Path, missing: list[str]) -> dict[str, Any] | None:
+    """A JSON object, or None when absent; a corrupt file is noted in `missing`."""
+    if not path.is_file():
+        return None
+    try:
+        content = read_json(path)
+    except WsssError as exc:
+        missing.append(str(exc))
+        return None
+    return content if isinstance(content, dict) else None
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The epoch records of a metrics.jsonl; a torn last line (a kill mid-write) is skipped."""
+    records = []
+    for line in read_text_lines(path, "metrics file"):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and "epoch" in record:
+            records.append(record)
+    return records
+
+
+# -- sections ---------------------------------------------------------------------------------
+
+
+def summary_section(summary: dict[str, Any] | None, folders: Sequence[Folder]) -> str:
+    """summary.json as a table (nested objects as groups), then what each stage folder holds."""
+    html = []
+    if summary is None:
+        html.append(note("No summary.json: the values below come from each stage's own files."))
+    else:
+        rows, timing = [], None
+        for key, value in summary.items():
+            if key == "seconds" and isinstance(value, dict):
+                timing = value
+            elif isinstance(value, dict):
+                rows.append(f"<tr><th colspan=2 class=group>{escape(key)}</th></tr>")
+                rows += [_row(k, v, indent=True) for k, v in value.items()]
+            else:
+                rows.append(_row(key, value))
+        html.append(f"<table class=kv><caption>summary.json</caption>{''.join(rows)}</table>")
+        if timing:
+            rows = [_row(k, v) for k, v in timing.items()]
+            html.append(
+                f"<table class=kv><caption>seconds per step</caption>{''.join(rows)}</table>"
+            )
+    if folders:
+        rows = [_stage_row(folder) for folder in folders]
+        html.append(
+            "<table><caption>stage folders</caption><tr><th>folder</th><th>stage</th>"
+            f"<th>state</th></tr>{''.join(rows)}</table>"
+        )
+    return "".join(html)
+
+
+def _row(key: str, value: Any, indent: bool = False) -> str:
+    cls = " class=sub" if indent else ""
+    return f"<tr><td{cls}>{escape(key)}</td><td class=num>{escape(_fmt(value))}</td></tr>"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "n/a" if math.isnan(value) else f"{value:.2f}"
+    if value is None:
+        return "n/a"
+    if isinstance(value, list | dict):
+        return json.dumps(value)
+    return str(value)
+
+
+def _stage_row(folder: Folder) -> str:
+    return (
+        f"<tr><td>{escape(folder.name)}</td><td>{escape(folder.stage)}</td>"
+        f"<td>{escape(stage_state(folder))}</td></tr>"
+    )
+
+
+def stage_state(folder: Folder) -> str:
+    """A trainer's epochs and whether final.pt exists; a per-image stage's file count."""
+    if folder.stage in TRAINERS:
+        done = len(read_metrics(folder.path / METRICS)) if (folder.path / METRICS).is_file() else 0
+        planned = folder.params.get("epochs", "?")
+        finished = (folder.path / "final.pt").is_file()
+        return f"{done} of {planned} epochs" + (", finished" if finished else ", not finished")
+    if "complete" in folder.manifest:
+        files = folder.manifest.get("files", "?")
+        return f"{files} files, " + ("complete" if folder.manifest["complete"] else "incomplete")
+    return "done"
+
+
+def training_section(folders: Sequence[Folder], missing: list[str]) -> str:
+    html = []
+    for folder in folders:
+        if folder.stage not in TRAINERS:
+            continue
+        path = folder.path / METRICS
+        records = read_metrics(path) if path.is_file() else []
+        if not records:
+            missing.append(f"{folder.name}/{METRICS}: no finished epoch yet")
+            continue
+        caption = f"{folder.label}: {stage_state(folder)}"
+        html.append(figure(training_png(records, folder.name), caption))
+    if not html:
+        return note("No training curves: no trainer has finished an epoch.")
+    return "".join(html)
+
+
+def training_png(records: Sequence[dict[str, Any]], title: str) -> bytes:
+    """Loss terms per epoch; beside them the periodic evaluation's metric when there is one."""
+    from matplotlib.figure import Figure
+
+    epochs = [r["epoch"] for r in records]
+    terms = sorted({k for r in records for k, v in r.items()
+                    if k not in NOT_LOSSES and isinstance(v, int | float)})  # fmt: skip
+    evals = [(r["epoch"], r["eval"]) for r in records if isinstance(r.get("eval"), dict)]
+    figure = Figure(figsize=(9 if evals else 5, 3.2), dpi=100)
+    axes = figure.subplots(1, 2 if evals else 1, squeeze=False)[0]
+    for term in terms:
+        values = [r.get(term, float("nan")) for r in records]
+        width = 2.2 if term == "loss" else 1.2
+        axes[0].plot(epochs, values, marker="o", markersize=3, linewidth=width, label=term)
+    axes[0].set_xlabel("epoch")
+    axes[0].set_ylabel("training loss (epoch mean)")
+    axes[0].set_title(title)
+    axes[0].legend(fontsize="small")
+    if evals:
+        name = str(evals[-1][1].get("name", "eval"))
+        axes[1].plot([e for e, _ in evals], [v.get("metric") for _, v in evals], marker="o",
+                     color="tab:green")  # fmt: skip
+        axes[1].set_xlabel("epoch")
+        axes[1].set_ylabel(name)
+        axes[1].set_title("periodic evaluation")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    return figure_png(figure)
+
+
+def threshold_section(folders: Sequence[Folder], missing: list[str]) -> str:
+    cam_folders = [f for f in folders if f.stage in CAM_MAKERS]
+    if not cam_folders:
+        return note("No CAMs in this run yet.")
+    sweeps = {}
+    for folder in cam_folders:
+        record = _read_optional_json(folder.path / EVAL_CAM_RECORD, missing)
+        if record is None or not record.get("curve"):
+            missing.append(f"{folder.name}/{EVAL_CAM_RECORD}: not scored (eval-cam has not run "
+                           "on these maps, or their split has no pixel masks)")  # fmt: skip
+            continue
+        sweeps[folder.label] = record
+    if not sweeps:
+        return note("No threshold sweep: eval-cam needs ground-truth masks of the CAM split.")
+    curves = {label: ([tuple(p) for p in r["curve"]], (r["best_threshold"], r["best_miou"]))
+              for label, r in sweeps.items()}  # fmt: skip
+    png = curves_png(curves, "mIoU vs background threshold")
+    rows = "".join(
+        f"<tr><td>{escape(label)}</td><td>{escape(str(r.get('split', '?')))}</td>"
+        f"<td class=num>{r.get('images', '?')}</td><td class=num>{r['best_threshold']:.2f}</td>"
+        f"<td class=num>{r['best_miou']:.2f}</td></tr>"
+        for label, r in sweeps.items()
+    )
+    table = (
+        "<table><tr><th>maps</th><th>split</th><th>images</th><th>best threshold</th>"
+        f"<th>best mIoU %</th></tr>{rows}</table>"
+    )
+    return figure(png, "mIoU of the maps at each background threshold; the star is the best") + (
+        table
+    )
+
+
+def iou_section(folders: Sequence[Folder], missing: list[str]) -> str:
+    """One column per evaluated output (CAMs at their best threshold, pseudo labels,
+    predictions), one row per class, cells shaded by IoU."""
+    columns: dict[str, dict[str, Any]] = {}
+    for folder in by_kind(folders, CAM_MAKERS + LABEL_MAKERS):
+        name = EVAL_CAM_RECORD if folder.stage in CAM_MAKERS else EVAL_JSON
+        scores = _read_optional_json(folder.path / name, missing)
+        if scores is not None and isinstance(scores.get("iou"), dict):
+            columns[folder.label] = scores
+    if not columns:
+        missing.append("per-class IoU: no evaluation JSON (no pixel masks, or eval has not run)")
+        return note(
+            "No per-class IoU: nothing in this run was scored against pixel masks (the dataset "
+            "has none, or eval has not run). Judge the run by the samples below."
+        )
+    classes = list(dict.fromkeys(c for scores in columns.values() for c in scores["iou"]))
+    head = "".join(f"<th>{escape(label)}</th>" for label in columns)
+    rows = []
+    for name in classes:
+        cells = "".join(_iou_cell(scores["iou"].get(name)) for scores in columns.values())
+        rows.append(f"<tr><td>{escape(name)}</td>{cells}</tr>")
+    mean = "".join(_iou_cell(_miou(scores)) for scores in columns.values())
+    rows.append(f"<tr class=total><td>mIoU</td>{mean}</tr>")
+    return f"<table class=iou><tr><th>class</th>{head}</tr>{''.join(rows)}</table>"
+
+
+def _miou(scores: dict[str, Any]) -> float | None:
+    return scores.get("best_miou", scores.get("miou"))
+
+
+def _iou_cell(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "<td class=num>-</td>"
+    # white at 0 % to green at 100 %: the eye finds the weak classes without reading numbers
+    green = f"hsl(120, 55%, {100 - 0.45 * max(0.0, min(100.0, value)):.0f}%)"
+    return f'<td class=num style="background:{green}">{value:.1f}</td>'
+
+
+def samples_section(
+    run_dir: Path, summary: dict[str, Any] | None, folders: Sequence[Folder], count: int,
+    missing: list[str],
+) -> str:  # fmt: skip
+    """A grid per split: each image with every CAM / label folder made for that split."""
+    per_image = by_kind(folders, CAM_MAKERS + LABEL_MAKERS)
+    if not per_image or count <= 0:
+        return note("No per-image outputs (CAMs, pseudo labels, predictions) yet.")
+    voc = _open_dataset(summary, per_image, missing)
+    if voc is None:
+        return note("The dataset these outputs were made from is not where the run recorded it.")
+    splits: dict[str, list[Folder]] = {}
+    for folder in per_image:
+        splits.setdefault(str(folder.params.get("split")), []).append(folder)
+    html = []
+    for split, group in splits.items():
+        try:
+            ids = voc.split_ids(split)[:count]
+        except WsssError as exc:
+            missing.append(str(exc))
+            continue
+        columns = [Column(f.name, f.path, "cam" if f.stage in CAM_MAKERS else "label")
+                   for f in group]  # fmt: skip
+        grid = sample_grid(voc, ids, columns, tile=TILE)
+        legend = "; ".join(f"{f.name}: {WHAT.get(f.stage, f.stage)}" for f in group)
+        caption = f"split {split}, first {len(ids)} images. Columns: {legend}"
+        if not any(voc.has_mask(i) for i in ids):
+            caption += " (no ground-truth masks for these images)"
+        html.append(figure(png_bytes(grid), caption))
+    html.append(class_legend(voc.classes))
+    return "".join(html)
+
+
+def _open_dataset(
+    summary: dict[str, Any] | None, folders: Sequence[Folder], missing: list[str]
+) -> VocDataset | None:
+    candidates = [summary.get("data")] if summary else []
+    candidates += [f.params.get("data") for f in folders]
+    problem = "no dataset recorded in summary.json or the manifests"
+    for root in dict.fromkeys(c for c in candidates if c):
+        try:
+            return VocDataset.open(Path(root))
+        except WsssError as exc:
+            problem = str(exc)
+    missing.append(f"samples: {problem}")
+    return None
+
+
+def class_legend(classes: Sequence[str]) -> str:
+    """Each label value's colour in the grids, ignore (255) included: `label_picture` shows it
+    white, as on object outlines and in confident labels."""
+    colours = [tuple(int(c) for c in rgb) for rgb in voc_colormap(len(classes) + 1)]
+    names = ["background", *classes, "ignored (255)"]
+    items = "".join(
+        f'<span class=swatch style="background:rgb{colour}"></span>{escape(name)} '
+        for colour, name in zip([*colours, (255, 255, 255)], names, strict=True)
+    )
+    return f"<p class=legend>Label colours: {items}</p>"
+
+
+# -- HTML pieces --------------------------------------------------------------------------------
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def figure(png: bytes, caption: str) -> str:
+    """An inlined PNG with its pixel size stated, and an escaped caption."""
+    with Image.open(io.BytesIO(png)) as image:
+        width, height = image.size
+    data = base64.b64encode(png).decode("ascii")
+    text = escape(caption)
+    return (
+        f'<figure style="width:{width}px"><img src="data:image/png;base64,{data}" '
+        f'width={width} height={height} alt="{text}"><figcaption>{text}</figcaption></figure>'
+    )
+
+
+def note(text: str) -> str:
+    return f"<p class=note>{escape(text)}</p>"
+
+
+PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>
+body {{ font: 14px/1.45 system-ui, sans-serif; margin: 24px auto; max-width: 1200px;
+       padding: 0 16px; color: #222; }}
+h1 {{ margin-bottom: 0; }} h2 {{ border-bottom: 1px solid #ccc; margin-top: 32px; }}
+.path, .foot {{ color: #666; font-family: monospace; word-break: break-all; }}
+table {{ border-collapse: collapse; margin: 8px 24px 16px 0; display: inline-table;
+        vertical-align: top; }}
+caption {{ text-align: left; font-weight: 600; padding-bottom: 4px; }}
+td, th {{ border: 1px solid #ddd; padding: 3px 8px; }} th {{ background: #f4f4f4; }}
+th.group {{ text-align: left; }} td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
+tr.total td {{ font-weight: 600; }}
+figure {{ margin: 12px 24px 20px 0; display: inline-block; vertical-align: top; max-width: 100%; }}
+img {{ max-width: 100%; height: auto; }} td.sub {{ padding-left: 20px; }}
+figcaption {{ color: #555; font-size: 13px; }}
+.note {{ color: #555; font-style: italic; }}
+.missing {{ background: #fff8e1; border: 1px solid #f0d58c; padding: 8px 12px; margin: 16px 0; }}
+.missing ul {{ margin: 4px 0 0; }}
+.swatch {{ display: inline-block; width: 12px; height: 12px; margin: 0 3px 0 8px;
+          border: 1px solid #999; vertical-align: -1px; }}
+</style></head>
+<body>
+{body}
+</body></html>
+"""
