@@ -479,3 +479,10 @@ def test_runtime_is_recorded_and_a_resume_under_other_threads_warns(files: Files
     assert "torch_threads 1 -> 2" in err and "may differ bitwise" in " ".join(err.split())
     # and the same settings resume without a word
     assert "differ" not in succeeds([*args, "--resume"], capsys)
+
+
+@pytest.mark.parametrize("command", ["make-cam", "predict", "make-pseudo"])
+def test_per_image_manifests_record_the_runtime(files: Files, capsys, command) -> None:
+    succeeds(COMMANDS[command](files), capsys)
+    runtime = json.loads((files.out / "manifest.json").read_text())["runtime"]
+    assert runtime == {"device": "cpu", "amp": "off", "torch_threads": torch.get_num_threads()}

@@ -31,7 +31,7 @@ from wsss.data.classes import class_names_with_background
 from wsss.data.palette import IGNORE, read_label_png, save_label_png
 from wsss.data.voc import VocDataset
 from wsss.errors import WsssError, check_count, check_range, file_error
-from wsss.io import read_json, write_json
+from wsss.io import note_runtime, read_json, write_json
 from wsss.metrics import ConfusionMatrix, SegmentationScores
 from wsss.perimage import PerImageResult, PerImageRun
 from wsss.pool import default_workers, map_in_processes, peak_rss_mb
@@ -108,6 +108,7 @@ def run(config: MakePseudoConfig) -> MakePseudoResult:
     if not cams.is_dir():
         raise file_error(cams, "CAM directory not found")
     check_count("--workers", config.workers)
+    note_runtime({"device": "cpu", "amp": "off"})  # the CRF runs on the CPU, whatever ran before
     voc = VocDataset.open(config.data, config.class_list)
     cam_folder_params(cams, voc.classes)
     ids = voc.split_ids(config.split)
