@@ -194,6 +194,18 @@ def test_manifest_with_null_or_wrong_fields_is_one_line(files, capsys, manifest,
     assert error.startswith(f"{files.out / 'manifest.json'}: field '{field}'")
 
 
+def test_resume_state_that_does_not_fit_is_one_line(files: Files, capsys) -> None:
+    """`last.pt` edited by hand: optimizer, lr schedule, RNG states of the wrong shape."""
+    args = COMMANDS["train-cam"](files)
+    succeeds(args, capsys)
+    last = files.out / "last.pt"
+    content = load_checkpoint(last)
+    for field, value in (("optimizer", {"state": 3}), ("rng", {}), ("schedule", None)):
+        save_checkpoint(last, **{**content, field: value})
+        error = one_line_error([*args, "--resume"], capsys)
+        assert error.startswith(f"{last}: training state does not fit this run: ")
+
+
 @pytest.mark.parametrize("command", ["make-pseudo", "eval-cam"])
 def test_cam_manifest_with_wrong_classes_field(files: Files, capsys, command) -> None:
     write_json(files.cams / "manifest.json", {"stage": "make-cam", "params": {"classes": 3}})

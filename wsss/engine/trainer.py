@@ -20,7 +20,8 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -270,7 +271,8 @@ class _Trainer:
         self.fmt = memory_format(device)
         task.objective.to(device=device, memory_format=self.fmt)
         if checkpoint is not None:
-            task.model.load_state_dict(checkpoint["model"])
+            with _resume_state(self.out / LAST):
+                task.model.load_state_dict(checkpoint["model"])
         self.optimizer = build_optimizer(
             task.param_groups,
             config.optimizer,
@@ -290,12 +292,13 @@ class _Trainer:
         self.start_epoch = 0
         self.best: dict[str, Any] | None = None
         if checkpoint is not None:
-            self.optimizer.load_state_dict(checkpoint["optimizer"])
-            self.schedule.load_state_dict(checkpoint["schedule"])
-            self.scaler.load_state_dict(checkpoint["scaler"])
-            restore_rng_state(checkpoint["rng"])
-            self.start_epoch = int(checkpoint["epoch"])
-            self.best = checkpoint.get("best")
+            with _resume_state(self.out / LAST):
+                self.optimizer.load_state_dict(checkpoint["optimizer"])
+                self.schedule.load_state_dict(checkpoint["schedule"])
+                self.scaler.load_state_dict(checkpoint["scaler"])
+                restore_rng_state(checkpoint["rng"])
+                self.start_epoch = int(checkpoint["epoch"])
+                self.best = checkpoint.get("best")
         self.module = dist.wrap_ddp(task.objective, device)
         if config.compile:
             self.module = torch.compile(self.module)
@@ -544,6 +547,18 @@ class _Trainer:
             release_output_dir(self.out)
         dist.barrier()
         return result
+
+
+@contextmanager
+def _resume_state(path: Path) -> Iterator[None]:
+    """A `last.pt` whose training state does not fit this run (edited, or of another model)
+    is one line naming it, not torch's multi-line mismatch report."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
+        text = str(exc).strip()
+        reason = text.splitlines()[0][:200] if text else type(exc).__name__
+        raise file_error(path, f"training state does not fit this run: {reason}") from None
 
 
 def _scalars(terms: dict[str, Any], device: torch.device) -> dict[str, float]:
