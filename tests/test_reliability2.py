@@ -419,6 +419,18 @@ def test_cam_folder_of_another_class_list_is_one_line(files: Files, capsys, comm
     error = one_line_error(COMMANDS[command](files), capsys)
     assert error.startswith(
         f"{files.cams / 'manifest.json'}: CAMs made for the classes (cat, bird) but the "
+        "dataset has (cat, dog); make them with this dataset's class list"
+    )
+
+
+def test_predictions_of_another_class_list_are_one_line(files: Files, capsys) -> None:
+    write_json(
+        files.pred / "manifest.json",
+        {"stage": "predict", "params": {"classes": ["cat", "bird"], "split": "train"}},
+    )
+    error = one_line_error(COMMANDS["eval"](files), capsys)
+    assert error.startswith(
+        f"{files.pred / 'manifest.json'}: labels made for the classes (cat, bird) but the "
         "dataset has (cat, dog)"
     )
 

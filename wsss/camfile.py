@@ -23,6 +23,7 @@ import numpy as np
 from wsss.cam_math import CAM_STRIDE, strided_size
 from wsss.errors import WsssError, file_error
 from wsss.io import MANIFEST_NAME, atomic_open, json_field, read_manifest, safe_child
+from wsss.resume import check_made_for
 
 CamFormat = Literal["npy", "npz"]
 SUFFIXES: dict[str, str] = {"npy": ".npy", "npz": ".npz"}
@@ -343,17 +344,6 @@ def cam_folder_params(cam_dir: Path, classes: tuple[str, ...] | None) -> dict[st
             f"manifest of stage '{manifest['stage']}', expected one of {', '.join(CAM_STAGES)}",
         )
     params = manifest["params"]
-    made_for = json_field(params, "classes", list, path, required=False)
     json_field(params, "split", str, path, required=False)
-    if made_for is not None:
-        if not all(isinstance(name, str) for name in made_for):
-            raise file_error(path, "field 'classes' must be a list of class names")
-        if classes is not None and tuple(made_for) != tuple(classes):
-            raise file_error(
-                path,
-                f"CAMs made for the classes ({', '.join(made_for[:5])}"
-                f"{', ...' if len(made_for) > 5 else ''}) but the dataset has "
-                f"({', '.join(classes[:5])}{', ...' if len(classes) > 5 else ''}); "
-                "make the CAMs with this dataset's class list",
-            )
+    check_made_for(path, params, classes, "CAMs")
     return params

@@ -18,7 +18,15 @@ from typing import Any
 
 from wsss import lock
 from wsss.errors import file_error
-from wsss.io import MANIFEST_NAME, ensure_dir, jsonable, read_manifest, safe_child, write_manifest
+from wsss.io import (
+    MANIFEST_NAME,
+    ensure_dir,
+    json_field,
+    jsonable,
+    read_manifest,
+    safe_child,
+    write_manifest,
+)
 from wsss.torchrun import DistInfo, env_info
 
 # When this process started; torchrun starts the processes of a run within LAUNCH_SKEW_S.
@@ -86,6 +94,28 @@ def claim_output_dir(out: str | Path, stage: str) -> tuple[Path, dict[str, Any] 
     if info.world_size == 1:
         clean_stale_temporaries(out)  # only now: the lock says no other run writes here
     return out, previous
+
+
+def check_made_for(
+    manifest: Path, params: dict[str, Any], classes: Sequence[str] | None, what: str
+) -> None:
+    """A stage's outputs (CAMs, labels) made for another class list than `classes` would be
+    scored or used under the wrong names: one line naming the manifest."""
+    made_for = json_field(params, "classes", list, manifest, required=False)
+    if made_for is None:
+        return
+    if not all(isinstance(name, str) for name in made_for):
+        raise file_error(manifest, "field 'classes' must be a list of class names")
+    if classes is not None and tuple(made_for) != tuple(classes):
+        raise file_error(
+            manifest,
+            f"{what} made for the classes ({_names(made_for)}) but the dataset has "
+            f"({_names(classes)}); make them with this dataset's class list",
+        )
+
+
+def _names(classes: Sequence[str]) -> str:
+    return ", ".join(classes[:5]) + (", ..." if len(classes) > 5 else "")
 
 
 def release_output_dir(out: str | Path) -> None:
