@@ -12,7 +12,7 @@ VOC ?=
 SBD ?=
 ALL_OUT ?= runs/voc
 
-.PHONY: install test test-fast lint demo all bench ablation quality clean
+.PHONY: install test test-fast lint demo all bench bench-gpu ablation quality clean
 
 install: $(STAMP)
 
@@ -47,6 +47,11 @@ all: install
 
 bench: install
 	$(BIN)/python benchmarks/bench.py --out BENCHMARKS.md --json runs/bench/bench.json
+
+# Each stage's speed on a GPU against its own network's (about 3 minutes); without a GPU it
+# says so and does nothing.
+bench-gpu: install
+	$(BIN)/python benchmarks/bench_gpu.py --out BENCHMARKS.md --json runs/bench/bench_gpu.json
 
 ablation: install
 	$(WSSS) pipeline ablation --out runs/ablation

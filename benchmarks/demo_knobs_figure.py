@@ -4,7 +4,7 @@ Each row is one knob: its low extreme, the demo default and its high extreme, ea
 same image index and seed (so the layout stays as close as the knob allows), with the
 ground truth under the image. A 256-colour palette keeps the file small.
 
-    python scripts/demo_knobs_figure.py --out docs/demo_knobs.png
+    python benchmarks/demo_knobs_figure.py --out docs/demo_knobs.png
 """
 
 from __future__ import annotations

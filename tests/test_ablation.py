@@ -37,3 +37,72 @@ def test_variant_short_names() -> None:
     assert pick_variants(["full", "baseline"]) == ("Puzzle-CAM (all)", "baseline (L_cls)")
     with pytest.raises(WsssError, match="--variant must be one of"):
         pick_variants(["bogus"])
+
+
+@pytest.mark.slow
+def test_run_trains_each_variant_once_and_records_its_measurements(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`run` on a tiny demo recipe (the ablation always uses the demo's): two variants."""
+    import json
+    from dataclasses import replace
+
+    from helpers_tinyvoc import one_torch_thread
+
+    from wsss.engine.checkpoint import load_checkpoint
+    from wsss.stages import ablation, pipeline
+    from wsss.stages.eval_cam import EvalCamConfig
+    from wsss.stages.eval_cam import run as eval_cam
+
+    tiny = replace(
+        pipeline.DEMO,
+        demo={"n_train": 8, "n_val": 4, "size": 64, "seed": 3},
+        train_cam={**pipeline.DEMO.train_cam, "epochs": 1, "batch_size": 4, "crop": 64,
+                   "warmup_epochs": 0},
+    )  # fmt: skip
+    monkeypatch.setattr(pipeline, "DEMO", tiny)
+    monkeypatch.setenv("WSSS_QUIET", "1")
+    names = pick_variants(["baseline", "full"])
+    config = ablation.AblationConfig(
+        out=tmp_path / "abl", variants=names, device="cpu", workers=0, scales=(1.0,)
+    )
+    with one_torch_thread():
+        result = ablation.run(config)
+    voc = VocDataset.open(tmp_path / "abl" / "data")
+    assert len(voc.split_ids("train")) == 8
+    saved = json.loads(result.json_path.read_text())
+    assert saved["rows"] == result.rows and [row["variant"] for row in result.rows] == list(names)
+    assert saved["recipe"]["epochs"] == 1
+    weights = {}
+    for row in result.rows:
+        folder = tmp_path / "abl" / ablation._slug(row["variant"])
+        final = load_checkpoint(folder / "cam_model" / "final.pt", "cam_classifier")
+        # the variant's switches reached train-cam, on top of the recipe
+        for key, value in VARIANTS[row["variant"]].items():
+            assert final["args"][key] == value, (row["variant"], key)
+        assert final["args"]["epochs"] == 1 and final["args"]["crop"] == 64
+        weights[row["variant"]] = final["model"]
+        # the figures are those of the variant's own CAMs
+        sweep = eval_cam(
+            EvalCamConfig(cams=folder / "cams", gt=voc.root, split="train", plot=False)
+        ).sweep
+        assert row["cam_miou"] == pytest.approx(sweep.best_miou)
+        assert row["best_threshold"] == sweep.best_threshold
+        inside, outside = part_body_means(voc, folder / "cams", voc.split_ids("train"))
+        assert (row["cam_in_part"], row["cam_in_body_outside_part"]) == (inside, outside)
+        assert 0.0 <= row["val_map"] <= 100.0
+    baseline, full = (weights[name] for name in names)
+    assert any(not np.array_equal(baseline[k], full[k]) for k in baseline)
+
+    # A second run trains nothing again and reads the same rows back.
+    stamps = [
+        (tmp_path / "abl" / ablation._slug(n) / "cam_model" / "final.pt").stat().st_mtime_ns
+        for n in names
+    ]
+    with one_torch_thread():
+        again = ablation.run(config)
+    assert again.rows == result.rows
+    assert stamps == [
+        (tmp_path / "abl" / ablation._slug(n) / "cam_model" / "final.pt").stat().st_mtime_ns
+        for n in names
+    ]

@@ -115,3 +115,127 @@ def test_two_cpu_processes_train_one_model_and_write_once(tmp_path: Path) -> Non
     model.load_state_dict(rank0["state"])
     scores = segmenter_scores(model.eval(), voc, voc.split_ids("val"), torch.device("cpu"))
     assert rank0["metrics"]["eval"]["metric"] == pytest.approx(scores.miou)
+
+
+# -- against one process at the same global batch, and a resumed distributed run ---------------
+
+# A toy task without BatchNorm or dropout: two processes at half the batch each must then
+# take exactly the steps of one process at the whole batch (DDP averages the gradients).
+TOY = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+    from torch.utils.data import Dataset
+
+    from wsss.data.transforms import sample_rng
+    from wsss.engine.trainer import LoopConfig, TrainTask, fit
+
+
+    class Data(Dataset):
+        def __init__(self):
+            self.epoch = 0
+
+        def set_epoch(self, epoch):
+            self.epoch = epoch
+
+        def __len__(self):
+            return 16
+
+        def __getitem__(self, index):
+            rng = sample_rng(0, self.epoch, index)
+            target = index % 2
+            image = torch.from_numpy(rng.normal(0, 1, (3, 6, 6))).float() + (2.0 * target - 1)
+            return {"image": image, "target": torch.tensor(target)}
+
+
+    class Objective(nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, batch, progress):
+            x = F.relu(self.model[0](batch["image"])).mean(dim=(2, 3))
+            loss = F.cross_entropy(self.model[1](x), batch["target"])
+            return {"loss": loss}
+
+
+    def task():
+        torch.manual_seed(0)
+        model = nn.ModuleList([nn.Conv2d(3, 4, 3, padding=1), nn.Linear(4, 2)])
+        groups = [{"params": list(model.parameters()), "lr_mult": 1.0,
+                   "weight_decay_mult": 1.0, "name": "all"}]
+        return TrainTask(kind="toy", model=model, objective=Objective(model), dataset=Data(),
+                         param_groups=groups, model_config={}, classes=("a", "b"))
+
+
+    def loop(out, resume=False):
+        return LoopConfig(out_dir=Path(out), stage="train-toy", epochs=3, batch_size=4,
+                          lr=0.1, weight_decay=1e-4, schedule="poly", seed=1, device="cpu",
+                          workers=0, resume=resume, args={"toy": 1})
+
+
+    class Interrupt(Exception):
+        pass
+
+
+    def stop_after_first_epoch(end):
+        if end.epoch == 1:
+            raise Interrupt
+
+
+    if __name__ == "__main__":
+        out = sys.argv[1]
+        fit(task(), loop(f"{out}/straight"))
+        try:
+            fit(task(), loop(f"{out}/stopped"), on_epoch_end=stop_after_first_epoch)
+        except Interrupt:
+            pass
+        fit(task(), loop(f"{out}/stopped", resume=True))
+    """
+)
+
+
+def _final_state(run: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(run / "final.pt", "toy")["model"]
+
+
+@pytest.mark.slow
+def test_two_processes_step_like_one_at_the_same_global_batch_and_resume_exactly(
+    tmp_path: Path,
+) -> None:
+    import importlib.util
+
+    script = tmp_path / "toy_worker.py"
+    script.write_text(TOY)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WSSS_QUIET": "1", "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += ["--nproc_per_node", "2", str(script), str(tmp_path / "two")]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    # The same task in this process: one rank, the whole batch of 4 per step.
+    spec = importlib.util.spec_from_file_location("toy_worker", script)
+    toy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(toy)
+    fit_one = toy.fit(toy.task(), toy.loop(tmp_path / "one"))
+    assert fit_one.iterations == 3 * 4
+
+    one, two = _final_state(tmp_path / "one"), _final_state(tmp_path / "two" / "straight")
+    initial = toy.task().model.state_dict()
+    assert one.keys() == two.keys()
+    for name in one:
+        assert not torch.allclose(one[name], initial[name]), f"{name} did not train"
+        torch.testing.assert_close(two[name], one[name], rtol=1e-5, atol=1e-6, msg=name)
+    lines = [json.loads(t) for t in (tmp_path / "two" / "straight" / "metrics.jsonl").open()]
+    assert [line["iterations"] for line in lines] == [4, 4, 4]
+    assert [line["images"] for line in lines] == [16, 16, 16]
+
+    # Stopped after epoch 1 and resumed under torchrun: bitwise the uninterrupted run.
+    resumed = _final_state(tmp_path / "two" / "stopped")
+    assert [name for name in two if not torch.equal(two[name], resumed[name])] == []
+    stopped = [json.loads(t) for t in (tmp_path / "two" / "stopped" / "metrics.jsonl").open()]
+    assert [line["loss"] for line in stopped] == [line["loss"] for line in lines]

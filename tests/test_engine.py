@@ -260,9 +260,57 @@ def test_resume_refuses_changed_options_and_fresh_runs_refuse_old_dirs(tmp_path:
 
 
 def test_nan_loss_stops_with_epoch_and_iteration(tmp_path: Path) -> None:
-    with pytest.raises(WsssError, match=r"loss is nan at epoch 2, iteration 2/4"):
+    # Losses are read every `read_every` steps and at the epoch's end: the error names the
+    # iterations between two reads.
+    with pytest.raises(WsssError, match=r"loss is nan at epoch 2, iterations 1-4/4 \("):
         fit(toy_task(nan_at=6), loop(tmp_path / "run", epochs=3))
     assert load_checkpoint(tmp_path / "run" / "last.pt", "toy")["epoch"] == 1
+    with pytest.raises(WsssError, match=r"loss is nan at epoch 2, iteration 2/4 \("):
+        fit(toy_task(nan_at=6), loop(tmp_path / "one", epochs=3, read_every=1))
+    with pytest.raises(WsssError, match=r"loss is nan at epoch 2, iterations 3-4/4 \("):
+        fit(toy_task(nan_at=7), loop(tmp_path / "two", epochs=3, read_every=2))
+
+
+class QuietObjective(nn.Module):
+    """The toy loss and a detached term, with nothing read on the host."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: dict[str, torch.Tensor], progress: float) -> dict[str, torch.Tensor]:
+        loss = F.cross_entropy(self.model(batch["image"]), batch["target"])
+        return {"loss": loss, "ce": loss.detach(), "progress": progress}
+
+
+def test_loss_values_reach_the_host_every_n_steps_not_every_step(tmp_path, monkeypatch) -> None:
+    """A read of a tensor's values waits for the device to finish every queued step: a GPU
+    idles while the host catches up. The loop reads the losses every `read_every` steps."""
+    reads = {"count": 0}
+    for name in ("tolist", "item", "cpu", "numpy", "__float__", "__bool__"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original, **kwargs):
+            reads["count"] += 1
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    counts: list[int] = []
+    task = toy_task()
+    task.objective = QuietObjective(task.model)
+    task.dataset = ToyData(n=64)
+    steps, every, epochs = 64, 10, 3
+    fit(
+        task,
+        loop(tmp_path / "run", epochs=epochs, batch_size=1, read_every=every),
+        on_epoch_end=lambda end: counts.append(reads["count"]),
+    )
+    per_epoch = [b - a for a, b in zip([0, *counts], counts, strict=False)]
+    # ceil(64 / 10) reads of the losses, plus the sampler's shuffle and the checkpoint.
+    assert max(per_epoch) <= math.ceil(steps / every) + 4, per_epoch
+    metrics = read_metrics(tmp_path / "run")
+    assert metrics[0]["iterations"] == steps and math.isfinite(metrics[-1]["loss"])
+    assert metrics[0]["progress"] == pytest.approx((steps - 1) / 2 / (epochs * steps))
 
 
 def test_best_checkpoint_follows_the_eval_metric_and_final_is_the_last_epoch(

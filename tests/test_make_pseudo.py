@@ -248,10 +248,23 @@ def test_scores_need_ground_truth_for_the_whole_split(tiny, tmp_path):
         run(config(voc, cams, tmp_path / "forced", gt=True))
 
 
-def test_default_workers_share_the_cores_among_torchrun_processes(monkeypatch):
+@pytest.mark.parametrize(
+    ("cores", "per_machine", "expected"), [(8, None, 8), (8, "2", 4), (8, "3", 2), (1, "2", 1)]
+)
+@pytest.mark.parametrize("source", ["affinity", "cpu_count"])
+def test_default_workers_share_the_cores_among_torchrun_processes(
+    monkeypatch, cores, per_machine, expected, source
+):
     from wsss.pool import default_workers
 
-    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
-    cores = default_workers()
-    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
-    assert default_workers() == max(1, cores // 2)
+    if source == "affinity":
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+        monkeypatch.setattr(os, "cpu_count", lambda: 64)  # the affinity mask wins
+    else:  # platforms without sched_getaffinity (macOS)
+        monkeypatch.delattr(os, "sched_getaffinity", raising=False)
+        monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    if per_machine is None:
+        monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    else:
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", per_machine)
+    assert default_workers() == expected

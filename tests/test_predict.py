@@ -50,13 +50,33 @@ def test_palette_pngs_of_image_size(seg_setup, tmp_path: Path) -> None:
 
 def test_crf_refinement(seg_setup, tmp_path: Path) -> None:
     pytest.importorskip("pydensecrf")
-    out = tmp_path / "pred"
-    result = run(_config(seg_setup, out, split="val", crf=True, scales=(0.5, 1.0)))
+    from wsss.crf import CrfParams, crf_refine_probs
+
+    scales = (0.5, 1.0)
+    result = run(_config(seg_setup, tmp_path / "crf", split="val", crf=True, scales=scales))
+    run(_config(seg_setup, tmp_path / "plain", split="val", scales=scales))
     assert result.written == 3
-    for path in out.glob("*.png"):
-        assert read_label_png(path).max() <= len(CLASSES)
-    params = json.loads((out / "manifest.json").read_text())["params"]
+    params = json.loads((tmp_path / "crf" / "manifest.json").read_text())["params"]
     assert params["crf"]["bilateral_sxy"] > 0 and params["scales"] == [0.5, 1.0]
+    # Each label map is the dense CRF of the same test-time-augmented probabilities, and
+    # differs from their plain argmax (what predict writes without --crf).
+    root, checkpoint = seg_setup
+    voc = VocDataset.open(root)
+    saved = torch.load(checkpoint, weights_only=True)
+    model = DeepLabV3Plus.from_config(saved["model_config"])
+    model.load_state_dict(saved["model"])
+    changed = 0
+    for image_id in voc.split_ids("val"):
+        image = voc.load_image(image_id)
+        probs = segment_probs(model.eval(), normalize(image)[None], TtaConfig(scales=scales))
+        probs = probs[0].numpy().astype(np.float32)
+        expected = crf_refine_probs(np.asarray(image), probs, CrfParams())
+        crf = read_label_png(tmp_path / "crf" / f"{image_id}.png")
+        plain = read_label_png(tmp_path / "plain" / f"{image_id}.png")
+        np.testing.assert_array_equal(crf, expected)
+        np.testing.assert_array_equal(plain, probs.argmax(0))
+        changed += int((crf != plain).sum())
+    assert changed > 0
 
 
 def test_classifier_checkpoint_is_refused(seg_setup, tmp_path: Path, capsys) -> None:

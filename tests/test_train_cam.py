@@ -32,7 +32,9 @@ def test_puzzle_training_lowers_the_loss_and_records_everything(voc4: Path, tmp_
     )  # fmt: skip
     result = run(config)
     lines = read_metrics(out)
-    assert lines[-1]["loss"] < lines[0]["loss"]
+    # The per-epoch loss is noisy on 4 images: compare two-epoch means (0.49 measured).
+    loss = [line["loss"] for line in lines]
+    assert sum(loss[-2:]) < 0.7 * sum(loss[:2])
     assert {"cls", "p_cls", "re", "alpha", "lr", "images_per_s"} <= set(lines[0])
     assert lines[0]["alpha"] == 1.0 and lines[0]["p_cls"] > 0 and lines[0]["re"] > 0
     assert [line["epoch"] for line in lines if "eval" in line] == [3, 6, 8]

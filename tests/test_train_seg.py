@@ -29,7 +29,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_training_on_pseudo_labels_lowers_the_loss_and_logs_val_miou(
-    voc4: Path, tmp_path: Path
+    voc4: Path, tmp_path: Path, all_background_miou
 ) -> None:
     voc = VocDataset.open(voc4)
     labels = tmp_path / "pseudo"
@@ -37,12 +37,15 @@ def test_training_on_pseudo_labels_lowers_the_loss_and_logs_val_miou(
         save_label_png(labels / f"{image_id}.png", voc.load_mask(image_id))
     out = tmp_path / "run"
     config = TrainSegConfig(
-        data=voc4, labels=labels, out=out, epochs=6, eval_split="val", eval_every=1, **TINY
+        data=voc4, labels=labels, out=out, epochs=12, eval_split="val", eval_every=1, **TINY
     )
     result = run(config)
     lines = read_metrics(out)
-    assert lines[-1]["loss"] < lines[0]["loss"]
-    assert all(0 <= line["eval"]["metric"] <= 100 for line in lines)
+    loss = [line["loss"] for line in lines]
+    assert sum(loss[-2:]) < 0.5 * sum(loss[:2])  # 0.22 measured
+    # The final model beats predicting background everywhere (30.7 here) by a wide margin;
+    # fewer epochs are not enough for BatchNorm's running statistics on 2-image batches.
+    assert lines[-1]["eval"]["metric"] > all_background_miou(voc4, "val") + 20.0
     final = load_checkpoint(out / "final.pt", "deeplab")
     assert final["model_config"]["num_classes"] == 3 and final["args"]["labels"] == str(labels)
     assert result.best is not None and result.best_eval["name"] == "val mIoU"

@@ -149,4 +149,5 @@ def puzzle_losses(
             kind, level = config.re_loss, config.re_level
             losses["re"] = reconstruction_loss(maps, merged, labels, kind, level)
     total = losses["cls"] + losses["p_cls"] + alpha * losses["re"]
-    return {"loss": total, **losses, "alpha": maps.new_tensor(float(alpha))}
+    # A fill on the device: new_tensor would copy from the host and wait for the GPU.
+    return {"loss": total, **losses, "alpha": maps.new_full((), float(alpha))}

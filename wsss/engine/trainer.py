@@ -64,6 +64,9 @@ METRICS, SUMMARY = "metrics.jsonl", "summary.json"
 RESUMABLE_CHANGES = frozenset(
     {"out", "device", "workers", "resume", "compile", "eval_every", "eval_split", "threads"}
 )
+# Loss values reach the host (a wait for the GPU to finish every queued step) only this often
+# and at an epoch's end, so that the host queues the next steps while the GPU runs.
+READ_EVERY = 20
 
 
 @dataclass
@@ -143,6 +146,7 @@ class LoopConfig:
     compile: bool = False
     eval_every: int = 1
     threads: int | None = None  # torch's CPU threads; None: torch's default
+    read_every: int = READ_EVERY
     args: dict[str, Any] = field(default_factory=dict)
 
 
@@ -370,57 +374,69 @@ class _Trainer:
                 completed=self.start_epoch * self.images_per_epoch,
                 status="",
             )
+
+            def advance(n: int, status: str | None) -> None:
+                # The loss text changes only when the values are read.
+                fields = {} if status is None else {"status": status}
+                progress.update(bar, advance=n, **fields)
+
+            batches = (
+                self._epoch_batches(self.start_epoch) if self.start_epoch < cfg.epochs else None
+            )
             for epoch in range(self.start_epoch, cfg.epochs):
-                record = self._train_epoch(
-                    epoch, lambda n, s: progress.update(bar, advance=n, status=s)
-                )
+                assert batches is not None
+                record = self._train_epoch(epoch, batches, advance)
+                # The loader processes start on the next epoch while this one is saved.
+                batches = self._epoch_batches(epoch + 1) if epoch + 1 < cfg.epochs else None
                 self._end_epoch(epoch, record, progress)
         if self.start_epoch == cfg.epochs:
             record = self._last_record()
         return self._finish(record, time.perf_counter() - started)
 
-    def _train_epoch(self, epoch: int, advance: Callable[[int, str], None]) -> dict[str, Any]:
-        cfg = self.config
+    def _epoch_batches(self, epoch: int) -> Iterator[dict[str, torch.Tensor]]:
+        """The epoch's batches; with loader processes their loading starts at this call."""
         self.sampler.set_epoch(epoch)
+        return iter(self.loader)
+
+    def _train_epoch(
+        self,
+        epoch: int,
+        batches: Iterator[dict[str, torch.Tensor]],
+        advance: Callable[[int, str | None], None],
+    ) -> dict[str, Any]:
+        cfg = self.config
         self.module.train()
-        sums: dict[str, float] = {}
+        sums = LossSums(self.device)
         images, lr = 0, self.schedule.lr
         start = time.perf_counter()
-        for iteration, batch in enumerate(self.loader):
+        for batch in self._on_device(batches):
             progress = self.schedule.step_count / self.schedule.total_steps
-            batch = self._to_device(batch)
             with self.amp.autocast():
                 terms = self.module(batch, progress)
-            values = _scalars(terms, self.device)
-            if not math.isfinite(values["loss"]):
-                raise WsssError(
-                    f"training diverged: loss is {values['loss']} at epoch {epoch + 1}, "
-                    f"iteration {iteration + 1}/{self.iterations} (lower --lr or check the data; "
-                    f"{self.out / LAST} holds the last good epoch)"
-                )
+            sums.add(terms)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(terms["loss"]).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
             lr = self.schedule.lr
             self.schedule.step()
-            for key, value in values.items():
-                sums[key] = sums.get(key, 0.0) + value
             n = len(next(iter(batch.values())))
             images += n
-            status = f"epoch {epoch + 1}/{cfg.epochs}  " + "  ".join(
-                f"{key} {value:.4f}" for key, value in values.items() if key in ("loss", "alpha")
-            )
+            status = None
+            if sums.steps % cfg.read_every == 0 and sums.steps < self.iterations:
+                status = self._read(sums, epoch)[1]
             advance(n * self.world, status)
+        totals, status = self._read(sums, epoch) if sums.steps else ({}, None)
+        advance(0, status)
         seconds = time.perf_counter() - start
-        keys = sorted(sums)
-        totals = dist.all_reduce_sum(
-            [sums[k] for k in keys] + [self.iterations, images], self.device
+        keys = sorted(totals)
+        reduced = dist.all_reduce_sum(
+            [totals[k] for k in keys] + [self.iterations, images], self.device
         )
-        count, images = totals[-2], int(totals[-1])
+        count, images = reduced[-2], int(reduced[-1])
         record = {"epoch": epoch + 1, "iterations": self.iterations}
         record.update(
-            {key: total / count for key, total in zip(keys, totals[: len(keys)], strict=True)}
+            {key: total / count for key, total in zip(keys, reduced[: len(keys)], strict=True)}
         )
         record.update(
             {
@@ -431,6 +447,46 @@ class _Trainer:
             }
         )
         return record
+
+    def _read(self, sums: LossSums, epoch: int) -> tuple[dict[str, float], str]:
+        """The sums on the host and the progress line; stops a diverged run."""
+        first = sums.read_steps + 1
+        totals, window = sums.read()
+        if not math.isfinite(totals["loss"]):
+            steps = (
+                f"iteration {first}" if first == sums.steps else f"iterations {first}-{sums.steps}"
+            )
+            raise WsssError(
+                f"training diverged: loss is {totals['loss']} at epoch {epoch + 1}, "
+                f"{steps}/{self.iterations} (lower --lr or check the data; "
+                f"{self.out / LAST} holds the last good epoch)"
+            )
+        status = f"epoch {epoch + 1}/{self.config.epochs}  " + "  ".join(
+            f"{key} {value:.4f}" for key, value in window.items() if key in ("loss", "alpha")
+        )
+        return totals, status
+
+    def _on_device(
+        self, batches: Iterator[dict[str, torch.Tensor]]
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        """The batches on the device. On a GPU the next batch's copy runs on a side stream
+        while the current step computes."""
+        if self.device.type != "cuda":
+            for batch in batches:
+                yield self._to_device(batch)
+            return
+        stream = torch.cuda.Stream(self.device)
+        pending: tuple[dict[str, torch.Tensor], torch.cuda.Event] | None = None
+        for batch in batches:
+            with torch.cuda.stream(stream):
+                moved = self._to_device(batch)
+                copied = torch.cuda.Event()
+                copied.record(stream)
+            if pending is not None:
+                yield _ready(*pending, self.device)
+            pending = (moved, copied)
+        if pending is not None:
+            yield _ready(*pending, self.device)
 
     def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         moved = {}
@@ -561,13 +617,64 @@ def _resume_state(path: Path) -> Iterator[None]:
         raise file_error(path, f"training state does not fit this run: {reason}") from None
 
 
-def _scalars(terms: dict[str, Any], device: torch.device) -> dict[str, float]:
-    """Loss terms as floats with one device sync (needed anyway for the NaN check and logs)."""
-    if "loss" not in terms:
-        raise KeyError("the training objective must return a 'loss' term")
-    keys = list(terms)
-    values = [torch.as_tensor(terms[k], device=device).detach().float().reshape(()) for k in keys]
-    return dict(zip(keys, torch.stack(values).tolist(), strict=True))
+def _ready(
+    batch: dict[str, torch.Tensor], copied: torch.cuda.Event, device: torch.device
+) -> dict[str, torch.Tensor]:
+    """A batch copied on a side stream, made safe to use on the current stream."""
+    current = torch.cuda.current_stream(device)
+    current.wait_event(copied)
+    for value in batch.values():
+        value.record_stream(current)  # its memory is not reused before the step is done
+    return batch
+
+
+def to_host(values: torch.Tensor) -> list[float]:
+    """The loop's one device-to-host read of loss values (it waits for the queued steps)."""
+    return values.tolist()
+
+
+class LossSums:
+    """A training epoch's loss terms summed on the device, read on the host now and then.
+
+    Summed in float64 in step order, which gives on the host the same sums (bit for bit) as
+    adding each step's float32 value to a Python float. A non-finite step makes the sum
+    non-finite, so reading the sum is the divergence check.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.keys: list[str] | None = None
+        self.sums: torch.Tensor | None = None
+        self.steps = 0
+        self.read_steps = 0
+        self.last: dict[str, float] = {}
+
+    def add(self, terms: dict[str, Any]) -> None:
+        if "loss" not in terms:
+            raise KeyError("the training objective must return a 'loss' term")
+        keys = list(terms)
+        if self.keys is None:
+            self.keys = keys
+        elif keys != self.keys:
+            raise KeyError(f"the training objective returned {keys}, before {self.keys}")
+        values = torch.stack([self._scalar(terms[key]) for key in keys]).double()
+        self.sums = values if self.sums is None else self.sums + values
+        self.steps += 1
+
+    def _scalar(self, value: Any) -> torch.Tensor:
+        if isinstance(value, torch.Tensor):
+            return value.detach().float().reshape(()).to(self.device, non_blocking=True)
+        # A fill, not a copy from the host: a blocking copy would wait for the device.
+        return torch.full((), float(value), dtype=torch.float32, device=self.device)
+
+    def read(self) -> tuple[dict[str, float], dict[str, float]]:
+        """The sums so far, and the mean of each term over the steps since the last read."""
+        assert self.keys is not None and self.sums is not None
+        totals = dict(zip(self.keys, to_host(self.sums), strict=True))
+        count = self.steps - self.read_steps
+        window = {key: (value - self.last.get(key, 0.0)) / count for key, value in totals.items()}
+        self.last, self.read_steps = totals, self.steps
+        return totals, window
 
 
 def _line_epoch(line: str) -> int:
