@@ -11,8 +11,11 @@ DEMO_OUT ?= runs/demo
 VOC ?=
 SBD ?=
 ALL_OUT ?= runs/voc
+# COCO 2014 (train2014/, val2014/, annotations/): converted in place, then the coco recipe.
+COCO ?=
+COCO_OUT ?= runs/coco
 
-.PHONY: install test test-fast lint demo all bench bench-gpu ablation quality clean
+.PHONY: install test test-fast lint demo all all-coco bench bench-gpu ablation quality clean
 
 install: $(STAMP)
 
@@ -44,6 +47,11 @@ demo-rw: install
 all: install
 	@test -n "$(VOC)" || (echo "usage: make all VOC=/path/VOCdevkit/VOC2012 SBD=/path/benchmark_RELEASE/dataset" && exit 2)
 	$(WSSS) pipeline voc --voc $(VOC) $(if $(SBD),--sbd $(SBD),) --out $(ALL_OUT)
+
+all-coco: install
+	@test -n "$(COCO)" || (echo "usage: make all-coco COCO=/path/coco2014" && exit 2)
+	$(WSSS) prepare-coco --coco $(COCO)
+	$(WSSS) pipeline run --data $(COCO) --recipe coco --out $(COCO_OUT)
 
 bench: install
 	$(BIN)/python benchmarks/bench.py --out BENCHMARKS.md --json runs/bench/bench.json

@@ -37,8 +37,8 @@ from wsss.engine.trainer import EvalResult, Evaluate, FitResult, TrainTask, fit
 from wsss.inference import Predictor, TtaConfig, default_batch_size, make_cams
 from wsss.io import atomic_write_bytes
 from wsss.models.classifier import CamClassifier
+from wsss.recipes import DEMO
 from wsss.stages import eval_cam, make_cam, make_pseudo, train_cam
-from wsss.stages.pipeline import DEMO
 
 Numbers = dict[str, float]
 

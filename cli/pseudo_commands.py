@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import typer
 
@@ -12,16 +13,29 @@ CRF_PANEL = "Dense CRF"
 CONFIDENT_PANEL = "Confident regions (AffinityNet / IRN labels)"
 
 
+def _threshold(text: str | None) -> float | Literal["auto"] | None:
+    """--threshold: a number or 'auto'; anything else is a usage error."""
+    if text is None or text == "auto":
+        return text  # type: ignore[return-value]
+    try:
+        return float(text)
+    except ValueError:
+        raise typer.BadParameter(f"a number in [0, 1] or 'auto', got '{text}'") from None
+
+
 def make_pseudo(
     cams: Path = typer.Option(..., "--cams", help="Directory of CAM files (make-cam output)."),
     data: Path = options.dataset_root(),
     split: str = options.split_name(),
     out: Path = typer.Option(..., "--out", help="Output directory for the label PNGs."),
-    threshold: float | None = typer.Option(
+    threshold: str | None = typer.Option(
         None,
         "--threshold",
-        help="Background threshold in [0, 1] (default: best_threshold of CAMS/eval_cam.json "
-        "from `wsss eval-cam`, else 0.25).",
+        callback=_threshold,
+        help="Background threshold in [0, 1], or 'auto': the label-free rule, the mean of the "
+        "strongest labelled-class CAM (docs/label_free_threshold.md). Default: best_threshold "
+        "of CAMS/eval_cam.json from `wsss eval-cam` (an oracle, picked on ground truth), else "
+        "auto.",
     ),
     crf: bool = typer.Option(
         True, "--crf/--no-crf", help="Refine with a dense CRF.", rich_help_panel=CRF_PANEL
@@ -114,7 +128,7 @@ def make_pseudo(
             data=data,
             split=split,
             out=out,
-            threshold=threshold,
+            threshold=threshold,  # type: ignore[arg-type]  # parsed by _threshold
             crf=crf_params,
             bg_power=bg_power,
             confident=confident_thresholds(confident, fg_threshold, bg_threshold),
@@ -128,6 +142,21 @@ def make_pseudo(
     options.print_summary("make-pseudo", result.summary_rows())
 
 
+def pick_threshold(
+    cams: Path = typer.Option(..., "--cams", help="Directory of CAM files (make-cam output)."),
+    data: Path = options.dataset_root(),
+    split: str = options.split_name(),
+    class_list: Path | None = options.class_list(),
+) -> None:
+    """The background threshold from the CAMs alone (no masks): the mean of the strongest
+    labelled-class CAM over the split's pixels; recorded in CAMS/label_free_threshold.json."""
+    from wsss.stages.pick_threshold import PickThresholdConfig, run
+
+    result = run(PickThresholdConfig(cams=cams, data=data, split=split, class_list=class_list))
+    options.print_summary("pick-threshold", result.summary_rows())
+
+
 def register(app: typer.Typer) -> None:
     """Add this group's commands to the app."""
     app.command("make-pseudo")(make_pseudo)
+    app.command("pick-threshold")(pick_threshold)

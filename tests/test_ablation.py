@@ -12,7 +12,8 @@ from wsss.camfile import CamRecord, save_cam_file
 from wsss.data.palette import save_label_png
 from wsss.data.voc import VocDataset
 from wsss.errors import WsssError
-from wsss.stages.ablation import VARIANTS, part_body_means, pick_variants
+from wsss.recipes import VARIANTS, pick_variants
+from wsss.stages.ablation import part_body_means
 
 
 def test_part_and_body_means_on_a_hand_made_cam(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from wsss.data.voc import VocDataset
 from wsss.errors import WsssError
 from wsss.io import read_json, write_json
 from wsss.metrics import ConfusionMatrix
-from wsss.pseudo import DEFAULT_THRESHOLD, PseudoParams, pseudo_label, threshold_labels
+from wsss.pseudo import PseudoParams, pseudo_label, threshold_labels
 from wsss.stages.make_pseudo import MakePseudoConfig, run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -134,15 +134,27 @@ def test_confident_mode_writes_ignore_and_scores_only_the_rest(tiny, tmp_path):
     assert read_json(tmp_path / "out" / "manifest.json")["params"]["mode"] == "confident"
 
 
-def test_threshold_comes_from_eval_cam_else_the_documented_default(tiny, tmp_path):
+def mean_strongest_cam(voc: VocDataset, cams: Path) -> float:
+    """The label-free rule, written out: mean over all pixels of the strongest CAM."""
+    tops = [load_cam_file(cams / f"{i}.npy", voc.num_classes).hr_cam.max(axis=0)
+            for i in voc.split_ids("train")]  # fmt: skip
+    return float(np.concatenate([t.ravel() for t in tops]).mean())
+
+
+def test_threshold_comes_from_eval_cam_else_the_label_free_rule(tiny, tmp_path):
     voc, cams = tiny
     default = run(config(voc, cams, tmp_path / "a", threshold=None))
-    assert default.threshold == DEFAULT_THRESHOLD and "default" in default.threshold_source
+    assert default.threshold == pytest.approx(mean_strongest_cam(voc, cams), abs=1e-4)
+    assert "label-free rule mean-cam" in default.threshold_source
+    assert read_json(cams / "label_free_threshold.json")["threshold"] == default.threshold
     write_json(cams / "eval_cam.json", {"best_threshold": 0.35, "best_miou": 50.0})
     recorded = run(config(voc, cams, tmp_path / "b", threshold=None))
     assert recorded.threshold == 0.35
     source = read_json(tmp_path / "b" / "manifest.json")["params"]["threshold_source"]
-    assert "eval_cam.json" in source
+    assert "eval_cam.json" in source and source.startswith("oracle")
+    # --threshold auto: the rule even where an eval-cam record exists
+    auto = run(config(voc, cams, tmp_path / "c", threshold="auto"))
+    assert auto.threshold == default.threshold and "--threshold auto" in auto.threshold_source
 
 
 @pytest.mark.parametrize(("best", "at_edge"), [(0.05, True), (0.1, False)])

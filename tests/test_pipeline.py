@@ -1,24 +1,29 @@
 """End to end: every stage of `wsss pipeline demo` on a tiny demo dataset, then a resume;
-the same with the random-walk path."""
+the same with the random-walk path; `wsss pipeline run` on a tiny dataset without masks."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers_tinyvoc import one_torch_thread
+from helpers_tinyvoc import make_tiny_voc, one_torch_thread
 
+from cli.main import main
+from wsss.cam_threshold import RECORD
 from wsss.camfile import load_cam_file
 from wsss.data.palette import read_label_png
 from wsss.data.voc import VocDataset
 from wsss.errors import WsssError
+from wsss.io import read_json
 from wsss.metrics import ConfusionMatrix
+from wsss.recipes import DEMO
 from wsss.stages.eval_cam import EvalCamConfig
 from wsss.stages.eval_cam import run as eval_cam
-from wsss.stages.pipeline import DEMO, PipelineConfig, run
+from wsss.stages.pipeline import PipelineConfig, resolve_splits, run, summary_rows
 
 TINY = replace(
     DEMO,
@@ -80,6 +85,8 @@ def test_every_stage_runs_and_writes_valid_outputs(
 
     summary = json.loads((out / "summary.json").read_text())
     assert summary == result.summary
+    for key in ("cam_miou", "cam_miou_oracle", "pseudo_miou", "seg_miou"):
+        assert 0.0 <= summary[key] <= 100.0
     _check_figures(voc, summary, out / "cams", out / "pseudo", out / "pred_val", cams_miou)
     # CAMs and pseudo labels beat predicting background everywhere, with a margin (17.0 and
     # 20.5 vs 10.7 measured). The segmenter's one epoch does not (6.3 vs 10.4; 14.0 after five):
@@ -88,6 +95,23 @@ def test_every_stage_runs_and_writes_valid_outputs(
     assert summary["cam_miou"] > trivial + MARGIN
     assert summary["pseudo_miou"] > trivial + MARGIN
     assert set(summary["seconds"]) >= {"train-cam", "make-cam", "make-pseudo", "train-seg", "eval"}
+    assert summary["skipped"] == {} and summary["overrides"] == []
+
+    # The threshold is the label-free rule's; its mIoU is a point of eval-cam's sweep, whose
+    # best is the oracle, marked so in the table.
+    t = summary["cam_threshold"]
+    assert summary["cam_threshold_rule"] == "mean-cam"
+    assert t == read_json(out / "cams" / RECORD)["threshold"]
+    curve = dict(map(tuple, read_json(out / "cams" / "eval_cam.json")["curve"]))
+    assert curve[t] == pytest.approx(summary["cam_miou"])
+    assert summary["cam_miou_oracle"] == pytest.approx(max(curve.values()))
+    assert (
+        summary["cam_threshold_oracle"]
+        == read_json(out / "cams" / "eval_cam.json")["best_threshold"]
+    )
+    assert read_json(out / "pseudo" / "manifest.json")["params"]["threshold"] == t
+    oracle_rows = [label for label, _ in summary_rows(summary) if "oracle" in label]
+    assert len(oracle_rows) == 1 and "ground truth" in oracle_rows[0]
 
     # A second run finds everything finished: no stage retrains, the numbers are the same.
     mtime = (out / "cam_model" / "final.pt").stat().st_mtime_ns
@@ -133,7 +157,11 @@ def test_random_walk_path_runs_beside_the_crf_path_and_resumes(
     _check_figures(voc, summary, out / "cams", out / "pseudo", out / "pred_val", cams_miou)
     _check_figures(voc, rw, out / "rw", out / "pseudo_rw", out / "pred_val_rw", cams_miou)
     trivial = all_background_miou(out / "data", "train")
-    assert rw["rw_miou"] > trivial + MARGIN and rw["pseudo_miou"] > trivial + MARGIN
+    # The walked maps at their best (oracle) threshold beat background with the margin; at the
+    # label-free threshold the tiny run's maps and their pseudo labels beat it by less (14.8
+    # and 15.4 vs 10.7 measured; 17.1 at the oracle threshold).
+    assert rw["rw_miou_oracle"] > trivial + MARGIN
+    assert rw["rw_miou"] > trivial and rw["pseudo_miou"] > trivial
     t = summary["cam_threshold"]
     assert (rw["confident_fg"], rw["confident_bg"]) == (min(1.0, 2 * t), t / 2)
     assert set(summary["seconds"]) >= {
@@ -154,7 +182,8 @@ def test_random_walk_path_runs_beside_the_crf_path_and_resumes(
         assert walked.cam.shape == cams.cam.shape and walked.hr_cam.shape == cams.hr_cam.shape
         assert walked.hr_cam.min() >= 0.0 and walked.hr_cam.max() <= 1.0 + 1e-6
     sweep = eval_cam(EvalCamConfig(cams=out / "rw", gt=out / "data", split="train", plot=False))
-    assert sweep.sweep.best_miou == pytest.approx(rw["rw_miou"])
+    assert sweep.sweep.best_miou == pytest.approx(rw["rw_miou_oracle"])
+    assert rw["rw_threshold"] == read_json(out / "rw" / RECORD)["threshold"]
     for folder, ids in (
         ("pseudo_confident", train_ids),
         ("pseudo_rw", train_ids),
@@ -172,15 +201,65 @@ def test_random_walk_path_runs_beside_the_crf_path_and_resumes(
         assert again.summary["random_walk"][key] == pytest.approx(value)
 
 
-def test_a_variant_replaces_the_recipe_variant_and_never_stacks(tmp_path: Path) -> None:
-    from wsss.stages.pipeline import train_cam_options
+TINY_SETS = (
+    "train_cam.epochs=1", "train_cam.batch_size=4", "train_cam.crop=48",
+    "train_cam.warmup_epochs=0", "make_cam.scales=1", "make_cam.overlays=0",
+    "train_seg.epochs=1", "train_seg.batch_size=4", "train_seg.crop=48",
+    "train_seg.warmup_epochs=0", "train_seg.scale_range=40,56", "predict.scales=1",
+)  # fmt: skip
 
-    recipe = replace(TINY, variant="pcl")
-    pcl = train_cam_options(PipelineConfig(out=tmp_path, recipe=recipe))
-    assert pcl["alpha"] == 0.0 and pcl["use_pcl"] and pcl["pieces"] == 4
-    full = train_cam_options(PipelineConfig(out=tmp_path, recipe=recipe, variant="full"))
-    assert full["alpha"] == TINY.train_cam["alpha"] == 4.0 and full["use_pcl"]
-    base = train_cam_options(PipelineConfig(out=tmp_path, recipe=recipe, variant="baseline"))
-    assert base["pieces"] == 1 and base["alpha"] == 0.0 and not base["use_pcl"]
-    with pytest.raises(WsssError, match="--variant must be one of"):
-        train_cam_options(PipelineConfig(out=tmp_path, recipe=recipe, variant="puzzle"))
+
+@pytest.mark.slow
+def test_pipeline_run_on_a_dataset_without_masks(tmp_path: Path, monkeypatch) -> None:
+    """Images, a class list, split lists and XML labels only: a trained segmenter and its
+    predictions, the scoring steps skipped and said so."""
+    monkeypatch.setenv("WSSS_QUIET", "1")
+    data = make_tiny_voc(tmp_path / "data", n=8, size=48)
+    shutil.rmtree(data / "SegmentationClass")
+    out = tmp_path / "run"
+    args = ["pipeline", "run", "--data", str(data), "--recipe", "demo", "--out", str(out),
+            "--device", "cpu", "--workers", "0", "--seed", "3"]  # fmt: skip
+    args += [part for text in TINY_SETS for part in ("--set", text)]
+    with one_torch_thread():
+        assert main(args) == 0
+    summary = read_json(out / "summary.json")
+    assert summary["overrides"] == list(TINY_SETS) and summary["seed"] == 3
+    assert summary["recipe"] == "demo" and summary["data"] == str(data)
+    assert summary["cam_miou"] is None and summary["cam_miou_oracle"] is None
+    assert summary["pseudo_miou"] is None and summary["seg_miou"] is None
+    assert set(summary["skipped"]) == {"eval-cam", "make-pseudo scores", "eval"}
+    assert 0.0 < summary["cam_threshold"] < 1.0
+    assert summary["cam_threshold"] == read_json(out / "cams" / RECORD)["threshold"]
+    assert read_json(out / "seg_model" / "summary.json")["epochs"] == 1  # a trained segmenter
+    voc = VocDataset.open(data)
+    for image_id in voc.split_ids("val"):
+        prediction = read_label_png(out / "pred_val" / f"{image_id}.png")
+        assert prediction.shape == (48, 48) and prediction.max() <= voc.num_classes
+    for image_id in voc.split_ids("train"):
+        assert read_label_png(out / "pseudo" / f"{image_id}.png").shape == (48, 48)
+    # the overrides reached the stages
+    params = read_json(out / "cam_model" / "manifest.json")["params"]
+    assert (params["crop"], params["epochs"], params["seed"]) == (48, 1, 3)
+
+    mtime = (out / "seg_model" / "final.pt").stat().st_mtime_ns
+    with one_torch_thread():
+        assert main(args) == 0  # resumed: nothing to redo
+    assert (out / "seg_model" / "final.pt").stat().st_mtime_ns == mtime
+
+
+def test_splits_follow_the_dataset_lists_and_masks(tmp_path: Path) -> None:
+    data = make_tiny_voc(tmp_path / "data", n=4, size=16)
+    voc = VocDataset.open(data)
+    splits = resolve_splits(DEMO, voc)
+    assert (splits.cam, splits.cam_eval, splits.seg, splits.predict) == (
+        "train", "train", "train", "val")  # fmt: skip
+    assert splits.scored == {"train", "val"}
+    (data / "SegmentationClass" / "img_003.png").unlink()  # in train, not in val
+    (data / "ImageSets" / "Segmentation" / "train_aug.txt").unlink()
+    splits = resolve_splits(replace(DEMO, cam_split="train_aug"), voc)
+    assert splits.cam == "train" and splits.scored == {"val"}
+    (data / "ImageSets" / "Segmentation" / "val.txt").unlink()
+    assert resolve_splits(DEMO, voc).predict == "train"  # no val list: predict the train images
+    (data / "ImageSets" / "Segmentation" / "train.txt").unlink()
+    with pytest.raises(WsssError, match="split list not found"):
+        resolve_splits(DEMO, voc)

@@ -12,6 +12,7 @@ from wsss.data.demo import DemoKnobs
 from wsss.errors import WsssError
 from wsss.io import write_json
 from wsss.quality_sets import REPORT, SETS, TUNING, Variant
+from wsss.recipes import DEMO
 from wsss.stages import pipeline, suite
 from wsss.stages.suite import CHECKS, STAGES, SuiteConfig
 
@@ -38,7 +39,7 @@ def test_the_recipe_follows_the_variants_image_size() -> None:
     assert recipe.demo == {"n_train": 10, "n_val": 5, "size": 96, "seed": 7, "classes": 3}
     assert recipe.train_cam["crop"] == 96 and recipe.train_cam["epochs"] == 2
     assert recipe.train_seg["scale_range"] == (72, 120) and recipe.train_aff["crop"] == 96
-    assert recipe.train_seg["epochs"] == pipeline.DEMO.train_seg["epochs"]
+    assert recipe.train_seg["epochs"] == DEMO.train_seg["epochs"]
 
 
 @pytest.mark.parametrize("jobs", [None, 1, 3])
@@ -70,6 +71,7 @@ def test_quality_json_aggregates_per_variant_stage_and_target(tmp_path: Path) ->
     block = quality["ablations"]["pcl"]
     a, b = block["variants"]["a"], block["variants"]["b"]
     assert a["mean"]["cam"] == 45 and a["seed_spread"]["cam"] == 10
+    assert a["mean"]["cam_oracle"] == 99.0  # the oracle figure beside the label-free one
     assert a["mean"]["supervised_seg"] == 75 and a["mean"]["rw_pseudo"] == 56
     assert a["checks"]["crf_pseudo_ge_cam"] and a["checks"]["rw_maps_ge_cam"]
     assert not b["checks"]["crf_pseudo_ge_cam"] and b["checks"]["rw_maps_ge_cam"]
@@ -119,7 +121,7 @@ def test_smoke_set_runs_end_to_end_and_resumes(tmp_path: Path, monkeypatch) -> N
         raise AssertionError("a finished run was run again")
 
     monkeypatch.setattr(pipeline, "run", no_training)
-    monkeypatch.setattr(pipeline, "train_segmenter", no_training)
+    monkeypatch.setattr(pipeline.Steps, "train_seg", no_training)
     again = suite.run(config)
     assert again.quality == first.quality
 

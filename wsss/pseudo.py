@@ -24,7 +24,7 @@ from wsss.crf import CrfParams, crf_refine_labels, crf_refine_probs
 from wsss.data.palette import IGNORE
 from wsss.errors import WsssError, check_range
 
-DEFAULT_THRESHOLD = 0.25  # used when the CAM folder has no eval-cam result
+DEFAULT_THRESHOLD = 0.25  # library default; make-pseudo picks its own (wsss.cam_threshold)
 DEFAULT_FG_THRESHOLD = 0.40
 DEFAULT_BG_THRESHOLD = 0.10
 

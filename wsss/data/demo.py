@@ -24,7 +24,7 @@ from PIL import Image
 from wsss.data.classes import CLASSES_FILE, write_class_list
 from wsss.data.palette import IGNORE, save_label_png
 from wsss.errors import WsssError
-from wsss.io import atomic_write_bytes, ensure_dir
+from wsss.io import atomic_write_bytes, ensure_dir, read_json, write_json
 from wsss.ui import track
 
 DEMO_CLASSES: tuple[str, ...] = ("blorp", "quiffle", "snark", "vorp", "zindle")
@@ -305,6 +305,15 @@ class _Object:
     @property
     def mask(self) -> np.ndarray:
         return (self.body > 0.5) | self.part
+
+
+def ensure_demo(root: str | Path, demo_args: dict) -> Path:
+    """Generate the demo dataset unless a complete one with the same arguments is there."""
+    done = Path(root) / "demo_complete.json"
+    if not (done.is_file() and read_json(done) == demo_args):
+        generate_demo(root, **demo_args)
+        write_json(done, demo_args)
+    return Path(root)
 
 
 def render_sample(

@@ -8,7 +8,8 @@ confusion matrix, summed here into the pseudo labels' mIoU). Under torchrun each
 takes its own shard of the split and the scores are summed over processes at the end.
 
 The background threshold defaults to the best one `wsss eval-cam` recorded for these CAMs
-(`<cams>/eval_cam.json`), else `DEFAULT_THRESHOLD`; the manifest says which.
+(`<cams>/eval_cam.json`, an oracle: picked on ground truth), else the label-free rule of
+`wsss.cam_threshold` (also `--threshold auto`); the manifest says which.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
+from wsss.cam_threshold import RULE, RULE_TEXT, pick_threshold
 from wsss.camfile import (
     EVAL_CAM_RECORD,
     CamRecord,
@@ -38,7 +41,6 @@ from wsss.pool import default_workers, map_in_processes, peak_rss_mb
 from wsss.pseudo import (
     DEFAULT_BG_THRESHOLD,
     DEFAULT_FG_THRESHOLD,
-    DEFAULT_THRESHOLD,
     PseudoParams,
     pseudo_label,
 )
@@ -59,7 +61,8 @@ class MakePseudoConfig:
     data: Path
     split: str
     out: Path
-    threshold: float | None = None  # None: eval-cam's best, else DEFAULT_THRESHOLD
+    # None: eval-cam's best when recorded, else "auto", the label-free rule
+    threshold: float | Literal["auto"] | None = None
     crf: CrfParams | None = CrfParams()
     bg_power: float | None = None
     confident: tuple[float, float] | None = None  # (fg, bg) thresholds: confident mode
@@ -112,7 +115,7 @@ def run(config: MakePseudoConfig) -> MakePseudoResult:
     voc = VocDataset.open(config.data, config.class_list)
     cam_folder_params(cams, voc.classes)
     ids = voc.split_ids(config.split)
-    params, source = _pseudo_params(config, cams)
+    params, source = _pseudo_params(config, cams, voc, ids)
     if params.crf is not None:
         densecrf_module()  # a missing pydensecrf fails now, not in every worker
     manifest_params = {
@@ -292,21 +295,33 @@ def confident_thresholds(
     )
 
 
-def resolve_threshold(cams: Path, threshold: float | None) -> tuple[float, str]:
-    """The threshold and where it came from: the option, eval-cam's record, or the default."""
+def resolve_threshold(
+    cams: Path, threshold: float | str | None, voc: VocDataset, ids: list[str]
+) -> tuple[float, str]:
+    """The threshold and where it came from: the option, eval-cam's record (an oracle), or
+    the label-free rule."""
+    if threshold == "auto":
+        return _label_free(cams, voc, ids, "--threshold auto")
+    if isinstance(threshold, str):
+        raise WsssError(f"--threshold must be a number in [0, 1] or 'auto', got '{threshold}'")
     if threshold is not None:
         return check_range("--threshold", threshold, 0.0, 1.0), "--threshold"
     record = cams / EVAL_CAM_RECORD
     if not record.is_file():
-        return DEFAULT_THRESHOLD, f"default; no {EVAL_CAM_RECORD} in the CAM folder"
+        return _label_free(cams, voc, ids, f"no {EVAL_CAM_RECORD} in the CAM folder")
     content = read_json(record)
     best = content.get("best_threshold") if isinstance(content, dict) else None
     if isinstance(best, bool) or not isinstance(best, int | float) or not 0.0 <= best <= 1.0:
         raise file_error(record, f"'best_threshold' must be a number in [0, 1], got {best!r}")
-    source = f"best of {record}"
+    source = f"oracle: best of {record}, picked on ground truth"
     if best == _lowest_swept(content.get("curve")):
         source += "; the lowest eval-cam tried, the CAMs may be best below it (--thresholds)"
     return float(best), source
+
+
+def _label_free(cams: Path, voc: VocDataset, ids: list[str], why: str) -> tuple[float, str]:
+    choice = pick_threshold(cams, ids, voc.num_classes)
+    return choice.threshold, f"label-free rule {RULE} ({RULE_TEXT}; {why})"
 
 
 def _lowest_swept(curve: object) -> float | None:
@@ -317,9 +332,11 @@ def _lowest_swept(curve: object) -> float | None:
     return min(points) if len(points) == len(curve) else None
 
 
-def _pseudo_params(config: MakePseudoConfig, cams: Path) -> tuple[PseudoParams, str]:
+def _pseudo_params(
+    config: MakePseudoConfig, cams: Path, voc: VocDataset, ids: list[str]
+) -> tuple[PseudoParams, str]:
     if config.confident is None:
-        threshold, source = resolve_threshold(cams, config.threshold)
+        threshold, source = resolve_threshold(cams, config.threshold, voc, ids)
         return PseudoParams(threshold, config.crf, config.bg_power), source
     if config.threshold is not None:
         raise WsssError(

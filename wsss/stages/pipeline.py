@@ -1,13 +1,18 @@
-"""`wsss pipeline`: every stage in order, on the demo data or on PASCAL VOC 2012.
+"""`wsss pipeline`: every stage in order, on any dataset in the toolkit's layout.
 
-The pipeline holds no stage logic: it builds each stage's config from a `Recipe` and calls
-the stage's `run`. Resuming is the stages' own job (per-image stages skip finished files,
-trainers continue from `last.pt`), so re-running an interrupted pipeline continues where it
-stopped; a trainer whose `final.pt` exists is not run again.
+The pipeline holds no stage logic: it builds each stage's config from a `Recipe`
+(`wsss.recipes`, with `--set stage.option=value` overrides) and calls the stage's `run`.
+Resuming is the stages' own job (per-image stages skip finished files, trainers continue
+from `last.pt`), so re-running an interrupted pipeline continues where it stopped; a
+trainer whose `final.pt` exists is not run again.
+
+No step needs pixel ground truth: the background threshold comes from the CAMs alone
+(`wsss.cam_threshold`). Where a split has masks, the CAMs, pseudo labels and predictions
+are scored too, and eval-cam's best threshold is reported beside, marked "oracle".
 
 With `random_walk`, the random-walk path (docs/random_walk.md) runs after the CRF path in
 the same run directory and shares its CAMs: confident labels -> train-aff -> make-rw ->
-eval-cam -> make-pseudo -> train-seg -> predict -> eval, each into its own folder.
+the CRF path's steps on the walked maps, each into its own folder.
 """
 
 from __future__ import annotations
@@ -20,142 +25,53 @@ from typing import Any
 
 from rich.table import Table
 
+from wsss.cam_threshold import (
+    CONFIDENT_RULE,
+    RULE,
+    ThresholdChoice,
+    confident_thresholds,
+    pick_threshold,
+)
+from wsss.data.demo import ensure_demo
+from wsss.data.voc import VocDataset
+from wsss.engine.finished import train_unless_finished
 from wsss.errors import WsssError
-from wsss.io import ensure_dir, read_json, write_json
+from wsss.io import ensure_dir, write_json
+from wsss.recipes import (
+    COCO,
+    DEMO,
+    RECIPES,
+    STAGES,
+    VOC,
+    Recipe,
+    apply_overrides,
+    build_config,
+    option_types,
+    train_cam_options,
+)
 from wsss.ui import info, key_value_table, plain, print_table
 
-FINAL = "final.pt"
+__all__ = ["COCO", "DEMO", "RECIPES", "VOC", "PipelineConfig", "PipelineResult", "Recipe", "run"]
 
-
-@dataclass(frozen=True)
-class Recipe:
-    """Per-stage settings of one reproduction; everything else is each stage's default."""
-
-    name: str
-    cam_split: str  # images the classifier trains on and pseudo labels are made for
-    cam_eval_split: str  # images whose CAMs are scored (VOC: train, 1,464)
-    seg_split: str
-    seg_eval_split: str
-    train_cam: dict[str, Any]
-    make_cam: dict[str, Any]
-    make_pseudo: dict[str, Any]
-    train_seg: dict[str, Any]
-    predict: dict[str, Any]
-    demo: dict[str, Any] | None = None  # demo-data arguments, for the demo recipe
-    # The random-walk path. train-aff takes backbone and pretrained from `train_cam`;
-    # `aff_init` starts its backbone from the trained CAM classifier (train-aff --init).
-    train_aff: dict[str, Any] = field(default_factory=dict)
-    aff_init: bool = False
-    make_rw: dict[str, Any] = field(default_factory=dict)
-    # The ablation variant train-cam runs (`wsss.stages.ablation.VARIANTS`: baseline, pcl,
-    # re, full) on top of `train_cam`, which holds the paper's full Puzzle-CAM settings.
-    variant: str | None = None
-
-
-DEMO = Recipe(
-    name="demo",
-    cam_split="train",
-    cam_eval_split="train",
-    seg_split="train",
-    seg_eval_split="val",
-    demo={"n_train": 300, "n_val": 100, "size": 128, "seed": 0},
-    # From scratch at 128 px the paper's SGD lr 0.1 recipe does not learn (issue 3); this is
-    # the AdamW recipe that does. `train_cam` holds the paper's full Puzzle-CAM settings (the
-    # ablation's base); the demo trains the "pcl" variant, L_cls + L_p-cls without L_re: the
-    # only setting measured that beat the plain CAM on the demo data, on both seeds tried
-    # (CAM mIoU 56.3 / 56.8 vs 54.4 / 55.8), while L_re shrank the maps onto the parts at
-    # every alpha, start and warm start tried (README "Puzzle-CAM on the demo data").
-    variant="pcl",
-    train_cam={
-        "backbone": "resnet18",
-        "pretrained": "none",
-        "output_stride": 16,
-        "epochs": 30,
-        "batch_size": 32,
-        "optimizer": "adamw",
-        "lr": 1e-3,
-        "weight_decay": 1e-4,
-        "warmup_epochs": 2,
-        "schedule": "cosine",
-        "augment": "resized-crop",
-        "crop": 128,
-        "pieces": 4,
-        "alpha": 4.0,
-        "re_level": "feature",
-    },
-    make_cam={"scales": (0.5, 1.0, 1.5, 2.0), "flip": True, "overlays": 8},
-    make_pseudo={},
-    train_seg={
-        "backbone": "resnet18",
-        "pretrained": "none",
-        "output_stride": 16,
-        "epochs": 15,
-        "batch_size": 16,
-        "optimizer": "adamw",
-        "lr": 1e-3,
-        "weight_decay": 1e-4,
-        "warmup_epochs": 1,
-        "schedule": "cosine",
-        "crop": 128,
-        "scale_range": (96, 160),
-    },
-    predict={"scales": (0.5, 1.0, 1.5), "flip": True},
-    # docs/random_walk.md: with no ImageNet weights, start from the CAM classifier and train
-    # the backbone too (55.6 -> 60.3 CAM mIoU there); 15 epochs at the demo's image size.
-    train_aff={
-        "freeze_backbone": False,
-        "epochs": 15,
-        "batch_size": 16,
-        "crop": 128,
-        "scale_range": (96, 160),
-    },
-    aff_init=True,
-)
-
-# SPEC sections 4-7: the paper's recipe for an ImageNet-pretrained ResNet-50 on VOC 2012.
-VOC = Recipe(
-    name="voc",
-    cam_split="train_aug",
-    cam_eval_split="train",
-    seg_split="train_aug",
-    seg_eval_split="val",
-    train_cam={"backbone": "resnet50", "pretrained": "imagenet", "epochs": 15, "batch_size": 32},
-    make_cam={"scales": (0.5, 1.0, 1.5, 2.0), "flip": True, "overlays": 16},
-    make_pseudo={},
-    train_seg={"backbone": "resnet50", "pretrained": "imagenet", "epochs": 50, "batch_size": 32},
-    predict={"scales": (0.5, 1.0, 1.5, 2.0), "flip": True},
-)
-
-RECIPES = {"demo": DEMO, "voc": VOC}
-
-
-def train_cam_options(config: PipelineConfig) -> dict[str, Any]:
-    """The recipe's train-cam options under its variant (or `--variant`, which replaces it,
-    never stacks on it)."""
-    variant = variant_options(config.variant or config.recipe.variant)
-    return {**config.recipe.train_cam, **variant}
-
-
-def variant_options(variant: str | None) -> dict[str, Any]:
-    """train-cam options of an ablation variant (`--variant`), none for the recipe's own."""
-    if variant is None:
-        return {}
-    from wsss.stages.ablation import VARIANTS, pick_variants
-
-    (name,) = pick_variants([variant])
-    return dict(VARIANTS[name])
+# Stage options the pipeline sets itself from the run; `--set` cannot reach them.
+PIPELINE_SET = frozenset({"data", "split", "out", "device", "workers", "resume", "checkpoint",
+                          "cams", "labels", "confident", "gt", "class_list"})  # fmt: skip
+TRAINERS = ("train_cam", "train_seg", "train_aff")
 
 
 @dataclass
 class PipelineConfig:
     out: Path
     recipe: Recipe
-    data: Path | None = None  # dataset root; the demo recipe generates it under OUT/data
+    data: Path | None = None  # dataset root; without it the demo recipe generates one
     sbd: Path | None = None
+    prepare_voc: bool = False  # run prepare-voc on `data` (and `sbd`) first
     device: str = "auto"
     workers: int | None = None
     variant: str | None = None  # ablation variant of train-cam (default: the recipe's)
     random_walk: bool = False  # also run the random-walk path
+    overrides: tuple[str, ...] = ()  # "stage.option=value"
+    seed: int | None = None  # every trainer's seed
 
 
 @dataclass
@@ -164,9 +80,55 @@ class PipelineResult:
     summary_path: Path
 
 
+@dataclass
+class Splits:
+    """Which list each step reads: the recipe's name where the dataset has that list, else
+    train (and val for predictions); `scored` holds the splits whose every image has a mask."""
+
+    cam: str
+    cam_eval: str
+    seg: str
+    predict: str
+    scored: set[str] = field(default_factory=set)
+
+
+def stage_options(recipe: Recipe) -> dict[str, dict[str, Any]]:
+    """Every option `--set` may change, per stage, with its type."""
+    from wsss.stages.make_cam import MakeCamConfig
+    from wsss.stages.make_pseudo import MakePseudoConfig
+    from wsss.stages.make_rw import MakeRwConfig
+    from wsss.stages.predict import PredictConfig
+    from wsss.stages.train_aff import TrainAffConfig
+    from wsss.stages.train_cam import TrainCamConfig
+    from wsss.stages.train_seg import TrainSegConfig
+
+    configs = {
+        "train_cam": TrainCamConfig,
+        "make_cam": MakeCamConfig,
+        "make_pseudo": MakePseudoConfig,
+        "train_seg": TrainSegConfig,
+        "predict": PredictConfig,
+        "train_aff": TrainAffConfig,
+        "make_rw": MakeRwConfig,
+    }
+    options = {stage: option_types(configs[stage], PIPELINE_SET) for stage in configs}
+    if recipe.demo is not None:
+        options["demo"] = {key: type(value) for key, value in recipe.demo.items()}
+    return {stage: options[stage] for stage in STAGES if stage in options}
+
+
+def resolve_recipe(config: PipelineConfig) -> Recipe:
+    """The recipe with `--seed` and the `--set` overrides applied (errors before any work)."""
+    seeds = [f"{stage}.seed={config.seed}" for stage in TRAINERS] if config.seed is not None else []
+    recipe = apply_overrides(config.recipe, [*seeds, *config.overrides],
+                             stage_options(config.recipe))  # fmt: skip
+    train_cam_options(recipe, config.variant)  # an unknown --variant fails now too
+    return recipe
+
+
 def run(config: PipelineConfig) -> PipelineResult:
+    recipe = resolve_recipe(config)
     out = ensure_dir(config.out)
-    recipe = config.recipe
     timings: dict[str, float] = {}
 
     def step(name: str, action: Callable[[], Any]) -> Any:
@@ -176,39 +138,34 @@ def run(config: PipelineConfig) -> PipelineResult:
         timings[name] = round(time.perf_counter() - start, 1)
         return value
 
-    data = step("data", lambda: _prepare_data(config, out))
-    variant = config.variant or recipe.variant
-    cam_options = train_cam_options(config)
-    cam_model = step(
-        "train-cam",
-        lambda: train_classifier(data, out / "cam_model", recipe.cam_split, cam_options,
-                                 config.device, config.workers),
-    )  # fmt: skip
-    step("make-cam", lambda: _make_cam(config, data, cam_model, out / "cams"))
-    crf = _cams_to_segmenter(config, data, out, out / "cams", step)
-    rw = None
-    if config.random_walk:
-        rw = _random_walk_path(config, data, out, cam_model, cam_options, crf, step)
+    data = step("data", lambda: _prepare_data(config, recipe, out))
+    steps = Steps(config, recipe, data, out, step)
+    cam_model = step("train-cam", steps.train_cam)
+    step("make-cam", lambda: steps.make_cam(cam_model))
+    crf = steps.cams_to_segmenter(out / "cams")
+    rw = steps.random_walk(cam_model, crf) if config.random_walk else None
 
+    splits = steps.splits
     summary = {
         "recipe": recipe.name,
-        "variant": variant or "full",
+        "variant": config.variant or recipe.variant or "full",
+        "overrides": list(config.overrides),
+        **({"seed": config.seed} if config.seed is not None else {}),
         "data": str(data),
-        "cam_miou": crf["cam_miou"],
-        "cam_threshold": crf["cam_threshold"],
-        "cam_split": recipe.cam_eval_split,
-        "pseudo_miou": crf["pseudo_miou"],
-        "pseudo_split": recipe.cam_split,
-        "seg_miou": crf["seg_miou"],
-        "seg_split": recipe.seg_eval_split,
+        **crf,
+        "cam_split": splits.cam_eval if splits.cam_eval in splits.scored else splits.cam,
+        "pseudo_split": splits.cam,
+        "seg_split": splits.predict,
         **({"random_walk": rw} if rw is not None else {}),
+        "skipped": steps.skipped,
         "seconds": timings,
         "total_seconds": round(sum(timings.values()), 1),
     }
     summary_path = write_json(out / "summary.json", summary)
-    from wsss.report import pipeline_figures
+    if {splits.cam, splits.predict} <= splits.scored:
+        from wsss.report import pipeline_figures
 
-    pipeline_figures(out, data, recipe.cam_split, recipe.seg_eval_split)
+        pipeline_figures(out, data, splits.cam, splits.predict)
     from rich.markup import escape
 
     from wsss.stages.report import ReportConfig
@@ -219,19 +176,250 @@ def run(config: PipelineConfig) -> PipelineResult:
     return PipelineResult(summary=summary, summary_path=summary_path)
 
 
+class Steps:
+    """The stages of one run, each a call with its config built from the recipe."""
+
+    def __init__(self, config: PipelineConfig, recipe: Recipe, data: Path, out: Path,
+                 step: Callable[..., Any]) -> None:  # fmt: skip
+        self.config, self.recipe, self.data, self.out, self.step = config, recipe, data, out, step
+        self.voc = VocDataset.open(data)
+        self.splits = resolve_splits(recipe, self.voc)
+        self.skipped: dict[str, str] = {}
+        self.extra = {"workers": config.workers} if config.workers is not None else {}
+        self.cam_options = train_cam_options(recipe, config.variant)
+
+    def train_cam(self) -> Path:
+        from wsss.stages.train_cam import TrainCamConfig
+        from wsss.stages.train_cam import run as train
+
+        return train_unless_finished(train, TrainCamConfig(
+            data=self.data, out=self.out / "cam_model", split=self.splits.cam, resume=True,
+            device=self.config.device, **self.cam_options, **self.extra))  # fmt: skip
+
+    def make_cam(self, checkpoint: Path) -> None:
+        from wsss.stages.make_cam import MakeCamConfig
+        from wsss.stages.make_cam import run as make_cam
+
+        make_cam(build_config(MakeCamConfig, {
+            "checkpoint": checkpoint, "data": self.data, "split": self.splits.cam,
+            "out": self.out / "cams", "device": self.config.device, **self.recipe.make_cam,
+            **self.extra}))  # fmt: skip
+
+    def cams_to_segmenter(self, cams: Path, tag: str = "") -> dict[str, Any]:
+        """pick-threshold -> eval-cam (where masks) -> make-pseudo -> train-seg -> predict ->
+        eval (where masks), for one folder of CAM files; `tag` names the steps and suffixes
+        the folders."""
+        suffix = f"_{tag}" if tag else ""
+        splits = self.splits
+
+        def name(stage: str) -> str:
+            return f"{stage} ({tag})" if tag else stage
+
+        threshold, rule = self.step(name("pick-threshold"), lambda: self.threshold(cams))
+        cam_eval = None
+        if self._scored(name("eval-cam"), splits.cam_eval):
+            cam_eval = self.step(name("eval-cam"), lambda: self.eval_cam(cams, threshold))
+        labels = self.out / f"pseudo{suffix}"
+        self._scored(name("make-pseudo scores"), splits.cam)
+        pseudo = self.step(name("make-pseudo"),
+                           lambda: self.make_pseudo(cams, labels, threshold=threshold))  # fmt: skip
+        seg_model = self.step(name("train-seg"), lambda: self.train_seg(labels, suffix))
+        pred_dir = self.out / f"pred_{splits.predict}{suffix}"
+        self.step(name("predict"), lambda: self.predict(seg_model, pred_dir))
+        seg_eval = None
+        if self._scored(name("eval"), splits.predict):
+            seg_eval = self.step(name("eval"), lambda: self.evaluate(pred_dir))
+        return {
+            "cam_threshold": threshold,
+            "cam_threshold_rule": rule,
+            "cam_miou": cam_eval["miou"] if cam_eval else None,
+            "cam_threshold_oracle": cam_eval["best_threshold"] if cam_eval else None,
+            "cam_miou_oracle": cam_eval["best_miou"] if cam_eval else None,
+            "pseudo_miou": pseudo.get("miou"),
+            "seg_miou": seg_eval["miou"] if seg_eval else None,
+        }
+
+    def random_walk(self, cam_model: Path, crf: dict[str, Any]) -> dict[str, Any]:
+        """Confident labels -> train-aff -> make-rw, then the CRF path's steps on the walked
+        maps."""
+        fg, bg = confident_thresholds(crf["cam_threshold"])
+        confident = self.out / "pseudo_confident"
+        cams = self.out / "cams"
+        self.step("make-pseudo (confident)",
+                  lambda: self.make_pseudo(cams, confident, confident=(fg, bg)))  # fmt: skip
+        aff_model = self.step("train-aff", lambda: self.train_aff(cam_model, confident))
+        self.step("make-rw", lambda: self.make_rw(aff_model, cams, self.out / "rw"))
+        walked = self.cams_to_segmenter(self.out / "rw", tag="rw")
+        return {
+            "rw_miou": walked["cam_miou"],
+            "rw_threshold": walked["cam_threshold"],
+            "rw_threshold_rule": walked["cam_threshold_rule"],
+            "rw_miou_oracle": walked["cam_miou_oracle"],
+            "rw_threshold_oracle": walked["cam_threshold_oracle"],
+            "confident_fg": fg,
+            "confident_bg": bg,
+            "confident_rule": CONFIDENT_RULE,
+            "pseudo_miou": walked["pseudo_miou"],
+            "seg_miou": walked["seg_miou"],
+        }
+
+    # -- one stage each ------------------------------------------------------------------
+
+    def threshold(self, cams: Path) -> tuple[float, str]:
+        """The background threshold and its rule: `--set make_pseudo.threshold=T` when
+        given, else the label-free rule on the CAMs of the pseudo-label split."""
+        fixed = self.recipe.make_pseudo.get("threshold")
+        if isinstance(fixed, float):
+            return fixed, "make_pseudo.threshold"
+        ids = self.voc.split_ids(self.splits.cam)
+        choice: ThresholdChoice = pick_threshold(cams, ids, self.voc.num_classes)
+        return choice.threshold, RULE
+
+    def eval_cam(self, cams: Path, threshold: float) -> dict[str, Any]:
+        """The sweep with the chosen threshold among its points: mIoU there, and the best
+        (oracle) threshold of the sweep."""
+        from wsss.cam_eval import DEFAULT_THRESHOLDS
+        from wsss.stages.eval_cam import EvalCamConfig
+        from wsss.stages.eval_cam import run as eval_cam
+
+        thresholds = tuple(sorted({*DEFAULT_THRESHOLDS, threshold}))
+        sweep = eval_cam(EvalCamConfig(cams=cams, gt=self.data, split=self.splits.cam_eval,
+                                       thresholds=thresholds)).sweep  # fmt: skip
+        at = min(range(len(sweep.thresholds)), key=lambda i: abs(sweep.thresholds[i] - threshold))
+        return {"miou": sweep.scores[at].miou, "best_miou": sweep.best_miou,
+                "best_threshold": sweep.best_threshold}  # fmt: skip
+
+    def make_pseudo(self, cams: Path, out: Path, **options: Any) -> dict[str, Any]:
+        from wsss.stages.make_pseudo import MakePseudoConfig
+        from wsss.stages.make_pseudo import run as make_pseudo
+
+        recipe = {k: v for k, v in self.recipe.make_pseudo.items() if k != "threshold"}
+        # loader "0 workers" (in-process) is one CRF worker
+        workers = None if self.config.workers is None else max(1, self.config.workers)
+        config = build_config(MakePseudoConfig, {
+            "cams": cams, "data": self.data, "split": self.splits.cam, "out": out,
+            "workers": workers, **recipe, **options})  # fmt: skip
+        result = make_pseudo(config)
+        return result.scores.to_json() if result.scores is not None else {}
+
+    def train_seg(self, labels: Path | None, suffix: str) -> Path:
+        """DeepLab on these pseudo labels (None: on the ground-truth masks)."""
+        from wsss.stages.train_seg import TrainSegConfig
+        from wsss.stages.train_seg import run as train
+
+        return train_unless_finished(train, TrainSegConfig(
+            data=self.data, out=self.out / f"seg_model{suffix}", split=self.splits.seg,
+            labels=labels, resume=True, device=self.config.device, **self.recipe.train_seg,
+            **self.extra))  # fmt: skip
+
+    def train_aff(self, cam_model: Path, labels: Path) -> Path:
+        from wsss.stages.train_aff import TrainAffConfig
+        from wsss.stages.train_aff import run as train
+
+        options = {
+            "backbone": self.cam_options["backbone"],
+            "pretrained": self.cam_options["pretrained"],
+            **({"init": cam_model} if self.recipe.aff_init else {}),
+            **self.recipe.train_aff,
+        }
+        return train_unless_finished(train, TrainAffConfig(
+            data=self.data, out=self.out / "aff_model", split=self.splits.cam, labels=labels,
+            resume=True, device=self.config.device, **options, **self.extra))  # fmt: skip
+
+    def make_rw(self, checkpoint: Path, cams: Path, out: Path) -> None:
+        from wsss.stages.make_rw import MakeRwConfig
+        from wsss.stages.make_rw import run as make_rw
+
+        make_rw(build_config(MakeRwConfig, {
+            "checkpoint": checkpoint, "cams": cams, "data": self.data, "split": self.splits.cam,
+            "out": out, "device": self.config.device, **self.recipe.make_rw,
+            **self.extra}))  # fmt: skip
+
+    def predict(self, checkpoint: Path, out: Path) -> None:
+        from wsss.stages.predict import PredictConfig
+        from wsss.stages.predict import run as predict
+
+        predict(build_config(PredictConfig, {
+            "checkpoint": checkpoint, "data": self.data, "split": self.splits.predict,
+            "out": out, "device": self.config.device, **self.recipe.predict,
+            **self.extra}))  # fmt: skip
+
+    def evaluate(self, pred_dir: Path) -> dict[str, Any]:
+        from wsss.stages.evaluate import EvalConfig
+        from wsss.stages.evaluate import run as evaluate
+
+        config = EvalConfig(pred=pred_dir, gt=self.data, split=self.splits.predict)
+        return evaluate(config).scores.to_json()
+
+    def _scored(self, step: str, split: str) -> bool:
+        """Whether `split` has masks; if not, the step is recorded as skipped."""
+        if split in self.splits.scored:
+            return True
+        self.skipped[step] = f"no ground-truth masks for split {split}"
+        info(f"[yellow]{step} skipped[/]: {self.skipped[step]}")
+        return False
+
+
+def resolve_splits(recipe: Recipe, voc: VocDataset) -> Splits:
+    lists = {path.stem for path in voc.split_path("train").parent.glob("*.txt")}
+
+    def pick(name: str, fallback: str) -> str:
+        return name if name in lists else fallback
+
+    cam = pick(recipe.cam_split, "train")
+    voc.split_ids(cam)  # a dataset without the list fails here, naming the lists it has
+    splits = Splits(
+        cam=cam,
+        cam_eval=pick(recipe.cam_eval_split, cam),
+        seg=pick(recipe.seg_split, cam),
+        predict=pick(recipe.seg_eval_split, pick("val", cam)),
+    )
+    for split in {splits.cam, splits.cam_eval, splits.predict}:
+        if all(voc.has_mask(image_id) for image_id in voc.split_ids(split)):
+            splits.scored.add(split)
+    return splits
+
+
+def _prepare_data(config: PipelineConfig, recipe: Recipe, out: Path) -> Path:
+    if config.prepare_voc:
+        if config.data is None:
+            raise WsssError("the VOC pipeline needs --voc ROOT")
+        from wsss.stages.prepare_voc import PrepareVocConfig
+        from wsss.stages.prepare_voc import run as prepare
+
+        prepare(PrepareVocConfig(voc=config.data, sbd=config.sbd, check_images=False))
+        return config.data
+    if config.data is not None:
+        return VocDataset.open(config.data).root
+    if recipe.demo is not None:
+        return ensure_demo(out / "data", dict(recipe.demo))
+    raise WsssError(f"the {recipe.name} recipe needs --data ROOT (a dataset in VOC layout)")
+
+
+# -- the summary -----------------------------------------------------------------------------
+
+
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
 def summary_rows(summary: dict[str, Any]) -> list[tuple[str, object]]:
     """The CRF path's results, one row each (the table without the random-walk path)."""
-    return [
-        (f"CAMs ({summary['cam_split']}, threshold {summary['cam_threshold']:.2f})",
-         _pct(summary["cam_miou"])),
+    split = summary["cam_split"]
+    rows: list[tuple[str, object]] = [
+        (f"CAMs ({split}, threshold {summary['cam_threshold']:.2f}, "
+         f"{summary['cam_threshold_rule']})", _pct(summary["cam_miou"])),
+    ]  # fmt: skip
+    if summary.get("cam_miou_oracle") is not None:
+        rows.append((f"CAMs ({split}, oracle: threshold {summary['cam_threshold_oracle']:.2f} "
+                     "picked on ground truth)", _pct(summary["cam_miou_oracle"])))  # fmt: skip
+    rows += [
         (f"pseudo labels ({summary['pseudo_split']})", _pct(summary["pseudo_miou"])),
         (f"segmenter ({summary['seg_split']})", _pct(summary["seg_miou"])),
-        ("time this run", f"{summary['total_seconds']:.0f} s"),
-    ]  # fmt: skip
+    ]
+    rows += [(f"{step}: skipped", reason) for step, reason in summary.get("skipped", {}).items()]
+    rows.append(("time this run", f"{summary['total_seconds']:.0f} s"))
+    return rows
 
 
 def summary_table(summary: dict[str, Any]) -> Table:
@@ -244,10 +432,16 @@ def summary_table(summary: dict[str, Any]) -> Table:
     for column in ("", "CRF path", "random-walk path"):
         table.add_column(column, justify="right" if column else "left")
     table.add_row(
-        plain(f"CAMs / random-walk maps ({summary['cam_split']})"),
+        plain(f"CAMs / random-walk maps ({summary['cam_split']}, {summary['cam_threshold_rule']})"),
         f"{_pct(summary['cam_miou'])} (t {summary['cam_threshold']:.2f})",
         f"{_pct(rw['rw_miou'])} (t {rw['rw_threshold']:.2f})",
     )
+    if summary.get("cam_miou_oracle") is not None:
+        table.add_row(
+            "  oracle: threshold picked on ground truth",
+            f"{_pct(summary['cam_miou_oracle'])} (t {summary['cam_threshold_oracle']:.2f})",
+            f"{_pct(rw['rw_miou_oracle'])} (t {rw['rw_threshold_oracle']:.2f})",
+        )
     table.add_row(
         "confident labels for train-aff",
         "-",
@@ -257,256 +451,8 @@ def summary_table(summary: dict[str, Any]) -> Table:
                   _pct(rw["pseudo_miou"]))  # fmt: skip
     table.add_row(plain(f"segmenter ({summary['seg_split']})"), _pct(summary["seg_miou"]),
                   _pct(rw["seg_miou"]))  # fmt: skip
+    for step, reason in summary.get("skipped", {}).items():
+        table.add_row(f"{step}: skipped", reason, "")
     table.add_section()
     table.add_row("time this run (both paths)", f"{summary['total_seconds']:.0f} s", "")
     return table
-
-
-CONFIDENT_RULE = "fg = 2 t*, bg = t*/2"
-
-
-def confident_thresholds(best_threshold: float) -> tuple[float, float]:
-    """train-aff's confident-label thresholds from eval-cam's best threshold t*.
-
-    docs/random_walk.md: fixed thresholds (the SPEC's 0.40 / 0.10) must bracket the CAMs'
-    own best threshold, else whole objects become confident background. fg is capped at 1.
-    """
-    return min(1.0, 2 * best_threshold), best_threshold / 2
-
-
-def _cams_to_segmenter(
-    config: PipelineConfig, data: Path, out: Path, cams: Path, step: Callable[..., Any],
-    tag: str = "",
-) -> dict[str, Any]:  # fmt: skip
-    """eval-cam -> make-pseudo (CRF, eval-cam's best threshold) -> train-seg -> predict ->
-    eval, for one folder of CAM files; `tag` names the steps and suffixes the folders."""
-    recipe = config.recipe
-    suffix = f"_{tag}" if tag else ""
-
-    def name(stage: str) -> str:
-        return f"{stage} ({tag})" if tag else stage
-
-    cam_eval = step(name("eval-cam"), lambda: _eval_cam(data, cams, recipe.cam_eval_split))
-    labels = out / f"pseudo{suffix}"
-    pseudo = step(name("make-pseudo"), lambda: _make_pseudo(config, data, cams, labels))
-    seg_model = step(
-        name("train-seg"),
-        lambda: train_segmenter(data, out / f"seg_model{suffix}", recipe.seg_split, labels,
-                                recipe.train_seg, config.device, config.workers),
-    )  # fmt: skip
-    pred_dir = out / f"pred_{recipe.seg_eval_split}{suffix}"
-    step(name("predict"), lambda: _predict(config, data, seg_model, pred_dir))
-    seg_eval = step(name("eval"), lambda: _evaluate(data, pred_dir, recipe.seg_eval_split))
-    return {
-        "cam_miou": cam_eval["best_miou"],
-        "cam_threshold": cam_eval["best_threshold"],
-        "pseudo_miou": pseudo.get("miou") if pseudo else None,
-        "seg_miou": seg_eval["miou"],
-    }
-
-
-def _random_walk_path(
-    config: PipelineConfig, data: Path, out: Path, cam_model: Path, cam_options: dict[str, Any],
-    crf: dict[str, Any], step: Callable[..., Any],
-) -> dict[str, Any]:  # fmt: skip
-    """Confident labels -> train-aff -> make-rw, then the CRF path's steps on the walked maps."""
-    recipe = config.recipe
-    fg, bg = confident_thresholds(crf["cam_threshold"])
-    confident = out / "pseudo_confident"
-    step(
-        "make-pseudo (confident)",
-        lambda: _make_pseudo(config, data, out / "cams", confident, confident=(fg, bg)),
-    )
-    aff_options = {
-        "backbone": cam_options["backbone"],
-        "pretrained": cam_options["pretrained"],
-        **({"init": cam_model} if recipe.aff_init else {}),
-        **recipe.train_aff,
-    }
-    aff_model = step(
-        "train-aff",
-        lambda: train_affinity(data, out / "aff_model", recipe.cam_split, confident, aff_options,
-                               config.device, config.workers),
-    )  # fmt: skip
-    step("make-rw", lambda: _make_rw(config, data, aff_model, out / "cams", out / "rw"))
-    walked = _cams_to_segmenter(config, data, out, out / "rw", step, tag="rw")
-    return {
-        "rw_miou": walked["cam_miou"],
-        "rw_threshold": walked["cam_threshold"],
-        "confident_fg": fg,
-        "confident_bg": bg,
-        "confident_rule": CONFIDENT_RULE,
-        "pseudo_miou": walked["pseudo_miou"],
-        "seg_miou": walked["seg_miou"],
-    }
-
-
-# -- steps ---------------------------------------------------------------------------------
-
-
-def ensure_demo_data(root: Path, demo_args: dict[str, Any]) -> Path:
-    """Generate the demo dataset unless a complete one with the same arguments is there."""
-    from wsss.data.demo import generate_demo
-
-    done = Path(root) / "demo_complete.json"
-    if not (done.is_file() and read_json(done) == demo_args):
-        generate_demo(root, **demo_args)
-        write_json(done, demo_args)
-    return Path(root)
-
-
-def train_classifier(
-    data: Path, out: Path, split: str, options: dict[str, Any], device: str, workers: int | None
-) -> Path:
-    """Train (or resume, or skip when finished) a CAM classifier; returns its final weights."""
-    from wsss.stages.train_cam import TrainCamConfig
-    from wsss.stages.train_cam import run as train
-
-    return _train(train, TrainCamConfig, out, workers, data=data, split=split, device=device,
-                  **options)  # fmt: skip
-
-
-def train_segmenter(
-    data: Path, out: Path, split: str, labels: Path | None, options: dict[str, Any], device: str,
-    workers: int | None,
-) -> Path:  # fmt: skip
-    """Train (or resume, or skip when finished) DeepLab on pseudo labels (None: the masks)."""
-    from wsss.stages.train_seg import TrainSegConfig
-    from wsss.stages.train_seg import run as train
-
-    return _train(train, TrainSegConfig, out, workers, data=data, split=split, labels=labels,
-                  device=device, **options)  # fmt: skip
-
-
-def train_affinity(
-    data: Path, out: Path, split: str, labels: Path, options: dict[str, Any], device: str,
-    workers: int | None,
-) -> Path:  # fmt: skip
-    """Train (or resume, or skip when finished) the affinity net on confident labels."""
-    from wsss.stages.train_aff import TrainAffConfig
-    from wsss.stages.train_aff import run as train
-
-    return _train(train, TrainAffConfig, out, workers, data=data, split=split, labels=labels,
-                  device=device, **options)  # fmt: skip
-
-
-def _train(
-    train: Callable[[Any], Any], config_type: Callable[..., Any], out: Path,
-    workers: int | None, **options: Any,
-) -> Path:  # fmt: skip
-    """Run a trainer stage with resume on, unless its final.pt (made with the same options:
-    a changed recipe must not reuse an old model) exists; returns final.pt."""
-    from wsss.engine.checkpoint import load_checkpoint
-    from wsss.engine.trainer import check_same_args
-
-    extra = {"workers": workers} if workers is not None else {}
-    config = config_type(out=out, resume=True, **options, **extra)
-    final = out / FINAL
-    if final.is_file():
-        check_same_args(final, load_checkpoint(final).get("args", {}), config.args())
-        info(f"{final} exists: skipped")
-        return final
-    return Path(train(config).final)
-
-
-def _prepare_data(config: PipelineConfig, out: Path) -> Path:
-    recipe = config.recipe
-    if recipe.demo is not None:
-        return ensure_demo_data(out / "data", dict(recipe.demo))
-    if config.data is None:
-        raise WsssError("the VOC pipeline needs --voc ROOT")
-    from wsss.stages.prepare_voc import PrepareVocConfig
-    from wsss.stages.prepare_voc import run as prepare
-
-    prepare(PrepareVocConfig(voc=config.data, sbd=config.sbd, check_images=False))
-    return config.data
-
-
-def _make_cam(config: PipelineConfig, data: Path, checkpoint: Path, out: Path) -> None:
-    from wsss.stages.make_cam import MakeCamConfig
-    from wsss.stages.make_cam import run as make_cam
-
-    extra = {"workers": config.workers} if config.workers is not None else {}
-    make_cam(
-        MakeCamConfig(
-            checkpoint=checkpoint,
-            data=data,
-            split=config.recipe.cam_split,
-            out=out,
-            device=config.device,
-            **config.recipe.make_cam,
-            **extra,
-        )
-    )
-
-
-def _eval_cam(data: Path, cams: Path, split: str) -> dict[str, Any]:
-    from wsss.stages.eval_cam import EvalCamConfig
-    from wsss.stages.eval_cam import run as eval_cam
-
-    result = eval_cam(EvalCamConfig(cams=cams, gt=data, split=split))
-    return {"best_miou": result.sweep.best_miou, "best_threshold": result.sweep.best_threshold}
-
-
-def _make_pseudo(
-    config: PipelineConfig, data: Path, cams: Path, out: Path, **options: Any
-) -> dict[str, Any]:
-    from wsss.stages.make_pseudo import MakePseudoConfig
-    from wsss.stages.make_pseudo import run as make_pseudo
-
-    result = make_pseudo(
-        MakePseudoConfig(
-            cams=cams,
-            data=data,
-            split=config.recipe.cam_split,
-            out=out,
-            # loader "0 workers" (in-process) is one CRF worker
-            workers=None if config.workers is None else max(1, config.workers),
-            **{**config.recipe.make_pseudo, **options},
-        )
-    )
-    return result.scores.to_json() if result.scores is not None else {}
-
-
-def _make_rw(config: PipelineConfig, data: Path, checkpoint: Path, cams: Path, out: Path) -> None:
-    from wsss.stages.make_rw import MakeRwConfig
-    from wsss.stages.make_rw import run as make_rw
-
-    extra = {"workers": config.workers} if config.workers is not None else {}
-    make_rw(
-        MakeRwConfig(
-            checkpoint=checkpoint,
-            cams=cams,
-            data=data,
-            split=config.recipe.cam_split,
-            out=out,
-            device=config.device,
-            **config.recipe.make_rw,
-            **extra,
-        )
-    )
-
-
-def _predict(config: PipelineConfig, data: Path, checkpoint: Path, out: Path) -> None:
-    from wsss.stages.predict import PredictConfig
-    from wsss.stages.predict import run as predict
-
-    extra = {"workers": config.workers} if config.workers is not None else {}
-    predict(
-        PredictConfig(
-            checkpoint=checkpoint,
-            data=data,
-            split=config.recipe.seg_eval_split,
-            out=out,
-            device=config.device,
-            **config.recipe.predict,
-            **extra,
-        )
-    )
-
-
-def _evaluate(data: Path, pred_dir: Path, split: str) -> dict[str, Any]:
-    from wsss.stages.evaluate import EvalConfig
-    from wsss.stages.evaluate import run as evaluate
-
-    return evaluate(EvalConfig(pred=pred_dir, gt=data, split=split)).scores.to_json()

@@ -29,15 +29,18 @@ from typing import Any
 
 from rich.table import Table
 
+from wsss.data.demo import ensure_demo
 from wsss.errors import WsssError, check_count
 from wsss.io import ensure_dir, read_json, write_json
 from wsss.quality_sets import SETS, Variant
+from wsss.recipes import DEMO, Recipe, pick_variants
 from wsss.stages import pipeline
 from wsss.ui import fmt_pct, info, print_table
 
 # Stage keys of quality.json, in pipeline order, with the summary.json value each reads.
 STAGES: dict[str, str] = {
     "cam": "CAMs",
+    "cam_oracle": "CAMs (oracle threshold)",
     "crf_pseudo": "CRF pseudo",
     "crf_seg": "CRF seg",
     "rw_maps": "RW maps",
@@ -116,7 +119,7 @@ def run(config: SuiteConfig) -> SuiteResult:
     for variant in variants:
         for seed in variant.seeds:
             data = out / "data" / variant.name / f"seed{seed}"
-            pipeline.ensure_demo_data(data, variant.demo_args(seed))
+            ensure_demo(data, variant.demo_args(seed))
             runs = out / "runs" / variant.name / f"seed{seed}"
             tasks += [Task(variant, seed, a, data, runs / a) for a in ablations]
             tasks.append(Task(variant, seed, None, data, runs / SUPERVISED))
@@ -137,25 +140,24 @@ def run(config: SuiteConfig) -> SuiteResult:
 def ablation_names(short: tuple[str, ...]) -> tuple[str, ...]:
     """The ablations' short names, checked; none means the demo recipe's own variant."""
     if not short:
-        return (pipeline.DEMO.variant or "full",)
-    for name in short:
-        pipeline.variant_options(name)  # a one-line error for an unknown name
+        return (DEMO.variant or "full",)
+    pick_variants(list(short))  # a one-line error for an unknown name
     return tuple(dict.fromkeys(short))
 
 
-def recipe_for(variant: Variant, seed: int) -> pipeline.Recipe:
+def recipe_for(variant: Variant, seed: int) -> Recipe:
     """The demo recipe on this variant: pixel sizes scaled to its images, its data, and the
     variant's own stage options (the smoke set's tiny recipe)."""
-    scale = variant.size / pipeline.DEMO.demo["size"]
+    scale = variant.size / DEMO.demo["size"]
     stages: dict[str, dict[str, Any]] = {}
     for stage in ("train_cam", "make_cam", "make_pseudo", "train_aff", "make_rw", "train_seg",
                   "predict"):  # fmt: skip
-        options = dict(getattr(pipeline.DEMO, stage))
+        options = dict(getattr(DEMO, stage))
         for key in _PIXEL_OPTIONS.get(stage, ()):
             if key in options:
                 options[key] = _scaled(options[key], scale)
         stages[stage] = {**options, **variant.recipe.get(stage, {})}
-    return dataclasses.replace(pipeline.DEMO, demo=variant.demo_args(seed), **stages)
+    return dataclasses.replace(DEMO, demo=variant.demo_args(seed), **stages)
 
 
 def _scaled(value: Any, scale: float) -> Any:
@@ -307,13 +309,14 @@ def _supervised_bound(task: Task, setup: JobSetup) -> None:
     recipe = recipe_for(task.variant, task.seed)
     config = pipeline.PipelineConfig(out=task.out, recipe=recipe, device=setup.device,
                                      workers=setup.workers)  # fmt: skip
-    model = pipeline.train_segmenter(task.data, task.out / "seg_model", recipe.seg_split, None,
-                                     recipe.train_seg, setup.device, setup.workers)  # fmt: skip
-    pred = task.out / f"pred_{recipe.seg_eval_split}"
-    pipeline._predict(config, task.data, model, pred)
-    scores = pipeline._evaluate(task.data, pred, recipe.seg_eval_split)
+    steps = pipeline.Steps(config, recipe, task.data, task.out, lambda _name, action: action())
+    model = steps.train_seg(None, "")
+    split = steps.splits.predict
+    pred = task.out / f"pred_{split}"
+    steps.predict(model, pred)
+    scores = steps.evaluate(pred)
     seconds = round(time.perf_counter() - start, 1)
-    write_json(task.out / RESULT, {"seg_miou": scores["miou"], "seg_split": recipe.seg_eval_split,
+    write_json(task.out / RESULT, {"seg_miou": scores["miou"], "seg_split": split,
                                    "seconds": seconds})  # fmt: skip
 
 
@@ -324,7 +327,8 @@ def run_stages(summary: dict[str, Any], bound: dict[str, Any] | None) -> dict[st
     """A run's stage mIoUs from its summary.json (extra keys are ignored)."""
     walk = summary.get("random_walk") or {}
     return {
-        "cam": summary.get("cam_miou"),
+        "cam": summary.get("cam_miou"),  # at the label-free threshold
+        "cam_oracle": summary.get("cam_miou_oracle"),  # at eval-cam's best, picked on masks
         "crf_pseudo": summary.get("pseudo_miou"),
         "crf_seg": summary.get("seg_miou"),
         "rw_maps": walk.get("rw_miou"),

@@ -1,0 +1,97 @@
+"""Label-free background-threshold rules against the ground-truth best (the oracle).
+
+For each CAM folder, every rule picks a threshold from the CAMs alone; one pass of eval-cam's
+sweep (0.01 steps plus the rules' own thresholds) then scores each choice and finds the
+oracle. Prints a markdown table (docs/label_free_threshold.md).
+
+    python benchmarks/label_free_threshold.py --split train CAMS:DATA [CAMS:DATA ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from wsss.cam_eval import ThresholdSweep, parse_thresholds
+from wsss.cam_threshold import MeanCam
+from wsss.camfile import find_cam_file, load_cam_file
+from wsss.data.voc import VocDataset
+
+
+def otsu(values: np.ndarray, bins: int = 256) -> float:
+    """Otsu's threshold of values in [0, 1]: the cut maximising the between-class variance."""
+    hist, edges = np.histogram(values, bins=bins, range=(0.0, 1.0))
+    p = hist / max(hist.sum(), 1)
+    mids = (edges[:-1] + edges[1:]) / 2
+    w0, m0 = np.cumsum(p), np.cumsum(p * mids)
+    between = (m0[-1] * w0 - m0) ** 2 / np.maximum(w0 * (1 - w0), 1e-12)
+    return float(edges[1:][np.argmax(between)])
+
+
+def mass_balance(values: np.ndarray) -> float:
+    """The t whose foreground share (values > t) equals the CAMs' mean value (their mass)."""
+    ordered = np.sort(values)[::-1]
+    count = int(round(values.mean() * len(ordered)))
+    return float(ordered[min(max(count, 1), len(ordered)) - 1])
+
+
+def mean_cam(tops: list[np.ndarray]) -> float:
+    mean = MeanCam()
+    for top in tops:
+        mean.update(top[None])
+    return mean.result().threshold
+
+
+RULES: dict[str, Callable[[list[np.ndarray]], float]] = {
+    "mean-cam (chosen)": mean_cam,
+    "median": lambda tops: float(np.median(np.concatenate([t.ravel() for t in tops]))),
+    "Otsu, pooled": lambda tops: otsu(np.concatenate([t.ravel() for t in tops])),
+    "Otsu, median per image": lambda tops: float(np.median([otsu(t.ravel()) for t in tops])),
+    "mass balance": lambda tops: mass_balance(np.concatenate([t.ravel() for t in tops])),
+}
+
+
+def measure(cams: Path, data: Path, split: str) -> dict[str, tuple[float, float]]:
+    voc = VocDataset.open(data)
+    ids = voc.split_ids(split)
+    records = [load_cam_file(find_cam_file(cams, i), voc.num_classes) for i in ids]
+    tops = [r.hr_cam.max(axis=0) for r in records if len(r.hr_cam)]
+    chosen = {name: round(rule(tops), 4) for name, rule in RULES.items()}
+    grid = parse_thresholds("0.01:0.95:0.01")
+    sweep = ThresholdSweep(voc.classes, sorted({*grid, *chosen.values()}))
+    for image_id, record in zip(ids, records, strict=True):
+        sweep.update(record.hr_cam, record.labels, voc.load_mask(image_id), name=image_id)
+    result = sweep.result()
+    miou = dict(result.curve)
+    scores = {name: (t, miou[float(t)]) for name, t in chosen.items()}
+    return {"oracle": (result.best_threshold, result.best_miou), **scores}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("pairs", nargs="+", help="CAMS:DATA, a CAM folder and its dataset root")
+    parser.add_argument("--split", default="train")
+    args = parser.parse_args()
+    names = ["oracle", *RULES]
+    print("| CAMs | " + " | ".join(f"{n}: t / mIoU" for n in names) + " |")
+    print("|---" * (len(names) + 1) + "|")
+    gaps: dict[str, list[float]] = {name: [] for name in RULES}
+    for pair in args.pairs:
+        cams, data = (Path(p) for p in pair.split(":"))
+        scores = measure(cams, data, args.split)
+        oracle = scores["oracle"][1]
+        for name in RULES:
+            gaps[name].append(oracle - scores[name][1])
+        cells = [f"{t:.2f} / {m:.2f}" for t, m in (scores[n] for n in names)]
+        print(f"| {cams} | " + " | ".join(cells) + " |")
+    print("| mean gap to the oracle (points) | - | "
+          + " | ".join(f"{np.mean(gaps[n]):.2f}" for n in RULES) + " |")  # fmt: skip
+    print("| largest gap (points) | - | "
+          + " | ".join(f"{np.max(gaps[n]):.2f}" for n in RULES) + " |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

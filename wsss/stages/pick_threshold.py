@@ -1,0 +1,46 @@
+"""`wsss pick-threshold`: the background threshold of a CAM folder, from the CAMs alone.
+
+No pixel ground truth is read: the rule (`wsss.cam_threshold`) uses the CAM files of the
+split's images and their image-level labels only. The choice is recorded in
+`<cams>/label_free_threshold.json`, which `make-pseudo --threshold auto` reads back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from wsss.cam_threshold import RECORD, RULE_TEXT, ThresholdChoice, pick_threshold
+from wsss.data.voc import VocDataset
+from wsss.errors import file_error
+
+
+@dataclass(frozen=True)
+class PickThresholdConfig:
+    cams: Path
+    data: Path
+    split: str
+    class_list: Path | None = None
+
+
+@dataclass
+class PickThresholdResult:
+    choice: ThresholdChoice
+    json_path: Path
+
+    def summary_rows(self) -> list[tuple[str, object]]:
+        return [
+            ("threshold", f"{self.choice.threshold:.4f}"),
+            ("rule", f"{self.choice.rule}: {RULE_TEXT}"),
+            ("images with CAMs", self.choice.images),
+            ("JSON", self.json_path),
+        ]
+
+
+def run(config: PickThresholdConfig) -> PickThresholdResult:
+    cams = Path(config.cams)
+    if not cams.is_dir():
+        raise file_error(cams, "CAM directory not found")
+    voc = VocDataset.open(config.data, config.class_list)
+    choice = pick_threshold(cams, voc.split_ids(config.split), voc.num_classes)
+    return PickThresholdResult(choice=choice, json_path=cams / RECORD)
