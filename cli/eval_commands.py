@@ -45,7 +45,7 @@ def evaluate(
     )
     print_table(scores_table(f"{pred} ({result.scores.images} images)", result.scores))
     if result.missing:
-        info(f"[yellow]{len(result.missing)} predictions missing[/], skipped")
+        info(f"[yellow]{len(result.missing)} predictions missing[/], skipped", markup=True)
     info(f"scores written to {result.json_path}")
 
 

@@ -135,6 +135,14 @@ def seed() -> Any:
     return typer.Option(0, "--seed", help="Seed of initialisation, shuffling and augmentation.")
 
 
+def threads() -> Any:
+    return typer.Option(
+        None,
+        "--threads",
+        help="torch CPU threads (default: torch's, one per core). Same count, same bits.",
+    )
+
+
 def resume() -> Any:
     return typer.Option(
         False, "--resume", help="Continue from OUT/last.pt exactly (a fresh start if none)."
@@ -190,6 +198,7 @@ TRAINER: Group = {
     "seed": (int, seed),
     "device": (str, device),
     "workers": (int | None, loader_workers),
+    "threads": (int | None, threads),
     "resume": (bool, resume),
     "compile": (bool, compile_model),
     "class_list": (Path | None, class_list),

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Lowest first; a module may import its own layer or any layer below it.
 GROUND = {"wsss", "wsss.errors"}
-BASICS = {"wsss.io", "wsss.torchrun", "wsss.cam_math", "wsss.ui"}
+BASICS = {"wsss.io", "wsss.lock", "wsss.torchrun", "wsss.cam_math", "wsss.ui"}
 DATA = {"wsss.resume"}  # plus every wsss.data.* module
 # The recipes (what every stage of a run is given) are read by the orchestrators and the CLI
 # only; they sit with the orchestrators so that no stage comes to depend on a recipe.

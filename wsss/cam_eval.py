@@ -34,6 +34,10 @@ DEFAULT_THRESHOLDS_TEXT = "0.05:0.95:0.05"
 EVAL_BATCH_SIZE = 8
 
 
+# Finer steps than 0.001 change no reported digit but cost time and JSON size per step.
+MAX_THRESHOLDS = 1001
+
+
 def parse_thresholds(text: str) -> tuple[float, ...]:
     """'0.05:0.95:0.05' (start:stop:step, stop included) or '0.1,0.2,0.3'."""
     try:
@@ -42,6 +46,8 @@ def parse_thresholds(text: str) -> tuple[float, ...]:
             if step <= 0 or stop < start:
                 raise ValueError
             count = int(np.floor((stop - start) / step + 1e-9)) + 1
+            if count > MAX_THRESHOLDS:
+                _too_many(count)
             values = [round(start + i * step, 6) for i in range(count)]
         else:
             values = [float(part) for part in text.split(",") if part.strip()]
@@ -58,7 +64,17 @@ def check_thresholds(values: Sequence[float]) -> tuple[float, ...]:
     bad = [v for v in values if not 0.0 <= v <= 1.0]
     if bad:
         raise WsssError(f"--thresholds must be in [0, 1], got {bad[0]}")
-    return tuple(sorted({float(v) for v in values}))
+    unique = tuple(sorted({float(v) for v in values}))
+    if len(unique) > MAX_THRESHOLDS:
+        _too_many(len(unique))
+    return unique
+
+
+def _too_many(count: int) -> None:
+    raise WsssError(
+        f"--thresholds gives {count} thresholds, at most {MAX_THRESHOLDS} "
+        "(a step of 0.001 over [0, 1]); use a coarser step"
+    )
 
 
 DEFAULT_THRESHOLDS = parse_thresholds(DEFAULT_THRESHOLDS_TEXT)

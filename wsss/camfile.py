@@ -22,12 +22,17 @@ import numpy as np
 
 from wsss.cam_math import CAM_STRIDE, strided_size
 from wsss.errors import WsssError, file_error
-from wsss.io import atomic_open, safe_child
+from wsss.io import MANIFEST_NAME, atomic_open, json_field, read_manifest, safe_child
+from wsss.resume import check_made_for
 
 CamFormat = Literal["npy", "npz"]
 SUFFIXES: dict[str, str] = {"npy": ".npy", "npz": ".npz"}
 # `wsss eval-cam` records its threshold sweep here, in the CAM folder; make-pseudo reads it.
 EVAL_CAM_RECORD = "eval_cam.json"
+# Rounding of a map divided by its maximum (float16 storage, resizing) stays within this.
+VALUE_TOLERANCE = 1e-3
+# Stages whose outputs are CAM files: plain CAMs and random-walk-refined ones.
+CAM_STAGES = ("make-cam", "make-rw")
 _NPY_MAGIC = b"\x93NUMPY"
 _ZIP_MAGIC = b"PK\x03\x04"
 
@@ -225,7 +230,13 @@ def _float_maps(raw: Any, name: str, path: Path) -> np.ndarray:
     maps = np.ascontiguousarray(maps, dtype=np.float32)
     if not np.isfinite(maps).all():
         raise file_error(path, f"'{name}' holds NaN or infinite values")
-    return maps
+    if maps.size and (maps.min() < -VALUE_TOLERANCE or maps.max() > 1.0 + VALUE_TOLERANCE):
+        raise file_error(
+            path,
+            f"'{name}' values span [{maps.min():.4g}, {maps.max():.4g}]; CAMs must be in [0, 1] "
+            "(each map divided by its maximum)",
+        )
+    return np.clip(maps, 0.0, 1.0, out=maps)
 
 
 def _as_numpy(value: Any) -> np.ndarray:
@@ -317,3 +328,22 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
     def persistent_load(self, pid: Any) -> Any:
         raise file_error(self.path, "refused to load: the file uses persistent ids")
+
+
+def cam_folder_params(cam_dir: Path, classes: tuple[str, ...] | None) -> dict[str, Any]:
+    """The settings a CAM folder was made with (its manifest's params; {} for files of other
+    tools). A folder of another stage, or made for another class list than `classes`, is a
+    one-line error: its maps would be scored or labelled under the wrong names."""
+    manifest = read_manifest(cam_dir)
+    if manifest is None:
+        return {}
+    path = cam_dir / MANIFEST_NAME
+    if manifest["stage"] not in CAM_STAGES:
+        raise file_error(
+            path,
+            f"manifest of stage '{manifest['stage']}', expected one of {', '.join(CAM_STAGES)}",
+        )
+    params = manifest["params"]
+    json_field(params, "split", str, path, required=False)
+    check_made_for(path, params, classes, "CAMs")
+    return params

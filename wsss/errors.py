@@ -35,3 +35,11 @@ def check_range(name: str, value: float, low: float, high: float) -> float:
     if not (low <= value <= high):
         raise WsssError(f"{name} must be in [{low}, {high}], got {value}")
     return value
+
+
+def check_count(name: str, value: int | None, minimum: int = 1) -> int | None:
+    """Reject a count option (batch size, workers, epochs...) below `minimum`, the same way
+    for every command; None (the option's automatic default) passes."""
+    if value is not None and (isinstance(value, bool) or value < minimum):
+        raise WsssError(f"{name} must be at least {minimum}, got {value}")
+    return value

@@ -7,8 +7,10 @@ that a resumed run would mistake for a finished one.
 
 from __future__ import annotations
 
+import codecs
 import errno
 import json
+import math
 import os
 import platform
 import sys
@@ -22,10 +24,37 @@ from typing import IO, Any
 from wsss.errors import WsssError, file_error
 
 MANIFEST_NAME = "manifest.json"
-# A full disk or quota, or a read-only file system: the user's to fix, then re-run to resume.
-_STORAGE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+# Failures of a write the user can fix (a full disk or quota, a file-size limit, a read-only
+# file system, a permission, a directory where a file should go): one line, then re-run.
+_STORAGE_ERRORS = frozenset(
+    {
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.EROFS,
+        errno.EFBIG,
+        errno.EACCES,
+        errno.EPERM,
+        errno.EISDIR,
+        errno.ENOTDIR,
+        errno.ENAMETOOLONG,
+    }
+)
+# Byte-order marks of the text encodings other tools write (UTF-8 from Windows editors,
+# UTF-16 from PowerShell / Notepad's "Unicode"); without one, text must be UTF-8.
+_BOMS = (
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+
+
+def write_error(path: str | Path, exc: OSError) -> WsssError | None:
+    """The one-line form of a failed write the user can fix; None for anything else (a bug)."""
+    if exc.errno in _STORAGE_ERRORS:
+        return file_error(path, f"cannot write ({exc.strerror})")
+    return None
 
 
 @contextmanager
@@ -33,6 +62,8 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
     """Open a temp file next to `path`; rename it over `path` only if the block succeeds."""
     path = Path(path)
     ensure_dir(path.parent)
+    if path.is_dir():
+        raise file_error(path, "is a directory; give a file path")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:  # e.g. a read-only mount, or /proc, where even root cannot write
@@ -46,8 +77,9 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
         os.replace(tmp, path)
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError) and exc.errno in _STORAGE_ERRORS:
-            raise file_error(path, f"cannot write ({exc.strerror})") from None
+        error = write_error(path, exc) if isinstance(exc, OSError) else None
+        if error is not None:
+            raise error from None
         raise
 
 
@@ -78,30 +110,105 @@ def atomic_symlink(target: str | Path, link: str | Path) -> Path:
 
 
 def write_json(path: str | Path, obj: Any) -> Path:
-    text = json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n"
+    """Strict JSON: an undefined score (NaN) is written as null, which every parser reads."""
+    text = json.dumps(_finite(obj), indent=2, allow_nan=False, default=_json_default) + "\n"
     return atomic_write_bytes(path, text.encode())
+
+
+def read_text(path: str | Path, what: str = "file") -> str:
+    """The text of a file another tool may have written: UTF-8 with or without a BOM, or
+    UTF-16 with a BOM (the BOM dropped); anything else is a one-line error naming the file
+    and where the first bad byte is."""
+    path = Path(path)
+    if not path.is_file():
+        raise file_error(path, f"{what} not found")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise file_error(path, f"cannot read ({exc.strerror})") from None
+    bom, codec = next(((b, c) for b, c in _BOMS if data.startswith(b)), (b"", "utf-8"))
+    body = data[len(bom) :]
+    try:
+        text = body.decode(codec)
+    except UnicodeDecodeError as exc:
+        line = body[: exc.start].decode(codec, errors="replace").count("\n") + 1
+        raise file_error(
+            path,
+            f"not {codec.upper()} text: byte 0x{body[exc.start]:02x} at offset "
+            f"{len(bom) + exc.start} (line {line}) cannot be decoded; save it as UTF-8",
+        ) from None
+    if "\x00" in text:
+        line = text[: text.index("\x00")].count("\n") + 1
+        raise file_error(
+            path, f"NUL byte on line {line} (UTF-16 without a byte-order mark?); save it as UTF-8"
+        )
+    return text
+
+
+def read_text_lines(path: str | Path, what: str = "file") -> list[str]:
+    """`read_text`, split into lines (LF, CRLF or CR)."""
+    return read_text(path, what).splitlines()
 
 
 def read_json(path: str | Path) -> Any:
     """Read JSON, turning a missing or truncated file into a one-line user error."""
     path = Path(path)
-    if not path.is_file():
-        raise file_error(path, "file not found")
+    text = read_text(path)
     try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise file_error(
-            path,
-            f"not valid JSON (truncated or corrupt?): {exc.msg if hasattr(exc, 'msg') else exc}",
-        ) from None
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise file_error(path, f"not valid JSON (truncated or corrupt?): {exc.msg}") from None
+
+
+def json_field(
+    record: Any,
+    key: str,
+    kind: type | tuple[type, ...],
+    source: str | Path,
+    required: bool = True,
+) -> Any:
+    """`record[key]` checked to be of `kind` (a bool is not a number here); a file read back
+    with a missing or wrong-typed field is a one-line error naming the file and the field."""
+    if not isinstance(record, dict):
+        raise file_error(source, f"expected a JSON object, got {type(record).__name__}")
+    if key not in record:
+        if required:
+            raise file_error(source, f"field '{key}' is missing")
+        return None
+    value = record[key]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
+        names = " or ".join(_JSON_NAMES.get(k, k.__name__) for k in kinds)
+        raise file_error(source, f"field '{key}' must be {names}, got {value!r:.60}")
+    return value
+
+
+_JSON_NAMES = {dict: "an object", list: "a list", str: "a string", int: "an integer",
+               float: "a number", bool: "true/false"}  # fmt: skip
 
 
 def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
-    """Append one metrics line; a line is small enough that a single write is all-or-nothing."""
+    """Append one metrics line; a failed write (full disk, file-size limit) is cut back off,
+    so the file never ends in a torn line."""
     path = Path(path)
     ensure_dir(path.parent)
-    with open(path, "a") as handle:
-        handle.write(json.dumps(record, default=_json_default) + "\n")
+    line = (json.dumps(record, default=_json_default) + "\n").encode()
+    try:
+        with open(path, "ab", buffering=0) as handle:  # unbuffered: truncate flushes nothing
+            size = handle.tell()
+            try:
+                written = 0
+                while written < len(line):
+                    written += handle.write(line[written:]) or 0
+                os.fsync(handle.fileno())
+            except OSError:
+                handle.truncate(size)
+                raise
+    except OSError as exc:
+        error = write_error(path, exc)
+        if error is not None:
+            raise error from None
+        raise
 
 
 def ensure_dir(path: str | Path) -> Path:
@@ -149,6 +256,21 @@ def environment_versions() -> dict[str, str]:
     return versions
 
 
+_RUNTIME: dict[str, Any] = {}
+
+
+def note_runtime(runtime: dict[str, Any]) -> None:
+    """The device / AMP settings this process resolved (`wsss.engine.device` tells)."""
+    _RUNTIME.update(runtime)
+
+
+def runtime_record() -> dict[str, Any]:
+    """The settings besides options and versions that decide a result's bits."""
+    import torch
+
+    return {**_RUNTIME, "torch_threads": torch.get_num_threads()}
+
+
 def write_manifest(out_dir: str | Path, stage: str, params: dict[str, Any], **extra: Any) -> Path:
     """Record everything needed to re-run a stage next to its outputs."""
     manifest = {
@@ -156,6 +278,7 @@ def write_manifest(out_dir: str | Path, stage: str, params: dict[str, Any], **ex
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "params": params,
         "versions": environment_versions(),
+        "runtime": runtime_record(),
         **extra,
     }
     return write_json(Path(out_dir) / MANIFEST_NAME, manifest)
@@ -169,9 +292,25 @@ def read_manifest(out_dir: str | Path, stage: str | None = None) -> dict[str, An
     manifest = read_json(path)
     if not isinstance(manifest, dict) or "stage" not in manifest:
         raise file_error(path, "not a wsss manifest")
+    json_field(manifest, "stage", str, path)
+    json_field(manifest, "params", dict, path)
+    json_field(manifest, "complete", bool, path, required=False)
+    json_field(manifest, "files", int, path, required=False)
     if stage is not None and manifest["stage"] != stage:
         raise file_error(path, f"manifest of stage '{manifest['stage']}', expected '{stage}'")
     return manifest
+
+
+def _finite(obj: Any) -> Any:
+    if type(obj).__module__ == "numpy" and hasattr(obj, "tolist"):
+        obj = obj.tolist()  # numpy scalars and arrays as plain values, to check them too
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {key: _finite(value) for key, value in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(value) for value in obj]
+    return obj
 
 
 def _json_default(obj: Any) -> Any:

@@ -8,12 +8,14 @@ class list is scored on its own classes.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from wsss.data.palette import IGNORE
 from wsss.errors import WsssError
+from wsss.ui import warn
 
 
 @dataclass
@@ -82,6 +84,8 @@ class ConfusionMatrix:
             dropped = valid & (pred == IGNORE)
             self.ignored_predictions += int(dropped.sum())
             valid &= ~dropped
+        if not valid.any() and gt.size:
+            warn(f"{name or 'ground truth'}: every ground-truth pixel is 255 (ignore); not scored")
         gt, pred = gt[valid], pred[valid]
         n = self.num_classes
         if gt.size and gt.max() >= n:
@@ -125,6 +129,12 @@ class ConfusionMatrix:
         iou = ratio(tp, union)
         scored = [v for v in iou if v is not None]
         total = m.sum()
+        if not total:
+            # Not 0.0: nothing was scored, which a 0 would hide among real results.
+            warn(
+                f"no labelled pixel to score in {self.images} image(s) (every ground-truth "
+                "pixel is 255 = ignore): mIoU is undefined (NaN, null in JSON)"
+            )
         return SegmentationScores(
             class_names=self.class_names,
             iou=iou,
@@ -132,8 +142,8 @@ class ConfusionMatrix:
             recall=ratio(tp, gt_total),
             fp_rate=ratio(pred_total - tp, union),
             fn_rate=ratio(gt_total - tp, union),
-            miou=float(np.mean(scored)) if scored else 0.0,
-            pixel_accuracy=float(100.0 * tp.sum() / total) if total else 0.0,
+            miou=float(np.mean(scored)) if scored else math.nan,
+            pixel_accuracy=float(100.0 * tp.sum() / total) if total else math.nan,
             pixels=int(total),
             images=self.images,
             extra={"ignored_predictions": self.ignored_predictions}

@@ -30,7 +30,7 @@ from wsss.camfile import EVAL_CAM_RECORD
 from wsss.data.palette import voc_colormap
 from wsss.data.voc import VocDataset
 from wsss.errors import WsssError, file_error
-from wsss.io import MANIFEST_NAME, read_json, read_manifest
+from wsss.io import MANIFEST_NAME, read_json, read_manifest, read_text_lines
 from wsss.overlay import curves_png, figure_png
 from wsss.report import Column, sample_grid
 
@@ -165,7 +165,7 @@ def _read_optional_json(path: Path, missing: list[str]) -> dict[str, Any] | None
 def read_metrics(path: Path) -> list[dict[str, Any]]:
     """The epoch records of a metrics.jsonl; a torn last line (a kill mid-write) is skipped."""
     records = []
-    for line in path.read_text().splitlines():
+    for line in read_text_lines(path, "metrics file"):
         try:
             record = json.loads(line)
         except json.JSONDecodeError:

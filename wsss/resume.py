@@ -9,14 +9,29 @@ with no coordination.
 from __future__ import annotations
 
 import hashlib
+import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wsss import lock
 from wsss.errors import file_error
-from wsss.io import ensure_dir, jsonable, read_manifest, safe_child, write_manifest
+from wsss.io import (
+    MANIFEST_NAME,
+    ensure_dir,
+    json_field,
+    jsonable,
+    read_manifest,
+    safe_child,
+    write_manifest,
+)
 from wsss.torchrun import DistInfo, env_info
+
+# When this process started; torchrun starts the processes of a run within LAUNCH_SKEW_S.
+_LAUNCHED = time.time()
+LAUNCH_SKEW_S = 60.0
 
 ShardInfo = DistInfo
 shard_info = env_info
@@ -47,6 +62,67 @@ def clean_stale_temporaries(out_dir: str | Path) -> int:
     return removed
 
 
+def claim_output_dir(out: str | Path, stage: str) -> tuple[Path, dict[str, Any] | None]:
+    """Make `out` this run's: create it, refuse a folder holding files of something else (no
+    manifest of `stage`), take its lock (rank 0 under torchrun) and clear the temporary files
+    a killed run left. Returns the folder and its previous manifest, if any."""
+    out = ensure_dir(out)
+    info = shard_info()
+    if info.rank == 0:
+        lock.acquire(out, stage)  # first: it also proves the folder takes files
+    try:
+        previous = read_manifest(out, stage)
+        # Under torchrun rank 0 checks alone, and the other ranks' first files, newer than
+        # this launch, may already be there: only older files count as someone else's.
+        if previous is None and info.rank == 0:
+            newer = _LAUNCHED - LAUNCH_SKEW_S if info.world_size > 1 else math.inf
+            foreign = sorted(
+                p.name
+                for p in out.iterdir()
+                if not p.name.startswith(".") and p.stat().st_mtime < newer
+            )
+            if foreign:
+                raise file_error(
+                    out,
+                    f"is not empty ({len(foreign)} entries, e.g. {foreign[0]}) and holds no "
+                    f"{stage} {MANIFEST_NAME}: not this stage's output folder; use an empty or "
+                    "new --out",
+                )
+    except BaseException:
+        release_output_dir(out)
+        raise
+    if info.world_size == 1:
+        clean_stale_temporaries(out)  # only now: the lock says no other run writes here
+    return out, previous
+
+
+def check_made_for(
+    manifest: Path, params: dict[str, Any], classes: Sequence[str] | None, what: str
+) -> None:
+    """A stage's outputs (CAMs, labels) made for another class list than `classes` would be
+    scored or used under the wrong names: one line naming the manifest."""
+    made_for = json_field(params, "classes", list, manifest, required=False)
+    if made_for is None:
+        return
+    if not all(isinstance(name, str) for name in made_for):
+        raise file_error(manifest, "field 'classes' must be a list of class names")
+    if classes is not None and tuple(made_for) != tuple(classes):
+        raise file_error(
+            manifest,
+            f"{what} made for the classes ({_names(made_for)}) but the dataset has "
+            f"({_names(classes)}); make them with this dataset's class list",
+        )
+
+
+def _names(classes: Sequence[str]) -> str:
+    return ", ".join(classes[:5]) + (", ..." if len(classes) > 5 else "")
+
+
+def release_output_dir(out: str | Path) -> None:
+    """Give the folder's lock back (a no-op where this process holds none)."""
+    lock.release(Path(out) / lock.LOCK_NAME)
+
+
 @dataclass
 class SplitPlan:
     """A per-image stage's share of a split: this process's unfinished ids."""
@@ -70,8 +146,7 @@ def plan_outputs(
     Finished files are skipped; resuming with different `signature` parameters (another
     checkpoint, other scales...) is refused, since the folder would mix two kinds of output.
     """
-    out = ensure_dir(out)
-    previous = read_manifest(out, stage)
+    out, previous = claim_output_dir(out, stage)
     if previous is not None:
         for key in signature:
             old, new = previous.get("params", {}).get(key), jsonable(params.get(key))
@@ -82,8 +157,6 @@ def plan_outputs(
                     "use another --out or delete it",
                 )
     info = shard_info()
-    if info.world_size == 1:
-        clean_stale_temporaries(out)
     if info.rank == 0:
         write_manifest(out, stage, params, complete=False)
     mine = shard(ids, info)
@@ -99,6 +172,7 @@ def finish_outputs(plan: SplitPlan, ids: Sequence[str], suffix: str, stage: str)
         write_manifest(
             plan.out, stage, manifest.get("params", {}), complete=done == len(ids), files=done
         )
+    release_output_dir(plan.out)
     return done
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from wsss.errors import file_error
+from wsss.io import read_text_lines
 
 VOC_CLASSES: tuple[str, ...] = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -17,20 +18,31 @@ BACKGROUND = "background"
 
 
 def read_class_list(path: str | Path) -> tuple[str, ...]:
-    """One class name per line, foreground classes only, in label order 1..C."""
+    """One class name per line, foreground classes only, in label order 1..C.
+
+    Background is label 0 and never a class of the list: a first line `background` (the
+    label-0 line many tools write) is dropped, `background` anywhere else is an error."""
     path = Path(path)
-    if not path.is_file():
-        raise file_error(path, "class list not found")
-    names = [line.strip() for line in path.read_text().splitlines()]
-    names = [name for name in names if name and not name.startswith("#")]
-    if names and names[0] == BACKGROUND:
-        names = names[1:]
-    if not names:
+    lines = [line.strip() for line in read_text_lines(path, "class list")]
+    numbered = [(n, name) for n, name in enumerate(lines, 1) if name and name[0] != "#"]
+    if numbered and numbered[0][1].lower() == BACKGROUND:
+        numbered = numbered[1:]
+    if not numbered:
         raise file_error(path, "class list is empty")
-    duplicates = sorted({name for name in names if names.count(name) > 1})
-    if duplicates:
-        raise file_error(path, f"class list repeats {', '.join(duplicates)}")
-    return tuple(names)
+    seen: dict[str, int] = {}
+    for number, name in numbered:
+        if name.lower() == BACKGROUND:
+            raise file_error(
+                path,
+                f"line {number} names '{name}' as a class; background is label 0 and is "
+                "not listed (only as the first line)",
+            )
+        if name.casefold() in seen:
+            raise file_error(
+                path, f"class list repeats '{name}' (lines {seen[name.casefold()]} and {number})"
+            )
+        seen[name.casefold()] = number
+    return tuple(name for _, name in numbered)
 
 
 def write_class_list(path: str | Path, classes: tuple[str, ...] | list[str]) -> Path:

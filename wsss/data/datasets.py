@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from wsss.data.palette import read_label_png
+from wsss.data.palette import IGNORE, read_label_png
 from wsss.data.transforms import TrainTransform, sample_rng
 from wsss.data.voc import VocDataset, check_mask
 from wsss.errors import file_error
@@ -68,6 +68,26 @@ class SegmentationDataset(Dataset):
                 path = safe_child(self.labels_dir, image_id, ".png")
                 if not path.is_file():
                     raise file_error(path, f"label of list entry '{image_id}' not found")
+        self._require_labelled_pixels()
+
+    def _label_path(self, image_id: str) -> Path:
+        if self.labels_dir is None:
+            return self.voc.mask_path(image_id)
+        return safe_child(self.labels_dir, image_id, ".png")
+
+    def _require_labelled_pixels(self) -> None:
+        """Refuse a split whose every label pixel is 255: training would run on a loss of 0.
+        Reading stops at the first file with a labelled pixel, usually the first one."""
+        for image_id in self.ids:
+            path = self._label_path(image_id)
+            if not path.is_file() or (read_label_png(path) != IGNORE).any():
+                return
+        folder = self.labels_dir or self.voc.mask_path(self.ids[0]).parent
+        raise file_error(
+            folder,
+            f"every pixel of the {len(self.ids)} label files of this split is 255 (ignore): "
+            "nothing to train on (pseudo labels made with thresholds that leave no region?)",
+        )
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -78,7 +98,7 @@ class SegmentationDataset(Dataset):
     def load_mask(self, image_id: str, size: tuple[int, int]):
         if self.labels_dir is None:
             return self.voc.load_mask(image_id, size)
-        path = safe_child(self.labels_dir, image_id, ".png")
+        path = self._label_path(image_id)
         mask = read_label_png(path)
         check_mask(mask, path, self.voc.num_classes, size)
         return mask

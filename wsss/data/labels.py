@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from wsss.errors import WsssError, file_error
-from wsss.io import atomic_write_bytes
+from wsss.io import atomic_write_bytes, read_text
 
 LABEL_FILES = ("labels.csv", "labels.json")
 CLASS_SEPARATOR = ";"
@@ -102,10 +102,7 @@ def _class_index(token: object, classes: tuple[str, ...], path: Path, where: str
 
 
 def _csv_entries(path: Path) -> Iterator[tuple[str, str, list[str]]]:
-    try:
-        text = path.read_text(encoding="utf-8-sig")  # a BOM from spreadsheet exports
-    except UnicodeDecodeError:
-        raise file_error(path, "labels file is not UTF-8 text") from None
+    text = read_text(path, "labels file")  # BOMs of spreadsheet exports, UTF-16 included
     rows = csv.reader(io.StringIO(text))
     first = True
     try:
@@ -140,10 +137,9 @@ def _json_entries(path: Path) -> Iterable[tuple[str, str, list[object]]]:
         return dict(pairs)
 
     try:
-        data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=no_repeats)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        line = f"line {exc.lineno}: " if isinstance(exc, json.JSONDecodeError) else ""
-        raise file_error(path, f"{line}not valid JSON ({exc})") from None
+        data = json.loads(read_text(path, "labels file"), object_pairs_hook=no_repeats)
+    except json.JSONDecodeError as exc:
+        raise file_error(path, f"line {exc.lineno}: not valid JSON ({exc})") from None
     if not isinstance(data, dict):
         raise file_error(path, 'expected an object {"id": ["class", ...], ...}')
     entries = []

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from wsss.data.transforms import to_chw_uint8
 from wsss.data.voc import VocDataset, image_size
-from wsss.errors import WsssError
+from wsss.errors import check_count
 
 
 def default_loader_workers(device: str | torch.device = "auto") -> int:
@@ -76,12 +76,10 @@ def image_loader(
     raw: bool = False,
 ) -> DataLoader:
     """Batches of same-size images; workers (default: by device) decode while the network runs."""
-    if batch_size < 1:
-        raise WsssError(f"--batch-size must be at least 1, got {batch_size}")
+    check_count("--batch-size", batch_size)
+    check_count("--workers", workers, 0)
     if workers is None:
         workers = default_loader_workers(device)
-    if workers < 0:
-        raise WsssError(f"--workers must be 0 or more, got {workers}")
     if batch_size == 1:
         batches = [[i] for i in range(len(ids))]
     else:

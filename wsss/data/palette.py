@@ -10,9 +10,9 @@ import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from wsss.errors import file_error
+from wsss.data.imagefile import read_label_array
 from wsss.io import atomic_write
 
 IGNORE = 255
@@ -59,23 +59,7 @@ def save_label_png(path: str | Path, label: np.ndarray) -> Path:
 
 def read_label_png(path: str | Path) -> np.ndarray:
     """Read a palette or greyscale label PNG as uint8 indices (palette indices, not colours)."""
-    path = Path(path)
-    if not path.is_file():
-        raise file_error(path, "label PNG not found")
-    try:
-        with Image.open(path) as image:
-            if image.mode not in ("P", "L", "I", "I;16"):
-                raise file_error(
-                    path, f"label PNG must be a palette or greyscale image, got mode {image.mode}"
-                )
-            array = np.asarray(image)
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise file_error(path, f"unreadable PNG ({exc.__class__.__name__}: {exc})") from None
-    if array.dtype != np.uint8:
-        if array.max(initial=0) > 255:
-            raise file_error(path, "label values above 255")
-        array = array.astype(np.uint8)
-    return array
+    return read_label_array(path)
 
 
 def colorize(label: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ Every reader turns a bad file into a one-line `WsssError` naming it.
 
 from __future__ import annotations
 
-import json
+import codecs
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
@@ -25,13 +25,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from wsss.data.classes import dataset_classes
+from wsss.data.imagefile import decode_rgb, image_size  # noqa: F401 (read from here too)
 from wsss.data.labels import find_labels_file, image_stems, read_labels_file
 from wsss.data.palette import IGNORE, read_label_png
-from wsss.errors import file_error
-from wsss.io import safe_child
+from wsss.errors import WsssError, file_error
+from wsss.io import json_field, read_json, read_text, read_text_lines, safe_child
+from wsss.ui import warn
 
 IMAGES = "JPEGImages"
 ANNOTATIONS = "Annotations"
@@ -40,21 +42,29 @@ AUG_MASKS = "SegmentationClassAug"
 LISTS = Path("ImageSets") / "Segmentation"
 LABEL_CACHE = "wsss_image_labels.json"
 _DEEPLAB_ENTRY = re.compile(r"/?JPEGImages/[^/]+\.jpg")
+_XML_ENCODING = re.compile(r"""(?<=<\?xml)(\s+version=["'][^"']*["'])?\s+encoding=["'][^"']*["']""")
 
 
 def read_id_list(path: str | Path) -> list[str]:
-    """Ids from a list file (first whitespace-separated field of each non-empty line)."""
+    """Ids from a list file (first whitespace-separated field of each non-empty line).
+
+    An id listed twice is an error: it would be counted twice in every score."""
     path = Path(path)
-    if not path.is_file():
-        raise file_error(path, "split list not found")
-    ids = []
-    for line in path.read_text().splitlines():
+    ids: list[str] = []
+    first_line: dict[str, int] = {}
+    for number, line in enumerate(read_text_lines(path, "split list"), start=1):
         fields = line.split()
         if fields and not fields[0].startswith("#"):
             # DeepLab's train_aug.txt holds "/JPEGImages/x.jpg /SegmentationClassAug/x.png".
             entry = fields[0]
             if _DEEPLAB_ENTRY.fullmatch(entry):
                 entry = Path(entry).stem
+            if entry in first_line:
+                raise file_error(
+                    path,
+                    f"id '{entry}' is listed twice (lines {first_line[entry]} and {number})",
+                )
+            first_line[entry] = number
             ids.append(entry)
     if not ids:
         raise file_error(path, "split list is empty")
@@ -63,25 +73,7 @@ def read_id_list(path: str | Path) -> list[str]:
 
 def open_image(path: Path) -> Image.Image:
     """Open and fully decode an RGB image, so truncated files fail here, not in a worker."""
-    if not path.is_file():
-        raise file_error(path, "image not found")
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return image.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise file_error(path, f"unreadable image ({exc})") from None
-
-
-def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the header only."""
-    if not path.is_file():
-        raise file_error(path, "image not found")
-    try:
-        with Image.open(path) as image:
-            return image.size
-    except (UnidentifiedImageError, OSError) as exc:
-        raise file_error(path, f"unreadable image ({exc})") from None
+    return decode_rgb(path)
 
 
 def parse_annotation(path: Path) -> list[str]:
@@ -89,10 +81,18 @@ def parse_annotation(path: Path) -> list[str]:
     if not path.is_file():
         raise file_error(path, "annotation XML not found")
     try:
-        tree = ET.parse(path)
+        data = path.read_bytes()
+        if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            # Saved as UTF-16 by an editor that kept its `encoding="utf-8"` declaration,
+            # which expat then rejects: decode here and parse the text as UTF-8.
+            text = _XML_ENCODING.sub(r"\1", read_text(path, "annotation XML"), count=1)
+            data = text.encode()
+        root = ET.fromstring(data)
     except ET.ParseError as exc:
         raise file_error(path, f"malformed XML ({exc})") from None
-    names = [(obj.findtext("name") or "").strip() for obj in tree.getroot().iter("object")]
+    except OSError as exc:
+        raise file_error(path, f"cannot read ({exc.strerror})") from None
+    names = [(obj.findtext("name") or "").strip() for obj in root.iter("object")]
     if any(not name for name in names):
         raise file_error(path, "an <object> has no <name>")
     return names
@@ -228,18 +228,32 @@ class VocDataset:
         return vector
 
     def _read_label_cache(self) -> dict[str, list[int]] | None:
+        """prepare-voc's labels, or None (read the XMLs) when absent, made for another class
+        list, or holding anything but {"classes": [names], "labels": {id: [0..C-1]}}."""
         path = self.root / LABEL_CACHE
         if not path.is_file():
             return None
         try:
-            cache = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            raise file_error(
-                path, "label cache is not valid JSON; re-run `wsss prepare-voc`"
-            ) from None
-        if tuple(cache.get("classes", ())) != self.classes:
-            return None  # written for another class list: fall back to the XMLs
-        return {key: list(value) for key, value in cache["labels"].items()}
+            cache = read_json(path)
+        except WsssError as exc:
+            raise WsssError(f"{exc}; re-run `wsss prepare-voc`") from None
+        try:
+            classes = json_field(cache, "classes", list, path)
+            labels = json_field(cache, "labels", dict, path)
+            if tuple(classes) != self.classes:
+                return None  # written for another class list: fall back to the XMLs
+            for image_id, value in labels.items():
+                json_field(labels, image_id, list, path)
+                bad = [v for v in value if type(v) is not int or not 0 <= v < len(classes)]
+                if bad:
+                    raise file_error(
+                        path,
+                        f"'{image_id}' has class index {bad[0]!r} outside 0..{len(classes) - 1}",
+                    )
+        except WsssError as exc:
+            warn(f"{exc}; ignored (labels read from the XMLs)")
+            return None
+        return {key: sorted(set(value)) for key, value in labels.items()}
 
     # -- pixels --------------------------------------------------------------------------------
     def load_image(self, image_id: str) -> Image.Image:

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from wsss.errors import file_error
-from wsss.io import atomic_write
+from wsss.io import atomic_write, json_field
 
 FORMAT = "wsss-checkpoint"
 VERSION = 1
@@ -50,7 +50,23 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]
         raise file_error(path, "not a wsss checkpoint (no wsss format marker)")
     if kind is not None and payload.get("kind") != kind:
         raise file_error(path, f"checkpoint of a '{payload.get('kind')}' model, expected '{kind}'")
+    # What later stages read back, field by field (the tensors are checked by load_state_dict).
+    for key, types in _FIELDS.items():
+        json_field(payload, key, types, path, required=key in ("model", "model_config"))
+    classes = payload.get("classes", [])
+    if not all(isinstance(name, str) for name in classes):
+        raise file_error(path, "field 'classes' must be a list of class names")
     return payload
+
+
+_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "model": dict,
+    "model_config": dict,
+    "classes": list,
+    "epoch": int,
+    "args": dict,
+    "runtime": dict,
+}
 
 
 def check_classes(path: str | Path, checkpoint: dict[str, Any], classes: tuple[str, ...]) -> None:

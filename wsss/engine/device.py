@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from wsss.errors import WsssError
+from wsss.io import note_runtime
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
@@ -24,7 +25,7 @@ def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     if name not in DEVICE_CHOICES:
         raise WsssError(f"--device must be one of {', '.join(DEVICE_CHOICES)}, got '{name}'")
     if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
+        return _noted(torch.device("cpu"))
     if not torch.cuda.is_available():
         raise WsssError("--device cuda: no CUDA GPU is available (use --device cpu or auto)")
     if local_rank >= torch.cuda.device_count():
@@ -33,7 +34,37 @@ def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
             f"{torch.cuda.device_count()} visible (lower torchrun --nproc_per_node)"
         )
     torch.cuda.set_device(local_rank)
-    return torch.device("cuda", local_rank)
+    return _noted(torch.device("cuda", local_rank))
+
+
+def runtime_info(device: torch.device) -> dict[str, Any]:
+    """What decides a result's bits besides the seed, the options and the versions: the
+    thread count (CPU kernels split sums by thread), the device and the AMP dtype."""
+    dtype = amp_policy(device).dtype
+    runtime: dict[str, Any] = {
+        "torch_threads": torch.get_num_threads(),
+        "device": device.type,
+        "amp": str(dtype).removeprefix("torch.") if dtype is not None else "off",
+    }
+    if device.type == "cuda":
+        runtime["gpu"] = torch.cuda.get_device_name(device)
+    return runtime
+
+
+def runtime_differences(saved: object, now: dict[str, Any]) -> list[str]:
+    """`key saved -> now` for each runtime setting that differs (all of them if unrecorded)."""
+    saved = saved if isinstance(saved, dict) else {}
+    return [
+        f"{key} {saved.get(key, 'unrecorded')} -> {value}"
+        for key, value in now.items()
+        if saved.get(key) != value
+    ]
+
+
+def _noted(device: torch.device) -> torch.device:
+    """Every manifest written from now on records this device with the thread count."""
+    note_runtime(runtime_info(device))
+    return device
 
 
 @dataclass(frozen=True)

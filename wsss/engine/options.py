@@ -18,7 +18,7 @@ from wsss.data.voc import VocDataset
 from wsss.engine.device import DEVICE_CHOICES
 from wsss.engine.optim import OPTIMIZERS, SCHEDULES
 from wsss.engine.trainer import LoopConfig
-from wsss.errors import WsssError, file_error
+from wsss.errors import WsssError, check_count, file_error
 from wsss.io import jsonable
 from wsss.ui import info
 
@@ -78,17 +78,17 @@ class TrainOptions:
     compile: bool = False
     eval_split: str | None = None
     eval_every: int | None = None  # None: counted by the stage (auto_eval_every)
+    threads: int | None = None  # torch's CPU threads; None: torch's default
 
     def validate(self) -> None:
         """Reject bad values with one line naming the option (the CLI's exit code 2)."""
-        for option, value in (
-            ("--epochs", self.epochs),
-            ("--batch-size", self.batch_size),
-            ("--lr", self.lr),
-            ("--crop", self.crop),
-            ("--eval-every", 1 if self.eval_every is None else self.eval_every),
-        ):
-            check_positive(option, value)
+        check_count("--epochs", self.epochs)
+        check_count("--batch-size", self.batch_size)
+        check_count("--crop", self.crop)
+        check_count("--eval-every", self.eval_every)
+        check_count("--workers", self.workers, 0)
+        check_count("--threads", self.threads)
+        check_positive("--lr", self.lr)
         if self.weight_decay < 0:
             raise WsssError(f"--weight-decay must be >= 0, got {self.weight_decay}")
         if not 0 <= self.warmup_epochs < self.epochs:
@@ -96,8 +96,6 @@ class TrainOptions:
                 f"--warmup-epochs must be in [0, --epochs), got {self.warmup_epochs} "
                 f"with {self.epochs} epochs"
             )
-        if self.workers is not None and self.workers < 0:
-            raise WsssError(f"--workers must be >= 0, got {self.workers}")
         self.scale_range = parse_int_pair("--scale-range", self.scale_range)
         check_choice("--optimizer", self.optimizer, OPTIMIZERS)
         check_choice("--schedule", self.schedule, SCHEDULES)
@@ -149,5 +147,6 @@ class TrainOptions:
             resume=self.resume,
             compile=self.compile,
             eval_every=self.eval_every or 1,
+            threads=self.threads,
             args=self.args(),
         )

@@ -21,6 +21,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,27 +39,30 @@ from wsss.engine.device import (
     resolve_device,
     restore_rng_state,
     rng_state,
+    runtime_differences,
+    runtime_info,
 )
 from wsss.engine.optim import LrSchedule, build_optimizer
 from wsss.errors import WsssError, file_error
 from wsss.io import (
     append_jsonl,
     atomic_write_bytes,
-    ensure_dir,
     environment_versions,
     jsonable,
+    read_text_lines,
     write_json,
     write_manifest,
 )
 from wsss.models import CheckpointModel
-from wsss.resume import clean_stale_temporaries
-from wsss.ui import info, make_progress
+from wsss.resume import claim_output_dir, release_output_dir
+from wsss.ui import info, make_progress, warn
 
 LAST, FINAL, BEST = "last.pt", "final.pt", "best.pt"
 METRICS, SUMMARY = "metrics.jsonl", "summary.json"
 # Options a resumed run may change without changing the result.
+# Thread count and device change the bits only, and a resume under others warns.
 RESUMABLE_CHANGES = frozenset(
-    {"out", "device", "workers", "resume", "compile", "eval_every", "eval_split"}
+    {"out", "device", "workers", "resume", "compile", "eval_every", "eval_split", "threads"}
 )
 # Loss values reach the host (a wait for the GPU to finish every queued step) only this often
 # and at an epoch's end, so that the host queues the next steps while the GPU runs.
@@ -141,6 +145,7 @@ class LoopConfig:
     resume: bool = False
     compile: bool = False
     eval_every: int = 1
+    threads: int | None = None  # torch's CPU threads; None: torch's default
     read_every: int = READ_EVERY
     args: dict[str, Any] = field(default_factory=dict)
 
@@ -217,6 +222,8 @@ def fit(
     on_epoch_end: Callable[[EpochEnd], None] | None = None,
 ) -> FitResult:
     """Train `task` for `config.epochs` epochs (resuming from `last.pt` with `config.resume`)."""
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
     device = resolve_device(config.device, dist.env_info().local_rank)
     dist.init_distributed(device)
     return _Trainer(task, config, device, on_epoch_end).run()
@@ -261,14 +268,15 @@ class _Trainer:
                 f"divisible by the number of processes ({self.world})"
             )
         if self.is_main:
-            ensure_dir(self.out)
-            clean_stale_temporaries(self.out)  # a checkpoint write cut short by a kill
+            # Locked, and cleared of a checkpoint write cut short by a kill.
+            claim_output_dir(self.out, config.stage)
         checkpoint = self._checkpoint_to_resume()
 
         self.fmt = memory_format(device)
         task.objective.to(device=device, memory_format=self.fmt)
         if checkpoint is not None:
-            task.model.load_state_dict(checkpoint["model"])
+            with _resume_state(self.out / LAST):
+                task.model.load_state_dict(checkpoint["model"])
         self.optimizer = build_optimizer(
             task.param_groups,
             config.optimizer,
@@ -288,12 +296,13 @@ class _Trainer:
         self.start_epoch = 0
         self.best: dict[str, Any] | None = None
         if checkpoint is not None:
-            self.optimizer.load_state_dict(checkpoint["optimizer"])
-            self.schedule.load_state_dict(checkpoint["schedule"])
-            self.scaler.load_state_dict(checkpoint["scaler"])
-            restore_rng_state(checkpoint["rng"])
-            self.start_epoch = int(checkpoint["epoch"])
-            self.best = checkpoint.get("best")
+            with _resume_state(self.out / LAST):
+                self.optimizer.load_state_dict(checkpoint["optimizer"])
+                self.schedule.load_state_dict(checkpoint["schedule"])
+                self.scaler.load_state_dict(checkpoint["scaler"])
+                restore_rng_state(checkpoint["rng"])
+                self.start_epoch = int(checkpoint["epoch"])
+                self.best = checkpoint.get("best")
         self.module = dist.wrap_ddp(task.objective, device)
         if config.compile:
             self.module = torch.compile(self.module)
@@ -316,6 +325,12 @@ class _Trainer:
         checkpoint = load_checkpoint(last, self.task.kind)
         check_classes(last, checkpoint, self.task.classes)
         check_same_args(last, checkpoint.get("args", {}), self.args)
+        changed = runtime_differences(checkpoint.get("runtime"), runtime_info(self.device))
+        if changed and self.is_main:
+            warn(
+                f"{last} was written under other settings ({'; '.join(changed)}): the resumed "
+                "run may differ bitwise from an uninterrupted one (see README, reproducibility)"
+            )
         return checkpoint
 
     def _build_loader(self) -> None:
@@ -529,6 +544,7 @@ class _Trainer:
             "model": self.task.model.state_dict(),
             "epoch": epoch,
             "args": self.args,
+            "runtime": runtime_info(self.device),
             # str(): torch.__version__ is a TorchVersion, which weights-only loading refuses.
             "versions": {key: str(value) for key, value in environment_versions().items()},
             **extra,
@@ -549,14 +565,12 @@ class _Trainer:
         path = self.out / METRICS
         if not path.is_file():
             return
-        kept = [
-            line for line in path.read_text().splitlines() if _line_epoch(line) <= self.start_epoch
-        ]
+        kept = [line for line in read_text_lines(path) if _line_epoch(line) <= self.start_epoch]
         atomic_write_bytes(path, "".join(line + "\n" for line in kept).encode())
 
     def _last_record(self) -> dict[str, Any]:
         path = self.out / METRICS
-        lines = path.read_text().splitlines() if path.is_file() else []
+        lines = read_text_lines(path) if path.is_file() else []
         return json.loads(lines[-1]) if lines else {}
 
     def _finish(self, record: dict[str, Any], seconds: float) -> FitResult:
@@ -586,8 +600,21 @@ class _Trainer:
                 kind=self.task.kind,
                 result=result.to_json(),
             )
+            release_output_dir(self.out)
         dist.barrier()
         return result
+
+
+@contextmanager
+def _resume_state(path: Path) -> Iterator[None]:
+    """A `last.pt` whose training state does not fit this run (edited, or of another model)
+    is one line naming it, not torch's multi-line mismatch report."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
+        text = str(exc).strip()
+        reason = text.splitlines()[0][:200] if text else type(exc).__name__
+        raise file_error(path, f"training state does not fit this run: {reason}") from None
 
 
 def _ready(

@@ -1,8 +1,9 @@
 """`wsss eval-cam`: the background-threshold sweep of a CAM folder against ground truth.
 
 Each CAM file is read once and updates every threshold (see `wsss.cam_eval`). The result
-JSON (default `<cams>/eval_cam.json`) is also the record `make-pseudo` reads its default
-threshold from, so a copy always lands in the CAM folder.
+JSON goes where `--json` says, by default `<cams>/eval_cam.json`, the record `make-pseudo`
+reads its default threshold from; a sweep written elsewhere (a trial range, another split)
+leaves that record as it was.
 """
 
 from __future__ import annotations
@@ -13,18 +14,21 @@ from typing import Any
 
 from wsss.cam_eval import DEFAULT_THRESHOLDS, SweepResult, ThresholdSweep, check_thresholds
 from wsss.cam_eval import parse_thresholds as parse_thresholds  # --thresholds, for the CLI
-from wsss.camfile import EVAL_CAM_RECORD, SUFFIXES, find_cam_file, load_cam_file
+from wsss.camfile import (
+    EVAL_CAM_RECORD,
+    SUFFIXES,
+    cam_folder_params,
+    find_cam_file,
+    load_cam_file,
+)
 from wsss.data.groundtruth import GroundTruth
 from wsss.data.voc import read_id_list
 from wsss.errors import WsssError, file_error
-from wsss.io import read_manifest, write_json
+from wsss.io import write_json
 from wsss.overlay import plot_curve
 from wsss.ui import track
 
 STAGE = "eval-cam"
-
-# Stages whose outputs are CAM files: plain CAMs and random-walk-refined ones.
-CAM_STAGES = ("make-cam", "make-rw")
 
 
 @dataclass(frozen=True)
@@ -50,15 +54,10 @@ def run(config: EvalCamConfig) -> EvalCamResult:
     if not cam_dir.is_dir():
         raise file_error(cam_dir, "CAM directory not found")
     thresholds = check_thresholds(config.thresholds)
-    manifest = read_manifest(cam_dir) or {}  # absent for files of other tools
-    if manifest and manifest["stage"] not in CAM_STAGES:
-        raise file_error(
-            cam_dir / "manifest.json",
-            f"manifest of stage '{manifest['stage']}', expected one of {', '.join(CAM_STAGES)}",
-        )
-    made_with = manifest.get("params", {})
     gt = GroundTruth(Path(config.gt), config.class_list)
-    if gt.dataset is None and config.class_list is None and made_with.get("classes"):
+    known = gt.dataset is not None or config.class_list is not None
+    made_with = cam_folder_params(cam_dir, gt.classes if known else None)
+    if not known and made_with.get("classes"):
         gt.classes = tuple(made_with["classes"])
     split = config.split or made_with.get("split")
     ids = _image_ids(gt, cam_dir, split)
@@ -71,10 +70,7 @@ def run(config: EvalCamConfig) -> EvalCamResult:
     result = sweep.result()
     result.extra = {"thresholds": list(thresholds), "cams": str(cam_dir), "split": split}
     json_path = Path(config.json_path) if config.json_path else cam_dir / EVAL_CAM_RECORD
-    summary = result.to_json()
-    write_json(json_path, summary)
-    if json_path.resolve() != (cam_dir / EVAL_CAM_RECORD).resolve():
-        write_json(cam_dir / EVAL_CAM_RECORD, summary)
+    write_json(json_path, result.to_json())
     plot_path = None
     if config.plot:
         best = (result.best_threshold, result.best_miou)

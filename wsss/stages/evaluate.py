@@ -10,8 +10,9 @@ from wsss.data.groundtruth import GroundTruth
 from wsss.data.palette import read_label_png
 from wsss.data.voc import check_mask, read_id_list
 from wsss.errors import WsssError, file_error
-from wsss.io import read_manifest, safe_child, write_json
+from wsss.io import MANIFEST_NAME, read_manifest, safe_child, write_json
 from wsss.metrics import ConfusionMatrix, SegmentationScores
+from wsss.resume import check_made_for
 from wsss.ui import track
 
 
@@ -38,6 +39,9 @@ def run(config: EvalConfig) -> EvalResult:
     if not pred_dir.is_dir():
         raise file_error(pred_dir, "prediction directory not found")
     gt = GroundTruth(Path(config.gt), config.class_list)
+    manifest = read_manifest(pred_dir)
+    if manifest is not None and (gt.dataset is not None or config.class_list is not None):
+        check_made_for(pred_dir / MANIFEST_NAME, manifest["params"], gt.classes, "labels")
     ids = _resolve_ids(config, gt, pred_dir)
     classes = class_names_with_background(gt.classes)
     matrix = ConfusionMatrix(len(classes), classes)

@@ -12,7 +12,7 @@ from pathlib import Path
 from wsss.camfile import CamFormat, cam_suffix, save_cam_file
 from wsss.checkpoints import open_model_stage
 from wsss.data.loader import image_loader
-from wsss.errors import WsssError
+from wsss.errors import check_count
 from wsss.inference import (
     DEFAULT_SCALES,
     TtaConfig,
@@ -53,8 +53,9 @@ MakeCamResult = PerImageResult
 def run(config: MakeCamConfig) -> MakeCamResult:
     tta = TtaConfig(scales=tuple(config.scales), flip=config.flip)
     suffix = cam_suffix(config.fmt)
-    if config.overlays < 0:
-        raise WsssError(f"--overlays must be 0 or more, got {config.overlays}")
+    check_count("--batch-size", config.batch_size)
+    check_count("--workers", config.workers, 0)
+    check_count("--overlays", config.overlays, 0)
     voc, ids, predictor, params = open_model_stage(config, CamClassifier.KIND)
     device = predictor.device
     params |= {
@@ -67,7 +68,11 @@ def run(config: MakeCamConfig) -> MakeCamResult:
     voc.check_image_ids(outputs.todo)
     classes = {image_id: voc.image_classes(image_id) for image_id in outputs.todo}
     loader = image_loader(
-        voc, outputs.todo, config.batch_size or default_batch_size(device), config.workers, device
+        voc,
+        outputs.todo,
+        default_batch_size(device) if config.batch_size is None else config.batch_size,
+        config.workers,
+        device,
     )
     with outputs.loop() as advance, BackgroundWriter(writer_threads(device)) as writer:
         for batch in loader:

@@ -22,13 +22,19 @@ from typing import Literal
 import numpy as np
 
 from wsss.cam_threshold import RULE, RULE_TEXT, pick_threshold
-from wsss.camfile import EVAL_CAM_RECORD, CamRecord, find_cam_file, load_cam_file
+from wsss.camfile import (
+    EVAL_CAM_RECORD,
+    CamRecord,
+    cam_folder_params,
+    find_cam_file,
+    load_cam_file,
+)
 from wsss.crf import CrfParams, densecrf_module
 from wsss.data.classes import class_names_with_background
 from wsss.data.palette import IGNORE, read_label_png, save_label_png
 from wsss.data.voc import VocDataset
-from wsss.errors import WsssError, check_range, file_error
-from wsss.io import read_json, write_json
+from wsss.errors import WsssError, check_count, check_range, file_error
+from wsss.io import note_runtime, read_json, write_json
 from wsss.metrics import ConfusionMatrix, SegmentationScores
 from wsss.perimage import PerImageResult, PerImageRun
 from wsss.pool import default_workers, map_in_processes, peak_rss_mb
@@ -104,9 +110,10 @@ def run(config: MakePseudoConfig) -> MakePseudoResult:
     cams = Path(config.cams)
     if not cams.is_dir():
         raise file_error(cams, "CAM directory not found")
-    if config.workers is not None and config.workers < 1:
-        raise WsssError(f"--workers must be at least 1, got {config.workers}")
+    check_count("--workers", config.workers)
+    note_runtime({"device": "cpu", "amp": "off"})  # the CRF runs on the CPU, whatever ran before
     voc = VocDataset.open(config.data, config.class_list)
+    cam_folder_params(cams, voc.classes)
     ids = voc.split_ids(config.split)
     params, source = _pseudo_params(config, cams, voc, ids)
     if params.crf is not None:

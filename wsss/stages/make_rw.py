@@ -44,11 +44,18 @@ from wsss.affinity import (
     transition_matrix,
 )
 from wsss.cam_math import CAM_STRIDE, normalize_cams
-from wsss.camfile import CamFormat, CamRecord, cam_suffix, load_cam_file, save_cam_file
+from wsss.camfile import (
+    CamFormat,
+    CamRecord,
+    cam_folder_params,
+    cam_suffix,
+    load_cam_file,
+    save_cam_file,
+)
 from wsss.camfile import find_cam_file as cam_file_path
 from wsss.checkpoints import open_model_stage
 from wsss.data.loader import image_loader
-from wsss.errors import WsssError, file_error
+from wsss.errors import WsssError, check_count, file_error
 from wsss.inference import Predictor
 from wsss.models.affinity import AffinityNet
 from wsss.overlay import write_overlays
@@ -124,9 +131,10 @@ def run(config: MakeRwConfig) -> MakeRwResult:
         raise file_error(cams, "CAM directory not found")
     if cams.resolve() == Path(config.out).resolve():
         raise file_error(cams, "--out must differ from --cams (the refined maps are CAM files)")
-    if config.overlays < 0:
-        raise WsssError(f"--overlays must be 0 or more, got {config.overlays}")
+    check_count("--workers", config.workers, 0)
+    check_count("--overlays", config.overlays, 0)
     voc, ids, predictor, params = open_model_stage(config, AffinityNet.KIND)
+    cam_folder_params(cams, voc.classes)
     device = predictor.device
     params |= {
         "cams": str(cams.resolve()),

@@ -49,7 +49,7 @@ from wsss.recipes import (
     option_types,
     train_cam_options,
 )
-from wsss.ui import info, key_value_table, print_table
+from wsss.ui import info, key_value_table, plain, print_table
 
 __all__ = ["COCO", "DEMO", "RECIPES", "VOC", "PipelineConfig", "PipelineResult", "Recipe", "run"]
 
@@ -132,7 +132,7 @@ def run(config: PipelineConfig) -> PipelineResult:
     timings: dict[str, float] = {}
 
     def step(name: str, action: Callable[[], Any]) -> Any:
-        info(f"[bold cyan]== {name}[/]")
+        info(f"[bold cyan]== {name}[/]", markup=True)
         start = time.perf_counter()
         value = action()
         timings[name] = round(time.perf_counter() - start, 1)
@@ -432,7 +432,7 @@ def summary_table(summary: dict[str, Any]) -> Table:
     for column in ("", "CRF path", "random-walk path"):
         table.add_column(column, justify="right" if column else "left")
     table.add_row(
-        f"CAMs / random-walk maps ({summary['cam_split']}, {summary['cam_threshold_rule']})",
+        plain(f"CAMs / random-walk maps ({summary['cam_split']}, {summary['cam_threshold_rule']})"),
         f"{_pct(summary['cam_miou'])} (t {summary['cam_threshold']:.2f})",
         f"{_pct(rw['rw_miou'])} (t {rw['rw_threshold']:.2f})",
     )
@@ -447,9 +447,9 @@ def summary_table(summary: dict[str, Any]) -> Table:
         "-",
         f"fg {rw['confident_fg']:g} / bg {rw['confident_bg']:g} ({rw['confident_rule']})",
     )
-    table.add_row(f"pseudo labels ({summary['pseudo_split']})", _pct(summary["pseudo_miou"]),
+    table.add_row(plain(f"pseudo labels ({summary['pseudo_split']})"), _pct(summary["pseudo_miou"]),
                   _pct(rw["pseudo_miou"]))  # fmt: skip
-    table.add_row(f"segmenter ({summary['seg_split']})", _pct(summary["seg_miou"]),
+    table.add_row(plain(f"segmenter ({summary['seg_split']})"), _pct(summary["seg_miou"]),
                   _pct(rw["seg_miou"]))  # fmt: skip
     for step, reason in summary.get("skipped", {}).items():
         table.add_row(f"{step}: skipped", reason, "")

@@ -17,6 +17,7 @@ from wsss.checkpoints import open_model_stage
 from wsss.crf import CrfParams, crf_refine_probs, densecrf_module
 from wsss.data.loader import image_loader
 from wsss.data.palette import save_label_png
+from wsss.errors import check_count
 from wsss.inference import TtaConfig, default_batch_size, segment_probs
 from wsss.inference import parse_scales as parse_scales  # --scales, for the CLI
 from wsss.models.deeplab import DeepLabV3Plus
@@ -49,6 +50,8 @@ PredictResult = PerImageResult
 def run(config: PredictConfig) -> PredictResult:
     tta = TtaConfig(scales=tuple(config.scales), flip=config.flip)
     crf_params = _crf_params() if config.crf else None
+    check_count("--batch-size", config.batch_size)
+    check_count("--workers", config.workers, 0)
     voc, ids, predictor, params = open_model_stage(config, DeepLabV3Plus.KIND)
     device = predictor.device
     params |= {
@@ -59,7 +62,7 @@ def run(config: PredictConfig) -> PredictResult:
     }
     outputs = PerImageRun(STAGE, config.out, ids, SUFFIX, params, SIGNATURE)
     voc.check_image_ids(outputs.todo)
-    batch_size = config.batch_size or default_batch_size(device)
+    batch_size = default_batch_size(device) if config.batch_size is None else config.batch_size
     loader = image_loader(voc, outputs.todo, batch_size, config.workers, device, raw=config.crf)
     with outputs.loop() as advance, BackgroundWriter(writer_threads(device)) as writer:
         for batch in loader:

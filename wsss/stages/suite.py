@@ -30,7 +30,7 @@ from typing import Any
 from rich.table import Table
 
 from wsss.data.demo import ensure_demo
-from wsss.errors import WsssError
+from wsss.errors import WsssError, check_count
 from wsss.io import ensure_dir, read_json, write_json
 from wsss.quality_sets import SETS, Variant
 from wsss.recipes import DEMO, Recipe, pick_variants
@@ -181,10 +181,11 @@ def pick_jobs(
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     cores = max(1, cores or 1)
     gpu = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    check_count("--jobs", jobs)
+    check_count("--threads", threads)
+    check_count("--workers", workers, 0)
     if jobs is None:
         jobs = max(1, min(4, cores // 4)) if gpu else max(1, cores // 4)
-    if jobs < 1:
-        raise WsssError(f"--jobs must be at least 1, got {jobs}")
     jobs = max(1, min(jobs, runs))
     threads = threads or max(1, cores // jobs)
     if workers is None and jobs > 1:
