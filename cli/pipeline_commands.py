@@ -155,7 +155,7 @@ def ablation(
 def quality(
     out: Path = typer.Option(Path("runs/quality"), "--out", help="Suite directory."),
     set_name: str = typer.Option(
-        "tuning", "--variant-set", help="Variant set: tuning (choices are made here), report, smoke."
+        "tuning", "--variant-set", help="tuning (choices are made here), report or smoke."
     ),
     variants: list[str] | None = typer.Option(
         None,
