@@ -45,8 +45,7 @@ from wsss.data.demo import generate_demo
 from wsss.data.transforms import normalize
 from wsss.data.voc import VocDataset
 from wsss.engine.device import amp_policy, memory_format
-from wsss.engine.optim import build_optimizer
-from wsss.engine.trainer import LoopConfig, TrainTask
+from wsss.engine.trainer import LoopConfig, TrainTask, loop_optimizer
 from wsss.inference import Predictor, TtaConfig, default_batch_size, tta_outputs
 from wsss.io import atomic_write_bytes, environment_versions, write_json
 from wsss.models.affinity import AffinityNet
@@ -157,14 +156,7 @@ def synthetic_step(
     """The network's own training speed: the stage's objective, optimiser and precision on one
     batch already on the device, stepped `timed_steps` times after `warmup_steps`."""
     objective = task.objective.to(device=device, memory_format=memory_format(device)).train()
-    optimizer = build_optimizer(
-        task.param_groups,
-        loop.optimizer,
-        lr=loop.lr,
-        weight_decay=loop.weight_decay,
-        momentum=loop.momentum,
-        nesterov=loop.nesterov,
-    )
+    optimizer = loop_optimizer(task.param_groups, loop)
     amp = amp_policy(device)
     scaler = amp.grad_scaler()
     items = [task.dataset[i % len(task.dataset)] for i in range(loop.batch_size)]
@@ -489,68 +481,23 @@ def run_all(
     attempt("train-aff", measure_training, train_aff, aff, device, sizes)
 
     batch = default_batch_size(device)
-    cam_config = make_cam.MakeCamConfig(
-        checkpoint=cam_puzzle.out / "final.pt",
-        data=data,
-        split=SPLIT,
-        out=work / "cams",
-        device=device.type,
-        workers=workers,
-    )
-    cam_tta = TtaConfig(scales=tuple(cam_config.scales), flip=cam_config.flip)
-    attempt(
-        "make-cam",
-        inference_row,
-        make_cam,
-        cam_config,
-        CamClassifier.KIND,
-        cam_tta,
-        batch,
-        device,
-        sizes,
-    )
-    predict_config = predict.PredictConfig(
-        checkpoint=seg.out / "final.pt",
-        data=data,
-        split=SPLIT,
-        out=work / "predict",
-        device=device.type,
-        workers=workers,
-    )
-    seg_tta = TtaConfig(scales=tuple(predict_config.scales), flip=predict_config.flip)
-    attempt(
-        "predict",
-        inference_row,
-        predict,
-        predict_config,
-        DeepLabV3Plus.KIND,
-        seg_tta,
-        batch,
-        device,
-        sizes,
-    )
-    rw_config = make_rw.MakeRwConfig(
-        checkpoint=aff.out / "final.pt",
-        cams=work / "cams",
-        data=data,
-        split=RW_SPLIT,
-        out=work / "rw",
-        device=device.type,
-        workers=workers,
-    )
-    # make-rw walks one image at a time; its network's forward is timed batched all the same.
-    rw_tta = TtaConfig(scales=(1.0,), flip=rw_config.flip)
-    attempt(
-        "make-rw",
-        inference_row,
-        make_rw,
-        rw_config,
-        AffinityNet.KIND,
-        rw_tta,
-        batch,
-        device,
-        sizes,
-    )
+    common = {"data": data, "device": device.type, "workers": workers}
+    inference = (
+        ("make-cam", make_cam, make_cam.MakeCamConfig(
+            checkpoint=cam_puzzle.out / "final.pt", split=SPLIT, out=work / "cams", **common),
+         CamClassifier.KIND, None),
+        ("predict", predict, predict.PredictConfig(
+            checkpoint=seg.out / "final.pt", split=SPLIT, out=work / "predict", **common),
+         DeepLabV3Plus.KIND, None),
+        # make-rw walks one image at a time; its network's forward is timed batched all the same.
+        ("make-rw", make_rw, make_rw.MakeRwConfig(
+            checkpoint=aff.out / "final.pt", cams=work / "cams", split=RW_SPLIT,
+            out=work / "rw", **common),
+         AffinityNet.KIND, (1.0,)),
+    )  # fmt: skip
+    for name, stage, config, kind, scales in inference:
+        tta = TtaConfig(scales=scales or tuple(config.scales), flip=config.flip)
+        attempt(name, inference_row, stage, config, kind, tta, batch, device, sizes)
     return {"rows": rows, "startup": startup_seconds(device)}
 
 

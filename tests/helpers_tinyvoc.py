@@ -146,3 +146,17 @@ def wsss_process(args: list[str], env: dict[str, str], **popen):
     return subprocess.Popen(
         command, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **popen
     )
+
+
+class Interrupt(Exception):
+    """Raised by `stop_after_epoch` to cut a training run short, as a kill would."""
+
+
+def stop_after_epoch(epoch: int):
+    """An `on_epoch_end` callback that interrupts the trainer once `epoch` has finished."""
+
+    def callback(end) -> None:
+        if end.epoch == epoch:
+            raise Interrupt
+
+    return callback

@@ -51,17 +51,18 @@ def test_run_trains_each_variant_once_and_records_its_measurements(
     from helpers_tinyvoc import one_torch_thread
 
     from wsss.engine.checkpoint import load_checkpoint
-    from wsss.stages import ablation, pipeline
+    from wsss.recipes import DEMO
+    from wsss.stages import ablation
     from wsss.stages.eval_cam import EvalCamConfig
     from wsss.stages.eval_cam import run as eval_cam
 
     tiny = replace(
-        pipeline.DEMO,
+        DEMO,
         demo={"n_train": 8, "n_val": 4, "size": 64, "seed": 3},
-        train_cam={**pipeline.DEMO.train_cam, "epochs": 1, "batch_size": 4, "crop": 64,
+        train_cam={**DEMO.train_cam, "epochs": 1, "batch_size": 4, "crop": 64,
                    "warmup_epochs": 0},
     )  # fmt: skip
-    monkeypatch.setattr(pipeline, "DEMO", tiny)
+    monkeypatch.setattr(ablation, "DEMO", tiny)  # the ablation always runs the demo recipe
     monkeypatch.setenv("WSSS_QUIET", "1")
     names = pick_variants(["baseline", "full"])
     config = ablation.AblationConfig(

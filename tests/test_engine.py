@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers_tinyvoc import Interrupt, stop_after_epoch
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -217,23 +218,11 @@ def test_fit_learns_and_writes_metrics_and_checkpoints(tmp_path: Path) -> None:
     assert result.best is None and not (out / "best.pt").exists()
 
 
-class Interrupt(Exception):
-    pass
-
-
-def _interrupt_after(epochs: int):
-    def callback(end) -> None:
-        if end.epoch == epochs:
-            raise Interrupt
-
-    return callback
-
-
 def test_resume_reproduces_the_uninterrupted_run(tmp_path: Path) -> None:
     straight = toy_task()
     fit(straight, loop(tmp_path / "a", epochs=3))
     with pytest.raises(Interrupt):
-        fit(toy_task(), loop(tmp_path / "b", epochs=3), on_epoch_end=_interrupt_after(1))
+        fit(toy_task(), loop(tmp_path / "b", epochs=3), on_epoch_end=stop_after_epoch(1))
     assert len(read_metrics(tmp_path / "b")) == 1
     # A kill after the metrics line but before the checkpoint leaves a line to drop, maybe torn.
     with open(tmp_path / "b" / "metrics.jsonl", "a") as handle:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import CLASSES
-from helpers_tinyvoc import save_model
+from helpers_tinyvoc import Interrupt, save_model, stop_after_epoch
 
 from wsss.engine.checkpoint import load_checkpoint
 from wsss.errors import WsssError
@@ -60,18 +60,6 @@ def test_train_aff_lowers_the_loss_and_resumes(rw_setup: dict[str, Path], tmp_pa
         train_aff(replace(config, resume=True, radius=4))
 
 
-class Interrupt(Exception):
-    pass
-
-
-def _stop_after_epoch(epoch: int):
-    def callback(end) -> None:
-        if end.epoch == epoch:
-            raise Interrupt
-
-    return callback
-
-
 def test_train_aff_resumed_mid_run_ends_with_the_uninterrupted_weights(
     rw_setup: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -79,7 +67,7 @@ def test_train_aff_resumed_mid_run_ends_with_the_uninterrupted_weights(
     stopped, _ = _aff_config(rw_setup, tmp_path, tmp_path / "b", epochs=3)
     train_aff(straight)
     with pytest.raises(Interrupt):
-        train_aff(stopped, on_epoch_end=_stop_after_epoch(2))
+        train_aff(stopped, on_epoch_end=stop_after_epoch(2))
     assert load_checkpoint(tmp_path / "b" / "last.pt", "affinity")["epoch"] == 2
     assert not (tmp_path / "b" / "final.pt").exists()
     train_aff(replace(stopped, resume=True))

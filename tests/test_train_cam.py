@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers_tinyvoc import make_tiny_voc, read_metrics
+from helpers_tinyvoc import Interrupt, make_tiny_voc, read_metrics, stop_after_epoch
 
 from cli.main import main
 from wsss.engine.checkpoint import load_checkpoint, save_checkpoint
@@ -79,22 +79,13 @@ def test_plain_cam_baseline_runs_through_the_same_path_with_the_paper_sgd(
     assert all(g["nesterov"] and g["momentum"] == 0.9 for g in groups)
 
 
-class Interrupt(Exception):
-    pass
-
-
-def _stop_after_first_epoch(end) -> None:
-    if end.epoch == 1:
-        raise Interrupt
-
-
 def test_resume_ends_with_the_uninterrupted_weights(voc4: Path, tmp_path: Path) -> None:
     def config(out: Path, resume: bool = False) -> TrainCamConfig:
         return TrainCamConfig(data=voc4, out=out, epochs=2, resume=resume, **TINY)
 
     straight = run(config(tmp_path / "a"))
     with pytest.raises(Interrupt):
-        run(config(tmp_path / "b"), on_epoch_end=_stop_after_first_epoch)
+        run(config(tmp_path / "b"), on_epoch_end=stop_after_epoch(1))
     run(config(tmp_path / "b", resume=True))
     a = load_checkpoint(straight.final, "cam_classifier")["model"]
     b = load_checkpoint(tmp_path / "b" / "final.pt", "cam_classifier")["model"]

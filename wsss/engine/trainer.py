@@ -277,14 +277,7 @@ class _Trainer:
         if checkpoint is not None:
             with _resume_state(self.out / LAST):
                 task.model.load_state_dict(checkpoint["model"])
-        self.optimizer = build_optimizer(
-            task.param_groups,
-            config.optimizer,
-            lr=config.lr,
-            weight_decay=config.weight_decay,
-            momentum=config.momentum,
-            nesterov=config.nesterov,
-        )
+        self.optimizer = loop_optimizer(task.param_groups, config)
         self._build_loader()
         self.schedule = LrSchedule(
             self.optimizer,
@@ -682,3 +675,15 @@ def _line_epoch(line: str) -> int:
         return int(json.loads(line)["epoch"])
     except (json.JSONDecodeError, KeyError, TypeError, ValueError):
         return 1 << 30  # a torn or foreign line: dropped
+
+
+def loop_optimizer(param_groups: Any, config: LoopConfig) -> torch.optim.Optimizer:
+    """The optimiser that a loop's settings ask for, over a task's parameter groups."""
+    return build_optimizer(
+        param_groups,
+        config.optimizer,
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        momentum=config.momentum,
+        nesterov=config.nesterov,
+    )
