@@ -356,7 +356,7 @@ class Steps:
         if split in self.splits.scored:
             return True
         self.skipped[step] = f"no ground-truth masks for split {split}"
-        info(f"[yellow]{step} skipped[/]: {self.skipped[step]}")
+        info(f"{step} skipped: {self.skipped[step]}")
         return False
 
 

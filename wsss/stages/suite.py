@@ -215,10 +215,10 @@ def _execute_all(tasks: list[Task], config: SuiteConfig) -> list[str]:
 
 def _report(task: Task, error: str | None, failed: list[str]) -> None:
     if error is None:
-        info(f"[green]done[/] {task.label}")
+        info(f"done {task.label}")
     else:
         failed.append(task.label)
-        info(f"[bold red]failed[/] {task.label}: {error}")
+        info(f"failed {task.label}: {error}")
 
 
 def execute(task: Task, setup: JobSetup) -> str | None:
