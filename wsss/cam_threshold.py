@@ -90,9 +90,12 @@ def pick_threshold(cam_dir: Path, ids: Sequence[str], num_classes: int) -> Thres
         saved = read_json(record)
         same = isinstance(saved, dict) and saved.get("ids_sha1") == digest
         if same and saved.get("rule") == RULE:
-            return ThresholdChoice(
-                float(saved["threshold"]), RULE, int(saved["images"]), int(saved["pixels"])
-            )
+            try:
+                return ThresholdChoice(
+                    float(saved["threshold"]), RULE, int(saved["images"]), int(saved["pixels"])
+                )
+            except (KeyError, TypeError, ValueError):
+                pass  # a damaged record is made again, not trusted
     choice = label_free_threshold(cam_dir, ids, num_classes)
     write_json(record, {**choice.to_json(), "ids_sha1": digest, "ids": len(ids)})
     return choice
