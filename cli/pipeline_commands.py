@@ -166,14 +166,31 @@ def quality(
     jobs: int | None = typer.Option(
         None, "--jobs", min=1, help="Runs in parallel (default: from the device and cores)."
     ),
+    only: list[str] | None = typer.Option(
+        None, "--only", help="Run only these variants of the set (repeatable or comma-separated)."
+    ),
+    max_seeds: int | None = typer.Option(
+        None, "--max-seeds", help="Run the first N seeds of each variant (default: all)."
+    ),
+    overrides: list[str] | None = typer.Option(
+        None,
+        "--set",
+        help="STAGE.OPTION=VALUE on top of the demo recipe, for every run "
+        "(a tuning arm: give it its own --out). Repeatable.",
+    ),
     device: str = options.device(),
 ) -> None:
     """The demo recipe on a set of dataset variants x seeds: one table and quality.json."""
     from wsss.stages.suite import SuiteConfig, run
 
-    ablations = tuple(name.strip() for item in variants or [] for name in item.split(","))
-    run(SuiteConfig(out=out, set_name=set_name, ablations=tuple(a for a in ablations if a),
-                    jobs=jobs, device=device))  # fmt: skip
+    run(SuiteConfig(out=out, set_name=set_name, ablations=_names(variants), jobs=jobs,
+                    device=device, only=_names(only), max_seeds=max_seeds,
+                    overrides=tuple(overrides or ())))  # fmt: skip
+
+
+def _names(items: list[str] | None) -> tuple[str, ...]:
+    """Repeatable, comma-separated names as one tuple."""
+    return tuple(n.strip() for item in items or [] for n in item.split(",") if n.strip())
 
 
 def register(app: typer.Typer) -> None:

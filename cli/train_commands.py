@@ -56,13 +56,18 @@ def train_seg(
     labels: Path | None = typer.Option(
         None, "--labels", help="Pseudo-label PNG directory (default: the ground-truth masks)."
     ),
+    init: Path | None = typer.Option(
+        None, "--init", help="Start the backbone from a trained train-cam checkpoint."
+    ),
     eval_split: str | None = options.eval_split(),
     eval_every: int | None = options.eval_every(),
 ) -> None:
     """Train DeepLabv3+ on pseudo labels (cross-entropy, 255 ignored)."""
     from wsss.stages.train_seg import TrainSegConfig, run
 
-    config = TrainSegConfig(**shared, labels=labels, eval_split=eval_split, eval_every=eval_every)
+    config = TrainSegConfig(
+        **shared, labels=labels, init=init, eval_split=eval_split, eval_every=eval_every
+    )
     options.print_fit("train-seg", run(config))
 
 

@@ -13,6 +13,7 @@ import pytest
 from helpers_tinyvoc import make_tiny_voc, one_torch_thread
 
 from cli.main import main
+from wsss import walk_check
 from wsss.cam_threshold import RECORD
 from wsss.camfile import load_cam_file
 from wsss.data.palette import read_label_png
@@ -133,7 +134,9 @@ def test_random_walk_path_runs_beside_the_crf_path_and_resumes(
     tmp_path: Path, all_background_miou, cams_miou
 ) -> None:
     out = tmp_path / "run"
-    config = PipelineConfig(out=out, recipe=TINY, device="cpu", workers=0, random_walk=True)
+    # walk_check off: the walked labels go on to the segmenter whatever the check says
+    recipe = replace(TINY, walk_check=False)
+    config = PipelineConfig(out=out, recipe=recipe, device="cpu", workers=0, random_walk=True)
     with one_torch_thread():
         result = run(config)
     summary = json.loads((out / "summary.json").read_text())
@@ -198,7 +201,34 @@ def test_random_walk_path_runs_beside_the_crf_path_and_resumes(
         again = run(config)
     assert {name: (out / name / "final.pt").stat().st_mtime_ns for name in TRAINERS} == mtimes
     for key, value in rw.items():
-        assert again.summary["random_walk"][key] == pytest.approx(value)
+        if key != "walk_check":
+            assert again.summary["random_walk"][key] == pytest.approx(value)
+    assert again.summary["random_walk"]["walk_check"] == rw["walk_check"]
+    # the check was measured and recorded, not enforced
+    assert rw["kept"] is True and rw["walk_check"]["enforced"] is False
+    assert read_json(out / "walk_check.json")["keep_walk"] == rw["walk_check"]["keep_walk"]
+
+
+@pytest.mark.slow
+def test_a_walk_the_check_drops_trains_no_segmenter(tmp_path: Path, monkeypatch) -> None:
+    """Where the label-free check fails, the run keeps the CRF labels and says so; where it
+    passes, the walked labels go on to their own segmenter."""
+    monkeypatch.setattr(walk_check.WalkCheck, "keep_walk", property(lambda self: False))
+    out = tmp_path / "run"
+    config = PipelineConfig(out=out, recipe=TINY, device="cpu", workers=0, random_walk=True)
+    with one_torch_thread():
+        dropped = run(config).summary
+    rw = dropped["random_walk"]
+    assert rw["kept"] is False and rw["seg_miou"] is None and rw["pseudo_miou"] is not None
+    assert "train-seg (rw)" in dropped["skipped"] and "train-seg (rw)" not in dropped["seconds"]
+    assert not (out / "seg_model_rw").exists() and (out / "pseudo_rw").is_dir()
+    assert any("walk check" in text for text in map(str, summary_rows(dropped)))
+
+    monkeypatch.setattr(walk_check.WalkCheck, "keep_walk", property(lambda self: True))
+    with one_torch_thread():
+        kept = run(config).summary
+    assert kept["random_walk"]["kept"] is True and kept["random_walk"]["seg_miou"] is not None
+    assert (out / "seg_model_rw" / "final.pt").is_file()
 
 
 TINY_SETS = (

@@ -77,3 +77,24 @@ def load_init_checkpoint(path: Path, backbone: str, classes: tuple[str, ...]) ->
     if saved != backbone:
         raise file_error(path, f"--init checkpoint has backbone {saved}, this run {backbone}")
     return checkpoint
+
+
+class HasBackbone(Protocol):
+    backbone: nn.Module
+    backbone_name: str
+
+
+def load_cam_backbone(model: HasBackbone, path: Path, classes: tuple[str, ...]) -> None:
+    """The backbone weights (and BatchNorm statistics) of a train-cam checkpoint, for a
+    network built on the same backbone (train-aff and train-seg `--init`)."""
+    checkpoint = load_init_checkpoint(path, model.backbone_name, classes)
+    prefix = "backbone."
+    state = {
+        key[len(prefix) :]: value
+        for key, value in checkpoint.get("model", {}).items()
+        if key.startswith(prefix)
+    }
+    try:
+        model.backbone.load_state_dict(state)
+    except RuntimeError as exc:
+        raise weights_error(path, "--init backbone weights do not fit", exc) from None

@@ -37,11 +37,20 @@ class Recipe:
     # `aff_init` starts its backbone from the trained CAM classifier (train-aff --init).
     train_aff: dict[str, Any] = field(default_factory=dict)
     aff_init: bool = False
+    # train-seg starts its backbone from the trained CAM classifier (train-seg --init)
+    seg_init: bool = False
+    # the label-free walk check decides whether the walked labels are kept (wsss.walk_check);
+    # False keeps them whatever it says (it is still measured and recorded)
+    walk_check: bool = True
     make_rw: dict[str, Any] = field(default_factory=dict)
     # The variant (`VARIANTS`) train-cam runs on top of `train_cam`, which holds the paper's
     # full Puzzle-CAM settings; None runs them as they are.
     variant: str | None = None
 
+
+# `--set recipe.NAME=VALUE` sets one of these fields of the recipe itself.
+RECIPE_STAGE = "recipe"
+SWITCHES: dict[str, type] = {"aff_init": bool, "seg_init": bool, "walk_check": bool}
 
 # Fields of a recipe that hold one stage's options each, in pipeline order.
 STAGES = ("demo", "train_cam", "make_cam", "make_pseudo", "train_seg", "predict", "train_aff",
@@ -189,6 +198,7 @@ def apply_overrides(
     """The recipe with each `stage.option=value` applied; `options` maps a stage to its
     overridable options and their types. Any mistake is a one-line error naming the choices."""
     changes: dict[str, dict[str, Any]] = {}
+    switches: dict[str, Any] = {}
     for text in overrides:
         stage, option, value = _split_override(text)
         if stage not in options:
@@ -204,8 +214,11 @@ def apply_overrides(
             raise WsssError(
                 f"--set {text}: '{value}' is not a valid {type_name(options[stage][option])}"
             ) from None
+        if stage == RECIPE_STAGE:  # the recipe's own switches: fields, not a stage's options
+            switches[option] = parsed
+            continue
         changes.setdefault(stage, dict(getattr(recipe, stage) or {}))[option] = parsed
-    return dataclasses.replace(recipe, **changes)
+    return dataclasses.replace(recipe, **changes, **switches)
 
 
 def _split_override(text: str) -> tuple[str, str, str]:

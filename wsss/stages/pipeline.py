@@ -40,8 +40,10 @@ from wsss.io import ensure_dir, write_json
 from wsss.recipes import (
     COCO,
     DEMO,
+    RECIPE_STAGE,
     RECIPES,
     STAGES,
+    SWITCHES,
     VOC,
     Recipe,
     apply_overrides,
@@ -50,6 +52,8 @@ from wsss.recipes import (
     train_cam_options,
 )
 from wsss.ui import info, key_value_table, plain, print_table
+from wsss.walk_check import RECORD as WALK_RECORD
+from wsss.walk_check import WalkCheck, check_walk
 
 __all__ = ["COCO", "DEMO", "RECIPES", "VOC", "PipelineConfig", "PipelineResult", "Recipe", "run"]
 
@@ -114,7 +118,8 @@ def stage_options(recipe: Recipe) -> dict[str, dict[str, Any]]:
     options = {stage: option_types(configs[stage], PIPELINE_SET) for stage in configs}
     if recipe.demo is not None:
         options["demo"] = {key: type(value) for key, value in recipe.demo.items()}
-    return {stage: options[stage] for stage in STAGES if stage in options}
+    ordered = {stage: options[stage] for stage in STAGES if stage in options}
+    return {**ordered, RECIPE_STAGE: dict(SWITCHES)}
 
 
 def resolve_recipe(config: PipelineConfig) -> Recipe:
@@ -140,7 +145,7 @@ def run(config: PipelineConfig) -> PipelineResult:
 
     data = step("data", lambda: _prepare_data(config, recipe, out))
     steps = Steps(config, recipe, data, out, step)
-    cam_model = step("train-cam", steps.train_cam)
+    cam_model = steps.cam_model = step("train-cam", steps.train_cam)
     step("make-cam", lambda: steps.make_cam(cam_model))
     crf = steps.cams_to_segmenter(out / "cams")
     rw = steps.random_walk(cam_model, crf) if config.random_walk else None
@@ -187,6 +192,7 @@ class Steps:
         self.skipped: dict[str, str] = {}
         self.extra = {"workers": config.workers} if config.workers is not None else {}
         self.cam_options = train_cam_options(recipe, config.variant)
+        self.cam_model: Path | None = None  # train-cam's final.pt, once trained
 
     def train_cam(self) -> Path:
         from wsss.stages.train_cam import TrainCamConfig
@@ -209,26 +215,21 @@ class Steps:
         """pick-threshold -> eval-cam (where masks) -> make-pseudo -> train-seg -> predict ->
         eval (where masks), for one folder of CAM files; `tag` names the steps and suffixes
         the folders."""
-        suffix = f"_{tag}" if tag else ""
+        labels = self.cams_to_labels(cams, tag)
+        return {**labels, **self.labels_to_segmenter(tag)}
+
+    def cams_to_labels(self, cams: Path, tag: str = "") -> dict[str, Any]:
+        """pick-threshold -> eval-cam (where masks) -> make-pseudo into pseudo[_tag]."""
         splits = self.splits
-
-        def name(stage: str) -> str:
-            return f"{stage} ({tag})" if tag else stage
-
+        name = _namer(tag)
         threshold, rule = self.step(name("pick-threshold"), lambda: self.threshold(cams))
         cam_eval = None
         if self._scored(name("eval-cam"), splits.cam_eval):
             cam_eval = self.step(name("eval-cam"), lambda: self.eval_cam(cams, threshold))
-        labels = self.out / f"pseudo{suffix}"
+        labels = self.out / f"pseudo{_suffix(tag)}"
         self._scored(name("make-pseudo scores"), splits.cam)
         pseudo = self.step(name("make-pseudo"),
                            lambda: self.make_pseudo(cams, labels, threshold=threshold))  # fmt: skip
-        seg_model = self.step(name("train-seg"), lambda: self.train_seg(labels, suffix))
-        pred_dir = self.out / f"pred_{splits.predict}{suffix}"
-        self.step(name("predict"), lambda: self.predict(seg_model, pred_dir))
-        seg_eval = None
-        if self._scored(name("eval"), splits.predict):
-            seg_eval = self.step(name("eval"), lambda: self.evaluate(pred_dir))
         return {
             "cam_threshold": threshold,
             "cam_threshold_rule": rule,
@@ -236,12 +237,23 @@ class Steps:
             "cam_threshold_oracle": cam_eval["best_threshold"] if cam_eval else None,
             "cam_miou_oracle": cam_eval["best_miou"] if cam_eval else None,
             "pseudo_miou": pseudo.get("miou"),
-            "seg_miou": seg_eval["miou"] if seg_eval else None,
         }
 
+    def labels_to_segmenter(self, tag: str = "") -> dict[str, Any]:
+        """train-seg on pseudo[_tag] -> predict -> eval (where masks)."""
+        suffix, name = _suffix(tag), _namer(tag)
+        labels = self.out / f"pseudo{suffix}"
+        seg_model = self.step(name("train-seg"), lambda: self.train_seg(labels, suffix))
+        pred_dir = self.out / f"pred_{self.splits.predict}{suffix}"
+        self.step(name("predict"), lambda: self.predict(seg_model, pred_dir))
+        seg_eval = None
+        if self._scored(name("eval"), self.splits.predict):
+            seg_eval = self.step(name("eval"), lambda: self.evaluate(pred_dir))
+        return {"seg_miou": seg_eval["miou"] if seg_eval else None}
+
     def random_walk(self, cam_model: Path, crf: dict[str, Any]) -> dict[str, Any]:
-        """Confident labels -> train-aff -> make-rw, then the CRF path's steps on the walked
-        maps."""
+        """Confident labels -> train-aff -> make-rw -> labels from the walked maps -> the walk
+        check (label-free) -> the segmenter on the walked labels, if the check keeps them."""
         fg, bg = confident_thresholds(crf["cam_threshold"])
         confident = self.out / "pseudo_confident"
         cams = self.out / "cams"
@@ -249,7 +261,18 @@ class Steps:
                   lambda: self.make_pseudo(cams, confident, confident=(fg, bg)))  # fmt: skip
         aff_model = self.step("train-aff", lambda: self.train_aff(cam_model, confident))
         self.step("make-rw", lambda: self.make_rw(aff_model, cams, self.out / "rw"))
-        walked = self.cams_to_segmenter(self.out / "rw", tag="rw")
+        walked = self.cams_to_labels(self.out / "rw", tag="rw")
+        check = self.step("walk-check", self.walk_check)
+        keep = check.keep_walk or not self.recipe.walk_check
+        if keep:
+            walked.update(self.labels_to_segmenter(tag="rw"))
+        else:
+            walked["seg_miou"] = None
+            self.skipped["train-seg (rw)"] = (
+                "the walk check dropped the walked labels (they keep less of the confident "
+                "labels than the CRF's); the CRF labels are the run's labels"
+            )
+            info(f"walk check: {self.skipped['train-seg (rw)']}")
         return {
             "rw_miou": walked["cam_miou"],
             "rw_threshold": walked["cam_threshold"],
@@ -261,7 +284,17 @@ class Steps:
             "confident_rule": CONFIDENT_RULE,
             "pseudo_miou": walked["pseudo_miou"],
             "seg_miou": walked["seg_miou"],
+            "walk_check": {**check.to_json(), "enforced": self.recipe.walk_check},
+            "kept": keep,
         }
+
+    def walk_check(self) -> WalkCheck:
+        """The label-free check of the walked labels, saved as walk_check.json."""
+        ids = self.voc.split_ids(self.splits.cam)
+        check = check_walk(self.out / "pseudo", self.out / "pseudo_rw",
+                           self.out / "pseudo_confident", ids, self.voc.num_classes)  # fmt: skip
+        write_json(self.out / WALK_RECORD, check.to_json())
+        return check
 
     # -- one stage each ------------------------------------------------------------------
 
@@ -307,10 +340,11 @@ class Steps:
         from wsss.stages.train_seg import TrainSegConfig
         from wsss.stages.train_seg import run as train
 
+        init = {"init": self.cam_model} if self.recipe.seg_init and self.cam_model else {}
         return train_unless_finished(train, TrainSegConfig(
             data=self.data, out=self.out / f"seg_model{suffix}", split=self.splits.seg,
-            labels=labels, resume=True, device=self.config.device, **self.recipe.train_seg,
-            **self.extra))  # fmt: skip
+            labels=labels, resume=True, device=self.config.device, **init,
+            **self.recipe.train_seg, **self.extra))  # fmt: skip
 
     def train_aff(self, cam_model: Path, labels: Path) -> Path:
         from wsss.stages.train_aff import TrainAffConfig
@@ -358,6 +392,15 @@ class Steps:
         self.skipped[step] = f"no ground-truth masks for split {split}"
         info(f"{step} skipped: {self.skipped[step]}")
         return False
+
+
+def _suffix(tag: str) -> str:
+    return f"_{tag}" if tag else ""
+
+
+def _namer(tag: str) -> Callable[[str], str]:
+    """A step's name, with the path's tag: "train-seg (rw)"."""
+    return lambda stage: f"{stage} ({tag})" if tag else stage
 
 
 def resolve_splits(recipe: Recipe, voc: VocDataset) -> Splits:
@@ -449,6 +492,14 @@ def summary_table(summary: dict[str, Any]) -> Table:
     )
     table.add_row(plain(f"pseudo labels ({summary['pseudo_split']})"), _pct(summary["pseudo_miou"]),
                   _pct(rw["pseudo_miou"]))  # fmt: skip
+    if "walk_check" in rw:
+        check = rw["walk_check"]
+        verdict = "kept" if rw["kept"] else "dropped: the CRF labels are the run's"
+        table.add_row(
+            "walk check (no ground truth): confident labels kept",
+            f"{100 * check['crf']['kept']:.1f} %",
+            f"{100 * check['walk']['kept']:.1f} % -> {verdict}",
+        )
     table.add_row(plain(f"segmenter ({summary['seg_split']})"), _pct(summary["seg_miou"]),
                   _pct(rw["seg_miou"]))  # fmt: skip
     for step, reason in summary.get("skipped", {}).items():

@@ -33,7 +33,7 @@ from wsss.data.demo import ensure_demo
 from wsss.errors import WsssError, check_count
 from wsss.io import ensure_dir, read_json, write_json
 from wsss.quality_sets import SETS, Variant
-from wsss.recipes import DEMO, Recipe, pick_variants
+from wsss.recipes import DEMO, Recipe, apply_overrides, pick_variants
 from wsss.stages import pipeline
 from wsss.ui import fmt_pct, info, print_table
 
@@ -46,19 +46,30 @@ STAGES: dict[str, str] = {
     "rw_maps": "RW maps",
     "rw_pseudo": "RW pseudo",
     "rw_seg": "RW seg",
+    "walk_kept": "walk kept (share of seeds)",
+    "final_maps": "final maps",
+    "final_pseudo": "final pseudo",
+    "final_seg": "final seg",
     "supervised_seg": "supervised bound",
 }
 # Each stage should add: name -> (stage, reference stage, factor); passes when
 # stage >= factor x reference.
+# The random-walk targets read the run's FINAL maps / labels / segmenter: the walk's where the
+# walk check kept it, the CAMs' / CRF's where it dropped it (the issue's "or the pipeline
+# detects that without ground truth and keeps the CRF labels").
 CHECKS: dict[str, tuple[str, str, float]] = {
     "crf_pseudo_ge_cam": ("crf_pseudo", "cam", 1.0),
-    "rw_maps_ge_cam": ("rw_maps", "cam", 1.0),
-    "rw_pseudo_ge_crf_pseudo": ("rw_pseudo", "crf_pseudo", 1.0),
+    "rw_maps_ge_cam": ("final_maps", "cam", 1.0),
+    "rw_pseudo_ge_crf_pseudo": ("final_pseudo", "crf_pseudo", 1.0),
     "crf_seg_ge_0.9_crf_pseudo": ("crf_seg", "crf_pseudo", 0.9),
-    "rw_seg_ge_0.9_rw_pseudo": ("rw_seg", "rw_pseudo", 0.9),
+    "rw_seg_ge_0.9_rw_pseudo": ("final_seg", "final_pseudo", 0.9),
 }
-CHECK_TITLES = ("CRF pseudo >= CAMs", "RW maps >= CAMs", "RW pseudo >= CRF pseudo",
-                "CRF seg >= 0.9 pseudo", "RW seg >= 0.9 RW pseudo")  # fmt: skip
+# Whether the walk check decided right: it kept the walk exactly where the walked labels
+# beat the CRF labels (scored on the masks, which the check never sees).
+CHECK_RIGHT = "walk_check_right"
+CHECK_TITLES = ("CRF pseudo >= CAMs", "final maps >= CAMs", "final pseudo >= CRF pseudo",
+                "CRF seg >= 0.9 pseudo", "final seg >= 0.9 final pseudo",
+                "walk check right")  # fmt: skip
 SUPERVISED = "supervised"
 RESULT = "supervised.json"
 SPEC = "quality_run.json"
@@ -77,6 +88,11 @@ class SuiteConfig:
     device: str = "auto"
     threads: int | None = None  # torch threads per run (default: cores / jobs)
     workers: int | None = None  # loader / CRF workers per run (default: by device and jobs)
+    only: tuple[str, ...] = ()  # variant names to run (default: the whole set)
+    max_seeds: int | None = None  # the first N seeds of each variant (default: all)
+    # "stage.option=value" on top of the demo recipe, for every run of the suite (a tuning
+    # arm); recorded in each run's spec, so an arm needs its own --out
+    overrides: tuple[str, ...] = ()
 
 
 @dataclass
@@ -87,13 +103,23 @@ class SuiteResult:
 
 @dataclass(frozen=True)
 class Task:
-    """One unit of work: a pipeline run (`ablation` set) or a supervised bound (None)."""
+    """One unit of work: a pipeline run (`ablation` set), followed by the supervised bound
+    when `bound` names its folder; or the bound alone (`ablation` None)."""
 
     variant: Variant
     seed: int
     ablation: str | None
     data: Path
     out: Path
+    overrides: tuple[str, ...] = ()
+    bound: Path | None = None
+
+    def bound_task(self) -> Task | None:
+        """The supervised bound run after this pipeline run (its CAM classifier starts the
+        bound's segmenter when the recipe's segmenter starts from it)."""
+        if self.bound is None:
+            return None
+        return dataclasses.replace(self, ablation=None, out=self.bound, bound=None)
 
     @property
     def label(self) -> str:
@@ -113,16 +139,19 @@ def run(config: SuiteConfig) -> SuiteResult:
     if config.set_name not in SETS:
         raise WsssError(f"--variant-set must be one of {'|'.join(SETS)}, got '{config.set_name}'")
     ablations = ablation_names(config.ablations)
+    variants = select_variants(SETS[config.set_name], config.only, config.max_seeds)
+    for variant in variants:  # a bad --set fails before any work
+        recipe_for(variant, variant.seeds[0], config.overrides)
     out = ensure_dir(config.out)
-    variants = SETS[config.set_name]
     tasks: list[Task] = []
     for variant in variants:
         for seed in variant.seeds:
             data = out / "data" / variant.name / f"seed{seed}"
             ensure_demo(data, variant.demo_args(seed))
             runs = out / "runs" / variant.name / f"seed{seed}"
-            tasks += [Task(variant, seed, a, data, runs / a) for a in ablations]
-            tasks.append(Task(variant, seed, None, data, runs / SUPERVISED))
+            tasks += [Task(variant, seed, a, data, runs / a, config.overrides,
+                           runs / SUPERVISED if i == 0 else None)
+                      for i, a in enumerate(ablations)]  # fmt: skip
     todo = [task for task in tasks if not is_done(task)]
     info(f"quality suite '{config.set_name}': {len(tasks) - len(todo)} of {len(tasks)} "
          f"runs done, {len(todo)} to run")  # fmt: skip
@@ -137,6 +166,22 @@ def run(config: SuiteConfig) -> SuiteResult:
     return SuiteResult(quality=quality, json_path=json_path)
 
 
+def select_variants(
+    variants: tuple[Variant, ...], only: tuple[str, ...], max_seeds: int | None
+) -> tuple[Variant, ...]:
+    """The set's variants named in `only` (all when empty), each with its first `max_seeds`
+    seeds; an unknown name is a one-line error naming the set's variants."""
+    names = [v.name for v in variants]
+    unknown = [name for name in only if name not in names]
+    if unknown:
+        raise WsssError(f"--only: no variant '{unknown[0]}' in this set ({', '.join(names)})")
+    check_count("--max-seeds", max_seeds)
+    chosen = [v for v in variants if not only or v.name in only]
+    if max_seeds is not None:
+        chosen = [dataclasses.replace(v, seeds=v.seeds[:max_seeds]) for v in chosen]
+    return tuple(chosen)
+
+
 def ablation_names(short: tuple[str, ...]) -> tuple[str, ...]:
     """The ablations' short names, checked; none means the demo recipe's own variant."""
     if not short:
@@ -145,9 +190,9 @@ def ablation_names(short: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(short))
 
 
-def recipe_for(variant: Variant, seed: int) -> Recipe:
-    """The demo recipe on this variant: pixel sizes scaled to its images, its data, and the
-    variant's own stage options (the smoke set's tiny recipe)."""
+def recipe_for(variant: Variant, seed: int, overrides: tuple[str, ...] = ()) -> Recipe:
+    """The demo recipe on this variant: pixel sizes scaled to its images, its data, the
+    variant's own stage options (the smoke set's tiny recipe), then the suite's overrides."""
     scale = variant.size / DEMO.demo["size"]
     stages: dict[str, dict[str, Any]] = {}
     for stage in ("train_cam", "make_cam", "make_pseudo", "train_aff", "make_rw", "train_seg",
@@ -157,7 +202,8 @@ def recipe_for(variant: Variant, seed: int) -> Recipe:
             if key in options:
                 options[key] = _scaled(options[key], scale)
         stages[stage] = {**options, **variant.recipe.get(stage, {})}
-    return dataclasses.replace(DEMO, demo=variant.demo_args(seed), **stages)
+    recipe = dataclasses.replace(DEMO, demo=variant.demo_args(seed), **stages)
+    return apply_overrides(recipe, overrides, pipeline.stage_options(recipe))
 
 
 def _scaled(value: Any, scale: float) -> Any:
@@ -229,10 +275,11 @@ def execute(task: Task, setup: JobSetup) -> str | None:
     torch.set_num_threads(setup.threads)
     try:
         with _logging_to(task.out / "suite.log" if setup.log else None):
-            if task.ablation is None:
-                _supervised_bound(task, setup)
-            else:
+            if not _result_done(task):
                 _pipeline_run(task, setup)
+            bound = task.bound_task()
+            if bound is not None and not _result_done(bound):
+                _supervised_bound(bound, task.out, setup)
     except Exception as exc:  # one failed run must not stop the others
         if setup.log:
             with open(ensure_dir(task.out) / "suite.log", "a") as handle:
@@ -259,15 +306,21 @@ def _logging_to(log: Path | None) -> Iterator[None]:
 
 
 def is_done(task: Task) -> bool:
+    bound = task.bound_task()
+    return _result_done(task) and (bound is None or _result_done(bound))
+
+
+def _result_done(task: Task) -> bool:
     result = task.out / (RESULT if task.ablation is None else "summary.json")
     return result.is_file() and _same_spec(task)
 
 
 def _spec(task: Task) -> dict[str, Any]:
     """What a run's results depend on, to refuse reusing a run made otherwise."""
-    recipe = recipe_for(task.variant, task.seed)
+    recipe = recipe_for(task.variant, task.seed, task.overrides)
     spec = {"variant": task.variant.name, "seed": task.seed, "ablation": task.ablation,
-            "recipe": dataclasses.asdict(recipe)}  # fmt: skip
+            "recipe": dataclasses.asdict(recipe),
+            **({"overrides": list(task.overrides)} if task.overrides else {})}  # fmt: skip
     return json.loads(json.dumps(spec, default=str))
 
 
@@ -296,20 +349,22 @@ def _pipeline_run(task: Task, setup: JobSetup) -> None:
         link.symlink_to(os.path.relpath(task.data, task.out), target_is_directory=True)
     pipeline.run(
         pipeline.PipelineConfig(
-            out=task.out, recipe=recipe_for(task.variant, task.seed), device=setup.device,
-            workers=setup.workers, variant=task.ablation, random_walk=True,
+            out=task.out, recipe=recipe_for(task.variant, task.seed, task.overrides),
+            device=setup.device, workers=setup.workers, variant=task.ablation, random_walk=True,
         )
     )  # fmt: skip
 
 
-def _supervised_bound(task: Task, setup: JobSetup) -> None:
-    """The recipe's segmenter trained on the ground-truth masks (train-seg's default labels)."""
+def _supervised_bound(task: Task, run: Path, setup: JobSetup) -> None:
+    """The recipe's segmenter trained on the ground-truth masks (train-seg's default labels),
+    started from the CAM classifier of the pipeline run in `run` where the recipe says so."""
     _claim(task)
     start = time.perf_counter()
-    recipe = recipe_for(task.variant, task.seed)
+    recipe = recipe_for(task.variant, task.seed, task.overrides)
     config = pipeline.PipelineConfig(out=task.out, recipe=recipe, device=setup.device,
                                      workers=setup.workers)  # fmt: skip
     steps = pipeline.Steps(config, recipe, task.data, task.out, lambda _name, action: action())
+    steps.cam_model = run / "cam_model" / "final.pt"
     model = steps.train_seg(None, "")
     split = steps.splits.predict
     pred = task.out / f"pred_{split}"
@@ -326,7 +381,7 @@ def _supervised_bound(task: Task, setup: JobSetup) -> None:
 def run_stages(summary: dict[str, Any], bound: dict[str, Any] | None) -> dict[str, float | None]:
     """A run's stage mIoUs from its summary.json (extra keys are ignored)."""
     walk = summary.get("random_walk") or {}
-    return {
+    stages: dict[str, float | None] = {
         "cam": summary.get("cam_miou"),  # at the label-free threshold
         "cam_oracle": summary.get("cam_miou_oracle"),  # at eval-cam's best, picked on masks
         "crf_pseudo": summary.get("pseudo_miou"),
@@ -336,14 +391,27 @@ def run_stages(summary: dict[str, Any], bound: dict[str, Any] | None) -> dict[st
         "rw_seg": walk.get("seg_miou"),
         "supervised_seg": None if bound is None else bound.get("seg_miou"),
     }
+    if walk:
+        kept = bool(walk.get("kept", True))  # before the walk check, every walk was kept
+        stages["walk_kept"] = 1.0 if kept else 0.0
+        stages["final_maps"] = stages["rw_maps"] if kept else stages["cam"]
+        stages["final_pseudo"] = stages["rw_pseudo"] if kept else stages["crf_pseudo"]
+        stages["final_seg"] = stages["rw_seg"] if kept else stages["crf_seg"]
+    return {stage: stages.get(stage) for stage in STAGES}
 
 
 def checks(stages: dict[str, float | None]) -> dict[str, bool | None]:
-    """Each target: True / False, or None where a stage is missing."""
+    """Each target: True / False, or None where a stage is missing. On seed means the walk
+    check is right only where it decided right on every seed (kept share 0 or 1)."""
     result: dict[str, bool | None] = {}
     for name, (stage, reference, factor) in CHECKS.items():
         value, ref = stages.get(stage), stages.get(reference)
         result[name] = None if value is None or ref is None else value >= factor * ref
+    kept, walk, crf = (stages.get(k) for k in ("walk_kept", "rw_pseudo", "crf_pseudo"))
+    if kept is None or walk is None or crf is None or kept not in (0.0, 1.0):
+        result[CHECK_RIGHT] = None
+    else:
+        result[CHECK_RIGHT] = (kept == 1.0) == (walk >= crf)
     return result
 
 
@@ -392,8 +460,10 @@ def collect(
                               "size": v.size, "seeds": list(v.seeds)} for v in variants},
         "ablations": per_ablation,
         "runs": runs,
-        "checks": {name: {"stage": s, "reference": r, "factor": f}
-                   for name, (s, r, f) in CHECKS.items()},
+        "checks": {**{name: {"stage": s, "reference": r, "factor": f}
+                      for name, (s, r, f) in CHECKS.items()},
+                   CHECK_RIGHT: {"stage": "walk_kept",
+                                 "reference": "rw_pseudo >= crf_pseudo"}},
     }  # fmt: skip
 
 
@@ -428,7 +498,7 @@ def _check_shares(rows: dict[str, Any]) -> dict[str, Any]:
     means = {s: _mean([row["mean"][s] for row in rows.values()]) for s in STAGES}
     on_average = checks(means)
     result = {}
-    for name in CHECKS:
+    for name in (*CHECKS, CHECK_RIGHT):
         passing = [v for v, row in rows.items() if row["checks"][name]]
         result[name] = {
             "passing": passing,
@@ -463,7 +533,7 @@ def quality_table(quality: dict[str, Any]) -> Table:
                 "-" if worst is None else f"{fmt_pct(worst['miou'])} {worst['variant']}",
                 fmt_pct(stages[stage]["seed_spread"]),
             )  # fmt: skip
-        for check, title in zip(CHECKS, CHECK_TITLES, strict=True):
+        for check, title in zip((*CHECKS, CHECK_RIGHT), CHECK_TITLES, strict=True):
             cells = [_mark(rows[n]["checks"][check]) if n in rows else "-" for n in names]
             share = shares[check]["share"]
             passing = "-" if share is None else f"{100 * share:.0f}% pass"

@@ -28,7 +28,7 @@ from wsss.affinity import (
     pair_labels,
     pair_offsets,
 )
-from wsss.checkpoints import load_init_checkpoint, weights_error
+from wsss.checkpoints import load_cam_backbone
 from wsss.data.datasets import SegmentationDataset
 from wsss.data.transforms import AugmentConfig, TrainTransform
 from wsss.engine.device import set_seed
@@ -100,18 +100,3 @@ def run(
         load_cam_backbone(model, Path(config.init), voc.classes)
     task = TrainTask.of(model, AffinityObjective(model, config.radius), dataset, voc.classes)
     return fit(task, config.loop_config(STAGE), on_epoch_end)
-
-
-def load_cam_backbone(model: AffinityNet, path: Path, classes: tuple[str, ...]) -> None:
-    """Backbone weights (and BatchNorm statistics) of a train-cam checkpoint."""
-    checkpoint = load_init_checkpoint(path, model.backbone_name, classes)
-    prefix = "backbone."
-    state = {
-        key[len(prefix) :]: value
-        for key, value in checkpoint.get("model", {}).items()
-        if key.startswith(prefix)
-    }
-    try:
-        model.backbone.load_state_dict(state)
-    except RuntimeError as exc:
-        raise weights_error(path, "--init backbone weights do not fit", exc) from None

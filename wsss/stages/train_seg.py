@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wsss.checkpoints import load_cam_backbone
 from wsss.data.datasets import SegmentationDataset
 from wsss.data.palette import IGNORE
 from wsss.data.transforms import AugmentConfig, TrainTransform
@@ -37,6 +38,9 @@ class TrainSegConfig(TrainOptions):
     """train-seg options; defaults are the reference DeepLab recipe."""
 
     labels: Path | None = None
+    # A trained train-cam checkpoint whose backbone starts the segmenter's: without ImageNet
+    # weights it is the one network that has already learned these classes.
+    init: Path | None = None
     epochs: int = 50
     lr: float = 0.007
     weight_decay: float = 4e-5
@@ -46,6 +50,8 @@ class TrainSegConfig(TrainOptions):
         super().validate()
         if self.labels is not None and not Path(self.labels).is_dir():
             raise file_error(self.labels, "--labels directory not found")
+        if self.init is not None and not Path(self.init).is_file():
+            raise file_error(self.init, "--init checkpoint not found")
         per_process = self.batch_size // max(1, env_info().world_size)
         if per_process < 2:
             raise WsssError(
@@ -93,8 +99,10 @@ def run(
 
     set_seed(config.seed)
     resuming = config.resume and (Path(config.out) / LAST).is_file()
-    pretrained = "none" if resuming else config.pretrained
+    pretrained = "none" if resuming or config.init else config.pretrained
     model = DeepLabV3Plus(config.backbone, voc.num_classes + 1, config.output_stride, pretrained)
+    if config.init is not None and not resuming:
+        load_cam_backbone(model, Path(config.init), voc.classes)
     task = TrainTask.of(model, SegObjective(model), dataset, voc.classes, evaluate)
     return fit(task, config.loop_config(STAGE), on_epoch_end)
 
