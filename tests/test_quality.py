@@ -4,6 +4,7 @@ runs measured, and the smoke set runs end to end and resumes (quality itself is 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -154,3 +155,22 @@ def test_bad_set_and_ablation_are_one_line_errors(tmp_path: Path) -> None:
         suite.run(SuiteConfig(out=tmp_path, set_name="nope"))
     with pytest.raises(WsssError, match="--variant must be one of"):
         suite.run(SuiteConfig(out=tmp_path, set_name="smoke", ablations=("plain-ish",)))
+
+
+def test_a_tuning_arm_picks_variants_seeds_and_recipe_changes(tmp_path: Path) -> None:
+    chosen = suite.select_variants(TUNING, ("demo-family", "ten-classes"), 1)
+    assert [v.name for v in chosen] == ["ten-classes", "demo-family"]  # the set's order
+    assert all(len(v.seeds) == 1 and v.seeds[0] == w.seeds[0]
+               for v, w in zip(chosen, (TUNING[2], TUNING[-1]), strict=True))  # fmt: skip
+    assert suite.select_variants(TUNING, (), None) == TUNING
+    with pytest.raises(WsssError, match="--only: no variant 'nope'"):
+        suite.select_variants(TUNING, ("nope",), None)
+    recipe = suite.recipe_for(TUNING[0], 101, ("train_seg.epochs=30", "recipe.seg_init=false"))
+    assert recipe.train_seg["epochs"] == 30 and recipe.seg_init is False
+    assert recipe.train_seg["crop"] == 96  # the size scaling still applies
+    # an arm's runs record its changes, so another arm's folder is refused, not reused
+    arm = ("train_seg.epochs=30",)
+    task = suite.Task(TUNING[0], 101, "pcl", tmp_path / "d", tmp_path / "r", arm)
+    suite._claim(task)
+    with pytest.raises(WsssError, match="other settings"):
+        suite._claim(replace(task, overrides=()))

@@ -269,8 +269,9 @@ class Steps:
         else:
             walked["seg_miou"] = None
             self.skipped["train-seg (rw)"] = (
-                "the walk check dropped the walked labels (they keep less of the confident "
-                "labels than the CRF's); the CRF labels are the run's labels"
+                f"the walk check dropped the walked labels (they agree {check.agreement:.1f} "
+                f"mIoU with the CRF labels, under {check.min_agreement:g}); the CRF labels "
+                "are the run's labels"
             )
             info(f"walk check: {self.skipped['train-seg (rw)']}")
         return {
@@ -291,8 +292,7 @@ class Steps:
     def walk_check(self) -> WalkCheck:
         """The label-free check of the walked labels, saved as walk_check.json."""
         ids = self.voc.split_ids(self.splits.cam)
-        check = check_walk(self.out / "pseudo", self.out / "pseudo_rw",
-                           self.out / "pseudo_confident", ids, self.voc.num_classes)  # fmt: skip
+        check = check_walk(self.out / "pseudo", self.out / "pseudo_rw", ids, self.voc.num_classes)
         write_json(self.out / WALK_RECORD, check.to_json())
         return check
 
@@ -496,9 +496,9 @@ def summary_table(summary: dict[str, Any]) -> Table:
         check = rw["walk_check"]
         verdict = "kept" if rw["kept"] else "dropped: the CRF labels are the run's"
         table.add_row(
-            "walk check (no ground truth): confident labels kept",
-            f"{100 * check['crf']['kept']:.1f} %",
-            f"{100 * check['walk']['kept']:.1f} % -> {verdict}",
+            "walk check (no ground truth): agreement with the CRF labels",
+            "-",
+            f"{check['agreement_miou']:.1f} (min {check['min_agreement']:g}) -> {verdict}",
         )
     table.add_row(plain(f"segmenter ({summary['seg_split']})"), _pct(summary["seg_miou"]),
                   _pct(rw["seg_miou"]))  # fmt: skip
