@@ -86,3 +86,13 @@ def test_average_precision_hand_computed() -> None:
     # class 0 ranking: pos, neg, pos, neg -> precisions at positives 1/1 and 2/3
     assert ap[0] == pytest.approx(100 * (1 + 2 / 3) / 2)
     assert np.isnan(ap[1])
+
+
+def test_a_prediction_with_no_confident_pixel_is_counted_not_warned(capsys) -> None:
+    matrix = ConfusionMatrix(3)
+    gt = np.ones((4, 4), np.uint8)
+    matrix.update(gt, np.full((4, 4), 255, np.uint8), "confident.png", ignore_pred=True)
+    assert matrix.ignored_predictions == 16 and matrix.matrix.sum() == 0
+    assert "warning" not in capsys.readouterr().err
+    matrix.update(np.full((4, 4), 255, np.uint8), gt, "all-ignore.png")
+    assert "every ground-truth pixel is 255" in capsys.readouterr().err

@@ -80,12 +80,13 @@ class ConfusionMatrix:
         gt = np.asarray(gt).reshape(-1).astype(np.int64)
         pred = np.asarray(pred).reshape(-1).astype(np.int64)
         valid = gt != IGNORE
+        if not valid.any() and gt.size:
+            warn(f"{name or 'ground truth'}: every ground-truth pixel is 255 (ignore); not scored")
         if ignore_pred:
+            # an image whose prediction is all 255 (no confident pixel) is counted, not warned
             dropped = valid & (pred == IGNORE)
             self.ignored_predictions += int(dropped.sum())
             valid &= ~dropped
-        if not valid.any() and gt.size:
-            warn(f"{name or 'ground truth'}: every ground-truth pixel is 255 (ignore); not scored")
         gt, pred = gt[valid], pred[valid]
         n = self.num_classes
         if gt.size and gt.max() >= n:
