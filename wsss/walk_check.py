@@ -2,11 +2,11 @@
 
 The walk is a refinement: it moves the CAMs' region borders along the affinities, and where
 it helps it changes a minority of the CRF labels' pixels. Where the affinity net leaks
-across object boundaries, the walked labels redraw the image instead: on the tuning set the
-walks that lost to the CRF labels agreed with them far less than the walks that won
-(docs/quality.md, "The walk check"). The check scores the walked labels against the CRF
-labels (mIoU over the classes either one uses) and keeps the walk when they agree at least
-`MIN_AGREEMENT`; otherwise the pipeline keeps the CRF labels and says so.
+across object boundaries, the walked labels redraw the image instead: on the tuning set every
+walk lost to the CRF labels and agreed with them at 31 to 57 mIoU (docs/quality.md, "The
+walk check"; no winning walk was there to set the other side). The check scores the walked
+labels against the CRF labels (mIoU over the classes either one uses) and keeps the walk when
+they agree at least `MIN_AGREEMENT`; otherwise the pipeline keeps the CRF labels and says so.
 """
 
 from __future__ import annotations

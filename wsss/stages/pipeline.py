@@ -12,7 +12,8 @@ are scored too, and eval-cam's best threshold is reported beside, marked "oracle
 
 With `random_walk`, the random-walk path (docs/random_walk.md) runs after the CRF path in
 the same run directory and shares its CAMs: confident labels -> train-aff -> make-rw ->
-the CRF path's steps on the walked maps, each into its own folder.
+pseudo labels from the walked maps -> the label-free walk check (`wsss.walk_check`) -> the
+segmenter on the walked labels where the check keeps them, each into its own folder.
 """
 
 from __future__ import annotations
