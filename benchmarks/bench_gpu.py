@@ -489,7 +489,7 @@ def run_all(
         ("predict", predict, predict.PredictConfig(
             checkpoint=seg.out / "final.pt", split=SPLIT, out=work / "predict", **common),
          DeepLabV3Plus.KIND, None),
-        # make-rw walks one image at a time; its network's forward is timed batched all the same.
+        # make-rw walks a batch together (one block-diagonal matrix); the ceiling is its forward.
         ("make-rw", make_rw, make_rw.MakeRwConfig(
             checkpoint=aff.out / "final.pt", cams=work / "cams", split=RW_SPLIT,
             out=work / "rw", **common),
@@ -590,10 +590,10 @@ def section(result: dict[str, Any], command: str) -> str:
         "",
         "Training: steady images/s over the timed epochs (metrics.jsonl) against the stage's "
         "own objective and optimiser stepped on one batch already on the GPU. make-cam "
-        "(4 scales + flip), predict (1 scale + flip) and make-rw (batch 1, with the random "
-        "walk): their steady work rate (the stage on N images and on 2N, N over the "
-        "difference of the work times) against the network's batched forward at the same "
-        f"sizes and flips. {fixed}"
+        "(4 scales + flip), predict (1 scale + flip) and make-rw (1 scale + flip and the "
+        "random walk, a batch walked together): their steady work rate (the stage on N "
+        "images and on 2N, N over the difference of the work times) against the network's "
+        f"batched forward at the same sizes and flips. {fixed}"
         'The rows "losses read every step" are the same runs with the trainer '
         "reading its loss values after each step, as it did before they were summed on the "
         "device (the other loop changes stay in).",

@@ -58,11 +58,11 @@ def crf_workers() -> Any:
 # -- the per-image commands (make-cam, predict, make-rw) -----------------------------------------
 
 
-def image_batch_size() -> Any:
+def image_batch_size(cpu: int = 4) -> Any:
     return typer.Option(
         None,
         "--batch-size",
-        help="Images per batch (same-size images; default 8 on GPU, 4 on CPU).",
+        help=f"Images per batch (same-size images; default 8 on GPU, {cpu} on CPU).",
     )
 
 

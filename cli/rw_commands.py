@@ -66,6 +66,7 @@ def make_rw(
         rich_help_panel=RW_PANEL,
     ),
     flip: bool = typer.Option(True, "--flip/--no-flip", help="Average with the flipped image."),
+    batch_size: int | None = options.image_batch_size(cpu=1),
     fmt: str = options.cam_format(),
     overlays: int = options.overlays(),
 ) -> None:
@@ -82,6 +83,7 @@ def make_rw(
                 beta=beta, exp_times=parse_exp_times(exp_times), radius=radius, bg_power=bg_power
             ),
             flip=flip,
+            batch_size=batch_size,
             fmt=fmt,  # type: ignore[arg-type]  # validated by the stage
             overlays=overlays,
         )

@@ -215,6 +215,28 @@ def test_perfect_affinity_spreads_a_seed_over_its_region_only() -> None:
     assert random_walk(seed, leaky, 256)[0][region == 1].max() > 0
 
 
+def test_a_batch_walks_like_its_images_one_by_one() -> None:
+    """The block-diagonal matrix of B maps: each block the matrix of its map, entry for entry,
+    and the batched walk the per-image walks (the same sums in the same order)."""
+    torch.manual_seed(0)
+    offsets = pair_offsets(4)
+    affinities = torch.rand(3, len(offsets), 5, 7)
+    maps = torch.rand(3, 2, 5, 7)
+    maps[2] = 0.0  # an image whose maps are padding
+    batched = transition_matrix(affinities, offsets, beta=3.0)
+    dense = batched.to_dense()
+    n = 5 * 7
+    walked = random_walk(maps, batched, 16)
+    for i in range(3):
+        single = transition_matrix(affinities[i], offsets, beta=3.0)
+        block = dense[i * n : (i + 1) * n]
+        assert torch.equal(block[:, i * n : (i + 1) * n], single.to_dense())
+        outside = torch.cat([block[:, : i * n], block[:, (i + 1) * n :]], dim=1)
+        assert (outside == 0).all()  # no pair across images
+        assert torch.equal(walked[i], random_walk(maps[i], single, 16))
+    assert (walked[2] == 0).all()
+
+
 def test_background_map_follows_the_strongest_class() -> None:
     cams = torch.tensor([[[0.0, 0.5]], [[0.2, 0.9]]])
     torch.testing.assert_close(background_map(cams, 2.0), torch.tensor([[[0.64, 0.01]]]))
@@ -252,11 +274,44 @@ def test_gathered_shifts_equal_the_shift_per_offset_bit_for_bit(shape: tuple[int
         torch.stack([shifted(boundary, point, 1.0) for point in offset_path(o)]).amax(dim=0)
         for o in offsets
     ]
-    with torch.no_grad():  # the gathered maxima (inference); training keeps the per-offset path
-        assert torch.equal(pair_affinities(boundary, offsets), 1.0 - torch.stack(per_offset, 1))
-    grad = boundary.clone().requires_grad_()
-    assert torch.equal(pair_affinities(grad, offsets), 1.0 - torch.stack(per_offset, 1))
+    expected = 1.0 - torch.stack(per_offset, 1)
+    with torch.no_grad():  # inference gathers by default
+        assert torch.equal(pair_affinities(boundary, offsets), expected)
+        assert torch.equal(pair_affinities(boundary, offsets, gathered=False), expected)
+    for gathered in (None, True):  # training on the CPU: per offset by default; a GPU gathers
+        grad = boundary.clone().requires_grad_()
+        assert torch.equal(pair_affinities(grad, offsets, gathered=gathered), expected)
     labels = torch.randint(0, 4, shape)
     labels[labels == 3] = 255
-    expected = torch.stack([shifted(labels, o, 255) for o in offsets], dim=1)
-    assert torch.equal(shifted_stack(labels, offsets, 255), expected)
+    expected_labels = torch.stack([shifted(labels, o, 255) for o in offsets], dim=1)
+    assert torch.equal(shifted_stack(labels, offsets, 255), expected_labels)
+
+
+def test_gathered_training_path_has_the_per_offset_gradients() -> None:
+    """A GPU trains the affinity net through the gathered maxima: the same gradients up to
+    float rounding (the backward sums them in another order), ties between path points
+    shared alike, so the weights stay where the per-offset way takes them."""
+    torch.manual_seed(0)
+    offsets = pair_offsets(5)
+    boundary = torch.rand(2, 11, 14)
+    boundary[boundary > 0.9] = 1.0  # ties
+    weights = torch.randn(2, len(offsets), 11, 14)
+    grads = []
+    for gathered in (False, True):
+        leaf = boundary.clone().requires_grad_()
+        (pair_affinities(leaf, offsets, gathered=gathered) * weights).sum().backward()
+        grads.append(leaf.grad)
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-5, atol=1e-5)
+    assert grads[0].abs().max() > 1.0  # not vacuous
+
+
+def test_indices_cached_at_inference_serve_training_too() -> None:
+    """make-rw (inference mode) and train-aff in one process: the cached gather indices must
+    not be inference tensors, which autograd refuses to save."""
+    offsets = pair_offsets(7)  # a radius no other test caches
+    with torch.inference_mode():
+        pair_affinities(torch.rand(1, 6, 6), offsets)
+        pair_labels(torch.zeros(1, 6, 6, dtype=torch.long), offsets)
+    leaf = torch.rand(1, 6, 6, requires_grad=True)
+    pair_affinities(leaf, offsets, gathered=True).sum().backward()
+    assert leaf.grad is not None

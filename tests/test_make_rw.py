@@ -28,8 +28,10 @@ from wsss.stages.make_rw import (
     RwParams,
     parse_exp_times,
     refine_record,
+    refined_records,
     run,
     scaled_exp_times,
+    walk_batch,
 )
 
 SIZE = RW_SIZE
@@ -93,6 +95,37 @@ def test_make_pseudo_reads_the_refined_maps(rw_setup: dict[str, Path], tmp_path:
     record = load_cam_file(out / f"{image_id}.npy")
     expected = record.keys[threshold_indices(record.hr_cam, 0.3)]
     np.testing.assert_array_equal(read_label_png(tmp_path / "pseudo" / f"{image_id}.png"), expected)
+
+
+def test_batched_walks_write_what_one_image_at_a_time_writes(
+    rw_setup: dict[str, Path], tmp_path: Path
+) -> None:
+    one = run(_config(rw_setup, tmp_path / "one", batch_size=1)).out
+    four = run(_config(rw_setup, tmp_path / "four", batch_size=4)).out  # batches of 4 and 2
+    assert json.loads((four / "manifest.json").read_text())["complete"] is True
+    for path in sorted(one.glob("img_*.npy")):
+        a, b = load_cam_file(path), load_cam_file(four / path.name)
+        np.testing.assert_array_equal(a.keys, b.keys)
+        # Only the network's batched forward may round differently; the walk is the same.
+        np.testing.assert_allclose(a.cam, b.cam, atol=1e-4)
+        np.testing.assert_allclose(a.hr_cam, b.hr_cam, atol=1e-4)
+
+
+@pytest.mark.parametrize("bg_power", [None, 2.0])
+def test_a_batch_of_records_is_refined_as_each_alone(bg_power: float | None) -> None:
+    """Records with different numbers of classes (none too) share one walk, padded."""
+    records = [_record(2, (6, 9), 0), _record(0, (6, 9), 1), _record(3, (6, 9), 2)]
+    boundary = torch.rand(3, 6, 9, generator=torch.Generator().manual_seed(0))
+    params = RwParams(radius=3, exp_times=4, bg_power=bg_power)
+    maps = [m.numpy() for m in walk_batch(records, boundary, params)]
+    for i, (record, batched) in enumerate(
+        zip(records, refined_records(records, *maps), strict=True)
+    ):
+        alone = refine_record(record, boundary[i], params)
+        np.testing.assert_array_equal(batched.keys, record.keys)
+        np.testing.assert_array_equal(batched.cam, alone.cam)
+        np.testing.assert_array_equal(batched.hr_cam, alone.hr_cam)
+    assert refined_records(records, *maps)[1] is records[1]  # no classes: kept as it is
 
 
 def test_missing_cam_file_fails_before_any_work(rw_setup: dict[str, Path], tmp_path: Path) -> None:

@@ -36,7 +36,7 @@ Offset = tuple[int, int]
 # Reference weights of the loss groups (AffinityNet: bg/4 + fg/4 + neg/2).
 LOSS_WEIGHTS = {"bg": 0.25, "fg": 0.25, "neg": 0.5}
 _EPS = 1e-5
-_CHUNK = 4  # offsets gathered at once by pair_affinities without gradients
+_CHUNK = 4  # offsets gathered at once by pair_affinities
 
 
 def pair_offsets(radius: int) -> list[Offset]:
@@ -86,7 +86,8 @@ def _shift_index(offsets: list[Any], reach: int, device: torch.device) -> Tensor
     waits for every kernel queued before it, once per training step if made there."""
     key = (repr(offsets), reach, device)
     if key not in _SHIFT_INDEX:
-        _SHIFT_INDEX[key] = torch.tensor(offsets, device=device) + reach
+        with torch.inference_mode(False):  # cached: also for training, which saves it
+            _SHIFT_INDEX[key] = torch.tensor(offsets, device=device) + reach
     return _SHIFT_INDEX[key]
 
 
@@ -118,28 +119,61 @@ def offset_path(offset: Offset) -> list[Offset]:
     ]
 
 
-def pair_affinities(boundary: Tensor, offsets: list[Offset]) -> Tensor:
+def pair_affinities(
+    boundary: Tensor, offsets: list[Offset], gathered: bool | None = None
+) -> Tensor:
     """B x K x h x w affinities 1 - max(boundary on the path from p to p + o_k), float32.
 
     `boundary` is B x h x w in [0, 1]. Outside the map counts as boundary, so pairs leaving
     it get 0 (they are also masked: `pair_labels` ignores them, `transition_matrix` drops
-    them). Memory: one B x h x w map per path point, about 5 per offset.
+    them). Memory: one B x h x w map per path point, about 7 per offset.
+
+    Two ways to the same maxima (bit for bit; gradients within float rounding): per offset,
+    two kernels per path point (some 550 for radius 5, as many again backward), or
+    `gathered`, the paths of equal length a few offsets at a time (some 40). A GPU step is
+    bound by launching kernels, so by default the GPU gathers; so does inference, while
+    training on the CPU takes the per-offset way, whose backward is 1.3-2x faster there than
+    the gather's scatter.
     """
     boundary = boundary.float()
-    if not boundary.requires_grad:  # inference (make-rw): the same maxima in a few kernels
-        paths = [offset_path(o) for o in offsets]
-        longest = max(len(path) for path in paths)
-        # Paths padded by repeating their first point, which leaves each maximum unchanged;
-        # a few offsets at a time, so the gathered maps stay as few as the per-offset way's.
-        padded = [path + path[:1] * (longest - len(path)) for path in paths]
-        chunks = [padded[i : i + _CHUNK] for i in range(0, len(padded), _CHUNK)]
-        maxima = [shifted_stack(boundary, chunk, 1.0).amax(dim=-3) for chunk in chunks]
-        return 1.0 - torch.cat(maxima, dim=-3)
+    if gathered is None:
+        gathered = boundary.is_cuda or not boundary.requires_grad
+    if gathered:
+        groups, inverse = _path_groups(offsets, boundary.device)
+        maxima = [shifted_stack(boundary, group, 1.0).amax(dim=-3) for group in groups]
+        return 1.0 - torch.cat(maxima, dim=-3).index_select(-3, inverse)
     maps = [
         torch.stack([shifted(boundary, point, 1.0) for point in offset_path(o)]).amax(dim=0)
         for o in offsets
     ]
     return 1.0 - torch.stack(maps, dim=1)
+
+
+_PATH_GROUPS: dict[tuple[str, torch.device], tuple[list[list[list[Offset]]], Tensor]] = {}
+
+
+def _path_groups(
+    offsets: list[Offset], device: torch.device
+) -> tuple[list[list[list[Offset]]], Tensor]:
+    """The offsets' paths in groups of equal length (no padding point: a repeated point would
+    split the maximum's gradient between its copies), at most _CHUNK to a group so that the
+    gathered maps stay few; and the index on `device` that puts the groups' maps back in the
+    offsets' order (made once: a copy to a GPU waits for the kernels queued before it)."""
+    key = (repr(offsets), device)
+    if key not in _PATH_GROUPS:
+        paths = [offset_path(o) for o in offsets]
+        order = sorted(range(len(paths)), key=lambda k: (len(paths[k]), k))
+        groups: list[list[list[Offset]]] = []
+        for k in order:
+            if groups and len(groups[-1]) < _CHUNK and len(groups[-1][0]) == len(paths[k]):
+                groups[-1].append(paths[k])
+            else:
+                groups.append([paths[k]])
+        with torch.inference_mode(False):  # cached: also for training, which saves it
+            inverse = torch.empty(len(order), dtype=torch.long)
+            inverse[order] = torch.arange(len(order))
+            _PATH_GROUPS[key] = groups, inverse.to(device)
+    return _PATH_GROUPS[key]
 
 
 @dataclass
@@ -201,21 +235,28 @@ def transition_matrix(affinities: Tensor, offsets: list[Offset], beta: float) ->
     """Sparse CSR N x N (N = h x w), row-stochastic: P = D^-1 A, A = a^beta both ways + I.
 
     `affinities` is K x h x w, entry k at p the affinity of (p, p + o_k); pairs leaving the
-    map are dropped. Memory: N x (2K + 1) values and column indices.
+    map are dropped. Memory: N x (2K + 1) values and column indices. B x K x h x w gives
+    the block-diagonal matrix of the B maps (BN x BN), each block the matrix of its map
+    with the same entries in the same order, so that `random_walk` walks B images with one
+    sparse product per step (on a GPU, one launch instead of B).
     """
-    if affinities.dim() != 3 or affinities.shape[0] != len(offsets):
+    batched = affinities.dim() == 4
+    if not batched:
+        affinities = affinities.unsqueeze(0)
+    if affinities.dim() != 4 or affinities.shape[1] != len(offsets):
         raise ValueError(f"affinities must be {len(offsets)} x h x w, got {affinities.shape}")
-    h, w = affinities.shape[-2:]
-    n = h * w
+    batch, (h, w) = affinities.shape[0], affinities.shape[-2:]
+    n = batch * h * w
     device = affinities.device
-    index = torch.arange(n, device=device).view(h, w)
+    index = torch.arange(n, device=device).view(batch, h, w)
     rows, cols, values = [index.reshape(-1)], [index.reshape(-1)], [torch.ones(n, device=device)]
     for k, (dy, dx) in enumerate(offsets):
         # The pairs inside the map: a rectangle, sliced (a boolean mask would wait for the GPU).
         (rows_out, rows_in), (cols_out, cols_in) = _overlap(dy, h), _overlap(dx, w)
-        source = index[rows_out, cols_out].reshape(-1)
-        target = index[rows_in, cols_in].reshape(-1)
-        weight = affinities[k, rows_out, cols_out].float().reshape(-1).clamp(0.0, 1.0).pow(beta)
+        source = index[:, rows_out, cols_out].reshape(-1)
+        target = index[:, rows_in, cols_in].reshape(-1)
+        weight = affinities[:, k, rows_out, cols_out].float().reshape(-1).clamp(0.0, 1.0)
+        weight = weight.pow(beta)
         rows += [source, target]
         cols += [target, source]
         values += [weight, weight]
@@ -231,12 +272,22 @@ def transition_matrix(affinities: Tensor, offsets: list[Offset], beta: float) ->
 
 
 def random_walk(maps: Tensor, transition: Tensor, steps: int) -> Tensor:
-    """C x h x w maps after `steps` applications of the transition matrix (x <- P x)."""
-    channels, h, w = maps.shape
-    x = maps.float().reshape(channels, h * w).T.contiguous()
+    """Maps after `steps` applications of the transition matrix (x <- P x).
+
+    C x h x w maps with the matrix of one image, or B x C x h x w with the block-diagonal
+    matrix of B (`transition_matrix` of B x K x h x w affinities).
+    """
+    batched = maps.dim() == 4
+    if not batched:
+        maps = maps.unsqueeze(0)
+    batch, channels, h, w = maps.shape
+    # One row per grid cell, image after image (the matrix's order), one column per map.
+    x = maps.float().reshape(batch, channels, h * w).transpose(1, 2).reshape(-1, channels)
+    x = x.contiguous()
     for _ in range(steps):
         x = transition @ x
-    return x.T.reshape(channels, h, w)
+    walked = x.reshape(batch, h * w, channels).transpose(1, 2).reshape(batch, channels, h, w)
+    return walked if batched else walked[0]
 
 
 def background_map(cams: Tensor, power: float) -> Tensor:

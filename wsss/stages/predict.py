@@ -7,6 +7,7 @@ scores the result.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from wsss.inference import TtaConfig, default_batch_size, segment_probs
 from wsss.inference import parse_scales as parse_scales  # --scales, for the CLI
 from wsss.models.deeplab import DeepLabV3Plus
 from wsss.perimage import PerImageResult, PerImageRun
+from wsss.transfers import Readback
 from wsss.writer import BackgroundWriter, writer_threads
 
 STAGE = "predict"
@@ -64,20 +66,29 @@ def run(config: PredictConfig) -> PredictResult:
     voc.check_image_ids(outputs.todo)
     batch_size = default_batch_size(device) if config.batch_size is None else config.batch_size
     loader = image_loader(voc, outputs.todo, batch_size, config.workers, device, raw=config.crf)
-    with outputs.loop() as advance, BackgroundWriter(writer_threads(device)) as writer:
+
+    def write(
+        batch_ids: list[str], raws: list[np.ndarray] | None, arrays: list[np.ndarray]
+    ) -> None:
+        if crf_params is None:
+            labels = list(arrays[0])
+        else:  # the CRF reads each image's probabilities and pixels
+            assert raws is not None
+            labels = [_refine(r, p, crf_params) for r, p in zip(raws, arrays[0], strict=True)]
+        for image_id, label in zip(batch_ids, labels, strict=True):
+            writer.submit(save_label_png, outputs.output(image_id), label)
+        advance(len(batch_ids))
+
+    with (
+        outputs.loop() as advance,
+        BackgroundWriter(writer_threads(device)) as writer,
+        Readback(device) as readback,  # closed first: its last batch goes to the writer
+    ):
         for batch in loader:
             batch_ids = [outputs.todo[i] for i in batch["index"]]
             probs = segment_probs(predictor, predictor.to_device(batch["image"]), tta)
-            if crf_params is None:
-                labels = list(probs.argmax(1).to(torch.uint8).cpu().numpy())
-            else:
-                labels = [
-                    _refine(raw, p.cpu().numpy(), crf_params)
-                    for raw, p in zip(batch["raw"], probs, strict=True)
-                ]
-            for image_id, label in zip(batch_ids, labels, strict=True):
-                writer.submit(save_label_png, outputs.output(image_id), label)
-            advance(len(batch_ids))
+            result = probs.argmax(1).to(torch.uint8) if crf_params is None else probs
+            readback.submit([result], functools.partial(write, batch_ids, batch.get("raw")))
     return outputs.finish("label maps")
 
 

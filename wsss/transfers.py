@@ -1,0 +1,96 @@
+"""Copies between host and device that do not make the host wait for the GPU.
+
+`upload`: host arrays to the device through page-locked memory. A copy from ordinary
+(pageable) memory waits until the GPU has finished every kernel queued before it.
+
+`Readback`: device results read on the host one batch late. A per-image stage reads each
+batch's results (label maps, refined CAMs) back to the host to write them. Read at once,
+the read waits for the GPU to finish the batch, and the GPU then idles while the host
+queues the next batch's kernels (a few ms for a ResNet-50 and its transforms, as long as
+the network takes on a batch of small images). `Readback` starts the
+copy into pinned host memory without waiting and hands the arrays to their consumer only
+after the next batch has been queued: the GPU computes batch i + 1 while the host writes
+batch i. On the CPU the copy is the tensor itself; the order of the consumers is the same
+on every device, and a stage's files do not depend on it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+import torch
+
+Consumer = Callable[[list[np.ndarray]], None]
+
+
+@dataclass
+class _Pending:
+    host: list[torch.Tensor]
+    ready: Any  # torch.cuda.Event on CUDA, None on the CPU
+    consume: Consumer
+
+
+class Readback:
+    """`submit(tensors, consume)` calls `consume([t.numpy() ...])` once at most `depth` later
+    batches have been submitted, or when the block ends. A failure inside the block drops
+    the pending results (their files are not written, so a resumed run redoes them)."""
+
+    def __init__(self, device: torch.device, depth: int = 1) -> None:
+        self.device, self.depth = device, depth
+        self._pending: deque[_Pending] = deque()
+
+    def __enter__(self) -> Readback:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        if error is None:
+            self.drain()
+        else:
+            self._pending.clear()
+
+    def submit(self, tensors: Sequence[torch.Tensor], consume: Consumer) -> None:
+        if self.device.type == "cuda":
+            host = [_pinned_copy(t) for t in tensors]
+            ready = torch.cuda.Event()
+            ready.record()
+        else:
+            host, ready = [t.detach() for t in tensors], None
+        self._pending.append(_Pending(host, ready, consume))
+        while len(self._pending) > self.depth:
+            self._consume_oldest()
+
+    def drain(self) -> None:
+        while self._pending:
+            self._consume_oldest()
+
+    def _consume_oldest(self) -> None:
+        pending = self._pending.popleft()
+        if pending.ready is not None:
+            pending.ready.synchronize()
+        pending.consume([t.numpy() for t in pending.host])
+
+
+def upload(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """`array` on `device`, the copy queued without waiting for the GPU (see the module doc)."""
+    tensor = torch.from_numpy(array)
+    if device.type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
+def _pinned_copy(tensor: torch.Tensor) -> torch.Tensor:
+    """A copy into page-locked host memory, queued behind the kernels that make `tensor`;
+    the host goes on at once (a copy into pageable memory would wait for the GPU)."""
+    host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+    host.copy_(tensor, non_blocking=True)
+    return host
