@@ -30,6 +30,7 @@ from wsss.camfile import CamRecord
 from wsss.data.transforms import normalize_uint8
 from wsss.engine.device import amp_policy, memory_format
 from wsss.errors import WsssError
+from wsss.transfers import upload
 
 DEFAULT_SCALES: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0)
 # hr_cam: each scale's map is resized to ceil(H/16)*16 and cropped to H x W, like the IRN and
@@ -96,15 +97,39 @@ def tta_outputs(forward: Forward, images: torch.Tensor, tta: TtaConfig) -> Itera
         yield out.transpose(0, 1)
 
 
+@dataclass(frozen=True)
+class CamBatch:
+    """CAMs of a batch on the device (`maps`: the normalised stride-4 and image-size maps of
+    every image's classes, image after image) and how they become records on the host."""
+
+    keys: list[list[int]]  # each image's 0-based classes, sorted
+    maps: list[torch.Tensor]  # [cam: K x h x w, hr_cam: K x H x W], K = all images' classes
+
+    def records(self, arrays: Sequence[np.ndarray]) -> list[CamRecord]:
+        """The records of `maps` read on the host (as numpy arrays, in the same order)."""
+        strided, hr = (np.asarray(a, dtype=np.float32) for a in arrays)
+        counts = [len(k) for k in self.keys]
+        starts = np.cumsum([0, *counts[:-1]])
+        return [
+            CamRecord(
+                keys=np.array([0, *(c + 1 for c in keys)], dtype=np.int64),
+                cam=strided[start : start + count],
+                hr_cam=hr[start : start + count],
+            )
+            for keys, start, count in zip(self.keys, starts, counts, strict=True)
+        ]
+
+
 @torch.inference_mode()
-def make_cams(
+def cam_batch(
     forward: Forward,
     images: torch.Tensor,
     classes: Sequence[Sequence[int]],
     tta: TtaConfig,
     with_strided: bool = True,
-) -> list[CamRecord]:
-    """CAMs of a batch of same-size images, each restricted to its labelled classes.
+) -> CamBatch:
+    """CAMs of a batch of same-size images, each restricted to its labelled classes, left on
+    the device (`make_cams` reads them at once; make-cam one batch later).
 
     `classes[i]` holds image i's 0-based foreground class indices. ReLU(A) is summed over
     the flip pair and over scales after resizing to the common size, then each class map is
@@ -113,39 +138,47 @@ def make_cams(
     """
     height, width = int(images.shape[-2]), int(images.shape[-1])
     keys = [sorted({int(c) for c in image_classes}) for image_classes in classes]
-    counts = [len(k) for k in keys]
     strided = strided_size(height, width)
     up = (math.ceil(height / HR_STRIDE) * HR_STRIDE, math.ceil(width / HR_STRIDE) * HR_STRIDE)
     strided_sum = hr_sum = None
-    if sum(counts):
-        image_index = torch.tensor([i for i, k in enumerate(keys) for _ in k], device=images.device)
-        class_index = torch.tensor([c for k in keys for c in k], device=images.device)
+    if any(keys):
+        pairs = np.array([(i, c) for i, k in enumerate(keys) for c in k], dtype=np.int64)
+        index = upload(pairs.T.copy(), images.device)  # no wait for the GPU, unlike a list
         for out in tta_outputs(forward, images, tta):
             # ReLU, sum the flip pair, keep each image's own classes: 1 x K_total x h x w.
-            maps = out.clamp_min(0).sum(1)[image_index, class_index].unsqueeze(0)
+            maps = out.clamp_min(0).sum(1)[index[0], index[1]].unsqueeze(0)
             hr = _resize(maps, up)[..., :height, :width]
             hr_sum = hr if hr_sum is None else hr_sum + hr
             if with_strided:
                 st = _resize(maps, strided)
                 strided_sum = st if strided_sum is None else strided_sum + st
-    hr_cams = _normalised_numpy(hr_sum, (height, width))
-    strided_cams = _normalised_numpy(strided_sum, strided if with_strided else (0, 0))
-    records = []
-    for i, (start, count) in enumerate(zip(np.cumsum([0, *counts[:-1]]), counts, strict=True)):
-        records.append(
-            CamRecord(
-                keys=np.array([0, *(c + 1 for c in keys[i])], dtype=np.int64),
-                cam=strided_cams[start : start + count],
-                hr_cam=hr_cams[start : start + count],
-            )
-        )
-    return records
+    return CamBatch(
+        keys,
+        [
+            _normalised(strided_sum, strided if with_strided else (0, 0), images.device),
+            _normalised(hr_sum, (height, width), images.device),
+        ],
+    )
 
 
-def _normalised_numpy(maps: torch.Tensor | None, size: tuple[int, int]) -> np.ndarray:
+def make_cams(
+    forward: Forward,
+    images: torch.Tensor,
+    classes: Sequence[Sequence[int]],
+    tta: TtaConfig,
+    with_strided: bool = True,
+) -> list[CamRecord]:
+    """`cam_batch`'s CAMs as records on the host."""
+    batch = cam_batch(forward, images, classes, tta, with_strided)
+    return batch.records([m.cpu().numpy() for m in batch.maps])
+
+
+def _normalised(
+    maps: torch.Tensor | None, size: tuple[int, int], device: torch.device
+) -> torch.Tensor:
     if maps is None:
-        return np.zeros((0, *size), dtype=np.float32)
-    return normalize_cams(maps)[0].cpu().numpy().astype(np.float32, copy=False)
+        return torch.zeros((0, *size), dtype=torch.float32, device=device)
+    return normalize_cams(maps)[0].float()
 
 
 @torch.inference_mode()

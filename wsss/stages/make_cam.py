@@ -6,24 +6,23 @@ process takes every WORLD_SIZE-th id), and described by a manifest next to the f
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from wsss.camfile import CamFormat, cam_suffix, save_cam_file
 from wsss.checkpoints import open_model_stage
 from wsss.data.loader import image_loader
 from wsss.errors import check_count
-from wsss.inference import (
-    DEFAULT_SCALES,
-    TtaConfig,
-    default_batch_size,
-    make_cams,
-)
+from wsss.inference import DEFAULT_SCALES, CamBatch, TtaConfig, cam_batch, default_batch_size
 from wsss.inference import parse_scales as parse_scales  # --scales, for the CLI
 from wsss.models.classifier import CamClassifier
 from wsss.overlay import write_overlays
 from wsss.perimage import PerImageResult, PerImageRun
 from wsss.torchrun import env_info
+from wsss.transfers import Readback
 from wsss.writer import BackgroundWriter, writer_threads
 
 STAGE = "make-cam"
@@ -74,14 +73,22 @@ def run(config: MakeCamConfig) -> MakeCamResult:
         config.workers,
         device,
     )
-    with outputs.loop() as advance, BackgroundWriter(writer_threads(device)) as writer:
+
+    def write(batch_ids: list[str], cams: CamBatch, arrays: list[np.ndarray]) -> None:
+        for image_id, record in zip(batch_ids, cams.records(arrays), strict=True):
+            writer.submit(save_cam_file, outputs.output(image_id), record, config.fmt)
+        advance(len(batch_ids))
+
+    with (
+        outputs.loop() as advance,
+        BackgroundWriter(writer_threads(device)) as writer,
+        Readback(device) as readback,  # closed first: its last batch goes to the writer
+    ):
         for batch in loader:
             batch_ids = [outputs.todo[i] for i in batch["index"]]
             images = predictor.to_device(batch["image"])
-            records = make_cams(predictor, images, [classes[i] for i in batch_ids], tta)
-            for image_id, record in zip(batch_ids, records, strict=True):
-                writer.submit(save_cam_file, outputs.output(image_id), record, config.fmt)
-            advance(len(batch_ids))
+            cams = cam_batch(predictor, images, [classes[i] for i in batch_ids], tta)
+            readback.submit(cams.maps, functools.partial(write, batch_ids, cams))
     overlays = []
     if config.overlays and env_info().is_main:
         overlays = write_overlays(voc, ids[: config.overlays], outputs.out, suffix)
