@@ -37,7 +37,7 @@ from types import ModuleType
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, default_collate
+from torch.utils.data import DataLoader, RandomSampler, default_collate
 
 import wsss
 from wsss.checkpoints import load_model
@@ -187,21 +187,22 @@ def synthetic_step(
     return out
 
 
-def loader_rate(task: TrainTask, loop: LoopConfig) -> float:
-    """Images/s of the training data loader alone (decoding and augmentation): the second
-    of two epochs, so that starting the loader processes is not counted."""
+def loader_rate(task: TrainTask, loop: LoopConfig, passes: int = 4) -> float:
+    """Images/s of the training data loader alone (decoding and augmentation), steady: the
+    split `passes` times over in one run, timed from the first batch to the last. (One short
+    epoch timed whole is mostly the wait for its first batches, which the training loop hides
+    by starting the next epoch's loading early: it had the loader below the stage's rate.)"""
     loader = DataLoader(
         task.dataset,
         batch_size=loop.batch_size,
-        shuffle=True,
+        sampler=RandomSampler(task.dataset, num_samples=passes * len(task.dataset)),
         num_workers=loop.workers,
         drop_last=True,
-        persistent_workers=loop.workers > 0,
     )
-    for _ in loader:
-        pass
+    batches = iter(loader)
+    next(batches)
     start = time.perf_counter()
-    images = sum(len(batch["image"]) for batch in loader)
+    images = sum(len(batch["image"]) for batch in batches)
     return images / (time.perf_counter() - start)
 
 
