@@ -2,6 +2,7 @@
 
 - make-rw's CPU batch: the walk of B same-size images at once (one block-diagonal matrix)
   against one at a time, images/s of `walk_batch` alone;
+- the transition matrix's index type: the walk with int32 against int64 CSR indices;
 - `pair_affinities`: the per-offset path against the gathered one, forward + backward
   (training) and forward alone (inference).
 
@@ -19,12 +20,12 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from wsss.affinity import pair_affinities, pair_offsets
+from wsss.affinity import pair_affinities, pair_offsets, random_walk, transition_matrix
 from wsss.camfile import CamRecord
 from wsss.stages.make_rw import RwParams, walk_batch
 
 IMAGES = 8
-REPEATS = 3
+REPEATS = 5
 
 
 def best_of(run: Callable[[], object], repeats: int = REPEATS) -> float:
@@ -61,6 +62,27 @@ def walk_rates(height: int, width: int) -> dict[int, float]:
     return rates
 
 
+def index_type_times(batch: int, height: int, width: int, steps: int) -> dict[str, float]:
+    """Seconds of `steps` walk steps with the matrix's indices as int32 and as int64."""
+    offsets = pair_offsets(5)
+    h, w = -(-height // 4), -(-width // 4)
+    generator = torch.Generator().manual_seed(0)
+    affinities = torch.rand(batch, len(offsets), h, w, generator=generator)
+    matrix = transition_matrix(affinities, offsets, beta=10.0)
+    wide = torch.sparse_csr_tensor(
+        matrix.crow_indices().long(),
+        matrix.col_indices().long(),
+        matrix.values(),
+        matrix.shape,
+        check_invariants=False,
+    )
+    maps = torch.rand(batch, 2, h, w, generator=generator)
+    return {
+        name: best_of(lambda m=m: random_walk(maps, m, steps))
+        for name, m in (("int32", matrix), ("int64", wide))
+    }
+
+
 def affinity_times(batch: int, grid: int) -> dict[str, float]:
     """Seconds of pair_affinities (radius 5) per way, training and inference."""
     offsets = pair_offsets(5)
@@ -89,6 +111,10 @@ def main() -> None:
         rates = walk_rates(*size)
         cells = " | ".join(f"batch {b}: {r:.1f} img/s" for b, r in rates.items())
         print(f"walk alone, {size[0]} x {size[1]} px: {cells}")
+    for batch in (1, 4):
+        times = index_type_times(batch, 375, 500, 64)
+        cells = " | ".join(f"{k} indices: {v * 1000:.1f} ms" for k, v in times.items())
+        print(f"64 walk steps, batch {batch} of 375 x 500 px: {cells}")
     for batch, grid in ((8, 32), (16, 64), (4, 128)):
         times = affinity_times(batch, grid)
         cells = " | ".join(f"{k}: {v * 1000:.1f} ms" for k, v in times.items())

@@ -171,7 +171,10 @@ def test_transition_matrix_is_row_stochastic_and_local() -> None:
     torch.manual_seed(0)
     offsets = pair_offsets(3)
     h, w = 5, 7
-    dense = transition_matrix(torch.rand(len(offsets), h, w), offsets, beta=2.0).to_dense()
+    matrix = transition_matrix(torch.rand(len(offsets), h, w), offsets, beta=2.0)
+    # int32 indices: with int64 ones the CPU converted them at every step of the walk
+    assert matrix.crow_indices().dtype == matrix.col_indices().dtype == torch.int32
+    dense = matrix.to_dense()
     assert dense.shape == (h * w, h * w)
     torch.testing.assert_close(dense.sum(dim=1), torch.ones(h * w))
     assert (dense >= 0).all() and (dense.diagonal() > 0).all()
