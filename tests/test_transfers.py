@@ -55,6 +55,7 @@ def test_upload_copies_the_array() -> None:
     assert torch.equal(tensor, torch.from_numpy(array))
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 def test_on_a_gpu_the_copies_are_pinned_and_arrive_whole() -> None:
     device = torch.device("cuda")
