@@ -36,14 +36,17 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, RandomSampler, default_collate
 
 import wsss
+from wsss.cam_math import strided_size
+from wsss.camfile import CamRecord
 from wsss.checkpoints import load_model
 from wsss.data.demo import generate_demo
 from wsss.data.transforms import normalize
-from wsss.data.voc import VocDataset
+from wsss.data.voc import VocDataset, image_size
 from wsss.engine.device import amp_policy, memory_format
 from wsss.engine.trainer import LoopConfig, TrainTask, loop_optimizer
 from wsss.inference import Predictor, TtaConfig, default_batch_size, tta_outputs
@@ -423,9 +426,38 @@ def inference_row(
     double = replace(config, split=config.split + DOUBLE, out=Path(f"{config.out}{DOUBLE}"))
     if isinstance(config, make_rw.MakeRwConfig):  # CAMs of every id: make-cam's second run
         double = replace(double, cams=Path(f"{config.cams}{DOUBLE}"))
-    return measure_inference(
+    row = measure_inference(
         name, lambda: stage.run(config), lambda: stage.run(double), ceiling, device, batch
     )
+    if isinstance(config, make_rw.MakeRwConfig):  # how much of make-rw is the walk
+        size = image_size(voc.image_path(ids[0]))
+        row["walk_alone_images_per_s"] = walk_rate(size, batch, device, sizes.forward_repeats)
+    return row
+
+
+def walk_rate(size: tuple[int, int], batch: int, device: torch.device, repeats: int) -> float:
+    """Images/s of make-rw's walk alone (`walk_batch`: matrix, walk, upsampling) on `batch`
+    images of `size` with 2 classes each and random boundaries, already on the device."""
+    height, width = size
+    grid = strided_size(height, width)
+    rng = np.random.default_rng(0)
+    records = [
+        CamRecord(
+            np.arange(3),
+            rng.random((2, *grid), dtype=np.float32),
+            rng.random((2, height, width), dtype=np.float32),
+        )
+        for _ in range(batch)
+    ]
+    boundary = torch.rand(batch, *grid, device=device)
+    with torch.inference_mode():
+        make_rw.walk_batch(records, boundary, make_rw.RwParams())  # warm-up
+        sync(device)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            make_rw.walk_batch(records, boundary, make_rw.RwParams())
+        sync(device)
+    return batch * repeats / (time.perf_counter() - start)
 
 
 def run_all(
@@ -577,6 +609,12 @@ def section(result: dict[str, Any], command: str) -> str:
         f"One run of N images, start-up included, and its fixed cost: {'; '.join(fixed_costs)}. "
         if fixed_costs
         else ""
+    )
+    fixed += "".join(
+        f"make-rw's walk alone (batch {row['forward_batch']}, 2 maps an image, on the device): "
+        f"{row['walk_alone_images_per_s']:.1f} img/s. "
+        for row in result["rows"]
+        if "walk_alone_images_per_s" in row
     )
     start = result.get("startup")
     if start is None:

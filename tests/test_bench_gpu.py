@@ -66,7 +66,9 @@ def test_cpu_dry_run_measures_every_stage(tmp_path: Path) -> None:
             assert row["double_images"] == 2 * row["images"] and row["fixed_s"] >= 0, name
             assert row["double_work_s"] > 0 and row["single_run_images_per_s"] > 0, name
     assert result["startup"]["import_s"] > 0 and result["machine"]["device"] == "cpu"
+    assert rows["make-rw"]["walk_alone_images_per_s"] > 0  # how much of make-rw is the walk
     text = out.read_text()
+    assert "make-rw's walk alone (batch" in text
     assert text.startswith("# Benchmarks\n\nthe CPU figures\n")
     assert all(f"| {name} |" in text for name in STAGES)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("bench-gpu-")] == []
