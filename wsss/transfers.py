@@ -19,11 +19,12 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 import numpy as np
 import torch
+
+from wsss.writer import Settling
 
 Consumer = Callable[[list[np.ndarray]], None]
 
@@ -35,7 +36,7 @@ class _Pending:
     consume: Consumer
 
 
-class Readback:
+class Readback(Settling):
     """`submit(tensors, consume)` calls `consume([t.numpy() ...])` once at most `depth` later
     batches have been submitted, or when the block ends. A failure inside the block drops
     the pending results (their files are not written, so a resumed run redoes them)."""
@@ -43,20 +44,6 @@ class Readback:
     def __init__(self, device: torch.device, depth: int = 1) -> None:
         self.device, self.depth = device, depth
         self._pending: deque[_Pending] = deque()
-
-    def __enter__(self) -> Readback:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        if error is None:
-            self.drain()
-        else:
-            self._pending.clear()
 
     def submit(self, tensors: Sequence[torch.Tensor], consume: Consumer) -> None:
         if self.device.type == "cuda":
@@ -69,9 +56,12 @@ class Readback:
         while len(self._pending) > self.depth:
             self._consume_oldest()
 
-    def drain(self) -> None:
+    def close(self) -> None:
         while self._pending:
             self._consume_oldest()
+
+    def _stop(self) -> None:
+        self._pending.clear()
 
     def _consume_oldest(self) -> None:
         pending = self._pending.popleft()

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -30,20 +30,14 @@ def writer_threads(device: torch.device) -> int:
     return GPU_WRITER_THREADS if device.type == "cuda" else CPU_WRITER_THREADS
 
 
-class BackgroundWriter:
-    """`submit(write, *args)` runs `write(*args)` on one of `threads` threads (0: at once, in
-    the caller's thread); at most `pending` writes are queued or running at a time."""
+_Block = TypeVar("_Block", bound="Settling")
 
-    def __init__(self, threads: int, pending: int | None = None) -> None:
-        self._pool = (
-            ThreadPoolExecutor(max_workers=threads, thread_name_prefix="wsss-writer")
-            if threads > 0
-            else None
-        )
-        self._slots = threading.BoundedSemaphore(pending or 2 * max(threads, 1))
-        self._futures: list[Future[Any]] = []
 
-    def __enter__(self) -> BackgroundWriter:
+class Settling:
+    """A `with` block over queued work: at its end the work is finished (`close`) or, when
+    the block fails, abandoned (`_stop`) and the block's error goes on."""
+
+    def __enter__(self: _Block) -> _Block:
         return self
 
     def __exit__(
@@ -54,8 +48,29 @@ class BackgroundWriter:
     ) -> None:
         if error is None:
             self.close()
-        else:  # the caller's error wins; writes that already started still finish whole
+        else:
             self._stop()
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def _stop(self) -> None:
+        raise NotImplementedError
+
+
+class BackgroundWriter(Settling):
+    """`submit(write, *args)` runs `write(*args)` on one of `threads` threads (0: at once, in
+    the caller's thread); at most `pending` writes are queued or running at a time. A failed
+    block keeps the caller's error; writes that already started still finish whole."""
+
+    def __init__(self, threads: int, pending: int | None = None) -> None:
+        self._pool = (
+            ThreadPoolExecutor(max_workers=threads, thread_name_prefix="wsss-writer")
+            if threads > 0
+            else None
+        )
+        self._slots = threading.BoundedSemaphore(pending or 2 * max(threads, 1))
+        self._futures: list[Future[Any]] = []
 
     def submit(self, write: Callable[..., Any], *args: Any) -> None:
         if self._pool is None:
