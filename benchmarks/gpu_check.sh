@@ -8,6 +8,14 @@ set -u
 PY=${PY:-python3}
 OUT=${OUT:-runs/gpu_check}
 mkdir -p "$OUT"
+# Wheels carried along in .whl/ (pydensecrf built for the machine's python, pytest and the
+# like: docs/gpu.md) go to a private folder on the path; the machine's torch is kept.
+if compgen -G ".whl/*.whl" > /dev/null; then
+    "$PY" -m pip install -q --no-index --no-deps --target /tmp/wsss-site .whl/*.whl
+    export PYTHONPATH="$PWD:/tmp/wsss-site${PYTHONPATH:+:$PYTHONPATH}"
+else
+    export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+fi
 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 if "$PY" -c "import pytest" 2>/dev/null; then
     "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py tests/test_transfers.py \
