@@ -132,8 +132,8 @@ def pair_affinities(
     two kernels per path point (some 550 for radius 5, as many again backward), or
     `gathered`, the paths of equal length a few offsets at a time (some 40). A GPU step is
     bound by launching kernels, so by default the GPU gathers; so does inference, while
-    training on the CPU takes the per-offset way, whose backward is 1.3-2x faster there than
-    the gather's scatter.
+    training on the CPU takes the per-offset way, twice as fast there on maps of training
+    size as the gather, whose backward scatters (docs/gpu.md).
     """
     boundary = boundary.float()
     if gathered is None:
