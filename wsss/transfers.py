@@ -7,11 +7,11 @@
 batch's results (label maps, refined CAMs) back to the host to write them. Read at once,
 the read waits for the GPU to finish the batch, and the GPU then idles while the host
 queues the next batch's kernels (a few ms for a ResNet-50 and its transforms, as long as
-the network takes on a batch of small images). `Readback` starts the
-copy into pinned host memory without waiting and hands the arrays to their consumer only
-after the next batch has been queued: the GPU computes batch i + 1 while the host writes
-batch i. On the CPU the copy is the tensor itself; the order of the consumers is the same
-on every device, and a stage's files do not depend on it.
+the network takes on a batch of small images). `Readback` starts the copy into pinned
+host memory without waiting and hands the arrays to their consumer only after the next
+batch has been queued: the GPU computes batch i + 1 while the host writes batch i. On the
+CPU the copy is the tensor itself; the order of the consumers is the same on every device,
+and a stage's files do not depend on it.
 """
 
 from __future__ import annotations
