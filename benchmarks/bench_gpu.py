@@ -45,6 +45,7 @@ from wsss.cam_math import strided_size
 from wsss.camfile import CamRecord
 from wsss.checkpoints import load_model
 from wsss.data.demo import generate_demo
+from wsss.data.loader import default_loader_workers
 from wsss.data.transforms import normalize
 from wsss.data.voc import VocDataset, image_size
 from wsss.engine.device import amp_policy, memory_format
@@ -255,6 +256,12 @@ def measure_training(
         task, loop = captured_task(stage, capture)
         ceiling = synthetic_step(task, loop, device, sizes)
         loader: float | None = loader_rate(task, loop)
+        # The bench's loader processes are more than a user's default: does the default
+        # keep up with the stage? (The stage's rate over this one says so.)
+        default = default_loader_workers(device)
+        default_loader = (
+            loader if default == loop.workers else loader_rate(task, replace(loop, workers=default))
+        )
         task.objective.to("cpu")
         del task
     else:
@@ -263,6 +270,10 @@ def measure_training(
             "peak_memory_gb": ceiling_of["ceiling_peak_memory_gb"],
         }
         loader = ceiling_of["loader_images_per_s"]
+        default, default_loader = (
+            ceiling_of["default_loader_workers"],
+            ceiling_of["default_loader_images_per_s"],
+        )
     reset_peak(device)
     start = time.perf_counter()
     if read_every is None:
@@ -285,6 +296,8 @@ def measure_training(
         "peak_memory_gb": peak_gb(device),
         "ceiling_peak_memory_gb": ceiling["peak_memory_gb"],
         "loader_images_per_s": loader,
+        "default_loader_workers": default,
+        "default_loader_images_per_s": default_loader,
         "first_epoch_images_per_s": real["first_epoch_images_per_s"],
         "timed_images": real["timed_images"],
         "wall_s": wall,
@@ -610,6 +623,19 @@ def section(result: dict[str, Any], command: str) -> str:
         if fixed_costs
         else ""
     )
+    defaults = [
+        f"{row['stage']} {row['default_loader_images_per_s']:.1f} img/s"
+        for row in result["rows"]
+        if row.get("default_loader_images_per_s") is not None and "losses read" not in row["stage"]
+    ]
+    if defaults:
+        workers = next(
+            r["default_loader_workers"] for r in result["rows"] if "default_loader_workers" in r
+        )
+        fixed += (
+            f"The loader alone with a user's default {workers} processes (the table's column "
+            f"has the bench's): {'; '.join(defaults)}. "
+        )
     fixed += "".join(
         f"make-rw's walk alone (batch {row['forward_batch']}, 2 maps an image, on the device): "
         f"{row['walk_alone_images_per_s']:.1f} img/s. "

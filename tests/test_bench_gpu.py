@@ -60,6 +60,7 @@ def test_cpu_dry_run_measures_every_stage(tmp_path: Path) -> None:
         assert row["ratio"] == pytest.approx(row["images_per_s"] / row["ceiling_images_per_s"])
         if row["kind"] == "train":
             assert row["loader_images_per_s"] > 0 and row["timed_images"] > 0, name
+            assert row["default_loader_images_per_s"] > 0, name  # a user's default workers
         else:
             assert row["images"] > 0 and 0 < row["work_s"] <= row["wall_s"], name
             # the steady rate: the stage once more on twice the images
@@ -69,6 +70,7 @@ def test_cpu_dry_run_measures_every_stage(tmp_path: Path) -> None:
     assert rows["make-rw"]["walk_alone_images_per_s"] > 0  # how much of make-rw is the walk
     text = out.read_text()
     assert "make-rw's walk alone (batch" in text
+    assert "The loader alone with a user's default 0 processes" in text
     assert text.startswith("# Benchmarks\n\nthe CPU figures\n")
     assert all(f"| {name} |" in text for name in STAGES)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("bench-gpu-")] == []
