@@ -49,7 +49,7 @@ class Readback(Settling):
         if self.device.type == "cuda":
             host = [_pinned_copy(t) for t in tensors]
             ready = torch.cuda.Event()
-            ready.record()
+            ready.record(torch.cuda.current_stream(self.device))  # the stream of the copies
         else:
             host, ready = [t.detach() for t in tensors], None
         self._pending.append(_Pending(host, ready, consume))
