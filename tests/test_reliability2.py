@@ -316,16 +316,36 @@ def test_stale_lock_of_a_dead_run_is_taken_over(files: Files, capsys) -> None:
     assert not (files.out / LOCK_NAME).exists()  # released at the end
 
 
+# Each image takes 0.5 s longer, so the two runs overlap: make-pseudo of 4 images starts
+# (without torch) and ends within the start-up jitter of two processes.
+SLOW_LABELER = """
+import sys, time
+import wsss.stages.make_pseudo as stage
+label = stage.ImageLabeler.__call__
+def slow(self, image_id):
+    time.sleep(0.5)
+    return label(self, image_id)
+stage.ImageLabeler.__call__ = slow
+from cli.main import main
+sys.argv[0] = "wsss"
+sys.exit(main())
+"""
+
+
 def test_two_runs_into_one_folder_one_is_refused(files: Files) -> None:
     """Real processes started together: exactly one runs, the other gets one line."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WSSS_QUIET": "1", "PYTHONPATH": str(ROOT)}
-    args = [sys.executable, "-m", "cli.main", *COMMANDS["make-pseudo"](files), "--workers", "1"]
+    command = [*COMMANDS["make-pseudo"](files), "--workers", "1"]
+    args = [sys.executable, "-c", SLOW_LABELER, *command]
     runs = [subprocess.Popen(args, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
                              text=True) for _ in range(2)]  # fmt: skip
     results = [(run.wait(timeout=300), run.stderr.read()) for run in runs]  # type: ignore[union-attr]
     codes = sorted(code for code, _ in results)
     refused = [err for code, err in results if code == 2]
     if codes == [0, 0]:
+        # Both ran: fine only one after the other. A take-over means the second read the
+        # first's lock before it was written and ran beside it (the race this test found).
+        assert not any("taken over" in err for _, err in results), results
         pytest.skip("the first run finished before the second started (a very busy machine)")
     assert codes == [0, 2]
     assert refused[0].strip().startswith(f"error: {files.out}: in use by another run (make-pseudo")

@@ -1,8 +1,9 @@
 """One run per output folder: a lock file naming its holder, taken atomically.
 
 Every stage that writes a folder (the per-image stages and the trainers) holds
-`<out>/.wsss.lock` while it runs. The file is created with O_EXCL, so of two runs started
-together exactly one gets it; it holds the holder's pid, host and start time. A lock whose
+`<out>/.wsss.lock` while it runs. The file appears whole in one step (a hard link of a
+written temporary, which fails if the lock exists), so of two runs started together exactly
+one gets it; it holds the holder's pid, host and start time. A lock whose
 process is gone (same host, dead pid: a kill -9) is taken over with a warning; a live one is
 a one-line error naming the holder. A lock of another host cannot be checked and counts as
 live. A lock left by an earlier run in this very process (a stage that failed when called
@@ -37,7 +38,7 @@ def acquire(out_dir: str | Path, stage: str) -> Path:
     }
     for _ in range(3):
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            _create(path, json.dumps(me) + "\n")
         except FileExistsError:
             _take_over_if_stale(path, me)
             continue
@@ -46,17 +47,39 @@ def acquire(out_dir: str | Path, stage: str) -> Path:
             raise (
                 error or file_error(path.parent, f"directory is not writable ({exc.strerror})")
             ) from None
-        try:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(json.dumps(me) + "\n")
-        except OSError as exc:  # a full disk: leave no empty lock behind
-            path.unlink(missing_ok=True)
-            raise (write_error(path, exc) or exc) from None
         if not _held:
             atexit.register(release_all)
         _held.add(path)
         return path
     raise file_error(path, "could not take the lock (another run keeps taking it)")
+
+
+def _create(path: Path, text: str) -> None:
+    """Create `path` holding `text`, or raise FileExistsError, in one step: the lock is
+    written to a temporary and hard-linked into place, so another run never reads it empty.
+    (Created empty and then written, a run starting at the same moment read the empty file
+    as a torn lock, took it over, and both ran.)"""
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_text(text)
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            raise
+        except OSError:  # no hard links here (some network or FUSE file systems)
+            _create_exclusive(path, text)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _create_exclusive(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+    except OSError:  # a full disk: leave no empty lock behind
+        path.unlink(missing_ok=True)
+        raise
 
 
 def release(path: Path) -> None:
