@@ -1,18 +1,22 @@
-"""One run per output folder: a lock file naming its holder, taken atomically.
+"""One run per output folder: an OS lock on `<out>/.wsss.lock`, the file naming its holder.
 
-Every stage that writes a folder (the per-image stages and the trainers) holds
-`<out>/.wsss.lock` while it runs. The file appears whole in one step (a hard link of a
-written temporary, which fails if the lock exists), so of two runs started together exactly
-one gets it; it holds the holder's pid, host and start time. A lock whose
-process is gone (same host, dead pid: a kill -9) is taken over with a warning; a live one is
-a one-line error naming the holder. A lock of another host cannot be checked and counts as
-live. A lock left by an earlier run in this very process (a stage that failed when called
-from Python) is taken over silently.
+Every stage that writes a folder (the per-image stages and the trainers) holds an exclusive
+`flock` on `<out>/.wsss.lock` while it runs; the file holds the holder's pid, host and start
+time for the error message. The kernel drops the lock when its holder dies, however it dies
+(a kill -9; on a shared file system, a lost cluster node once the server's lease ends), so a
+lock is never stale and there is nothing to judge and take over: of two runs started
+together, into a fresh folder or one a killed run left, exactly one gets it. (The file's
+existence was the lock before: a dead pid's file was read, then removed, and two runs
+doing that at once both ran; a reused pid or another host's file blocked a folder for ever.)
+A file a killed run left is taken over with a warning; a held one is a one-line error naming
+the holder. Where the file system offers no locks, the run goes on with a warning.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
+import errno
 import json
 import os
 import socket
@@ -23,13 +27,35 @@ from wsss.errors import WsssError, file_error
 from wsss.io import write_error
 from wsss.ui import warn
 
+try:
+    import fcntl
+except ImportError:  # not a POSIX system
+    fcntl = None  # type: ignore[assignment]
+
 LOCK_NAME = ".wsss.lock"
-_held: set[Path] = set()
+# A file system without locks (an NFS mount with `nolock`, some FUSE file systems).
+_NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
+_held: dict[Path, int] = {}  # lock path -> the open descriptor that holds it
+
+
+def _forget_in_child() -> None:
+    """A forked child (a DataLoader worker, a CRF worker) shares the lock's descriptor and
+    would keep the lock after its parent is killed, for the seconds it takes to notice; it
+    never releases the lock, so it drops its copy at once."""
+    for fd in _held.values():
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _held.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def acquire(out_dir: str | Path, stage: str) -> Path:
     """Take the lock of `out_dir` for `stage`, or fail with one line naming the holder."""
     path = Path(out_dir) / LOCK_NAME
+    release(path)  # an earlier run in this process stopped on an error without giving it back
     me = {
         "stage": stage,
         "pid": os.getpid(),
@@ -37,86 +63,97 @@ def acquire(out_dir: str | Path, stage: str) -> Path:
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     for _ in range(3):
+        fd = _open(path)
         try:
-            _create(path, json.dumps(me) + "\n")
-        except FileExistsError:
-            _take_over_if_stale(path, me)
-            continue
-        except OSError as exc:
-            error = write_error(path, exc)
-            raise (
-                error or file_error(path.parent, f"directory is not writable ({exc.strerror})")
-            ) from None
+            locked = _lock(fd, path)
+            # A releasing run removes the file before it unlocks: the file we locked may no
+            # longer be the one at `path`, and a run that locks that one would run beside us.
+            if not _is_at(fd, path):
+                os.close(fd)
+                continue
+            previous = _read(path)
+            _write(fd, path, json.dumps(me) + "\n")
+        except BaseException:
+            os.close(fd)
+            raise
+        if locked and previous is not None:  # left by a run killed before it could remove it
+            warn(
+                f"{path}: taking over the lock of a run that is gone ({_describe(previous)}); "
+                "its unfinished temporary files are removed"
+            )
         if not _held:
             atexit.register(release_all)
-        _held.add(path)
+        _held[path] = fd
         return path
     raise file_error(path, "could not take the lock (another run keeps taking it)")
 
 
-def _create(path: Path, text: str) -> None:
-    """Create `path` holding `text`, or raise FileExistsError, in one step: the lock is
-    written to a temporary and hard-linked into place, so another run never reads it empty.
-    (Created empty and then written, a run starting at the same moment read the empty file
-    as a torn lock, took it over, and both ran.)"""
-    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+def _open(path: Path) -> int:
     try:
-        temporary.write_text(text)
-        try:
-            os.link(temporary, path)
-        except FileExistsError:
-            raise
-        except OSError:  # no hard links here (some network or FUSE file systems)
-            _create_exclusive(path, text)
-    finally:
-        temporary.unlink(missing_ok=True)
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        error = write_error(path, exc)
+        raise (
+            error or file_error(path.parent, f"directory is not writable ({exc.strerror})")
+        ) from None
 
 
-def _create_exclusive(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+def _lock(fd: int, path: Path) -> bool:
+    """Lock `fd` without waiting; False where the file system has no locks (with a warning)."""
+    if fcntl is None:
+        warn(f"{path}: no file locks on this system; nothing stops a second run in this folder")
+        return False
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-    except OSError:  # a full disk: leave no empty lock behind
-        path.unlink(missing_ok=True)
-        raise
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _read(path)
+        who = _describe(holder) if holder else "its lock file not written yet"
+        raise WsssError(
+            f"{path.parent}: in use by another run ({who}); wait for it to finish or use "
+            "another --out"
+        ) from None
+    except OSError as exc:
+        if exc.errno not in _NO_LOCKS:
+            raise file_error(path, f"cannot lock ({exc.strerror})") from None
+        warn(
+            f"{path}: this file system offers no locks ({exc.strerror}); nothing stops a "
+            "second run in this folder"
+        )
+        return False
+    return True
+
+
+def _is_at(fd: int, path: Path) -> bool:
+    try:
+        here = os.stat(path)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (here.st_dev, here.st_ino) == (mine.st_dev, mine.st_ino)
+
+
+def _write(fd: int, path: Path, text: str) -> None:
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, text.encode(), 0)
+    except OSError as exc:
+        error = write_error(path, exc)
+        raise (error or file_error(path, f"cannot write ({exc.strerror})")) from None
 
 
 def release(path: Path) -> None:
-    """Remove our lock (never one another run took over meanwhile)."""
-    _held.discard(path)
-    holder = _read(path)
-    if holder is not None and holder.get("pid") == os.getpid() and _same_host(holder):
+    """Give our lock back: remove the file, then unlock (a no-op where we hold none)."""
+    fd = _held.pop(path, None)
+    if fd is None:
+        return
+    with contextlib.suppress(OSError):  # a folder turned read-only: unlocking is enough
         path.unlink(missing_ok=True)
+    os.close(fd)
 
 
 def release_all() -> None:
     for path in list(_held):
         release(path)
-
-
-def _take_over_if_stale(path: Path, me: dict[str, object]) -> None:
-    holder = _read(path)
-    if holder is None:  # torn by a kill between create and write, or not ours: stale
-        note = f"{path}: unreadable lock file, taken over"
-    elif _same_host(holder) and holder.get("pid") == me["pid"]:
-        note = ""  # an earlier run in this process stopped on an error: nothing runs there now
-    elif _same_host(holder) and not _alive(holder.get("pid")):
-        note = (
-            f"{path}: taking over the lock of a run that is gone ({_describe(holder)}); "
-            "its unfinished temporary files are removed"
-        )
-    else:
-        raise WsssError(
-            f"{path.parent}: in use by another run ({_describe(holder)}); wait for it to "
-            f"finish or use another --out (if that run is gone, delete {path})"
-        )
-    try:
-        path.unlink(missing_ok=True)
-    except OSError as exc:  # e.g. a directory of that name
-        raise file_error(path, f"cannot remove the stale lock ({exc.strerror})") from None
-    if note:
-        warn(note)
 
 
 def _read(path: Path) -> dict[str, object] | None:
@@ -127,22 +164,6 @@ def _read(path: Path) -> dict[str, object] | None:
     if not isinstance(holder, dict) or not isinstance(holder.get("pid"), int):
         return None
     return holder
-
-
-def _same_host(holder: dict[str, object]) -> bool:
-    return holder.get("host") == socket.gethostname()
-
-
-def _alive(pid: object) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by another user
-        return True
-    return True
 
 
 def _describe(holder: dict[str, object]) -> str:
