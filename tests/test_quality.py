@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from wsss.data.demo import DemoKnobs
+from wsss.data.voc import VocDataset
 from wsss.errors import WsssError
 from wsss.io import write_json
 from wsss.quality_sets import REPORT, SETS, TUNING, Variant
@@ -142,6 +143,18 @@ def test_smoke_set_runs_end_to_end_and_resumes(tmp_path: Path, monkeypatch) -> N
     monkeypatch.setattr(pipeline.Steps, "train_seg", no_training)
     again = suite.run(config)
     assert again.quality == first.quality
+
+    # benchmarks/segmenter_levers.py: its `base` arm retrains the run's segmenter recipe
+    # outside the pipeline and must give the run's segmenter, so an arm differs by its change.
+    from benchmarks import segmenter_levers
+
+    folder = tmp_path / "q" / "runs" / "smoke" / "seed901" / "pcl"
+    voc = VocDataset.open(folder / "data")
+    recipe = json.loads((folder / suite.SPEC).read_text())["recipe"]
+    base = segmenter_levers.run_arm(folder, voc, recipe, "base")
+    summary = json.loads((folder / "summary.json").read_text())
+    assert base["seg_val_miou"] == summary["seg_miou"]
+    assert base["labels_train_miou"] == pytest.approx(summary["pseudo_miou"], abs=1e-9)
 
     # a run folder made with other settings is not silently reused
     spec = tmp_path / "q" / "runs" / "smoke" / "seed901" / "pcl" / suite.SPEC
