@@ -15,7 +15,8 @@ Label arms: consensus (CRF labels where the confident labels agree, 255 elsewher
 (the segmenter's own train predictions restricted to each image's labels: one
 self-training round), selfcrf (CRF labels where that prediction agrees, 255 elsewhere).
 Recipe arms: base (the run's recipe again: reproduces the run), seed1, b8 (batch 8),
-lr2 (lr 2e-3), e30 (30 epochs), aspp123 (ASPP rates 1, 2, 3 instead of 6, 12, 18).
+lr2 (lr 2e-3), e30 (30 epochs), e30s1 (30 epochs, seed 1), aspp123 (ASPP rates 1, 2, 3
+instead of 6, 12, 18).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ RECIPE_ARMS: dict[str, dict[str, Any]] = {
     "b8": {"batch_size": 8},
     "lr2": {"lr": 2e-3},
     "e30": {"epochs": 30},
+    "e30s1": {"epochs": 30, "seed": 1},
     "aspp123": {},
 }
 LABEL_ARMS = ("consensus", "self", "selfcrf")
