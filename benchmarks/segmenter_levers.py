@@ -32,6 +32,7 @@ import torch
 
 from wsss.checkpoints import load_model
 from wsss.data.palette import IGNORE, read_label_png, save_label_png
+from wsss.data.transforms import to_chw_uint8
 from wsss.data.voc import VocDataset
 from wsss.inference import Predictor, TtaConfig, segment_probs
 from wsss.metrics import ConfusionMatrix
@@ -76,7 +77,7 @@ def segment(
     predictor = Predictor.prepare(net, torch.device("cpu"))
     out = {}
     for image_id in voc.split_ids(split):
-        image = torch.from_numpy(np.array(voc.load_image(image_id))).permute(2, 0, 1)[None]
+        image = to_chw_uint8(voc.load_image(image_id))[None]
         with torch.no_grad():
             probs = segment_probs(predictor, predictor.to_device(image), TTA)[0].clone()
         free = probs.argmax(0).to(torch.uint8).numpy()
@@ -171,6 +172,8 @@ def main() -> None:
         scaled_aspp_rates((1, 2, 3))
     torch.set_num_threads(args.threads)
     for run in args.runs:
+        if not (run / "quality_run.json").is_file():
+            parser.error(f"{run}: not a quality-suite run folder (no quality_run.json)")
         voc = VocDataset.open(run / "data")
         recipe = json.loads((run / "quality_run.json").read_text())["recipe"]
         record = run / "levers.json"

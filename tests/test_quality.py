@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 
 from wsss.data.demo import DemoKnobs
 from wsss.data.voc import VocDataset
@@ -151,7 +152,12 @@ def test_smoke_set_runs_end_to_end_and_resumes(tmp_path: Path, monkeypatch) -> N
     folder = tmp_path / "q" / "runs" / "smoke" / "seed901" / "pcl"
     voc = VocDataset.open(folder / "data")
     recipe = json.loads((folder / suite.SPEC).read_text())["recipe"]
-    base = segmenter_levers.run_arm(folder, voc, recipe, "base")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads)  # the run's bits: the suite's thread count
+    try:
+        base = segmenter_levers.run_arm(folder, voc, recipe, "base")
+    finally:
+        torch.set_num_threads(threads)
     summary = json.loads((folder / "summary.json").read_text())
     assert base["seg_val_miou"] == summary["seg_miou"]
     assert base["labels_train_miou"] == pytest.approx(summary["pseudo_miou"], abs=1e-9)

@@ -5,11 +5,10 @@ Every stage that writes a folder (the per-image stages and the trainers) holds a
 time for the error message. The kernel drops the lock when its holder dies, however it dies
 (a kill -9; on a shared file system, a lost cluster node once the server's lease ends), so a
 lock is never stale and there is nothing to judge and take over: of two runs started
-together, into a fresh folder or one a killed run left, exactly one gets it. (The file's
-existence was the lock before: a dead pid's file was read, then removed, and two runs
-doing that at once both ran; a reused pid or another host's file blocked a folder for ever.)
-A file a killed run left is taken over with a warning; a held one is a one-line error naming
-the holder. Where the file system offers no locks, the run goes on with a warning.
+together, into a fresh folder or one a killed run left, exactly one gets it (what the lock
+was before, and why it changed: docs/reliability.md). A file a killed run left is taken
+over with a warning; a held one is a one-line error naming the holder. Where the file
+system offers no locks, the run goes on with a warning.
 """
 
 from __future__ import annotations
