@@ -32,8 +32,8 @@ test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: install
-	$(BIN)/ruff check wsss cli tests benchmarks
-	$(BIN)/ruff format --check wsss cli tests benchmarks
+	$(BIN)/ruff check wsss cli tests benchmarks experiments
+	$(BIN)/ruff format --check wsss cli tests benchmarks experiments
 
 demo: install
 	$(WSSS) pipeline demo --out $(DEMO_OUT)
@@ -61,8 +61,9 @@ bench: install
 bench-gpu: install
 	$(BIN)/python benchmarks/bench_gpu.py --out BENCHMARKS.md --json runs/bench/bench_gpu.json
 
+# The Puzzle-CAM loss ablation on the demo data (README); experiments/ sits outside the package.
 ablation: install
-	$(WSSS) pipeline ablation --out runs/ablation
+	$(BIN)/python experiments/ablation.py --out runs/ablation
 
 # The quality suite (docs/quality.md): QUALITY_SET=tuning|report|smoke, QUALITY_JOBS=N
 # (default: from the device and cores), QUALITY_VARIANTS=baseline,pcl,full (default: pcl).
@@ -71,7 +72,7 @@ QUALITY_OUT ?= runs/quality/$(QUALITY_SET)
 QUALITY_JOBS ?=
 QUALITY_VARIANTS ?=
 quality: install
-	$(WSSS) pipeline quality --variant-set $(QUALITY_SET) --out $(QUALITY_OUT) $(if $(QUALITY_JOBS),--jobs $(QUALITY_JOBS),) $(if $(QUALITY_VARIANTS),--variants $(QUALITY_VARIANTS),)
+	$(BIN)/python experiments/quality.py --variant-set $(QUALITY_SET) --out $(QUALITY_OUT) $(if $(QUALITY_JOBS),--jobs $(QUALITY_JOBS),) $(if $(QUALITY_VARIANTS),--variants $(QUALITY_VARIANTS),)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache *.egg-info build dist

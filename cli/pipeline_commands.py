@@ -1,5 +1,5 @@
-"""`wsss pipeline run|demo|voc|ablation|quality`: every stage in order; re-running continues
-where it stopped."""
+"""`wsss pipeline run|demo|voc`: every stage in order; re-running continues where it
+stopped."""
 
 from __future__ import annotations
 
@@ -105,92 +105,6 @@ def voc(
     from wsss.recipes import VOC
 
     _run(shared, out=out, recipe=VOC, data=voc_root, sbd=sbd, prepare_voc=True)
-
-
-@pipeline_app.command("ablation")
-def ablation(
-    out: Path = typer.Option(Path("runs/ablation"), "--out", help="Run directory."),
-    re_level: str | None = typer.Option(None, "--re-level", help="feature|cam (recipe: feature)."),
-    alpha: float | None = typer.Option(None, "--alpha", help="alpha_max of L_re (recipe: 4)."),
-    puzzle_start: float | None = typer.Option(
-        None, "--puzzle-start", help="Fraction of training before the puzzle terms start."
-    ),
-    init: Path | None = typer.Option(
-        None, "--init", help="Warm start from a classifier checkpoint."
-    ),
-    output_stride: int | None = typer.Option(None, "--output-stride", help="8 or 16."),
-    pieces: int | None = typer.Option(None, "--pieces", help="Puzzle tiles, 4, 9... (recipe: 4)."),
-    lr: float | None = typer.Option(None, "--lr", help="Learning rate (recipe: 1e-3)."),
-    seed: int | None = typer.Option(None, "--seed", help="Seed of every variant (recipe: 0)."),
-    epochs: int | None = typer.Option(None, "--epochs", help="Epochs per variant (recipe: 30)."),
-    variant: list[str] | None = typer.Option(
-        None, "--variant", help="Only these variants (repeatable): baseline, pcl, re, full."
-    ),
-    device: str = options.device(),
-    workers: int | None = typer.Option(None, "--workers", help="Loader worker processes."),
-) -> None:
-    """Train the baseline, L_cls+L_p-cls, L_cls+L_re and full Puzzle-CAM alike; compare CAMs."""
-    from wsss.recipes import pick_variants
-    from wsss.stages.ablation import AblationConfig, run
-
-    overrides = {
-        key: value
-        for key, value in (("re_level", re_level), ("alpha", alpha), ("puzzle_start", puzzle_start),
-                           ("init", init), ("output_stride", output_stride), ("epochs", epochs),
-                             ("pieces", pieces), ("lr", lr), ("seed", seed))
-        if value is not None
-    }  # fmt: skip
-    run(
-        AblationConfig(
-            out=out,
-            recipe_overrides=overrides,
-            variants=pick_variants(variant),
-            device=device,
-            workers=workers,
-        )
-    )
-
-
-@pipeline_app.command("quality")
-def quality(
-    out: Path = typer.Option(Path("runs/quality"), "--out", help="Suite directory."),
-    set_name: str = typer.Option(
-        "tuning", "--variant-set", help="tuning (choices are made here), report or smoke."
-    ),
-    variants: list[str] | None = typer.Option(
-        None,
-        "--variants",
-        help="train-cam ablations to run, repeatable or comma-separated: baseline, pcl, re, "
-        "full (default: the demo recipe's pcl).",
-    ),
-    jobs: int | None = typer.Option(
-        None, "--jobs", min=1, help="Runs in parallel (default: from the device and cores)."
-    ),
-    only: list[str] | None = typer.Option(
-        None, "--only", help="Run only these variants of the set (repeatable or comma-separated)."
-    ),
-    max_seeds: int | None = typer.Option(
-        None, "--max-seeds", help="Run the first N seeds of each variant (default: all)."
-    ),
-    overrides: list[str] | None = typer.Option(
-        None,
-        "--set",
-        help="STAGE.OPTION=VALUE on top of the demo recipe, for every run "
-        "(a tuning arm: give it its own --out). Repeatable.",
-    ),
-    device: str = options.device(),
-) -> None:
-    """The demo recipe on a set of dataset variants x seeds: one table and quality.json."""
-    from wsss.stages.suite import SuiteConfig, run
-
-    run(SuiteConfig(out=out, set_name=set_name, ablations=_names(variants), jobs=jobs,
-                    device=device, only=_names(only), max_seeds=max_seeds,
-                    overrides=tuple(overrides or ())))  # fmt: skip
-
-
-def _names(items: list[str] | None) -> tuple[str, ...]:
-    """Repeatable, comma-separated names as one tuple."""
-    return tuple(n.strip() for item in items or [] for n in item.split(",") if n.strip())
 
 
 def register(app: typer.Typer) -> None:

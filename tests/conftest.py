@@ -14,6 +14,8 @@ import pytest
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
+# benchmarks/ and experiments/ live outside the installed package, in the repository
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 
 from helpers_tinyvoc import make_tiny_voc, one_torch_thread, save_model  # noqa: E402
 

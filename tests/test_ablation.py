@@ -1,19 +1,22 @@
-"""The ablation's measurements on hand-made inputs."""
+"""The ablation's measurements (experiments/puzzle_ablation.py) on hand-made inputs."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from helpers_tinyvoc import make_tiny_voc
 
+from experiments.puzzle_ablation import part_body_means
 from wsss.camfile import CamRecord, save_cam_file
 from wsss.data.palette import save_label_png
 from wsss.data.voc import VocDataset
 from wsss.errors import WsssError
 from wsss.recipes import VARIANTS, pick_variants
-from wsss.stages.ablation import part_body_means
 
 
 def test_part_and_body_means_on_a_hand_made_cam(tmp_path: Path) -> None:
@@ -40,6 +43,18 @@ def test_variant_short_names() -> None:
         pick_variants(["bogus"])
 
 
+def test_the_ablation_script_takes_the_levers(tmp_path: Path) -> None:
+    """`make ablation` runs experiments/ablation.py as a script, outside the installed package."""
+    script = Path(__file__).resolve().parents[1] / "experiments" / "ablation.py"
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    shown = subprocess.run([sys.executable, str(script), "--help"], capture_output=True,
+                           text=True, cwd=tmp_path, env=env)  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    for option in ("--re-level", "--alpha", "--puzzle-start", "--init", "--output-stride",
+                   "--pieces", "--lr", "--seed", "--epochs", "--variant", "--workers"):  # fmt: skip
+        assert option in shown.stdout
+
+
 @pytest.mark.slow
 def test_run_trains_each_variant_once_and_records_its_measurements(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -50,9 +65,9 @@ def test_run_trains_each_variant_once_and_records_its_measurements(
 
     from helpers_tinyvoc import one_torch_thread
 
+    from experiments import puzzle_ablation as ablation
     from wsss.engine.checkpoint import load_checkpoint
     from wsss.recipes import DEMO
-    from wsss.stages import ablation
     from wsss.stages.eval_cam import EvalCamConfig
     from wsss.stages.eval_cam import run as eval_cam
 

@@ -1,5 +1,5 @@
 """The import graph of wsss/: arrows point down the layers, no cycles, no stage borrowing from
-another stage, and the package never reaches into cli/ or benchmarks/."""
+another stage, and the package never reaches into cli/, benchmarks/ or experiments/."""
 
 from __future__ import annotations
 
@@ -16,10 +16,9 @@ ROOT = Path(__file__).resolve().parents[1]
 GROUND = {"wsss", "wsss.errors"}
 BASICS = {"wsss.io", "wsss.lock", "wsss.torchrun", "wsss.cam_math", "wsss.ui"}
 DATA = {"wsss.resume"}  # plus every wsss.data.* module
-# The recipes (what every stage of a run is given) are read by the orchestrators and the CLI
-# only; they sit with the orchestrators so that no stage comes to depend on a recipe.
-ORCHESTRATORS = {"wsss.stages.pipeline", "wsss.stages.ablation", "wsss.stages.suite",
-                 "wsss.recipes"}  # fmt: skip
+# The recipes (what every stage of a run is given) are read by the pipeline, the CLI and
+# experiments/ only; they sit with the pipeline so that no stage comes to depend on a recipe.
+ORCHESTRATORS = {"wsss.stages.pipeline", "wsss.recipes"}
 LAYERS = ("ground", "basics", "data", "models", "engine", "algorithms", "stages", "orchestrators")
 
 
@@ -54,23 +53,54 @@ def module_name(path: Path, root: Path) -> str:
     return ".".join(parts)
 
 
+# First-party roots: the package and the folders outside it that it must never import.
+FIRST_PARTY = ("wsss", "cli", "benchmarks", "experiments", "scripts")
+OUTSIDE = ("cli", "benchmarks", "experiments", "scripts")
+
+
 def import_graph(root: Path, package: str = "wsss") -> dict[str, set[str]]:
-    """Module -> the modules it imports (at the top or inside functions), first-party only."""
-    files = {module_name(p, root): p for p in (root / package).rglob("*.py")}
+    """Module -> the first-party modules it imports (at the top or inside functions), relative
+    imports resolved to their absolute names."""
+    paths = list((root / package).rglob("*.py"))
+    files = {module_name(p, root) for p in paths}
     graph: dict[str, set[str]] = {}
-    for module, path in files.items():
+    for path in paths:
+        module = module_name(path, root)
+        # the package a relative import starts from: a package's __init__ is that package
+        here = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
         targets: set[str] = set()
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Import):
                 targets.update(alias.name for alias in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            elif isinstance(node, ast.ImportFrom):
+                base = here[: len(here) - node.level + 1] if node.level else []
+                source = ".".join([*base, *([node.module] if node.module else [])])
                 for alias in node.names:
-                    sub = f"{node.module}.{alias.name}"
-                    targets.add(sub if sub in files else node.module)
-        graph[module] = {
-            t for t in targets if t.split(".")[0] in (package, "cli", "benchmarks", "scripts")
-        }
+                    sub = f"{source}.{alias.name}"
+                    targets.add(sub if sub in files else source)
+        graph[module] = {t for t in targets if t.split(".")[0] in {package, *FIRST_PARTY}}
     return graph
+
+
+def outside_imports(graph: dict[str, set[str]]) -> list[str]:
+    """Imports of cli/, benchmarks/, experiments/ or scripts/ (from inside the package)."""
+    return [
+        f"{module} -> {target}"
+        for module, targets in sorted(graph.items())
+        for target in sorted(targets)
+        if target.split(".")[0] in OUTSIDE
+    ]
+
+
+def cli_shortcuts(graph: dict[str, set[str]]) -> list[str]:
+    """cli/ imports of wsss below the stages (models, engine, algorithms)."""
+    helpers = {"models", "engine", "algorithms"}
+    return [
+        f"{module} -> {target}"
+        for module, targets in sorted(graph.items())
+        for target in sorted(targets)
+        if target.startswith("wsss") and LAYERS[layer(target)] in helpers
+    ]
 
 
 def upward_arrows(graph: dict[str, set[str]]) -> list[str]:
@@ -141,9 +171,9 @@ def test_recipes_and_thresholds_sit_in_their_layers(graph):
     assert LAYERS[layer("wsss.recipes")] == "orchestrators"
     assert LAYERS[layer("wsss.cam_threshold")] == "algorithms"
     assert LAYERS[layer("wsss.engine.finished")] == "engine"
-    # the pipeline and the ablation share the recipes instead of importing each other
-    assert "wsss.stages.pipeline" not in graph["wsss.stages.ablation"]
-    assert "wsss.stages.ablation" not in graph["wsss.stages.pipeline"]
+    # the ablation (experiments/) shares the recipes with the pipeline instead of importing it
+    ablation = import_graph(ROOT, "experiments")["experiments.puzzle_ablation"]
+    assert "wsss.recipes" in ablation and "wsss.stages.pipeline" not in ablation
 
 
 def test_no_module_imports_a_layer_above_it(graph):
@@ -158,27 +188,13 @@ def test_no_import_cycles(graph):
     assert cycles(graph) == []
 
 
-def test_the_package_never_imports_cli_or_benchmarks(graph):
-    outside = [
-        f"{m} -> {t}"
-        for m, ts in sorted(graph.items())
-        for t in sorted(ts)
-        if t.split(".")[0] in ("cli", "benchmarks", "scripts")
-    ]
-    assert outside == []
+def test_the_package_never_imports_cli_benchmarks_or_experiments(graph):
+    assert outside_imports(graph) == []
 
 
 def test_the_cli_reaches_algorithms_only_through_the_stages():
     """Parsing and defaults of an option live with the stage's config, not in cli/."""
-    cli = import_graph(ROOT, "cli")
-    helpers = {"models", "engine", "algorithms"}
-    reached = [
-        f"{module} -> {target}"
-        for module, targets in sorted(cli.items())
-        for target in sorted(targets)
-        if target.startswith("wsss") and LAYERS[layer(target)] in helpers
-    ]
-    assert reached == []
+    assert cli_shortcuts(import_graph(ROOT, "cli")) == []
 
 
 def test_the_checks_catch_bad_imports(tmp_path: Path):
@@ -192,7 +208,9 @@ def test_the_checks_catch_bad_imports(tmp_path: Path):
     (package / "stages" / "make_cam.py").write_text(
         "def run():\n    from wsss.stages.predict import run\n"
     )
-    (package / "stages" / "predict.py").write_text("import wsss.stages.make_cam\nimport cli\n")
+    (package / "stages" / "predict.py").write_text(
+        "import wsss.stages.make_cam\nimport cli\nfrom experiments.suite import run\n"
+    )
     planted = import_graph(tmp_path)
     assert upward_arrows(planted) == ["wsss.engine.trainer -> wsss.stages.make_cam"]
     assert stage_borrowing(planted) == [
@@ -200,7 +218,42 @@ def test_the_checks_catch_bad_imports(tmp_path: Path):
         "wsss.stages.predict -> wsss.stages.make_cam",
     ]
     assert cycles(planted) == [["wsss.stages.make_cam", "wsss.stages.predict"]]
-    assert "cli" in planted["wsss.stages.predict"]
+    assert outside_imports(planted) == [
+        "wsss.stages.predict -> cli",
+        "wsss.stages.predict -> experiments.suite",
+    ]
+
+
+def _plant(root: Path, files: dict[str, str]) -> None:
+    """A tree of packages under `root`: every folder of a planted file gets an __init__.py."""
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for folder in path.relative_to(root).parents:
+            if folder != Path("."):
+                (root / folder / "__init__.py").touch()
+        path.write_text(text)
+
+
+def test_the_cli_check_catches_an_import_of_the_algorithms(tmp_path: Path):
+    """A cli/ module that imports an algorithms-layer module of wsss is reported."""
+    planted = "def make():\n    from wsss.inference import cam_batch\n"
+    _plant(tmp_path, {"cli/cam_commands.py": planted, "wsss/inference.py": "cam_batch = 1\n"})
+    graph = import_graph(tmp_path, "cli")
+    assert graph["cli.cam_commands"] == {"wsss.inference"}
+    assert cli_shortcuts(graph) == ["cli.cam_commands -> wsss.inference"]
+
+
+def test_the_checks_resolve_relative_imports(tmp_path: Path):
+    """A relative import counts like its absolute spelling: `..stages.make_cam` in
+    wsss/engine/trainer.py is an upward arrow; `.` in a package's __init__.py is that package."""
+    _plant(tmp_path, {"wsss/engine/trainer.py": "from ..stages.make_cam import run\n",
+                      "wsss/engine/__init__.py": "from . import trainer\nfrom .trainer import x\n",
+                      "wsss/stages/make_cam.py": "run = 1\n"})  # fmt: skip
+    graph = import_graph(tmp_path)
+    assert graph["wsss.engine.trainer"] == {"wsss.stages.make_cam"}
+    assert graph["wsss.engine"] == {"wsss.engine.trainer"}
+    assert upward_arrows(graph) == ["wsss.engine.trainer -> wsss.stages.make_cam"]
 
 
 def test_the_crf_workers_start_without_torch() -> None:

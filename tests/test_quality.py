@@ -4,20 +4,26 @@ runs measured, and the smoke set runs end to end and resumes (quality itself is 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
+from experiments import suite
+from experiments.quality_sets import REPORT, SETS, TUNING, Variant
+from experiments.suite import CHECKS, STAGES, SuiteConfig
 from wsss.data.demo import DemoKnobs
 from wsss.data.voc import VocDataset
 from wsss.errors import WsssError
 from wsss.io import write_json
-from wsss.quality_sets import REPORT, SETS, TUNING, Variant
 from wsss.recipes import DEMO
-from wsss.stages import pipeline, suite
-from wsss.stages.suite import CHECKS, STAGES, SuiteConfig
+from wsss.stages import pipeline
+
+SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "quality.py"
 
 
 def test_tuning_and_report_sets_are_disjoint_and_spread_over_the_knobs() -> None:
@@ -174,6 +180,23 @@ def test_bad_set_and_ablation_are_one_line_errors(tmp_path: Path) -> None:
         suite.run(SuiteConfig(out=tmp_path, set_name="nope"))
     with pytest.raises(WsssError, match="--variant must be one of"):
         suite.run(SuiteConfig(out=tmp_path, set_name="smoke", ablations=("plain-ish",)))
+
+
+def test_the_quality_script_runs_from_anywhere_and_errors_in_one_line(tmp_path: Path) -> None:
+    """`make quality` runs experiments/quality.py as a script, outside the installed package."""
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    run = [sys.executable, str(SCRIPT)]
+    shown = subprocess.run([*run, "--help"], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert shown.returncode == 0, shown.stderr
+    for option in ("--variant-set", "--variants", "--jobs", "--only", "--max-seeds", "--set"):
+        assert option in shown.stdout
+    bad = [*run, "--variant-set", "nope", "--out", str(tmp_path / "q")]
+    refused = subprocess.run(bad, capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert refused.returncode == 2
+    assert (
+        refused.stderr.strip()
+        == "error: --variant-set must be one of tuning|report|smoke, got 'nope'"
+    )
 
 
 def test_a_tuning_arm_picks_variants_seeds_and_recipe_changes(tmp_path: Path) -> None:

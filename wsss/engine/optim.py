@@ -12,19 +12,11 @@ from collections.abc import Iterable
 from typing import Any
 
 import torch
-from torch import nn
 
 from wsss.errors import WsssError
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("poly", "cosine")
-
-
-def single_group(model: nn.Module, name: str = "all") -> list[dict[str, Any]]:
-    """All trainable parameters at multiplier 1 (for models without their own groups)."""
-    return [
-        {"params": list(model.parameters()), "lr_mult": 1.0, "weight_decay_mult": 1.0, "name": name}
-    ]
 
 
 def build_optimizer(

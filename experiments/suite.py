@@ -1,12 +1,14 @@
-"""`wsss pipeline quality`: the demo recipe on a set of dataset variants x seeds.
+"""`make quality` (experiments/quality.py): the demo recipe on a set of dataset variants x
+seeds.
 
-For each variant and seed of a set (wsss.quality_sets) the suite draws the variant's data
-once (OUT/data/<variant>/seed<S>), runs the whole pipeline with the random-walk path on it
-for each chosen train-cam ablation (OUT/runs/<variant>/seed<S>/<ablation>), and trains the
-same segmenter recipe on the ground-truth masks for the supervised bound
-(OUT/runs/<variant>/seed<S>/supervised). It then writes one table and OUT/quality.json:
-per variant and stage the mIoU, per stage the mean, the worst variant and the seed spread,
-and the ratios every stage should reach (docs/quality.md).
+For each variant and seed of a set (experiments/quality_sets.py) the suite draws the
+variant's data once (OUT/data/<variant>/seed<S>), runs the whole pipeline with the
+random-walk path on it for each chosen train-cam ablation
+(OUT/runs/<variant>/seed<S>/<ablation>), and trains the same segmenter recipe on the
+ground-truth masks for the supervised bound (OUT/runs/<variant>/seed<S>/supervised). It
+then writes one table and OUT/quality.json: per variant and stage the mIoU, per stage the
+mean, the worst variant and the seed spread, and the ratios every stage should reach
+(docs/quality.md).
 
 Runs are independent processes (`jobs`), each with its share of the CPU threads. A run
 whose summary exists is not run again; an interrupted one resumes like any pipeline run.
@@ -29,10 +31,10 @@ from typing import Any
 
 from rich.table import Table
 
+from experiments.quality_sets import SETS, Variant
 from wsss.data.demo import ensure_demo
 from wsss.errors import WsssError, check_count
 from wsss.io import ensure_dir, read_json, write_json
-from wsss.quality_sets import SETS, Variant
 from wsss.recipes import DEMO, Recipe, apply_overrides, pick_variants
 from wsss.stages import pipeline
 from wsss.ui import fmt_pct, info, print_table

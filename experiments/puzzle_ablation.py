@@ -1,4 +1,5 @@
-"""`wsss pipeline ablation`: the Puzzle-CAM loss terms, each switched on alone, same everything.
+"""The Puzzle-CAM loss terms, each switched on alone, same everything (`make ablation`,
+experiments/ablation.py).
 
 Every variant is trained with identical data, recipe and seed, then measured three ways:
 CAM mIoU at the best background threshold (train), classification mAP (val), and how the
@@ -16,15 +17,13 @@ from typing import Any
 import numpy as np
 
 from wsss.camfile import find_cam_file, load_cam_file
-from wsss.data.demo import ensure_demo
+from wsss.data.demo import PART_DIR, ensure_demo
 from wsss.data.palette import read_label_png
 from wsss.data.voc import VocDataset
 from wsss.engine.finished import train_unless_finished
 from wsss.io import ensure_dir, read_json, safe_child, write_json
 from wsss.recipes import DEMO, VARIANTS
 from wsss.ui import print_table
-
-PART_DIR = "PartMasks"
 
 
 @dataclass
