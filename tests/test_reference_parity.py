@@ -1,0 +1,656 @@
+"""Parity of wsss with the official Puzzle-CAM code (issue #25), against golden outputs.
+
+`tests/golden/reference/` holds numbers the reference produced on the CPU
+(`benchmarks/reference_parity.py --reference PATH`, manifest.json says what, from which
+commit): no checkout and no network are needed here. The networks on both sides carry the
+same seeded weights (`benchmarks.reference_parity.seeded_tensor`, by wsss name, through the
+key maps of that script).
+
+Per stage, a test compares the wsss setting that should match the reference today. Where
+wsss differs and has no setting yet (issue #25's table), a strict xfail asserts parity: it
+starts passing, and so fails as XPASS, the day the reference profile lands; then drop the
+mark. Two stand-ins replace settings wsss does not have yet, so that the other rows are
+compared on their own: `undilate_layer4` (row 1: the reference's layer4 has no dilation) and
+`align_corners_true` (row 8: DeepLab's resizes).
+
+Maps are compared to 1e-4 of their peak (at least 1e-4 absolute), labels exactly; the random
+walk to 1e-3: the reference squares a dense float32 matrix 8 times, which is itself 1.2e-4
+off the float64 walk on these grids (wsss's 256 sparse steps: 2e-5 to 4e-5).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import types
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from benchmarks.reference_parity import (
+    INPUTS,
+    NUM_CLASSES,
+    RW_THRESHOLD,
+    seeded_state,
+    tensor_digest,
+    undilate_layer4,
+)
+from wsss.affinity import (
+    PairLabels,
+    affinity_loss,
+    labels_at_stride,
+    pair_affinities,
+    pair_labels,
+    pair_offsets,
+    random_walk,
+    transition_matrix,
+)
+from wsss.cam_math import normalize_cams
+from wsss.camfile import CamRecord, load_cam_file
+from wsss.crf import CrfParams
+from wsss.data.classes import VOC_CLASSES
+from wsss.data.transforms import normalize, normalize_uint8, to_chw_uint8
+from wsss.data.voc import open_image
+from wsss.inference import TtaConfig, make_cams, segment_probs
+from wsss.metrics import ConfusionMatrix
+from wsss.models.classifier import CamClassifier
+from wsss.models.deeplab import DeepLabV3Plus
+from wsss.pseudo import PseudoParams, confident_labels, pseudo_label
+from wsss.puzzle import PuzzleConfig, alpha_at, merge, puzzle_losses, tile
+from wsss.stages.make_rw import RwParams, predict_boundary, walk_batch
+
+GOLDEN = Path(__file__).parent / "golden" / "reference"
+TOLERANCE = 1e-4
+WALK_TOLERANCE = 1e-3
+# The reference's CRF (crf_inference_label): hard-label unary, gt_prob 0.7, Gaussian 3 / 3,
+# bilateral 50 / 5 / 10.
+REFERENCE_CRF = CrfParams(unary="labels", gt_prob=0.7, bilateral_srgb=5.0, iterations=10)
+# The reference's walk (inference_rw.py): beta 10, 2^8 steps, radius 5.
+REFERENCE_RW = RwParams(beta=10.0, exp_times=8, radius=5)
+
+
+def xfail_row(row: int, text: str):
+    return pytest.mark.xfail(
+        strict=True, reason=f"row {row}: {text} (issue #25: reference profile not built yet)"
+    )
+
+
+# WSSS_PARITY_REPORT=FILE: every comparison's measured difference (xfail rows included)
+# goes to FILE as JSON, the figures of docs/parity.md.
+_MEASURED: dict[str, list[dict]] = {}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(request):
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    _MEASURED.setdefault(request.node.name, [])
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _report():
+    yield
+    path = os.environ.get("WSSS_PARITY_REPORT")
+    if path:
+        Path(path).write_text(json.dumps(_MEASURED, indent=1) + "\n")
+
+
+def _record(**entry) -> None:
+    test = os.environ.get("PYTEST_CURRENT_TEST", "").split("::")[-1].split(" ")[0]
+    _MEASURED.setdefault(test, []).append(entry)
+
+
+@cache
+def manifest() -> dict:
+    return json.loads((GOLDEN / "manifest.json").read_text())
+
+
+@cache
+def golden(name: str) -> dict[str, np.ndarray]:
+    with np.load(GOLDEN / f"{name}.npz") as data:
+        return {key: data[key] for key in data.files}
+
+
+def image_path(name: str) -> Path:
+    return GOLDEN / "inputs" / f"{name}.jpg"
+
+
+def image_rgb(name: str) -> np.ndarray:
+    return np.asarray(open_image(image_path(name)))
+
+
+def image_tensor(name: str) -> torch.Tensor:
+    """1 x 3 x H x W, normalised as make-cam normalises (uint8 on the device, then lookup)."""
+    return normalize_uint8(to_chw_uint8(image_rgb(name))[None])
+
+
+def labels_of(name: str) -> list[int]:
+    return list(INPUTS[name][4])
+
+
+def assert_labels_equal(actual, expected, what: str = "labels") -> None:
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    agree = float((actual == expected).mean()) if actual.shape == expected.shape else 0.0
+    _record(what=what, agreement_percent=100.0 * agree)
+    np.testing.assert_array_equal(actual, expected)
+
+
+def assert_value_close(actual: float, expected: float, rel: float, what: str) -> None:
+    actual, expected = float(actual), float(expected)
+    rel_diff = abs(actual - expected) / max(abs(expected), 1e-30)
+    _record(what=what, ours=actual, reference=expected, rel_diff=rel_diff)
+    assert actual == pytest.approx(expected, rel=rel, abs=1e-12)
+
+
+def _record_argmax(ours: np.ndarray, theirs: np.ndarray, threshold, what: str) -> None:
+    """Agreement (%) of the argmax over the first axis (after a background `threshold`)."""
+    if threshold is not None:
+        ours, theirs = (np.concatenate([np.full_like(m[:1], threshold), m]) for m in (ours, theirs))
+    _record(what=what, agreement_percent=100.0 * float((ours.argmax(0) == theirs.argmax(0)).mean()))
+
+
+def assert_maps_close(actual, expected, tol: float = TOLERANCE, what: str = "") -> float:
+    """max |actual - expected| <= tol x max(1, peak |expected|); returns the difference."""
+    actual = actual.detach().cpu().numpy() if torch.is_tensor(actual) else np.asarray(actual)
+    expected = np.asarray(expected)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    diff = float(np.abs(actual.astype(np.float64) - expected).max()) if actual.size else 0.0
+    scale = max(1.0, float(np.abs(expected).max()) if expected.size else 0.0)
+    _record(what=what or "map", max_abs_diff=diff, peak=float(np.abs(expected).max()))
+    assert diff <= tol * scale, f"{what}: max difference {diff:.3g} > {tol * scale:.3g}"
+    return diff
+
+
+# -- the models, seeded -------------------------------------------------------------------------
+
+
+@cache
+def _classifier_state() -> dict[str, torch.Tensor]:
+    return seeded_state(CamClassifier("resnet50", NUM_CLASSES))
+
+
+def classifier(reference_backbone: bool) -> CamClassifier:
+    """wsss's classifier with the seeded weights; `reference_backbone` undilates layer4 (the
+    stand-in for row 1)."""
+    model = CamClassifier("resnet50", NUM_CLASSES)
+    if reference_backbone:
+        undilate_layer4(model.backbone)
+    model.load_state_dict(_classifier_state())
+    return model.eval()
+
+
+def deeplab(reference_backbone: bool) -> DeepLabV3Plus:
+    torch.manual_seed(0)
+    model = DeepLabV3Plus("resnet50", NUM_CLASSES + 1)
+    if reference_backbone:
+        undilate_layer4(model.backbone)
+    model.load_state_dict(seeded_state(model))
+    return model.eval()
+
+
+def align_corners_true(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Row 8's stand-in: DeepLab's decoder and final resizes with align_corners=True."""
+    import wsss.models.deeplab as module
+
+    def interpolate(x, *args, **kwargs):
+        kwargs["align_corners"] = True
+        return F.interpolate(x, *args, **kwargs)
+
+    monkeypatch.setattr(module, "F", types.SimpleNamespace(interpolate=interpolate))
+
+
+# -- the golden files themselves -----------------------------------------------------------------
+
+
+def test_golden_files_are_small_and_name_their_source() -> None:
+    files = [p for p in GOLDEN.rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) < 4_000_000
+    info = manifest()
+    assert info["reference"]["commit"].startswith("659b4c1b464a86faf363314acd71a5ce9480ff9b")
+    for row in info["rows"]:
+        assert (GOLDEN / f"{row}.npz").is_file()
+    # both of the reference's evaluators agree on the hand cases (a check of the golden data)
+    miou = golden("miou")
+    for case in ("plain", "with_255"):
+        np.testing.assert_allclose(miou[f"{case}_calculator_iou"], miou[f"{case}_evaluate_iou"])
+
+
+@pytest.mark.parametrize(
+    "kind, model",
+    [
+        ("classifier", lambda: CamClassifier("resnet50", NUM_CLASSES)),
+        ("deeplab", lambda: DeepLabV3Plus("resnet50", NUM_CLASSES + 1)),
+    ],
+)
+def test_key_map_is_strict_and_the_fill_is_the_reference_one(kind, model) -> None:
+    """The reference model held these exact tensors (checked tensor by tensor when the
+    golden files were made); every wsss tensor is the image of a reference one."""
+    entry = manifest()["key_maps"][kind]
+    state = seeded_state(model())
+    assert set(entry["map"].values()) == set(state)
+    assert {k: tensor_digest(v) for k, v in state.items()} == entry["digests"]
+
+
+# -- input normalisation, CAM normaliser, tiles, alpha --------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(INPUTS))
+def test_input_normalisation(name: str) -> None:
+    expected = golden("normalize")[name].transpose(2, 0, 1)
+    image = open_image(image_path(name))
+    assert_maps_close(normalize(image), expected, tol=1e-6, what="normalize")
+    assert_maps_close(image_tensor(name)[0], expected, tol=1e-6, what="normalize_uint8")
+
+
+def test_cam_normaliser() -> None:
+    data = golden("cam_normalizer")
+    assert_maps_close(normalize_cams(torch.from_numpy(data["maps"])), data["cams"])
+
+
+def test_tiling_and_merging() -> None:
+    data = golden("tiles")
+    x = torch.from_numpy(data["x"])
+    assert torch.equal(tile(x, 4), torch.from_numpy(data["tiled4"]))
+    assert torch.equal(merge(tile(x, 4) * 2.0 + 1.0, 4), torch.from_numpy(data["merged4"]))
+    assert torch.equal(tile(x[..., :6, :12], 9), torch.from_numpy(data["tiled9"]))
+    merged9 = merge(tile(x[..., :6, :12], 9) - 0.5, 9)
+    assert torch.equal(merged9, torch.from_numpy(data["merged9"]))
+
+
+def test_alpha_schedule() -> None:
+    data = golden("alpha")
+    total = int(data["max_iteration"])
+    ours = [alpha_at(i / total, 4.0, 0.5) for i in data["iterations"]]
+    np.testing.assert_allclose(ours, data["alpha"], rtol=1e-12, atol=1e-12)
+
+
+# -- row 1: the classifier -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["a", "b"])
+def test_classifier_equals_the_dilated_reference_network(name: str) -> None:
+    """wsss's network is the reference code's ResNet with layer4 dilated: the key map and
+    everything else in the forward agree."""
+    data = golden("classifier")
+    with torch.no_grad():
+        maps = classifier(reference_backbone=False)(image_tensor(name))
+    assert_maps_close(maps, data[f"dilated_{name}_maps"], what="maps")
+    assert_maps_close(CamClassifier.logits(maps), data[f"dilated_{name}_logits"], what="logits")
+
+
+@pytest.mark.parametrize("name", ["a", "b"])
+def test_classifier_with_the_reference_backbone(name: str) -> None:
+    data = golden("classifier")
+    with torch.no_grad():
+        maps = classifier(reference_backbone=True)(image_tensor(name))
+    assert_maps_close(maps, data[f"reference_{name}_maps"], what="maps")
+    assert_maps_close(CamClassifier.logits(maps), data[f"reference_{name}_logits"], what="logits")
+
+
+@xfail_row(1, "the reference's layer4 has stride 1 without dilation; wsss dilates it by 2")
+def test_classifier_matches_the_reference() -> None:
+    with torch.no_grad():
+        maps = classifier(reference_backbone=False)(image_tensor("a"))
+    assert_maps_close(maps, golden("classifier")["reference_a_maps"])
+
+
+# -- the puzzle losses ----------------------------------------------------------------------------
+
+
+def _puzzle(level: str):
+    data = golden("puzzle_losses")
+    model = classifier(reference_backbone=True)
+    images = torch.from_numpy(data["images"]).requires_grad_(True)
+    labels = torch.from_numpy(data["labels"])
+    config = PuzzleConfig(pieces=4, alpha=4.0, alpha_warmup=0.5, re_loss="l1", re_level=level)
+    alpha = config.alpha_at(30 / 100)  # the reference's iteration 30 of 100
+    assert alpha == pytest.approx(float(data[f"{level}_alpha"]), abs=1e-12)
+    losses = puzzle_losses(model, images, labels, config, alpha)
+    losses["loss"].backward()
+    return data, losses, model, images
+
+
+def test_puzzle_losses_and_gradients() -> None:
+    data, losses, model, images = _puzzle("feature")
+    for ours, theirs in (("cls", "class_loss"), ("p_cls", "p_class_loss"), ("re", "re_loss")):
+        assert_value_close(losses[ours].item(), data[f"feature_{theirs}"], 1e-5, ours)
+    assert_value_close(losses["loss"].item(), data["feature_loss"][0], 1e-5, "loss")
+    assert_maps_close(
+        model.classifier.weight.grad, data["feature_grad_classifier"], what="classifier gradient"
+    )
+    assert_maps_close(images.grad, data["feature_grad_images"], what="image gradient")
+
+
+def test_puzzle_losses_at_cam_level_cls_and_re() -> None:
+    data, losses, _, _ = _puzzle("cam")
+    assert_value_close(losses["cls"].item(), data["cam_class_loss"], 1e-5, "cls")
+    assert_value_close(losses["re"].item(), data["cam_re_loss"], 1e-4, "re")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="found here, not in issue #25's table: at level 'cam' the reference pools the "
+    "normalised merged CAMs for L_p-cls, wsss the raw merged maps (reference profile not "
+    "built yet)",
+)
+def test_puzzle_p_cls_at_cam_level() -> None:
+    data, losses, _, _ = _puzzle("cam")
+    assert_value_close(losses["p_cls"].item(), data["cam_p_class_loss"], 1e-5, "p_cls")
+
+
+# -- row 2: make-cam ------------------------------------------------------------------------------
+
+
+def _voc_tree(root: Path) -> Path:
+    """The golden input images in VOC layout with their image-level labels (VOC classes)."""
+    for folder in ("JPEGImages", "Annotations", "ImageSets/Segmentation"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    for name in ("a", "b"):
+        shutil.copy(image_path(name), root / "JPEGImages" / f"{name}.jpg")
+        objects = "".join(
+            f"<object><name>{VOC_CLASSES[c]}</name></object>" for c in labels_of(name)
+        )
+        (root / "Annotations" / f"{name}.xml").write_text(f"<annotation>{objects}</annotation>")
+    (root / "ImageSets" / "Segmentation" / "train.txt").write_text("a\nb\n")
+    return root
+
+
+def test_make_cam_stage_at_scale_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The whole make-cam stage (decode, normalise, flip pair, merge, normalise per class)
+    at scale 1, where the reference's PIL resize is the identity."""
+    from helpers_tinyvoc import save_model
+
+    import wsss.models.classifier as classifier_module
+    from wsss.stages.make_cam import MakeCamConfig, run
+
+    build = classifier_module.build_backbone
+
+    def reference_backbone(*args, **kwargs):
+        backbone = build(*args, **kwargs)
+        undilate_layer4(backbone)
+        return backbone
+
+    monkeypatch.setattr(classifier_module, "build_backbone", reference_backbone)
+    checkpoint = save_model(tmp_path / "cls.pt", classifier(True), VOC_CLASSES)
+    names = {field.name for field in dataclasses.fields(MakeCamConfig)}
+    in_process = {key: 0 for key in ("workers", "loader_workers") if key in names}
+    config = MakeCamConfig(
+        checkpoint=checkpoint, data=_voc_tree(tmp_path / "voc"), split="train",
+        out=tmp_path / "cams", scales=(1.0,), flip=True, device="cpu", **in_process,
+    )  # fmt: skip
+    run(config)
+    data = golden("make_cam")
+    for name in ("a", "b"):
+        record = load_cam_file(tmp_path / "cams" / f"{name}.npy")
+        assert_labels_equal(record.keys, data[f"s1_{name}_keys"], what="keys")
+        assert_maps_close(record.hr_cam, data[f"s1_{name}_hr_cam"], what=f"{name} hr_cam")
+        assert_maps_close(record.cam, data[f"s1_{name}_cam"], what=f"{name} cam")
+
+
+@xfail_row(2, "the reference resizes the uint8 image with PIL bicubic, then normalises")
+@pytest.mark.parametrize("name", ["a", "b"])
+def test_make_cams_at_four_scales(name: str) -> None:
+    tta = TtaConfig(scales=(0.5, 1.0, 1.5, 2.0), flip=True)
+    record = make_cams(classifier(True), image_tensor(name), [labels_of(name)], tta)[0]
+    assert_maps_close(record.hr_cam, golden("make_cam")[f"s4_{name}_hr_cam"])
+
+
+# -- row 3: CRF pseudo labels ---------------------------------------------------------------------
+
+
+def _cam_record(name: str) -> CamRecord:
+    data = golden("make_cam")
+    return CamRecord(data[f"s4_{name}_keys"], data[f"s4_{name}_cam"], data[f"s4_{name}_hr_cam"])
+
+
+@pytest.mark.parametrize("name", ["a", "b"])
+@pytest.mark.parametrize("tag, thresholds", [("readme", (0.40, 0.10)), ("default", (0.30, 0.05))])
+def test_confident_labels_with_the_reference_crf(name: str, tag: str, thresholds) -> None:
+    fg, bg = thresholds
+    labels = confident_labels(image_rgb(name), _cam_record(name), fg, bg, REFERENCE_CRF)
+    assert_labels_equal(labels, golden("crf")[f"confident_{tag}_{name}"])
+
+
+@pytest.mark.parametrize("name", ["a", "b"])
+@pytest.mark.parametrize("iterations", [1, 10])
+def test_plain_labels_with_the_reference_crf(name: str, iterations: int) -> None:
+    crf = CrfParams(unary="labels", gt_prob=0.7, bilateral_srgb=5.0, iterations=iterations)
+    params = PseudoParams(threshold=RW_THRESHOLD, crf=crf)
+    labels = pseudo_label(image_rgb(name), _cam_record(name), params)
+    assert_labels_equal(labels, golden("crf")[f"pseudo_t{iterations}_{name}"])
+
+
+@xfail_row(3, "wsss's default CRF: soft-score unary and bilateral srgb 13")
+def test_confident_labels_with_the_default_crf() -> None:
+    labels = confident_labels(image_rgb("a"), _cam_record("a"), 0.40, 0.10, CrfParams())
+    assert_labels_equal(labels, golden("crf")["confident_readme_a"])
+
+
+# -- rows 4-6: affinities -------------------------------------------------------------------------
+
+
+def _reference_pairs(radius: int = 10) -> tuple[list[int], tuple[np.ndarray, np.ndarray]]:
+    """For each reference direction, the wsss offset index; and the (row, col) of the
+    reference's source pixels (its crop of the grid: the last r-1 rows and first / last r-1
+    columns are no source)."""
+    data = golden("affinity")
+    offsets = pair_offsets(radius)
+    order = [offsets.index((int(dy), int(dx))) for dy, dx in data["directions"]]
+    width = data["labels"].shape[1]
+    src = data["src_indices"]
+    return order, (src // width, src % width)
+
+
+def _on_reference_pairs(maps: torch.Tensor) -> np.ndarray:
+    """B x K x h x w (wsss pairs) -> D x N (the reference's directions and sources)."""
+    order, (rows, cols) = _reference_pairs()
+    rows, cols = torch.from_numpy(rows), torch.from_numpy(cols)
+    return maps[0][order][:, rows, cols].detach().numpy()
+
+
+def test_affinity_labels_on_the_reference_pairs() -> None:
+    data = golden("affinity")
+    targets = pair_labels(torch.from_numpy(data["labels"])[None], pair_offsets(10))
+    for group in ("bg", "fg", "neg"):
+        assert_labels_equal(_on_reference_pairs(getattr(targets, group)), data[group], group)
+
+
+def test_affinities_on_the_reference_pairs() -> None:
+    data = golden("affinity")
+    affinities = pair_affinities(torch.from_numpy(data["edge"])[None], pair_offsets(10))
+    assert_maps_close(_on_reference_pairs(affinities), data["affinity"])
+
+
+def test_affinity_loss_on_the_reference_pairs() -> None:
+    data = golden("affinity")
+    offsets = pair_offsets(10)
+    affinities = pair_affinities(torch.from_numpy(data["edge"])[None], offsets)
+    targets = pair_labels(torch.from_numpy(data["labels"])[None], offsets)
+    _, (rows, cols) = _reference_pairs()
+    keep = torch.zeros_like(targets.bg[0, 0])
+    keep[torch.from_numpy(rows), torch.from_numpy(cols)] = True  # the reference's sources
+    restricted = PairLabels(*(getattr(targets, g) & keep for g in ("bg", "fg", "neg")))
+    losses = affinity_loss(affinities, restricted)
+    for ours, theirs in (("bg", "bg_loss"), ("fg", "fg_loss"), ("neg", "neg_loss")):
+        assert_value_close(losses[ours].item(), data[theirs], 1e-4, ours)
+    assert_value_close(losses["loss"].item(), data["loss"], 1e-4, "loss")
+
+
+@xfail_row(6, "the reference drops sources in the last r-1 rows and first / last r-1 columns")
+def test_affinity_loss_on_every_pair() -> None:
+    data = golden("affinity")
+    offsets = pair_offsets(10)
+    affinities = pair_affinities(torch.from_numpy(data["edge"])[None], offsets)
+    targets = pair_labels(torch.from_numpy(data["labels"])[None], offsets)
+    _record(what="pairs", ours=sum(targets.counts().values()),
+            reference=int(data["bg"].sum() + data["fg"].sum() + data["neg"].sum()))  # fmt: skip
+    losses = affinity_loss(affinities, targets)
+    assert_value_close(losses["loss"].item(), data["loss"], 1e-4, "loss")
+
+
+def test_affinity_labels_at_stride_4() -> None:
+    """The reference's Resize_For_Mask (PIL nearest, 64 -> 16) picks each cell's centre."""
+    data = golden("affinity")
+    small = labels_at_stride(torch.from_numpy(data["mask64"])[None], (16, 16), 4)
+    assert_labels_equal(small[0].numpy(), data["mask16"])
+
+
+# -- row 7: the boundary map ----------------------------------------------------------------------
+
+
+def _probe() -> torch.nn.Conv2d:
+    data = golden("edge_probe")
+    net = torch.nn.Conv2d(3, 1, 8, stride=4, padding=3)
+    with torch.no_grad():
+        net.weight.copy_(torch.from_numpy(data["probe_weight"]))
+        net.bias.copy_(torch.from_numpy(data["probe_bias"]))
+    return net.eval()
+
+
+@pytest.mark.parametrize("name", ["a", "b"])
+def test_boundary_flip_merge(name: str) -> None:
+    """make-rw's boundary map (the logits averaged with the flipped image's, flipped back)
+    with a one-conv stand-in net: the reference's get_edge merge."""
+    with torch.no_grad():
+        boundary = predict_boundary(_probe(), image_tensor(name), flip=True)
+    assert_maps_close(boundary, golden("edge_probe")[f"edge_{name}"], what="boundary")
+
+
+@xfail_row(7, "five edge branches (stem too), ReLU after upsampling, zero padding to 512")
+def test_affinitynet_edge() -> None:
+    from wsss.models.affinity import AffinityNet
+
+    model = AffinityNet("resnet50")
+    model.load_state_dict(seeded_state(model))
+    with torch.no_grad():
+        boundary = predict_boundary(model.eval(), image_tensor("a"), flip=True)
+    assert_maps_close(boundary, golden("affinitynet")["edge_a"])
+
+
+# -- rows 4-5: the random walk --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tag, name, maps", [("a", "a", 2), ("b", "b", 1)])
+def test_random_walk_propagation(tag: str, name: str, maps: int) -> None:
+    cams = torch.from_numpy(golden("make_cam")[f"s4_{name}_cam"][:maps])
+    boundary = torch.from_numpy(golden("edge_probe")[f"edge_{name}"])
+    offsets = pair_offsets(5)
+    transition = transition_matrix(pair_affinities(boundary, offsets)[0], offsets, 10.0)
+    walked = random_walk(cams * (1.0 - boundary), transition, 2**8)
+    expected = golden("random_walk")[f"rw_{tag}"]
+    assert_maps_close(walked[:, None], expected, tol=WALK_TOLERANCE, what="walk")
+
+
+@pytest.mark.parametrize("tag, name, maps", [("a1", "a", 1), ("b", "b", 1)])
+def test_make_rw_walk_of_one_class(tag: str, name: str, maps: int) -> None:
+    """walk_batch: mask by the boundary, walk, x4 bilinear, crop, normalise; with one class
+    the reference's global maximum is the class's own."""
+    record = _cam_record(name)
+    record = CamRecord(record.keys[: maps + 1], record.cam[:maps], record.hr_cam[:maps])
+    boundary = torch.from_numpy(golden("edge_probe")[f"edge_{name}"])
+    _, hr = walk_batch([record], boundary, REFERENCE_RW)
+    expected = golden("random_walk")[f"rw_up_{tag}"]
+    assert_maps_close(hr[0], expected, tol=WALK_TOLERANCE, what="rw_up")
+
+
+@xfail_row(4, "the reference divides all classes by one global maximum")
+def test_make_rw_walk_of_two_classes() -> None:
+    boundary = torch.from_numpy(golden("edge_probe")["edge_a"])
+    _, hr = walk_batch([_cam_record("a")], boundary, REFERENCE_RW)
+    expected = golden("random_walk")["rw_up_a"]
+    _record_argmax(hr[0].numpy(), expected, RW_THRESHOLD, "labels at t = 0.35")
+    assert_maps_close(hr[0], expected, tol=WALK_TOLERANCE)
+
+
+@xfail_row(5, "wsss's default exp_times is 'auto' (3 on these images); the reference's 8")
+def test_make_rw_default_walk_length() -> None:
+    boundary = torch.from_numpy(golden("edge_probe")["edge_b"])
+    _, hr = walk_batch([_cam_record("b")], boundary, RwParams())
+    expected = golden("random_walk")["rw_up_b"]
+    _record_argmax(hr[0].numpy(), expected, RW_THRESHOLD, "labels at t = 0.35")
+    assert_maps_close(hr[0], expected, tol=WALK_TOLERANCE)
+
+
+# -- rows 8-9: DeepLab and the segmentation TTA ---------------------------------------------------
+
+
+@xfail_row(8, "align_corners=True in the reference's decoder and final resize (and row 1)")
+def test_deeplab_matches_the_reference() -> None:
+    with torch.no_grad():
+        logits = deeplab(reference_backbone=False)(image_tensor("c"))
+    expected = golden("deeplab")["logits_c"]
+    _record_argmax(logits[0].numpy(), expected[0], None, "argmax agreement")
+    assert_maps_close(logits, expected)
+
+
+def test_deeplab_with_the_reference_backbone_and_resizes(monkeypatch) -> None:
+    """With rows 1 and 8's stand-ins the BatchNorm DeepLab is the reference's: the key map
+    holds and nothing else differs."""
+    align_corners_true(monkeypatch)
+    with torch.no_grad():
+        logits = deeplab(reference_backbone=True)(image_tensor("c"))
+    assert_maps_close(logits, golden("deeplab")["logits_c"], what="logits")
+
+
+@xfail_row(9, "the reference merges views as the softmax of the summed logits")
+def test_segmentation_tta_merge_at_scale_1(monkeypatch) -> None:
+    align_corners_true(monkeypatch)
+    model = deeplab(reference_backbone=True)
+    probs = segment_probs(model, image_tensor("c"), TtaConfig(scales=(1.0,), flip=True))
+    _record_argmax(probs[0].numpy(), golden("deeplab")["s1_probs"], None, "argmax agreement")
+    assert_maps_close(probs[0], golden("deeplab")["s1_probs"])
+
+
+@xfail_row(9, "softmax of the summed logits (and row 2: PIL bicubic resize)")
+def test_segmentation_tta_at_four_scales(monkeypatch) -> None:
+    align_corners_true(monkeypatch)
+    model = deeplab(reference_backbone=True)
+    tta = TtaConfig(scales=(0.5, 1.0, 1.5, 2.0), flip=True)
+    probs = segment_probs(model, image_tensor("c"), tta)
+    _record_argmax(probs[0].numpy(), golden("deeplab")["s4_probs"], None, "argmax agreement")
+    assert_maps_close(probs[0], golden("deeplab")["s4_probs"])
+
+
+# -- row 10: mIoU ---------------------------------------------------------------------------------
+
+
+def _scores(case: str, ignore_pred: bool = False):
+    data = golden("miou")
+    matrix = ConfusionMatrix(NUM_CLASSES + 1)
+    matrix.update(data[f"{case}_gt"], data[f"{case}_pred"], ignore_pred=ignore_pred)
+    return matrix.compute(), data
+
+
+def test_per_class_iou_matches_the_reference() -> None:
+    """Classes scored by both agree; the reference's 21-class mean is ours with n/a as 0."""
+    scores, data = _scores("plain")
+    theirs = data["plain_evaluate_iou"]
+    for ours, reference in zip(scores.iou, theirs, strict=True):
+        assert (0.0 if ours is None else ours) == pytest.approx(reference, abs=1e-6)
+    as_reference = np.mean([0.0 if v is None else v for v in scores.iou])
+    assert as_reference == pytest.approx(float(data["plain_evaluate_miou"]), abs=1e-6)
+
+
+@xfail_row(10, "the reference averages all 21 classes, an absent class scoring 0")
+def test_miou_convention() -> None:
+    scores, data = _scores("plain")
+    assert_value_close(scores.miou, data["plain_evaluate_miou"], 1e-9, "mIoU")
+
+
+@xfail_row(10, "the reference counts a predicted 255 on a labelled pixel as a miss")
+def test_miou_with_predicted_255() -> None:
+    scores, data = _scores("with_255", ignore_pred=True)
+    iou = [0.0 if v is None else v for v in scores.iou]
+    theirs = data["with_255_evaluate_iou"]
+    _record(what="IoU of class 15", ours=iou[15], reference=float(theirs[15]))
+    _record(what="mIoU (21 classes, n/a as 0)", ours=float(np.mean(iou)),
+            reference=float(data["with_255_evaluate_miou"]))  # fmt: skip
+    np.testing.assert_allclose(iou, theirs, atol=1e-6)
