@@ -489,7 +489,7 @@ def run_all(
         "batch_size": sizes.batch,
         "crop": sizes.crop,
         "device": device.type,
-        "workers": workers,
+        "loader_workers": workers,
     }
     if sizes.scale_range is not None:
         common["scale_range"] = sizes.scale_range
@@ -527,7 +527,7 @@ def run_all(
     attempt("train-aff", measure_training, train_aff, aff, device, sizes)
 
     batch = default_batch_size(device)
-    common = {"data": data, "device": device.type, "workers": workers}
+    common = {"data": data, "device": device.type, "loader_workers": workers}
     inference = (
         ("make-cam", make_cam, make_cam.MakeCamConfig(
             checkpoint=cam_puzzle.out / "final.pt", split=SPLIT, out=work / "cams", **common),

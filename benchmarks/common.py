@@ -26,6 +26,7 @@ from torch.utils.data import Dataset
 from torch.utils.flop_counter import FlopCounterMode
 
 from wsss.cam_eval import evaluate_model_cams
+from wsss.cam_threshold import DEFAULT_THRESHOLDS
 from wsss.camfile import load_cam_file
 from wsss.checkpoints import load_model
 from wsss.data.datasets import ClassificationDataset
@@ -275,7 +276,7 @@ def measure_eval_cam(settings: BenchSettings) -> Numbers:
         )
         return lambda: seconds_of(lambda: eval_cam.run(config))
 
-    sweep = eval_cam.DEFAULT_THRESHOLDS
+    sweep = DEFAULT_THRESHOLDS
     seconds = alternate(
         {"sweep": run(sweep), "single": run(SINGLE_THRESHOLD)}, settings.min_seconds, 3
     )
@@ -308,7 +309,7 @@ def measure_make_pseudo(settings: BenchSettings) -> Numbers:
                     data=settings.data,
                     split=split,
                     out=work,
-                    workers=workers,
+                    crf_workers=workers,
                 )
                 return make_pseudo.run(config).seconds
 
@@ -385,7 +386,7 @@ def train_task(
     return TrainTask(
         kind=CamClassifier.KIND,
         model=model,
-        objective=train_cam.PuzzleObjective(model, config.puzzle()),
+        objective=train_cam.PuzzleObjective(model, train_cam.puzzle_config(config)),
         dataset=dataset,
         param_groups=model.param_groups(),
         model_config=model.config(),
@@ -413,7 +414,7 @@ def measure_train_cam(settings: BenchSettings) -> Numbers:
     voc = VocDataset.open(settings.data)
     ids = voc.split_ids(TRAIN_SPLIT)
     base = bench_train_config(settings, settings.work)
-    real = ClassificationDataset(voc, ids, TrainTransform(base.augmentation()), base.seed)
+    real = ClassificationDataset(voc, ids, TrainTransform(train_cam.augmentation(base)), base.seed)
     memory = InMemoryDataset([real[i] for i in range(len(real))])
     _warm_up(base, memory)
 
@@ -425,8 +426,8 @@ def measure_train_cam(settings: BenchSettings) -> Numbers:
     def step_seconds(result: FitResult) -> float:
         return result.metrics["seconds"] / result.metrics["iterations"]
 
-    baseline = epoch(memory, workers=0, pieces=1, alpha=0.0)
-    puzzle = epoch(memory, workers=0)
+    baseline = epoch(memory, loader_workers=0, pieces=1, alpha=0.0)
+    puzzle = epoch(memory, loader_workers=0)
     spent: list[float] = []
     loaded = epoch(real, timed_cam_evaluator(voc, TRAIN_SPLIT, spent), eval_split=TRAIN_SPLIT)
     eval_seconds = sum(spent)

@@ -7,16 +7,7 @@ import sys
 import typer
 
 import wsss
-from cli import (
-    cam_commands,
-    data_commands,
-    eval_commands,
-    pipeline_commands,
-    pseudo_commands,
-    report_commands,
-    rw_commands,
-    train_commands,
-)
+from cli import commands, pipeline_commands
 
 app = typer.Typer(
     name="wsss",
@@ -48,17 +39,8 @@ def _root(
     """Weakly-supervised semantic segmentation with Puzzle-CAM."""
 
 
-for module in (
-    data_commands,
-    train_commands,
-    cam_commands,
-    pseudo_commands,
-    rw_commands,
-    eval_commands,
-    pipeline_commands,
-    report_commands,
-):
-    module.register(app)
+commands.register(app)
+pipeline_commands.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,26 +32,38 @@ SET_HELP = (
 )
 
 
+WORKERS_HELP = "Loader and CRF worker processes both (the first release's option)."
+DEVICE_HELP = "auto (CUDA when available), cpu or cuda."
+
 # The options of a whole run, in `wsss pipeline run`, `demo` and `voc` alike.
 RUN: options.Group = {
-    "device": (str, options.device),
-    "workers": (
-        int | None,
-        lambda: typer.Option(None, "--workers", help="Loader / CRF worker processes."),
-    ),
-    "random_walk": (
-        bool,
-        lambda: typer.Option(False, "--random-walk", help=RANDOM_WALK_HELP),
-    ),
-    "variant": (str | None, lambda: typer.Option(None, "--variant", help=VARIANT_HELP)),
+    "device": (str, lambda: typer.Option("auto", "--device", help=DEVICE_HELP)),
+    "loader_workers": (int | None, lambda: typer.Option(
+        None, "--loader-workers", min=0, help="Image loading processes of every stage.")),
+    "crf_workers": (int | None, lambda: typer.Option(
+        None, "--crf-workers", min=1, help="CRF worker processes (default: all cores).")),
+    "workers": (int | None, lambda: typer.Option(None, "--workers", min=0, help=WORKERS_HELP)),
+    "random_walk": (bool, lambda: typer.Option(False, "--random-walk", help=RANDOM_WALK_HELP)),
+    "variant": (str | None, lambda: typer.Option(
+        None, "--loss-variant", "--variant", help=VARIANT_HELP)),
     "overrides": (list[str], lambda: typer.Option([], "--set", help=SET_HELP)),
-}
+    "seed": (int | None, lambda: typer.Option(
+        None, "--seed", help="Seed of every trainer (default: the recipe's).")),
+    "dry_run": (bool, lambda: typer.Option(
+        False, "--dry-run", help="Print every stage's resolved options and stop.")),
+}  # fmt: skip
 
 
 def _run(shared: dict, **fields: Any) -> None:
     """One pipeline run from the RUN options and the command's own fields."""
     from wsss.stages.pipeline import PipelineConfig, run
 
+    workers = shared.pop("workers")
+    if workers is not None:  # --workers: both kinds, unless one is given on its own
+        shared["loader_workers"] = (
+            workers if shared["loader_workers"] is None else shared["loader_workers"]
+        )
+        shared["crf_workers"] = shared["crf_workers"] or max(1, workers)
     run(PipelineConfig(**{**shared, "overrides": tuple(shared["overrides"])}, **fields))
 
 
@@ -68,15 +80,12 @@ def run_pipeline(
     ),
     recipe: str = typer.Option(..., "--recipe", help="demo, voc or coco (docs/recipes.md)."),
     out: Path = typer.Option(..., "--out", help="Run directory."),
-    seed: int | None = typer.Option(
-        None, "--seed", help="Seed of every trainer (default: the recipe's)."
-    ),
 ) -> None:
     """Every stage on a dataset in the toolkit's layout with a recipe by name; no pixel masks
     needed (the background threshold comes from the CAMs, docs/label_free_threshold.md)."""
     from wsss.recipes import get_recipe
 
-    _run(shared, out=out, recipe=get_recipe(recipe), data=data, seed=seed)
+    _run(shared, out=out, recipe=get_recipe(recipe), data=data)
 
 
 @pipeline_app.command("demo")

@@ -76,7 +76,7 @@ def _run_variant(
     from wsss.stages.train_cam import run as train_cam
 
     options = {**DEMO.train_cam, **config.recipe_overrides, **VARIANTS[name]}
-    extra = {"workers": config.workers} if config.workers is not None else {}
+    extra = {"loader_workers": config.workers} if config.workers is not None else {}
     checkpoint = train_unless_finished(
         train_cam,
         TrainCamConfig(data=data, out=out / "cam_model", split=DEMO.cam_split, resume=True,

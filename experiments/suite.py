@@ -35,7 +35,7 @@ from experiments.quality_sets import SETS, Variant
 from wsss.data.demo import ensure_demo
 from wsss.errors import WsssError, check_count
 from wsss.io import ensure_dir, read_json, write_json
-from wsss.recipes import DEMO, Recipe, apply_overrides, pick_variants
+from wsss.recipes import DEMO, Recipe, pick_variants, resolve
 from wsss.stages import pipeline
 from wsss.ui import fmt_pct, info, print_table
 
@@ -143,7 +143,7 @@ def run(config: SuiteConfig) -> SuiteResult:
     ablations = ablation_names(config.ablations)
     variants = select_variants(SETS[config.set_name], config.only, config.max_seeds)
     for variant in variants:  # a bad --set fails before any work
-        recipe_for(variant, variant.seeds[0], config.overrides)
+        resolve(recipe_for(variant, variant.seeds[0]), None, config.overrides, random_walk=True)
     out = ensure_dir(config.out)
     tasks: list[Task] = []
     for variant in variants:
@@ -192,9 +192,10 @@ def ablation_names(short: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(short))
 
 
-def recipe_for(variant: Variant, seed: int, overrides: tuple[str, ...] = ()) -> Recipe:
+def recipe_for(variant: Variant, seed: int) -> Recipe:
     """The demo recipe on this variant: pixel sizes scaled to its images, its data, the
-    variant's own stage options (the smoke set's tiny recipe), then the suite's overrides."""
+    variant's own stage options (the smoke set's tiny recipe). The suite's overrides are the
+    pipeline's `--set`, on top of everything."""
     scale = variant.size / DEMO.demo["size"]
     stages: dict[str, dict[str, Any]] = {}
     for stage in ("train_cam", "make_cam", "make_pseudo", "train_aff", "make_rw", "train_seg",
@@ -204,8 +205,7 @@ def recipe_for(variant: Variant, seed: int, overrides: tuple[str, ...] = ()) -> 
             if key in options:
                 options[key] = _scaled(options[key], scale)
         stages[stage] = {**options, **variant.recipe.get(stage, {})}
-    recipe = dataclasses.replace(DEMO, demo=variant.demo_args(seed), **stages)
-    return apply_overrides(recipe, overrides, pipeline.stage_options(recipe))
+    return dataclasses.replace(DEMO, demo=variant.demo_args(seed), **stages)
 
 
 def _scaled(value: Any, scale: float) -> Any:
@@ -319,7 +319,7 @@ def _result_done(task: Task) -> bool:
 
 def _spec(task: Task) -> dict[str, Any]:
     """What a run's results depend on, to refuse reusing a run made otherwise."""
-    recipe = recipe_for(task.variant, task.seed, task.overrides)
+    recipe = recipe_for(task.variant, task.seed)
     spec = {"variant": task.variant.name, "seed": task.seed, "ablation": task.ablation,
             "recipe": dataclasses.asdict(recipe),
             **({"overrides": list(task.overrides)} if task.overrides else {})}  # fmt: skip
@@ -351,10 +351,17 @@ def _pipeline_run(task: Task, setup: JobSetup) -> None:
         link.symlink_to(os.path.relpath(task.data, task.out), target_is_directory=True)
     pipeline.run(
         pipeline.PipelineConfig(
-            out=task.out, recipe=recipe_for(task.variant, task.seed, task.overrides),
-            device=setup.device, workers=setup.workers, variant=task.ablation, random_walk=True,
+            out=task.out, recipe=recipe_for(task.variant, task.seed), overrides=task.overrides,
+            device=setup.device, variant=task.ablation, random_walk=True, **_workers(setup),
         )
     )  # fmt: skip
+
+
+def _workers(setup: JobSetup) -> dict[str, int | None]:
+    """Each job's loader and CRF processes (None: the stages' defaults)."""
+    if setup.workers is None:
+        return {}
+    return {"loader_workers": setup.workers, "crf_workers": max(1, setup.workers)}
 
 
 def _supervised_bound(task: Task, run: Path, setup: JobSetup) -> None:
@@ -362,10 +369,11 @@ def _supervised_bound(task: Task, run: Path, setup: JobSetup) -> None:
     started from the CAM classifier of the pipeline run in `run` where the recipe says so."""
     _claim(task)
     start = time.perf_counter()
-    recipe = recipe_for(task.variant, task.seed, task.overrides)
-    config = pipeline.PipelineConfig(out=task.out, recipe=recipe, device=setup.device,
-                                     workers=setup.workers)  # fmt: skip
-    steps = pipeline.Steps(config, recipe, task.data, task.out, lambda _name, action: action())
+    config = pipeline.PipelineConfig(out=task.out, recipe=recipe_for(task.variant, task.seed),
+                                     overrides=task.overrides, device=setup.device,
+                                     **_workers(setup))  # fmt: skip
+    resolved = pipeline.resolve_run(config)
+    steps = pipeline.Steps(config, resolved, task.data, task.out, lambda _name, action: action())
     steps.cam_model = run / "cam_model" / "final.pt"
     model = steps.train_seg(None, "")
     split = steps.splits.predict

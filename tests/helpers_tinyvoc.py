@@ -132,7 +132,7 @@ def cams_from_mask(voc, image_id: str, shift: int = 0):
 def stage_config(config_class, setup: tuple[Path, Path], out: Path, **settings):
     """A model stage's config on a (root, checkpoint) setup, on the CPU, loading in-process."""
     root, checkpoint = setup
-    defaults = dict(checkpoint=checkpoint, data=root, split="train", device="cpu", workers=0)
+    defaults = dict(checkpoint=checkpoint, data=root, split="train", device="cpu", loader_workers=0)
     return config_class(**{**defaults, "out": out, **settings})
 
 

@@ -14,12 +14,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Lowest first; a module may import its own layer or any layer below it.
 GROUND = {"wsss", "wsss.errors"}
-BASICS = {"wsss.io", "wsss.lock", "wsss.torchrun", "wsss.cam_math", "wsss.ui"}
+BASICS = {"wsss.io", "wsss.lock", "wsss.torchrun", "wsss.cam_math", "wsss.ui", "wsss.option"}
 DATA = {"wsss.resume"}  # plus every wsss.data.* module
 # The recipes (what every stage of a run is given) are read by the pipeline, the CLI and
 # experiments/ only; they sit with the pipeline so that no stage comes to depend on a recipe.
-ORCHESTRATORS = {"wsss.stages.pipeline", "wsss.recipes"}
-LAYERS = ("ground", "basics", "data", "models", "engine", "algorithms", "stages", "orchestrators")
+# The stage registry too: it names every stage, and the CLI and the pipeline read it.
+ORCHESTRATORS = {"wsss.stages.pipeline", "wsss.recipes", "wsss.registry"}
+# Every stage's options (wsss.configs.*) sit above what their checks use, below the stages.
+LAYERS = ("ground", "basics", "data", "models", "engine", "algorithms", "configs", "stages",
+          "orchestrators")  # fmt: skip
 
 
 def layer(module: str) -> int:
@@ -35,6 +38,8 @@ def layer(module: str) -> int:
         name = "engine"
     elif module in ORCHESTRATORS:
         name = "orchestrators"
+    elif _within(module, "wsss.configs"):
+        name = "configs"
     elif _within(module, "wsss.stages"):
         name = "stages"
     else:  # inference, checkpoints, CAM files, CRF, pseudo labels, CAM thresholds, metrics, ...

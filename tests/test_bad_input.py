@@ -254,7 +254,7 @@ def test_bad_image_met_in_loader_workers(files: Files) -> None:
     ("extra", "message"),
     [
         (["--bogus"], "No such option: --bogus"),
-        (["--threshold", "abc"], "Invalid value for '--threshold'"),
+        (["--threshold", "abc"], "--threshold: 'abc' is not a valid float or auto|oracle"),
     ],
 )
 def test_usage_errors_are_reported_not_crashed(files: Files, capsys, extra, message) -> None:

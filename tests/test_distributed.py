@@ -37,7 +37,7 @@ WORKER = textwrap.dedent(
     data, out, dumps = sys.argv[1:4]
     common = dict(
         data=data, split="train", backbone="resnet18", pretrained="none", epochs=1,
-        batch_size=4, crop=32, device="cpu", workers=0, eval_split="val",
+        batch_size=4, crop=32, device="cpu", loader_workers=0, eval_split="val",
     )
 
 
@@ -175,7 +175,8 @@ TOY = textwrap.dedent(
     def loop(out, resume=False):
         return LoopConfig(out_dir=Path(out), stage="train-toy", epochs=3, batch_size=4,
                           lr=0.1, weight_decay=1e-4, schedule="poly", seed=1, device="cpu",
-                          workers=0, resume=resume, args={"toy": 1})
+                          workers=0, resume=resume, args={"toy": 1}, optimizer="sgd",
+                          warmup_epochs=0.0, compile=False, eval_every=1, threads=None)
 
 
     class Interrupt(Exception):

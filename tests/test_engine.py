@@ -94,7 +94,9 @@ def toy_task(seed: int = 0, nan_at: int | None = None, evaluate=None) -> TrainTa
 def loop(out: Path, **overrides) -> LoopConfig:
     settings = dict(
         out_dir=out, stage="train-toy", epochs=2, batch_size=4, lr=0.05, weight_decay=1e-4,
-        device="cpu", workers=0, args={"lr": 0.05, "epochs": 2},
+        device="cpu", workers=0, args={"lr": 0.05, "epochs": 2}, optimizer="sgd",
+        schedule="poly", warmup_epochs=0.0, seed=0, resume=False, compile=False, eval_every=1,
+        threads=None,
     )  # fmt: skip
     settings.update(overrides)
     return LoopConfig(**settings)

@@ -101,8 +101,8 @@ def test_predict_on_the_gpu(seg_setup, tmp_path: Path) -> None:
 def test_make_rw_on_the_gpu(rw_setup: dict[str, Path], tmp_path: Path) -> None:
     config = make_rw.MakeRwConfig(
         checkpoint=rw_setup["checkpoint"], cams=rw_setup["cams"], data=rw_setup["root"],
-        split="train", out=tmp_path / "rw", rw=make_rw.RwParams(exp_times=4), device="cpu",
-        workers=0,
+        split="train", out=tmp_path / "rw", exp_times=4, device="cpu",
+        loader_workers=0,
     )  # fmt: skip
     cpu, gpu = _both(make_rw.run, config)
     files = sorted(cpu.glob("*.npy"))

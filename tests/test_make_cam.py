@@ -50,7 +50,7 @@ def test_files_schema_and_keys(cam_setup, tmp_path: Path) -> None:
 
 def test_npz_format(cam_setup, tmp_path: Path) -> None:
     out = tmp_path / "cams"
-    run(_config(cam_setup, out, scales=(1.0,), flip=False, fmt="npz", batch_size=3))
+    run(_config(cam_setup, out, scales=(1.0,), flip=False, format="npz", batch_size=3))
     ids = VocDataset.open(cam_setup[0]).split_ids("train")
     assert sorted(p.stem for p in out.glob("*.npz")) == ids
     assert load_cam_file(out / f"{ids[1]}.npz").hr_cam.shape[1:] == (40, 40)

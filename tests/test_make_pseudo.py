@@ -45,7 +45,7 @@ def tiny(tmp_path: Path) -> tuple[VocDataset, Path]:
 
 
 def config(voc: VocDataset, cams: Path, out: Path, **kwargs) -> MakePseudoConfig:
-    settings = {"threshold": 0.3, "crf": None, "workers": 1, **kwargs}
+    settings = {"threshold": 0.3, "crf": False, "crf_workers": 1, **kwargs}
     return MakePseudoConfig(cams=cams, data=voc.root, split="train", out=out, **settings)
 
 
@@ -82,7 +82,7 @@ def test_labels_are_voc_palette_pngs_holding_the_thresholded_cams(tiny, tmp_path
 def test_crf_output_matches_the_library_and_beats_plain_thresholds(tiny, tmp_path):
     voc, cams = tiny
     plain = run(config(voc, cams, tmp_path / "plain"))
-    refined = run(config(voc, cams, tmp_path / "crf", crf=PseudoParams().crf))
+    refined = run(config(voc, cams, tmp_path / "crf", crf=True))
     image_id = voc.split_ids("train")[0]
     expected = pseudo_label(
         np.asarray(voc.load_image(image_id)),
@@ -105,9 +105,9 @@ def test_a_resumed_run_still_scores_the_whole_split(tiny, tmp_path):
 
 def test_two_workers_write_the_same_labels_as_one(tiny, tmp_path):
     voc, cams = tiny
-    crf = PseudoParams().crf
-    one = run(config(voc, cams, tmp_path / "one", crf=crf, workers=1))
-    two = run(config(voc, cams, tmp_path / "two", crf=crf, workers=2))
+    crf = True
+    one = run(config(voc, cams, tmp_path / "one", crf=crf, crf_workers=1))
+    two = run(config(voc, cams, tmp_path / "two", crf=crf, crf_workers=2))
     assert two.workers == 2
     first, second = outputs(tmp_path / "one"), outputs(tmp_path / "two")
     assert first.keys() == second.keys() and len(first) == N
@@ -117,7 +117,7 @@ def test_two_workers_write_the_same_labels_as_one(tiny, tmp_path):
 
 def test_confident_mode_writes_ignore_and_scores_only_the_rest(tiny, tmp_path):
     voc, cams = tiny
-    result = run(config(voc, cams, tmp_path / "out", threshold=None, confident=(0.4, 0.1)))
+    result = run(config(voc, cams, tmp_path / "out", fg_threshold=0.4, bg_threshold=0.1))
     labels = outputs(tmp_path / "out")
     ignored = sum(int((v == 255).sum()) for v in labels.values())
     assert 0 < ignored < sum(v.size for v in labels.values())
@@ -141,20 +141,27 @@ def mean_strongest_cam(voc: VocDataset, cams: Path) -> float:
     return float(np.concatenate([t.ravel() for t in tops]).mean())
 
 
-def test_threshold_comes_from_eval_cam_else_the_label_free_rule(tiny, tmp_path):
+def test_threshold_is_the_label_free_rule_unless_the_oracle_is_asked_for(tiny, tmp_path):
     voc, cams = tiny
-    default = run(config(voc, cams, tmp_path / "a", threshold=None))
-    assert default.threshold == pytest.approx(mean_strongest_cam(voc, cams), abs=1e-4)
-    assert "label-free rule mean-cam" in default.threshold_source
-    assert read_json(cams / "label_free_threshold.json")["threshold"] == default.threshold
     write_json(cams / "eval_cam.json", {"best_threshold": 0.35, "best_miou": 50.0})
-    recorded = run(config(voc, cams, tmp_path / "b", threshold=None))
-    assert recorded.threshold == 0.35
+    default = run(config(voc, cams, tmp_path / "a", threshold="auto"))
+    # the rule, even where an eval-cam record exists (it is an oracle: picked on masks)
+    assert default.threshold == pytest.approx(mean_strongest_cam(voc, cams), abs=1e-4)
+    assert "label-free rule mean-cam" in default.threshold_source and default.rule == "mean-cam"
+    assert read_json(cams / "label_free_threshold.json")["threshold"] == default.threshold
+    recorded = run(config(voc, cams, tmp_path / "b", threshold="oracle"))
+    assert recorded.threshold == 0.35 and recorded.rule == "oracle"
     source = read_json(tmp_path / "b" / "manifest.json")["params"]["threshold_source"]
     assert "eval_cam.json" in source and source.startswith("oracle")
-    # --threshold auto: the rule even where an eval-cam record exists
-    auto = run(config(voc, cams, tmp_path / "c", threshold="auto"))
-    assert auto.threshold == default.threshold and "--threshold auto" in auto.threshold_source
+
+
+def test_confident_thresholds_derive_from_the_background_threshold(tiny, tmp_path):
+    """The one rule of the pipeline's random-walk path, stand-alone too: fg 2 t, bg t / 2."""
+    voc, cams = tiny
+    result = run(config(voc, cams, tmp_path / "out", threshold=0.2, confident=True))
+    assert result.confident == (0.4, 0.1) and "fg = 2 t" in result.threshold_source
+    given = run(config(voc, cams, tmp_path / "given", fg_threshold=0.5, bg_threshold=0.05))
+    assert given.confident == (0.5, 0.05)
 
 
 @pytest.mark.parametrize(("best", "at_edge"), [(0.05, True), (0.1, False)])
@@ -162,7 +169,7 @@ def test_a_threshold_at_the_low_end_of_eval_cams_sweep_is_flagged(tiny, tmp_path
     voc, cams = tiny
     curve = [[0.05, 40.2], [0.1, 41.0 if best == 0.1 else 34.4], [0.15, 29.8]]
     write_json(cams / "eval_cam.json", {"best_threshold": best, "curve": curve})
-    result = run(config(voc, cams, tmp_path / "out", threshold=None))
+    result = run(config(voc, cams, tmp_path / "out", threshold="oracle"))
     assert result.threshold == best
     assert ("the lowest eval-cam tried" in result.threshold_source) is at_edge
 
@@ -171,10 +178,11 @@ def test_a_threshold_at_the_low_end_of_eval_cams_sweep_is_flagged(tiny, tmp_path
     ("settings", "record", "message"),
     [
         ({"threshold": 1.5}, None, "--threshold must be in"),
-        ({"threshold": None}, {"best_threshold": 3}, "eval_cam.json: 'best_threshold'"),
-        ({"threshold": None}, {"curve": []}, "eval_cam.json: 'best_threshold'"),
-        ({"workers": 0}, None, "--workers"),
-        ({"threshold": 0.3, "confident": (0.4, 0.1)}, None, "confident mode"),
+        ({"threshold": "oracle"}, {"best_threshold": 3}, "eval_cam.json: 'best_threshold'"),
+        ({"threshold": "oracle"}, {"curve": []}, "eval_cam.json: 'best_threshold'"),
+        ({"threshold": "oracle"}, None, "eval_cam.json: not found"),
+        ({"crf_workers": 0}, None, "--crf-workers"),
+        ({"fg_threshold": 0.1, "bg_threshold": 0.4}, None, "must not exceed --fg-threshold"),
     ],
 )
 def test_bad_thresholds_and_options_are_one_line_errors(tiny, tmp_path, settings, record, message):
@@ -213,9 +221,9 @@ def test_without_pydensecrf_the_crf_fails_clearly_and_no_crf_works(tiny, tmp_pat
     for name in ("pydensecrf", "pydensecrf.densecrf", "pydensecrf.utils"):
         monkeypatch.setitem(sys.modules, name, None)
     with pytest.raises(WsssError) as info:
-        run(config(voc, cams, tmp_path / "crf", crf=PseudoParams().crf))
+        run(config(voc, cams, tmp_path / "crf", crf=True))
     assert str(info.value) == MISSING_CRF
-    assert run(config(voc, cams, tmp_path / "plain", crf=None)).files == N
+    assert run(config(voc, cams, tmp_path / "plain", crf=False)).files == N
 
 
 def test_cli_writes_labels_and_reports_errors_in_one_line(tiny, tmp_path, capsys):
@@ -224,7 +232,8 @@ def test_cli_writes_labels_and_reports_errors_in_one_line(tiny, tmp_path, capsys
     out = tmp_path / "out"
     assert cli_main([*common, "--out", str(out), "--workers", "1", "--confident"]) == 0
     assert len(outputs(out)) == N
-    assert read_json(out / "manifest.json")["params"]["fg_threshold"] == 0.4
+    t = read_json(cams / "label_free_threshold.json")["threshold"]  # the label-free default
+    assert read_json(out / "manifest.json")["params"]["fg_threshold"] == min(1.0, 2 * t)
     assert "mIoU" in capsys.readouterr().out
 
     assert cli_main([*common, "--out", str(tmp_path / "bad"), "--threshold", "2"]) == 2
@@ -257,7 +266,7 @@ def test_scores_need_ground_truth_for_the_whole_split(tiny, tmp_path):
     assert run(config(voc, cams, tmp_path / "auto")).scores is None
     assert not (tmp_path / "auto" / "eval.json").exists()
     with pytest.raises(WsssError, match="ground truth not found"):
-        run(config(voc, cams, tmp_path / "forced", gt=True))
+        run(config(voc, cams, tmp_path / "forced", score=True))
 
 
 @pytest.mark.parametrize(

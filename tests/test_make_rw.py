@@ -14,7 +14,7 @@ import typer
 from conftest import RW_SIZE
 from typer.testing import CliRunner
 
-from cli.rw_commands import register
+from cli.commands import register
 from wsss.cam_math import normalize_cams, strided_size
 from wsss.camfile import CamRecord, load_cam_file
 from wsss.data.palette import read_label_png
@@ -47,9 +47,9 @@ def _config(rw_setup: dict[str, Path], out: Path, **changes) -> MakeRwConfig:
         data=rw_setup["root"],
         split="train",
         out=out,
-        rw=RwParams(exp_times=4),
+        exp_times=4,
         device="cpu",
-        workers=0,
+        loader_workers=0,
     )
     return replace(base, **changes)
 
@@ -85,9 +85,9 @@ def test_make_pseudo_reads_the_refined_maps(rw_setup: dict[str, Path], tmp_path:
             split="train",
             out=tmp_path / "pseudo",
             threshold=0.3,
-            crf=None,
-            workers=1,
-            gt=True,
+            crf=False,
+            crf_workers=1,
+            score=True,
         )  # fmt: skip
     )
     assert labels.files == 6 and labels.scores is not None

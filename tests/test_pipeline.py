@@ -67,7 +67,9 @@ def test_every_stage_runs_and_writes_valid_outputs(
 ) -> None:
     out = tmp_path / "run"
     with one_torch_thread():
-        result = run(PipelineConfig(out=out, recipe=TINY, device="cpu", workers=0))
+        result = run(
+            PipelineConfig(out=out, recipe=TINY, device="cpu", loader_workers=0, crf_workers=1)
+        )
     voc = VocDataset.open(out / "data")
     train_ids, val_ids = voc.split_ids("train"), voc.split_ids("val")
 
@@ -117,7 +119,9 @@ def test_every_stage_runs_and_writes_valid_outputs(
     # A second run finds everything finished: no stage retrains, the numbers are the same.
     mtime = (out / "cam_model" / "final.pt").stat().st_mtime_ns
     with one_torch_thread():
-        again = run(PipelineConfig(out=out, recipe=TINY, device="cpu", workers=0))
+        again = run(
+            PipelineConfig(out=out, recipe=TINY, device="cpu", loader_workers=0, crf_workers=1)
+        )
     assert (out / "cam_model" / "final.pt").stat().st_mtime_ns == mtime
     for key in ("cam_miou", "pseudo_miou", "seg_miou"):
         assert again.summary[key] == pytest.approx(summary[key])
@@ -125,7 +129,7 @@ def test_every_stage_runs_and_writes_valid_outputs(
     # A changed recipe does not silently reuse the model trained with the old one.
     changed = replace(TINY, train_cam={**TINY.train_cam, "lr": 5e-4})
     with pytest.raises(WsssError, match=r"final\.pt: saved with lr=0\.001, this run has 0\.0005"):
-        run(PipelineConfig(out=out, recipe=changed, device="cpu", workers=0))
+        run(PipelineConfig(out=out, recipe=changed, device="cpu", loader_workers=0, crf_workers=1))
     assert (out / "cam_model" / "final.pt").stat().st_mtime_ns == mtime
 
 
@@ -136,7 +140,9 @@ def test_random_walk_path_runs_beside_the_crf_path_and_resumes(
     out = tmp_path / "run"
     # walk_check off: the walked labels go on to the segmenter whatever the check says
     recipe = replace(TINY, walk_check=False)
-    config = PipelineConfig(out=out, recipe=recipe, device="cpu", workers=0, random_walk=True)
+    config = PipelineConfig(
+        out=out, recipe=recipe, device="cpu", loader_workers=0, crf_workers=1, random_walk=True
+    )
     with one_torch_thread():
         result = run(config)
     summary = json.loads((out / "summary.json").read_text())
@@ -215,7 +221,9 @@ def test_a_walk_the_check_drops_trains_no_segmenter(tmp_path: Path, monkeypatch)
     passes, the walked labels go on to their own segmenter."""
     monkeypatch.setattr(walk_check.WalkCheck, "keep_walk", property(lambda self: False))
     out = tmp_path / "run"
-    config = PipelineConfig(out=out, recipe=TINY, device="cpu", workers=0, random_walk=True)
+    config = PipelineConfig(
+        out=out, recipe=TINY, device="cpu", loader_workers=0, crf_workers=1, random_walk=True
+    )
     with one_torch_thread():
         dropped = run(config).summary
     rw = dropped["random_walk"]

@@ -20,7 +20,7 @@ from wsss.data.demo import DemoKnobs
 from wsss.data.voc import VocDataset
 from wsss.errors import WsssError
 from wsss.io import write_json
-from wsss.recipes import DEMO
+from wsss.recipes import DEMO, resolve
 from wsss.stages import pipeline
 
 SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "quality.py"
@@ -207,9 +207,10 @@ def test_a_tuning_arm_picks_variants_seeds_and_recipe_changes(tmp_path: Path) ->
     assert suite.select_variants(TUNING, (), None) == TUNING
     with pytest.raises(WsssError, match="--only: no variant 'nope'"):
         suite.select_variants(TUNING, ("nope",), None)
-    recipe = suite.recipe_for(TUNING[0], 101, ("train_seg.epochs=30", "recipe.seg_init=false"))
-    assert recipe.train_seg["epochs"] == 30 and recipe.seg_init is False
-    assert recipe.train_seg["crop"] == 96  # the size scaling still applies
+    recipe = suite.recipe_for(TUNING[0], 101)
+    arm_run = resolve(recipe, None, ("train_seg.epochs=30", "recipe.seg_init=false"))
+    assert arm_run.stages["train_seg"]["epochs"] == 30 and arm_run.switches["seg_init"] is False
+    assert arm_run.stages["train_seg"]["crop"] == 96  # the size scaling still applies
     # an arm's runs record its changes, so another arm's folder is refused, not reused
     arm = ("train_seg.epochs=30",)
     task = suite.Task(TUNING[0], 101, "pcl", tmp_path / "d", tmp_path / "r", arm)

@@ -35,14 +35,14 @@ def make_cam(request: pytest.FixtureRequest) -> Stage:
 
 
 def make_rw(request: pytest.FixtureRequest) -> Stage:
-    from wsss.stages.make_rw import MakeRwConfig, RwParams, run
+    from wsss.stages.make_rw import MakeRwConfig, run
 
     setup = request.getfixturevalue("rw_setup")
     config = lambda out: MakeRwConfig(  # noqa: E731
         checkpoint=setup["checkpoint"], cams=setup["cams"], data=setup["root"], split="train",
-        out=out, rw=RwParams(exp_times=4), device="cpu", workers=0, flip=False,
+        out=out, exp_times=4, device="cpu", loader_workers=0, flip=False,
     )  # fmt: skip
-    changed = {"rw": RwParams(exp_times=4, beta=5.0)}
+    changed = {"beta": 5.0}
     return Stage(run, config, setup["root"], ".npy", changed, "beta")
 
 
@@ -60,8 +60,8 @@ def make_pseudo(request: pytest.FixtureRequest) -> Stage:
     for image_id in voc.split_ids("train"):
         save_cam_file(base / "cams" / f"{image_id}.npy", cams_from_mask(voc, image_id, shift=2))
     config = lambda out: MakePseudoConfig(  # noqa: E731
-        cams=base / "cams", data=voc.root, split="train", out=out, threshold=0.3, crf=None,
-        workers=1,
+        cams=base / "cams", data=voc.root, split="train", out=out, threshold=0.3, crf=False,
+        crf_workers=1,
     )  # fmt: skip
     return Stage(run, config, voc.root, ".png", {"threshold": 0.5}, "threshold=0.3 \\(now 0.5\\)")
 

@@ -34,7 +34,7 @@ def _aff_config(
         data=rw_setup["root"], labels=rw_setup["labels"], out=out, split="train",
         backbone="resnet18", pretrained="none", init=cam_checkpoint, epochs=6, batch_size=3,
         crop=40, scale_range=(40, 48), optimizer="adamw", lr=1e-3, radius=3, device="cpu",
-        workers=0,
+        loader_workers=0,
     )  # fmt: skip
     return replace(config, **changes), cam_model
 

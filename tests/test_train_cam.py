@@ -16,7 +16,7 @@ from wsss.stages.train_cam import TrainCamConfig, _warm_start, run
 
 TINY = dict(
     split="train", backbone="resnet18", pretrained="none", crop=32, scale_range=(32, 40),
-    batch_size=2, device="cpu", workers=0, optimizer="adamw", lr=1e-3, weight_decay=1e-4,
+    batch_size=2, device="cpu", loader_workers=0, optimizer="adamw", lr=1e-3, weight_decay=1e-4,
     schedule="cosine",
 )  # fmt: skip
 
@@ -138,7 +138,8 @@ def test_help_lists_the_puzzle_options(capsys: pytest.CaptureFixture[str]) -> No
         ("--pieces", "3", "--pieces must be a square number"),
         ("--alpha", "-1", "--alpha must be >= 0"),
         ("--alpha-warmup", "1.5", "--alpha-warmup is a fraction"),
-        ("--scale-range", "640", "--scale-range must be two sizes"),
+        ("--scale-range", "640", "--scale-range: '640' is not a valid 2 comma-separated ints"),
+        ("--scale-range", "640,320", "--scale-range must be two sizes LOW,HIGH"),
         ("--optimizer", "lamb", "--optimizer must be one of sgd|adamw"),
         ("--re-level", "pixel", "--re-level must be one of feature|cam"),
         ("--output-stride", "32", "--output-stride must be one of 8|16"),

@@ -21,7 +21,7 @@ from wsss.stages.train_seg import SegObjective, TrainSegConfig, run
 
 TINY = dict(
     split="train", backbone="resnet18", pretrained="none", crop=32, scale_range=(32, 48),
-    batch_size=2, device="cpu", workers=0, lr=0.01,
+    batch_size=2, device="cpu", loader_workers=0, lr=0.01,
 )  # fmt: skip
 
 

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from wsss.cam_threshold import DEFAULT_THRESHOLDS, check_thresholds
+from wsss.cam_threshold import parse_thresholds as parse_thresholds  # the module's old name
 from wsss.data.classes import class_names_with_background
 from wsss.data.loader import image_loader
 from wsss.data.palette import IGNORE
@@ -28,56 +30,9 @@ from wsss.errors import WsssError
 from wsss.inference import Predictor, TtaConfig, make_cams
 from wsss.metrics import ConfusionMatrix, SegmentationScores
 
-DEFAULT_THRESHOLDS_TEXT = "0.05:0.95:0.05"
 # Evaluation runs one scale without flip: batching 8 same-size images keeps the CPU as busy as
 # make-cam's multi-scale flip batches do (one image alone leaves cores idle).
 EVAL_BATCH_SIZE = 8
-
-
-# Finer steps than 0.001 change no reported digit but cost time and JSON size per step.
-MAX_THRESHOLDS = 1001
-
-
-def parse_thresholds(text: str) -> tuple[float, ...]:
-    """'0.05:0.95:0.05' (start:stop:step, stop included) or '0.1,0.2,0.3'."""
-    try:
-        if ":" in text:
-            start, stop, step = (float(part) for part in text.split(":"))
-            if step <= 0 or stop < start:
-                raise ValueError
-            count = int(np.floor((stop - start) / step + 1e-9)) + 1
-            if count > MAX_THRESHOLDS:
-                _too_many(count)
-            values = [round(start + i * step, 6) for i in range(count)]
-        else:
-            values = [float(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise WsssError(
-            f"--thresholds must be start:stop:step or a comma list, got '{text}'"
-        ) from None
-    return check_thresholds(values)
-
-
-def check_thresholds(values: Sequence[float]) -> tuple[float, ...]:
-    if not values:
-        raise WsssError("--thresholds needs at least one threshold")
-    bad = [v for v in values if not 0.0 <= v <= 1.0]
-    if bad:
-        raise WsssError(f"--thresholds must be in [0, 1], got {bad[0]}")
-    unique = tuple(sorted({float(v) for v in values}))
-    if len(unique) > MAX_THRESHOLDS:
-        _too_many(len(unique))
-    return unique
-
-
-def _too_many(count: int) -> None:
-    raise WsssError(
-        f"--thresholds gives {count} thresholds, at most {MAX_THRESHOLDS} "
-        "(a step of 0.001 over [0, 1]); use a coarser step"
-    )
-
-
-DEFAULT_THRESHOLDS = parse_thresholds(DEFAULT_THRESHOLDS_TEXT)
 
 
 @dataclass

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from wsss.camfile import find_cam_file, load_cam_file
-from wsss.errors import WsssError
+from wsss.camfile import EVAL_CAM_RECORD, find_cam_file, load_cam_file
+from wsss.errors import WsssError, check_range, file_error
 from wsss.io import read_json, write_json
 from wsss.ui import track
 
@@ -101,6 +101,58 @@ def pick_threshold(cam_dir: Path, ids: Sequence[str], num_classes: int) -> Thres
     return choice
 
 
+@dataclass(frozen=True)
+class ThresholdSetting:
+    """The background threshold a run uses: its value, the rule that gave it (mean-cam,
+    fixed or oracle) and a line saying where it came from."""
+
+    value: float
+    rule: str
+    source: str
+
+
+def resolve_threshold(
+    cam_dir: Path, setting: float | str, ids: Sequence[str], num_classes: int
+) -> ThresholdSetting:
+    """make-pseudo's `--threshold` (a number, 'auto' or 'oracle') as a number; the pipeline
+    reads the threshold of its make-pseudo step through this too."""
+    cam_dir = Path(cam_dir)
+    if setting == "auto":
+        choice = pick_threshold(cam_dir, ids, num_classes)
+        return ThresholdSetting(choice.threshold, RULE, f"label-free rule {RULE} ({RULE_TEXT})")
+    if setting == "oracle":
+        value, source = _oracle(cam_dir / EVAL_CAM_RECORD)
+        return ThresholdSetting(value, "oracle", source)
+    if isinstance(setting, (str, bool)):
+        raise WsssError(
+            f"--threshold must be a number in [0, 1], 'auto' or 'oracle', got {setting!r}"
+        )
+    check_range("--threshold", setting, 0.0, 1.0)
+    return ThresholdSetting(float(setting), "fixed", "--threshold")
+
+
+def _oracle(record: Path) -> tuple[float, str]:
+    """eval-cam's best threshold, picked on ground truth."""
+    if not record.is_file():
+        raise file_error(record, "not found: --threshold oracle needs `wsss eval-cam` first")
+    content = read_json(record)
+    best = content.get("best_threshold") if isinstance(content, dict) else None
+    if isinstance(best, bool) or not isinstance(best, int | float) or not 0.0 <= best <= 1.0:
+        raise file_error(record, f"'best_threshold' must be a number in [0, 1], got {best!r}")
+    source = f"oracle: best of {record}, picked on ground truth"
+    if best == _lowest_swept(content.get("curve")):
+        source += "; the lowest eval-cam tried, the CAMs may be best below it (--thresholds)"
+    return float(best), source
+
+
+def _lowest_swept(curve: object) -> float | None:
+    """The smallest threshold of eval-cam's curve ([[t, miou], ...]) when it swept several."""
+    if not isinstance(curve, list) or len(curve) < 2:
+        return None
+    points = [p[0] for p in curve if isinstance(p, list) and p and isinstance(p[0], int | float)]
+    return min(points) if len(points) == len(curve) else None
+
+
 def confident_thresholds(threshold: float) -> tuple[float, float]:
     """The random-walk path's confident-label thresholds (fg, bg) from the background threshold.
 
@@ -108,3 +160,54 @@ def confident_thresholds(threshold: float) -> tuple[float, float]:
     whole objects become confident background (docs/random_walk.md). fg is capped at 1.
     """
     return min(1.0, 2 * threshold), threshold / 2
+
+
+# -- the thresholds eval-cam sweeps ---------------------------------------------------------
+
+DEFAULT_THRESHOLDS_TEXT = "0.05:0.95:0.05"
+
+
+# Finer steps than 0.001 change no reported digit but cost time and JSON size per step.
+MAX_THRESHOLDS = 1001
+
+
+def parse_thresholds(text: str) -> tuple[float, ...]:
+    """'0.05:0.95:0.05' (start:stop:step, stop included) or '0.1,0.2,0.3'."""
+    try:
+        if ":" in text:
+            start, stop, step = (float(part) for part in text.split(":"))
+            if step <= 0 or stop < start:
+                raise ValueError
+            count = int(np.floor((stop - start) / step + 1e-9)) + 1
+            if count > MAX_THRESHOLDS:
+                _too_many(count)
+            values = [round(start + i * step, 6) for i in range(count)]
+        else:
+            values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise WsssError(
+            f"--thresholds must be start:stop:step or a comma list, got '{text}'"
+        ) from None
+    return check_thresholds(values)
+
+
+def check_thresholds(values: Sequence[float]) -> tuple[float, ...]:
+    if not values:
+        raise WsssError("--thresholds needs at least one threshold")
+    bad = [v for v in values if not 0.0 <= v <= 1.0]
+    if bad:
+        raise WsssError(f"--thresholds must be in [0, 1], got {bad[0]}")
+    unique = tuple(sorted({float(v) for v in values}))
+    if len(unique) > MAX_THRESHOLDS:
+        _too_many(len(unique))
+    return unique
+
+
+def _too_many(count: int) -> None:
+    raise WsssError(
+        f"--thresholds gives {count} thresholds, at most {MAX_THRESHOLDS} "
+        "(a step of 0.001 over [0, 1]); use a coarser step"
+    )
+
+
+DEFAULT_THRESHOLDS = parse_thresholds(DEFAULT_THRESHOLDS_TEXT)

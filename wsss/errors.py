@@ -7,6 +7,7 @@ without a traceback and exits non-zero; everything else is a bug and keeps its t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -43,3 +44,13 @@ def check_count(name: str, value: int | None, minimum: int = 1) -> int | None:
     if value is not None and (isinstance(value, bool) or value < minimum):
         raise WsssError(f"{name} must be at least {minimum}, got {value}")
     return value
+
+
+def check_choice(name: str, value: object, choices: Sequence[object]) -> None:
+    if value not in choices:
+        raise WsssError(f"{name} must be one of {'|'.join(map(str, choices))}, got '{value}'")
+
+
+def check_positive(name: str, value: float) -> None:
+    if not value > 0:
+        raise WsssError(f"{name} must be positive, got {value}")

@@ -1,21 +1,24 @@
 """Recipes: the per-stage settings of one reproduction, as typed data.
 
-A `Recipe` names, per stage, the options that differ from the stage's own defaults; the
-pipeline builds each stage's config from it. `--set stage.option=value` overrides any of
-them (`apply_overrides`), typed by the stage config's field. Where each recipe's numbers
-come from: docs/recipes.md.
+A `Recipe` names, per stage, the options that differ from the stage's own defaults.
+`resolve` gives every stage's options for one run, with one precedence:
+
+    stage default < recipe < variant (train-cam's loss terms) < --seed < --set
+
+`--set stage.option=value` takes the stage's option names (`wsss.option`: the flag's name,
+`--crf-iters` is `make_pseudo.crf_iters`) and always takes effect: a key the run cannot use is
+an error naming it. Where each recipe's numbers come from: docs/recipes.md.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import types
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from wsss import registry
 from wsss.errors import WsssError
+from wsss.option import Option, check_bounds, option_map, options, parse_value, type_name
 
 
 @dataclass(frozen=True)
@@ -52,9 +55,14 @@ class Recipe:
 RECIPE_STAGE = "recipe"
 SWITCHES: dict[str, type] = {"aff_init": bool, "seg_init": bool, "walk_check": bool}
 
-# Fields of a recipe that hold one stage's options each, in pipeline order.
-STAGES = ("demo", "train_cam", "make_cam", "make_pseudo", "train_seg", "predict", "train_aff",
-          "make_rw")  # fmt: skip
+# The stages a run configures, in pipeline order: `--set` key -> the registry's stage. The
+# demo data's options are `demo.*` (the recipe's `demo` field).
+RUN_STAGES = {"demo": "demo_data", "train_cam": "train_cam", "make_cam": "make_cam",
+              "make_pseudo": "make_pseudo", "train_seg": "train_seg", "predict": "predict",
+              "train_aff": "train_aff", "make_rw": "make_rw"}  # fmt: skip
+# Used only on the random-walk path: set without --random-walk they could not take effect.
+WALK_ONLY = {"train_aff": None, "make_rw": None,
+             "make_pseudo": ("fg_threshold", "bg_threshold")}  # fmt: skip
 
 DEMO = Recipe(
     name="demo",
@@ -62,7 +70,7 @@ DEMO = Recipe(
     cam_eval_split="train",
     seg_split="train",
     seg_eval_split="val",
-    demo={"n_train": 300, "n_val": 100, "size": 128, "seed": 0},
+    demo={"train": 300, "val": 100, "size": 128, "seed": 0},
     # From scratch at 128 px the paper's SGD recipe does not learn; AdamW does. L_re shrinks
     # the maps onto the parts here, so the demo trains L_cls + L_p-cls (README, ablation).
     variant="pcl",
@@ -157,13 +165,13 @@ COCO = Recipe(
 
 RECIPES: dict[str, Recipe] = {recipe.name: recipe for recipe in (DEMO, VOC, COCO)}
 
-# name -> train-cam options on top of the recipe and its overrides (the puzzle variants take
-# the tile count and alpha from there: `--pieces 9` changes all three, never the baseline)
+# name -> train-cam options on top of the recipe, under `--set` (the puzzle variants take the
+# tile count and alpha from there: `--pieces 9` changes all three, never the baseline)
 VARIANTS: dict[str, dict[str, Any]] = {
-    "baseline (L_cls)": {"pieces": 1, "alpha": 0.0, "use_pcl": False},
-    "L_cls + L_p-cls": {"alpha": 0.0, "use_pcl": True},
-    "L_cls + L_re": {"use_pcl": False},
-    "Puzzle-CAM (all)": {"use_pcl": True},
+    "baseline (L_cls)": {"pieces": 1, "alpha": 0.0, "pcl": False},
+    "L_cls + L_p-cls": {"alpha": 0.0, "pcl": True},
+    "L_cls + L_re": {"pcl": False},
+    "Puzzle-CAM (all)": {"pcl": True},
 }
 SHORT_NAMES = dict(zip(("baseline", "pcl", "re", "full"), VARIANTS, strict=True))
 
@@ -184,46 +192,117 @@ def pick_variants(short: list[str] | None) -> tuple[str, ...]:
     return tuple(SHORT_NAMES[name] for name in short)
 
 
-def train_cam_options(recipe: Recipe, variant: str | None = None) -> dict[str, Any]:
-    """The recipe's train-cam options under its variant (or `variant`, which replaces it,
-    never stacks on it)."""
+def variant_options(recipe: Recipe, variant: str | None = None) -> dict[str, Any]:
+    """train-cam's options of the variant (`variant`, else the recipe's; it replaces the
+    recipe's, never stacks on it)."""
     chosen = variant or recipe.variant
     if chosen is None:
-        return dict(recipe.train_cam)
+        return {}
     (name,) = pick_variants([chosen])
-    return {**recipe.train_cam, **VARIANTS[name]}
+    return dict(VARIANTS[name])
 
 
-# -- overrides: `--set stage.option=value` ----------------------------------------------------
+@dataclass(frozen=True)
+class Resolved:
+    """One run's settings: every stage's options (defaults included), the recipe's switches."""
+
+    recipe: Recipe
+    stages: dict[str, dict[str, Any]]  # `--set` stage key -> option -> value
+    switches: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        from wsss.io import jsonable
+
+        return jsonable({**self.stages, RECIPE_STAGE: self.switches})
 
 
-def apply_overrides(
-    recipe: Recipe, overrides: typing.Sequence[str], options: dict[str, dict[str, Any]]
-) -> Recipe:
-    """The recipe with each `stage.option=value` applied; `options` maps a stage to its
-    overridable options and their types. Any mistake is a one-line error naming the choices."""
-    changes: dict[str, dict[str, Any]] = {}
-    switches: dict[str, Any] = {}
-    for text in overrides:
-        stage, option, value = _split_override(text)
-        if stage not in options:
-            raise WsssError(f"--set {text}: unknown stage '{stage}' (stages: {', '.join(options)})")
-        if option not in options[stage]:
-            raise WsssError(
-                f"--set {text}: unknown option '{option}' of {stage} "
-                f"(options: {', '.join(sorted(options[stage]))})"
-            )
-        try:
-            parsed = parse_value(value, options[stage][option])
-        except ValueError:
-            raise WsssError(
-                f"--set {text}: '{value}' is not a valid {type_name(options[stage][option])}"
-            ) from None
-        if stage == RECIPE_STAGE:  # the recipe's own switches: fields, not a stage's options
-            switches[option] = parsed
+def resolve(
+    recipe: Recipe,
+    variant: str | None = None,
+    overrides: typing.Sequence[str] = (),
+    seed: int | None = None,
+    random_walk: bool = False,
+    demo_data: bool | None = None,
+) -> Resolved:
+    """Every stage's options for one run (the precedence in the module's docstring); any
+    mistake in `overrides` is a one-line error, raised before any work. `demo_data`: whether
+    the run generates the demo data (default: when the recipe has it)."""
+    demo_data = recipe.demo is not None if demo_data is None else demo_data
+    sets = parse_overrides(overrides)
+    _check_effect(sets, random_walk, demo_data)
+    stages: dict[str, dict[str, Any]] = {}
+    for key, name in RUN_STAGES.items():
+        if key == "demo" and not demo_data:
             continue
-        changes.setdefault(stage, dict(getattr(recipe, stage) or {}))[option] = parsed
-    return dataclasses.replace(recipe, **changes, **switches)
+        config = registry.stage(name).config
+        values = option_values(config)
+        if key == "train_aff":  # the affinity net's backbone is the CAM classifier's
+            values.update({k: stages["train_cam"][k] for k in ("backbone", "pretrained")})
+        values.update(_typed(config, getattr(recipe, key) or {}, f"the {recipe.name} recipe"))
+        if key == "train_cam":
+            values.update(variant_options(recipe, variant))
+        if seed is not None and key in TRAINERS:
+            values["seed"] = seed
+        values.update(sets.get(key, {}))
+        for opt in options(config):
+            if opt.name in values:
+                check_bounds(opt, values[opt.name])
+        stages[key] = values
+    switches = {name: getattr(recipe, name) for name in SWITCHES}
+    switches.update(sets.get(RECIPE_STAGE, {}))
+    return Resolved(recipe, stages, switches)
+
+
+TRAINERS = ("train_cam", "train_seg", "train_aff")
+
+
+def option_values(config: type) -> dict[str, Any]:
+    """The defaults of a stage's options that a run may set (not those it sets itself)."""
+    return {opt.name: opt.default for opt in options(config) if not opt.spec.run_level}
+
+
+def settable(key: str) -> dict[str, Option]:
+    """A run stage's `--set` keys (old spellings included) -> option."""
+    if key == RECIPE_STAGE:
+        return {}
+    config = registry.stage(RUN_STAGES[key]).config
+    return {k: opt for k, opt in option_map(config).items() if not opt.spec.run_level}
+
+
+def parse_overrides(overrides: typing.Sequence[str]) -> dict[str, dict[str, Any]]:
+    """`stage.option=value` texts as stage -> option name -> typed value."""
+    parsed: dict[str, dict[str, Any]] = {}
+    for text in overrides:
+        stage, key, value = _split_override(text)
+        stage = {"demo_data": "demo"}.get(stage, stage)
+        if stage == RECIPE_STAGE:
+            if key not in SWITCHES:
+                raise WsssError(f"--set {text}: unknown switch '{key}' of the recipe "
+                                f"(switches: {', '.join(SWITCHES)})")  # fmt: skip
+            parsed.setdefault(stage, {})[key] = _parse(text, value, SWITCHES[key])
+            continue
+        if stage not in RUN_STAGES:
+            stages = ", ".join([*RUN_STAGES, RECIPE_STAGE])
+            raise WsssError(f"--set {text}: unknown stage '{stage}' (stages: {stages})")
+        known = settable(stage)
+        if key not in known:
+            fixed = {o.name for o in options(registry.stage(RUN_STAGES[stage]).config)}
+            why = "the pipeline sets it from the run" if key in fixed else "unknown option"
+            names = ", ".join(sorted({o.name for o in known.values()}))
+            raise WsssError(f"--set {text}: {why} '{key}' of {stage} (options: {names})")
+        opt = known[key]
+        if opt.spec.parse is not None:
+            parsed.setdefault(stage, {})[opt.name] = opt.parse(value)
+        else:
+            parsed.setdefault(stage, {})[opt.name] = _parse(text, value, opt.kind)
+    return parsed
+
+
+def _parse(text: str, value: str, kind: Any) -> Any:
+    try:
+        return parse_value(value, kind)
+    except ValueError:
+        raise WsssError(f"--set {text}: '{value}' is not a valid {type_name(kind)}") from None
 
 
 def _split_override(text: str) -> tuple[str, str, str]:
@@ -234,109 +313,24 @@ def _split_override(text: str) -> tuple[str, str, str]:
     return stage, option.strip(), value.strip()
 
 
-def option_types(config_type: type, exclude: typing.Collection[str] = ()) -> dict[str, Any]:
-    """The fields of a stage config dataclass that a plain value can set, with their types;
-    a field holding a parameter dataclass (the CRF's, the walk's) offers its fields as
-    `field.name`."""
-    hints = typing.get_type_hints(config_type)
-    options: dict[str, Any] = {}
-    for f in dataclasses.fields(config_type):
-        if f.name in exclude:
-            continue
-        nested = _nested_type(hints[f.name])
-        if nested is not None:
-            options.update({f"{f.name}.{k}": v for k, v in option_types(nested).items()})
-        elif _parsable(hints[f.name]):
-            options[f.name] = hints[f.name]
-    return options
+def _check_effect(sets: dict[str, dict[str, Any]], random_walk: bool, demo_data: bool) -> None:
+    """A `--set` the run would ignore is an error, not a silent no-op."""
+    if not random_walk:
+        for stage, only in WALK_ONLY.items():
+            hit = [k for k in sets.get(stage, {}) if only is None or k in only]
+            if hit:
+                raise WsssError(f"--set {stage}.{hit[0]}: used only on the random-walk path; "
+                                "add --random-walk")  # fmt: skip
+    if sets.get("demo") and not demo_data:
+        key = next(iter(sets["demo"]))
+        raise WsssError(f"--set demo.{key}: this run does not generate the demo data "
+                        "(the demo recipe without --data does)")  # fmt: skip
 
 
-def build_config(config_type: type, options: dict[str, Any]) -> Any:
-    """`config_type(**options)`, with `field.name` keys set on that field's dataclass (the
-    given one, else the field's default)."""
-    plain = {key: value for key, value in options.items() if "." not in key}
-    nested: dict[str, dict[str, Any]] = {}
-    for key, value in options.items():
-        if "." in key:
-            name, _, sub = key.partition(".")
-            nested.setdefault(name, {})[sub] = value
-    defaults = {f.name: f for f in dataclasses.fields(config_type)}
-    hints = typing.get_type_hints(config_type)
-    for name, subs in nested.items():
-        base = plain.get(name)
-        if base is None and defaults[name].default is not dataclasses.MISSING:
-            base = defaults[name].default
-        if base is None:
-            base = _nested_type(hints[name])()
-        plain[name] = dataclasses.replace(base, **subs)
-    return config_type(**plain)
-
-
-def _nested_type(kind: Any) -> type | None:
-    members = [a for a in typing.get_args(kind) if a is not type(None)] or [kind]
-    return members[0] if len(members) == 1 and dataclasses.is_dataclass(members[0]) else None
-
-
-def parse_value(text: str, kind: Any) -> Any:
-    """`text` as a value of type `kind` (int, float, bool, str, Path, Literal, X | None,
-    tuple[X, ...] as comma-separated items); ValueError when it is not one."""
-    origin, args = typing.get_origin(kind), typing.get_args(kind)
-    if origin in (typing.Union, types.UnionType):
-        if type(None) in args and text.lower() in ("none", "null"):
-            return None
-        for member in (a for a in args if a is not type(None)):
-            try:
-                return parse_value(text, member)
-            except ValueError:
-                continue
-        raise ValueError(text)
-    if origin is typing.Literal:
-        for choice in args:
-            if str(choice) == text:
-                return choice
-        raise ValueError(text)
-    if origin is tuple:
-        items = [item.strip() for item in text.split(",") if item.strip()]
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(parse_value(item, args[0]) for item in items)
-        if len(items) != len(args):
-            raise ValueError(text)
-        return tuple(parse_value(item, a) for item, a in zip(items, args, strict=True))
-    if kind is bool:
-        lowered = text.lower()
-        if lowered in ("true", "yes", "on", "1"):
-            return True
-        if lowered in ("false", "no", "off", "0"):
-            return False
-        raise ValueError(text)
-    if kind in (int, float):
-        return kind(text)
-    if kind in (str, Path):
-        if not text:
-            raise ValueError(text)
-        return kind(text)
-    raise ValueError(text)
-
-
-def type_name(kind: Any) -> str:
-    origin, args = typing.get_origin(kind), typing.get_args(kind)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(type_name(a) if a is not type(None) else "none" for a in args)
-    if origin is typing.Literal:
-        return "|".join(str(a) for a in args)
-    if origin is tuple:
-        if len(args) == 2 and args[1] is Ellipsis:
-            return f"comma list of {type_name(args[0])}"
-        return f"{len(args)} comma-separated {type_name(args[0])}s"
-    return getattr(kind, "__name__", str(kind))
-
-
-def _parsable(kind: Any) -> bool:
-    origin, args = typing.get_origin(kind), typing.get_args(kind)
-    if origin in (typing.Union, types.UnionType):
-        return all(_parsable(a) for a in args if a is not type(None))
-    if origin is typing.Literal:
-        return True
-    if origin is tuple:
-        return all(_parsable(a) for a in args if a is not Ellipsis)
-    return kind in (bool, int, float, str, Path)
+def _typed(config: type, values: dict[str, Any], where: str) -> dict[str, Any]:
+    """A recipe's options under their names (old spellings taken), unknown ones refused."""
+    known = option_map(config)
+    unknown = [k for k in values if k not in known]
+    if unknown:
+        raise WsssError(f"{where}: unknown option '{unknown[0]}' of {config.__name__}")
+    return {known[k].name: v for k, v in values.items()}

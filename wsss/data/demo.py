@@ -12,6 +12,7 @@ See docs/demo.md for the design and the numbers measured on it.
 from __future__ import annotations
 
 import colorsys
+import inspect
 import io
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
@@ -310,10 +311,20 @@ class _Object:
 def ensure_demo(root: str | Path, demo_args: dict) -> Path:
     """Generate the demo dataset unless a complete one with the same arguments is there."""
     done = Path(root) / "demo_complete.json"
-    if not (done.is_file() and read_json(done) == demo_args):
+    if not (done.is_file() and _with_defaults(read_json(done)) == _with_defaults(demo_args)):
         generate_demo(root, **demo_args)
         write_json(done, demo_args)
     return Path(root)
+
+
+def _with_defaults(demo_args: object) -> object:
+    """`generate_demo`'s arguments with its defaults filled in (two spellings, one dataset)."""
+    if not isinstance(demo_args, dict):
+        return demo_args
+    parameters = inspect.signature(generate_demo).parameters.values()
+    defaults = {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
+    defaults.pop("progress", None)
+    return {**defaults, **demo_args}
 
 
 def render_sample(

@@ -61,9 +61,10 @@ LAST, FINAL, BEST = "last.pt", "final.pt", "best.pt"
 METRICS, SUMMARY = "metrics.jsonl", "summary.json"
 # Options a resumed run may change without changing the result.
 # Thread count and device change the bits only, and a resume under others warns.
-RESUMABLE_CHANGES = frozenset(
-    {"out", "device", "workers", "resume", "compile", "eval_every", "eval_split", "threads"}
-)
+RESUMABLE_CHANGES = frozenset({"out", "device", "loader_workers", "resume", "compile",
+                               "eval_every", "eval_split", "threads"})  # fmt: skip
+# Options renamed since a checkpoint may have been saved: old key -> today's.
+RENAMED_ARGS = {"use_pcl": "pcl", "workers": "loader_workers"}
 # Loss values reach the host (a wait for the GPU to finish every queued step) only this often
 # and at an epoch's end, so that the host queues the next steps while the GPU runs.
 READ_EVERY = 20
@@ -128,24 +129,26 @@ class TrainTask:
 class LoopConfig:
     """The engine's settings; `args` are the user's resolved options, kept in checkpoints."""
 
+    # The user's options, defaults included, come from the stage's config (`TrainOptions`);
+    # the engine declares no default of its own.
     out_dir: Path
     stage: str
     epochs: int
     batch_size: int
     lr: float
     weight_decay: float
-    optimizer: str = "sgd"
+    optimizer: str
+    schedule: str
+    warmup_epochs: float
+    seed: int
+    device: str
+    workers: int
+    resume: bool
+    compile: bool
+    eval_every: int
+    threads: int | None  # torch's CPU threads; None: torch's default
     momentum: float = 0.9
     nesterov: bool = True
-    schedule: str = "poly"
-    warmup_epochs: float = 0.0
-    seed: int = 0
-    device: str = "auto"
-    workers: int = 0
-    resume: bool = False
-    compile: bool = False
-    eval_every: int = 1
-    threads: int | None = None  # torch's CPU threads; None: torch's default
     read_every: int = READ_EVERY
     args: dict[str, Any] = field(default_factory=dict)
 
@@ -170,6 +173,9 @@ class FitResult:
     seconds: float
     metrics: dict[str, Any]
     best_eval: dict[str, Any] | None
+
+    def notes(self) -> list[str]:
+        return [f"summary written to {self.out_dir / 'summary.json'}"]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -232,6 +238,7 @@ def fit(
 def check_same_args(path: Path, saved: dict[str, Any], args: dict[str, Any]) -> None:
     """A checkpoint continues (or stands for) a run only if it was made with the same options,
     apart from those that do not change the result (`RESUMABLE_CHANGES`)."""
+    saved = {RENAMED_ARGS.get(key, key): value for key, value in saved.items()}
     changed = sorted(
         key
         for key in set(saved) | set(args)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wsss.cam_eval import DEFAULT_THRESHOLDS, SweepResult, ThresholdSweep, check_thresholds
+from wsss.cam_eval import SweepResult, ThresholdSweep, check_thresholds
 from wsss.cam_eval import parse_thresholds as parse_thresholds  # --thresholds, for the CLI
 from wsss.camfile import (
     EVAL_CAM_RECORD,
@@ -21,25 +21,15 @@ from wsss.camfile import (
     find_cam_file,
     load_cam_file,
 )
+from wsss.configs.scoring import EvalCamConfig
 from wsss.data.groundtruth import GroundTruth
 from wsss.data.voc import read_id_list
 from wsss.errors import WsssError, file_error
 from wsss.io import write_json
 from wsss.overlay import plot_curve
-from wsss.ui import track
+from wsss.ui import Table, scores_table, track
 
 STAGE = "eval-cam"
-
-
-@dataclass(frozen=True)
-class EvalCamConfig:
-    cams: Path
-    gt: Path
-    split: str | None = None
-    json_path: Path | None = None
-    thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS
-    class_list: Path | None = None
-    plot: bool = True
 
 
 @dataclass
@@ -47,6 +37,14 @@ class EvalCamResult:
     sweep: SweepResult
     json_path: Path
     plot_path: Path | None
+
+    def summary_rows(self) -> list[tuple[str, Any]]:
+        return summary_rows(self)
+
+    def tables(self) -> list[Table]:
+        best = self.sweep.best
+        title = f"CAMs at threshold {self.sweep.best_threshold:.2f} ({best.images} images)"
+        return [scores_table(title, best)]
 
 
 def run(config: EvalCamConfig) -> EvalCamResult:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from wsss.configs.scoring import EvalConfig
 from wsss.data.classes import class_names_with_background
 from wsss.data.groundtruth import GroundTruth
 from wsss.data.palette import read_label_png
@@ -13,18 +14,7 @@ from wsss.errors import WsssError, file_error
 from wsss.io import MANIFEST_NAME, read_manifest, safe_child, write_json
 from wsss.metrics import ConfusionMatrix, SegmentationScores
 from wsss.resume import check_made_for
-from wsss.ui import track
-
-
-@dataclass
-class EvalConfig:
-    pred: Path
-    gt: Path
-    list_file: Path | None = None
-    split: str | None = None
-    json_path: Path | None = None
-    class_list: Path | None = None
-    skip_missing: bool = False
+from wsss.ui import Table, scores_table, track
 
 
 @dataclass
@@ -32,6 +22,16 @@ class EvalResult:
     scores: SegmentationScores
     json_path: Path
     missing: list[str]
+
+    def summary_rows(self) -> list[tuple[str, object]]:
+        return []
+
+    def tables(self) -> list[Table]:
+        return [scores_table(f"{self.json_path.parent} ({self.scores.images} images)", self.scores)]
+
+    def notes(self) -> list[str]:
+        missing = [f"{len(self.missing)} predictions missing, skipped"] if self.missing else []
+        return [*missing, f"scores written to {self.json_path}"]
 
 
 def run(config: EvalConfig) -> EvalResult:

@@ -7,16 +7,15 @@ process takes every WORLD_SIZE-th id), and described by a manifest next to the f
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from wsss.camfile import CamFormat, cam_suffix, save_cam_file
+from wsss.camfile import cam_suffix, save_cam_file
 from wsss.checkpoints import open_model_stage
+from wsss.configs.inference import MakeCamConfig
 from wsss.data.loader import image_loader
 from wsss.errors import check_count
-from wsss.inference import DEFAULT_SCALES, CamBatch, TtaConfig, cam_batch, default_batch_size
+from wsss.inference import CamBatch, TtaConfig, cam_batch, default_batch_size
 from wsss.inference import parse_scales as parse_scales  # --scales, for the CLI
 from wsss.models.classifier import CamClassifier
 from wsss.overlay import write_overlays
@@ -30,37 +29,21 @@ STAGE = "make-cam"
 SIGNATURE = ("checkpoint_sha256", "scales", "flip", "format", "classes")
 
 
-@dataclass(frozen=True)
-class MakeCamConfig:
-    checkpoint: Path
-    data: Path
-    split: str
-    out: Path
-    scales: tuple[float, ...] = DEFAULT_SCALES
-    flip: bool = True
-    device: str = "auto"
-    batch_size: int | None = None
-    workers: int | None = None  # image loader processes; None: by device
-    fmt: CamFormat = "npy"
-    overlays: int = 0
-    class_list: Path | None = None
-
-
 MakeCamResult = PerImageResult
 
 
 def run(config: MakeCamConfig) -> MakeCamResult:
     tta = TtaConfig(scales=tuple(config.scales), flip=config.flip)
-    suffix = cam_suffix(config.fmt)
+    suffix = cam_suffix(config.format)
     check_count("--batch-size", config.batch_size)
-    check_count("--workers", config.workers, 0)
+    check_count("--loader-workers", config.loader_workers, 0)
     check_count("--overlays", config.overlays, 0)
     voc, ids, predictor, params = open_model_stage(config, CamClassifier.KIND)
     device = predictor.device
     params |= {
         "scales": list(tta.scales),
         "flip": tta.flip,
-        "format": config.fmt,
+        "format": config.format,
         "classes": list(voc.classes),
     }
     outputs = PerImageRun(STAGE, config.out, ids, suffix, params, SIGNATURE)
@@ -70,13 +53,13 @@ def run(config: MakeCamConfig) -> MakeCamResult:
         voc,
         outputs.todo,
         default_batch_size(device) if config.batch_size is None else config.batch_size,
-        config.workers,
+        config.loader_workers,
         device,
     )
 
     def write(batch_ids: list[str], cams: CamBatch, arrays: list[np.ndarray]) -> None:
         for image_id, record in zip(batch_ids, cams.records(arrays), strict=True):
-            writer.submit(save_cam_file, outputs.output(image_id), record, config.fmt)
+            writer.submit(save_cam_file, outputs.output(image_id), record, config.format)
         advance(len(batch_ids))
 
     with (

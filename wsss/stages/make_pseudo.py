@@ -7,9 +7,10 @@ and collects a few numbers per image (and, when the split has ground truth, a sm
 confusion matrix, summed here into the pseudo labels' mIoU). Under torchrun each process
 takes its own shard of the split and the scores are summed over processes at the end.
 
-The background threshold defaults to the best one `wsss eval-cam` recorded for these CAMs
-(`<cams>/eval_cam.json`, an oracle: picked on ground truth), else the label-free rule of
-`wsss.cam_threshold` (also `--threshold auto`); the manifest says which.
+The background threshold defaults to the label-free rule of `wsss.cam_threshold`
+(`--threshold auto`), the same stand-alone and in the pipeline; `--threshold oracle` takes the
+best one `wsss eval-cam` recorded for these CAMs (picked on ground truth). The manifest says
+which. Confident mode's two thresholds derive from the same threshold unless given.
 """
 
 from __future__ import annotations
@@ -17,35 +18,38 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
-from wsss.cam_threshold import RULE, RULE_TEXT, pick_threshold
+from wsss.cam_threshold import (
+    CONFIDENT_RULE,
+    ThresholdSetting,
+    confident_thresholds,
+    resolve_threshold,
+)
 from wsss.camfile import (
-    EVAL_CAM_RECORD,
     CamRecord,
     cam_folder_params,
     find_cam_file,
     load_cam_file,
 )
+from wsss.configs.labels import MakePseudoConfig
 from wsss.crf import CrfParams, densecrf_module
 from wsss.data.classes import class_names_with_background
 from wsss.data.palette import IGNORE, read_label_png, save_label_png
 from wsss.data.voc import VocDataset
-from wsss.errors import WsssError, check_count, check_range, file_error
-from wsss.io import note_runtime, read_json, write_json
+from wsss.errors import WsssError, check_count, file_error
+from wsss.io import note_runtime, write_json
 from wsss.metrics import ConfusionMatrix, SegmentationScores
 from wsss.perimage import PerImageResult, PerImageRun
 from wsss.pool import default_workers, map_in_processes, peak_rss_mb
 from wsss.pseudo import (
-    DEFAULT_BG_THRESHOLD,
-    DEFAULT_FG_THRESHOLD,
     PseudoParams,
     pseudo_label,
 )
 from wsss.resume import output_path, shard
 from wsss.torchrun import env_info
+from wsss.ui import Table, scores_table
 
 STAGE = "make-pseudo"
 LABEL_SUFFIX = ".png"
@@ -53,22 +57,6 @@ EVAL_NAME = "eval.json"
 # Resuming into a folder made with other values of these would mix two kinds of labels.
 SIGNATURE = ("cams", "split", "mode", "threshold", "fg_threshold", "bg_threshold", "bg_power",
              "crf", "classes")  # fmt: skip
-
-
-@dataclass(frozen=True)
-class MakePseudoConfig:
-    cams: Path
-    data: Path
-    split: str
-    out: Path
-    # None: eval-cam's best when recorded, else "auto", the label-free rule
-    threshold: float | Literal["auto"] | None = None
-    crf: CrfParams | None = CrfParams()
-    bg_power: float | None = None
-    confident: tuple[float, float] | None = None  # (fg, bg) thresholds: confident mode
-    workers: int | None = None  # None: every core this process may use
-    gt: bool | None = None  # None: score when every image of the split has ground truth
-    class_list: Path | None = None
 
 
 @dataclass(kw_only=True)
@@ -82,6 +70,13 @@ class MakePseudoResult(PerImageResult):
     ignored_pixels: int = 0
     scores: SegmentationScores | None = None
     eval_path: Path | None = None
+    rule: str = ""  # how the background threshold was chosen: mean-cam, fixed or oracle
+    confident: tuple[float, float] | None = None  # (fg, bg) in confident mode
+
+    def tables(self) -> list[Table]:
+        if self.scores is None:
+            return []
+        return [scores_table(f"pseudo labels ({self.scores.images} images)", self.scores)]
 
     @property
     def ignored_fraction(self) -> float:
@@ -110,12 +105,12 @@ def run(config: MakePseudoConfig) -> MakePseudoResult:
     cams = Path(config.cams)
     if not cams.is_dir():
         raise file_error(cams, "CAM directory not found")
-    check_count("--workers", config.workers)
+    check_count("--crf-workers", config.crf_workers)
     note_runtime({"device": "cpu", "amp": "off"})  # the CRF runs on the CPU, whatever ran before
     voc = VocDataset.open(config.data, config.class_list)
     cam_folder_params(cams, voc.classes)
     ids = voc.split_ids(config.split)
-    params, source = _pseudo_params(config, cams, voc, ids)
+    params, threshold = _pseudo_params(config, cams, voc, ids)
     if params.crf is not None:
         densecrf_module()  # a missing pydensecrf fails now, not in every worker
     manifest_params = {
@@ -123,12 +118,12 @@ def run(config: MakePseudoConfig) -> MakePseudoResult:
         "data": str(config.data),
         "split": config.split,
         **params.to_json(),
-        "threshold_source": source,
+        "threshold_source": threshold.source,
         "classes": list(voc.classes),
     }
     outputs = PerImageRun(STAGE, config.out, ids, LABEL_SUFFIX, manifest_params, SIGNATURE)
     mine = shard(ids)
-    evaluate = _should_evaluate(voc, mine, config.gt)
+    evaluate = _should_evaluate(voc, mine, config.score)
     voc.check_image_ids(outputs.todo)
     for image_id in outputs.todo:
         find_cam_file(cams, image_id)  # the first missing CAM file fails before any work
@@ -136,7 +131,7 @@ def run(config: MakePseudoConfig) -> MakePseudoResult:
     # Finished labels are re-read only to be scored, so the mIoU always covers the split.
     tasks = outputs.todo + ([i for i in mine if i not in todo] if evaluate else [])
     job = PseudoJob(voc.root, cams, outputs.out, params, evaluate, config.class_list)
-    workers = min(config.workers or default_workers(), max(1, len(tasks)))
+    workers = min(config.crf_workers or default_workers(), max(1, len(tasks)))
 
     names = class_names_with_background(voc.classes)
     tally = _Tally(ConfusionMatrix(len(names), names))
@@ -152,7 +147,9 @@ def run(config: MakePseudoConfig) -> MakePseudoResult:
         result=MakePseudoResult,
         workers=workers,
         threshold=None if params.confident else params.threshold,
-        threshold_source=source,
+        threshold_source=threshold.source,
+        rule=threshold.rule,
+        confident=params.confident,
         peak_rss_mb=peak_rss_mb(),
         worker_peak_rss_mb=tally.worker_rss_mb,
         pixels=tally.pixels,
@@ -283,73 +280,46 @@ class ImageLabeler:
             )
 
 
-def confident_thresholds(
-    confident: bool, fg_threshold: float | None, bg_threshold: float | None
-) -> tuple[float, float] | None:
-    """(fg, bg) of confident mode, which giving either threshold also turns on; else None."""
-    if not (confident or fg_threshold is not None or bg_threshold is not None):
-        return None
-    return (
-        DEFAULT_FG_THRESHOLD if fg_threshold is None else fg_threshold,
-        DEFAULT_BG_THRESHOLD if bg_threshold is None else bg_threshold,
-    )
-
-
-def resolve_threshold(
-    cams: Path, threshold: float | str | None, voc: VocDataset, ids: list[str]
-) -> tuple[float, str]:
-    """The threshold and where it came from: the option, eval-cam's record (an oracle), or
-    the label-free rule."""
-    if threshold == "auto":
-        return _label_free(cams, voc, ids, "--threshold auto")
-    if isinstance(threshold, str):
-        raise WsssError(f"--threshold must be a number in [0, 1] or 'auto', got '{threshold}'")
-    if threshold is not None:
-        return check_range("--threshold", threshold, 0.0, 1.0), "--threshold"
-    record = cams / EVAL_CAM_RECORD
-    if not record.is_file():
-        return _label_free(cams, voc, ids, f"no {EVAL_CAM_RECORD} in the CAM folder")
-    content = read_json(record)
-    best = content.get("best_threshold") if isinstance(content, dict) else None
-    if isinstance(best, bool) or not isinstance(best, int | float) or not 0.0 <= best <= 1.0:
-        raise file_error(record, f"'best_threshold' must be a number in [0, 1], got {best!r}")
-    source = f"oracle: best of {record}, picked on ground truth"
-    if best == _lowest_swept(content.get("curve")):
-        source += "; the lowest eval-cam tried, the CAMs may be best below it (--thresholds)"
-    return float(best), source
-
-
-def _label_free(cams: Path, voc: VocDataset, ids: list[str], why: str) -> tuple[float, str]:
-    choice = pick_threshold(cams, ids, voc.num_classes)
-    return choice.threshold, f"label-free rule {RULE} ({RULE_TEXT}; {why})"
-
-
-def _lowest_swept(curve: object) -> float | None:
-    """The smallest threshold of eval-cam's curve ([[t, miou], ...]) when it swept several."""
-    if not isinstance(curve, list) or len(curve) < 2:
-        return None
-    points = [p[0] for p in curve if isinstance(p, list) and p and isinstance(p[0], int | float)]
-    return min(points) if len(points) == len(curve) else None
-
-
 def _pseudo_params(
     config: MakePseudoConfig, cams: Path, voc: VocDataset, ids: list[str]
-) -> tuple[PseudoParams, str]:
-    if config.confident is None:
-        threshold, source = resolve_threshold(cams, config.threshold, voc, ids)
-        return PseudoParams(threshold, config.crf, config.bg_power), source
-    if config.threshold is not None:
-        raise WsssError(
-            "--threshold does not apply in confident mode; set --fg-threshold / --bg-threshold"
-        )
-    params = PseudoParams(crf=config.crf, bg_power=config.bg_power, confident=config.confident)
-    return params, "--fg-threshold / --bg-threshold"
+) -> tuple[PseudoParams, ThresholdSetting]:
+    """The labelling parameters, and the background threshold with where it came from."""
+    crf = crf_params(config)
+    if config.fg_threshold is not None and config.bg_threshold is not None:
+        given = ThresholdSetting(config.bg_threshold, "fixed", "--fg-threshold / --bg-threshold")
+        confident = (config.fg_threshold, config.bg_threshold)
+        return PseudoParams(crf=crf, bg_power=config.bg_power, confident=confident), given
+    threshold = resolve_threshold(cams, config.threshold, ids, voc.num_classes)
+    if not config.confident_mode:
+        return PseudoParams(threshold.value, crf, config.bg_power), threshold
+    derived = confident_thresholds(threshold.value)
+    fg = derived[0] if config.fg_threshold is None else config.fg_threshold
+    bg = derived[1] if config.bg_threshold is None else config.bg_threshold
+    params = PseudoParams(crf=crf, bg_power=config.bg_power, confident=(fg, bg))
+    source = f"{CONFIDENT_RULE} from t = {threshold.value:g} ({threshold.source})"
+    return params, ThresholdSetting(threshold.value, threshold.rule, source)
+
+
+def crf_params(config: MakePseudoConfig) -> CrfParams | None:
+    """The dense CRF's parameters from the options (None with --no-crf)."""
+    if not config.crf:
+        return None
+    return CrfParams(
+        gaussian_sxy=config.gaussian_sxy,
+        gaussian_compat=config.gaussian_compat,
+        bilateral_sxy=config.bilateral_sxy,
+        bilateral_srgb=config.bilateral_srgb,
+        bilateral_compat=config.bilateral_compat,
+        iterations=config.crf_iters,
+        unary=config.unary,
+        gt_prob=config.gt_prob,
+    )
 
 
 def _should_evaluate(voc: VocDataset, ids: list[str], gt: bool | None) -> bool:
     if gt is False:
         return False
     if gt:
-        voc.require_masks(ids, "ground truth not found (--no-gt skips scoring)")
+        voc.require_masks(ids, "ground truth not found (--no-score skips scoring)")
         return True
     return not voc.missing_masks(ids)

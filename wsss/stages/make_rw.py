@@ -48,7 +48,6 @@ from wsss.affinity import (
 )
 from wsss.cam_math import CAM_STRIDE, normalize_cams
 from wsss.camfile import (
-    CamFormat,
     CamRecord,
     cam_folder_params,
     cam_suffix,
@@ -57,6 +56,7 @@ from wsss.camfile import (
 )
 from wsss.camfile import find_cam_file as cam_file_path
 from wsss.checkpoints import open_model_stage
+from wsss.configs.inference import MakeRwConfig
 from wsss.data.loader import image_loader
 from wsss.errors import WsssError, check_count, file_error
 from wsss.inference import Predictor, default_batch_size
@@ -112,56 +112,40 @@ def scaled_exp_times(image_size: tuple[int, int]) -> int:
     return min(MAX_EXP_TIMES, max(0, round(exp_times)))
 
 
-@dataclass(frozen=True)
-class MakeRwConfig:
-    checkpoint: Path
-    cams: Path
-    data: Path
-    split: str
-    out: Path
-    rw: RwParams = RwParams()
-    flip: bool = True
-    device: str = "auto"
-    batch_size: int | None = None  # same-size images walked together; None: by device
-    workers: int | None = None  # image loader processes; None: by device
-    fmt: CamFormat = "npy"
-    overlays: int = 0
-    class_list: Path | None = None
-
-
 def run(config: MakeRwConfig) -> MakeRwResult:
-    suffix = cam_suffix(config.fmt)
+    walk = RwParams(config.beta, config.walk_steps_exponent, config.radius, config.bg_power)
+    suffix = cam_suffix(config.format)
     cams = Path(config.cams)
     if not cams.is_dir():
         raise file_error(cams, "CAM directory not found")
     if cams.resolve() == Path(config.out).resolve():
         raise file_error(cams, "--out must differ from --cams (the refined maps are CAM files)")
     check_count("--batch-size", config.batch_size)
-    check_count("--workers", config.workers, 0)
+    check_count("--loader-workers", config.loader_workers, 0)
     check_count("--overlays", config.overlays, 0)
     voc, ids, predictor, params = open_model_stage(config, AffinityNet.KIND)
     cam_folder_params(cams, voc.classes)
     device = predictor.device
     params |= {
         "cams": str(cams.resolve()),
-        "beta": config.rw.beta,
-        "exp_times": "auto" if config.rw.exp_times is None else config.rw.exp_times,
-        "radius": config.rw.radius,
-        "bg_power": config.rw.bg_power,
-        "background": "propagated" if config.rw.bg_power else "threshold",
+        "beta": walk.beta,
+        "exp_times": "auto" if walk.exp_times is None else walk.exp_times,
+        "radius": walk.radius,
+        "bg_power": walk.bg_power,
+        "background": "propagated" if walk.bg_power else "threshold",
         "flip": config.flip,
-        "format": config.fmt,
+        "format": config.format,
         "classes": list(voc.classes),
     }
     outputs = PerImageRun(STAGE, config.out, ids, suffix, params, SIGNATURE)
     voc.check_image_ids(outputs.todo)
     inputs = {image_id: cam_file_path(cams, image_id) for image_id in outputs.todo}  # fail early
     batch_size = rw_batch_size(device) if config.batch_size is None else config.batch_size
-    loader = image_loader(voc, outputs.todo, batch_size, config.workers, device)
+    loader = image_loader(voc, outputs.todo, batch_size, config.loader_workers, device)
 
     def write(batch_ids: list[str], records: list[CamRecord], maps: list[np.ndarray]) -> None:
         for image_id, record in zip(batch_ids, refined_records(records, *maps), strict=True):
-            writer.submit(save_cam_file, outputs.output(image_id), record, config.fmt)
+            writer.submit(save_cam_file, outputs.output(image_id), record, config.format)
         advance(len(batch_ids))
 
     with (
@@ -176,7 +160,7 @@ def run(config: MakeRwConfig) -> MakeRwResult:
             size = (int(images.shape[-2]), int(images.shape[-1]))
             records = [load_cam_file(inputs[i], voc.num_classes, size) for i in batch_ids]
             boundary = predict_boundary(predictor, images, config.flip)
-            maps = walk_batch(records, boundary, config.rw)
+            maps = walk_batch(records, boundary, walk)
             readback.submit(maps, functools.partial(write, batch_ids, records))
     overlays = []
     if config.overlays and env_info().is_main:

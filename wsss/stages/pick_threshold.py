@@ -11,16 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wsss.cam_threshold import RECORD, RULE_TEXT, ThresholdChoice, pick_threshold
+from wsss.configs.labels import PickThresholdConfig
 from wsss.data.voc import VocDataset
 from wsss.errors import file_error
-
-
-@dataclass(frozen=True)
-class PickThresholdConfig:
-    cams: Path
-    data: Path
-    split: str
-    class_list: Path | None = None
 
 
 @dataclass

@@ -1,7 +1,9 @@
 """`wsss pipeline`: every stage in order, on any dataset in the toolkit's layout.
 
-The pipeline holds no stage logic: it builds each stage's config from a `Recipe`
-(`wsss.recipes`, with `--set stage.option=value` overrides) and calls the stage's `run`.
+The pipeline decides no option: `wsss.recipes.resolve` gives every stage's options (stage
+default < recipe < variant < --seed < --set), the pipeline adds what only the run knows
+(paths, device, the previous stage's output) and calls the stage's `run`. The resolved
+options are written into summary.json; `dry_run` prints them and stops.
 Resuming is the stages' own job (per-image stages skip finished files, trainers continue
 from `last.pt`), so re-running an interrupted pipeline continues where it stopped; a
 trainer whose `final.pt` exists is not run again.
@@ -28,40 +30,22 @@ from rich.table import Table
 
 from wsss.cam_threshold import (
     CONFIDENT_RULE,
-    RULE,
-    ThresholdChoice,
-    confident_thresholds,
-    pick_threshold,
+    DEFAULT_THRESHOLDS,
+    ThresholdSetting,
+    resolve_threshold,
 )
+from wsss.configs.datasets import generator_args
 from wsss.data.demo import ensure_demo
 from wsss.data.voc import VocDataset
 from wsss.engine.finished import train_unless_finished
 from wsss.errors import WsssError
 from wsss.io import ensure_dir, write_json
-from wsss.recipes import (
-    COCO,
-    DEMO,
-    RECIPE_STAGE,
-    RECIPES,
-    STAGES,
-    SWITCHES,
-    VOC,
-    Recipe,
-    apply_overrides,
-    build_config,
-    option_types,
-    train_cam_options,
-)
+from wsss.recipes import COCO, DEMO, RECIPES, VOC, Recipe, Resolved, resolve
 from wsss.ui import info, key_value_table, plain, print_table
 from wsss.walk_check import RECORD as WALK_RECORD
 from wsss.walk_check import WalkCheck, check_walk
 
 __all__ = ["COCO", "DEMO", "RECIPES", "VOC", "PipelineConfig", "PipelineResult", "Recipe", "run"]
-
-# Stage options the pipeline sets itself from the run; `--set` cannot reach them.
-PIPELINE_SET = frozenset({"data", "split", "out", "device", "workers", "resume", "checkpoint",
-                          "cams", "labels", "confident", "gt", "class_list"})  # fmt: skip
-TRAINERS = ("train_cam", "train_seg", "train_aff")
 
 
 @dataclass
@@ -72,11 +56,13 @@ class PipelineConfig:
     sbd: Path | None = None
     prepare_voc: bool = False  # run prepare-voc on `data` (and `sbd`) first
     device: str = "auto"
-    workers: int | None = None
+    loader_workers: int | None = None
+    crf_workers: int | None = None
     variant: str | None = None  # ablation variant of train-cam (default: the recipe's)
     random_walk: bool = False  # also run the random-walk path
     overrides: tuple[str, ...] = ()  # "stage.option=value"
     seed: int | None = None  # every trainer's seed
+    dry_run: bool = False  # print the resolved options, run nothing
 
 
 @dataclass
@@ -97,43 +83,18 @@ class Splits:
     scored: set[str] = field(default_factory=set)
 
 
-def stage_options(recipe: Recipe) -> dict[str, dict[str, Any]]:
-    """Every option `--set` may change, per stage, with its type."""
-    from wsss.stages.make_cam import MakeCamConfig
-    from wsss.stages.make_pseudo import MakePseudoConfig
-    from wsss.stages.make_rw import MakeRwConfig
-    from wsss.stages.predict import PredictConfig
-    from wsss.stages.train_aff import TrainAffConfig
-    from wsss.stages.train_cam import TrainCamConfig
-    from wsss.stages.train_seg import TrainSegConfig
-
-    configs = {
-        "train_cam": TrainCamConfig,
-        "make_cam": MakeCamConfig,
-        "make_pseudo": MakePseudoConfig,
-        "train_seg": TrainSegConfig,
-        "predict": PredictConfig,
-        "train_aff": TrainAffConfig,
-        "make_rw": MakeRwConfig,
-    }
-    options = {stage: option_types(configs[stage], PIPELINE_SET) for stage in configs}
-    if recipe.demo is not None:
-        options["demo"] = {key: type(value) for key, value in recipe.demo.items()}
-    ordered = {stage: options[stage] for stage in STAGES if stage in options}
-    return {**ordered, RECIPE_STAGE: dict(SWITCHES)}
+def resolve_run(config: PipelineConfig) -> Resolved:
+    """Every stage's options for this run (errors before any work)."""
+    demo_data = config.data is None and config.recipe.demo is not None
+    return resolve(config.recipe, config.variant, config.overrides, config.seed,
+                   config.random_walk, demo_data)  # fmt: skip
 
 
-def resolve_recipe(config: PipelineConfig) -> Recipe:
-    """The recipe with `--seed` and the `--set` overrides applied (errors before any work)."""
-    seeds = [f"{stage}.seed={config.seed}" for stage in TRAINERS] if config.seed is not None else []
-    recipe = apply_overrides(config.recipe, [*seeds, *config.overrides],
-                             stage_options(config.recipe))  # fmt: skip
-    train_cam_options(recipe, config.variant)  # an unknown --variant fails now too
-    return recipe
-
-
-def run(config: PipelineConfig) -> PipelineResult:
-    recipe = resolve_recipe(config)
+def run(config: PipelineConfig) -> PipelineResult | None:
+    resolved = resolve_run(config)
+    if config.dry_run:
+        print_table(resolved_table(resolved))
+        return None
     out = ensure_dir(config.out)
     timings: dict[str, float] = {}
 
@@ -144,8 +105,8 @@ def run(config: PipelineConfig) -> PipelineResult:
         timings[name] = round(time.perf_counter() - start, 1)
         return value
 
-    data = step("data", lambda: _prepare_data(config, recipe, out))
-    steps = Steps(config, recipe, data, out, step)
+    data = step("data", lambda: _prepare_data(config, resolved, out))
+    steps = Steps(config, resolved, data, out, step)
     cam_model = steps.cam_model = step("train-cam", steps.train_cam)
     step("make-cam", lambda: steps.make_cam(cam_model))
     crf = steps.cams_to_segmenter(out / "cams")
@@ -153,8 +114,8 @@ def run(config: PipelineConfig) -> PipelineResult:
 
     splits = steps.splits
     summary = {
-        "recipe": recipe.name,
-        "variant": config.variant or recipe.variant or "full",
+        "recipe": resolved.recipe.name,
+        "variant": config.variant or resolved.recipe.variant or "full",
         "overrides": list(config.overrides),
         **({"seed": config.seed} if config.seed is not None else {}),
         "data": str(data),
@@ -166,6 +127,7 @@ def run(config: PipelineConfig) -> PipelineResult:
         "skipped": steps.skipped,
         "seconds": timings,
         "total_seconds": round(sum(timings.values()), 1),
+        "resolved": resolved.to_json(),
     }
     summary_path = write_json(out / "summary.json", summary)
     if {splits.cam, splits.predict} <= splits.scored:
@@ -182,17 +144,34 @@ def run(config: PipelineConfig) -> PipelineResult:
     return PipelineResult(summary=summary, summary_path=summary_path)
 
 
-class Steps:
-    """The stages of one run, each a call with its config built from the recipe."""
+def resolved_table(resolved: Resolved) -> Table:
+    """Every stage's options as the run would use them (`--dry-run`)."""
+    table = Table(title=f"wsss pipeline {resolved.recipe.name}: resolved options")
+    for column in ("stage", "option", "value"):
+        table.add_column(column)
+    for stage, values in resolved.to_json().items():
+        for name, value in values.items():
+            table.add_row(stage, name, plain(str(value)))
+        table.add_section()
+    return table
 
-    def __init__(self, config: PipelineConfig, recipe: Recipe, data: Path, out: Path,
+
+class Steps:
+    """The stages of one run, each a call with its resolved options and the run's paths."""
+
+    def __init__(self, config: PipelineConfig, resolved: Resolved, data: Path, out: Path,
                  step: Callable[..., Any]) -> None:  # fmt: skip
-        self.config, self.recipe, self.data, self.out, self.step = config, recipe, data, out, step
+        self.config, self.resolved, self.data, self.out, self.step = (
+            config, resolved, data, out, step)  # fmt: skip
+        self.recipe = resolved.recipe
+        self.options = resolved.stages
+        self.switches = resolved.switches
         self.voc = VocDataset.open(data)
-        self.splits = resolve_splits(recipe, self.voc)
+        self.splits = resolve_splits(self.recipe, self.voc)
         self.skipped: dict[str, str] = {}
-        self.extra = {"workers": config.workers} if config.workers is not None else {}
-        self.cam_options = train_cam_options(recipe, config.variant)
+        self.device = {"device": config.device}
+        if config.loader_workers is not None:
+            self.device["loader_workers"] = config.loader_workers
         self.cam_model: Path | None = None  # train-cam's final.pt, once trained
 
     def train_cam(self) -> Path:
@@ -201,16 +180,15 @@ class Steps:
 
         return train_unless_finished(train, TrainCamConfig(
             data=self.data, out=self.out / "cam_model", split=self.splits.cam, resume=True,
-            device=self.config.device, **self.cam_options, **self.extra))  # fmt: skip
+            **self.device, **self.options["train_cam"]))  # fmt: skip
 
     def make_cam(self, checkpoint: Path) -> None:
         from wsss.stages.make_cam import MakeCamConfig
         from wsss.stages.make_cam import run as make_cam
 
-        make_cam(build_config(MakeCamConfig, {
-            "checkpoint": checkpoint, "data": self.data, "split": self.splits.cam,
-            "out": self.out / "cams", "device": self.config.device, **self.recipe.make_cam,
-            **self.extra}))  # fmt: skip
+        make_cam(MakeCamConfig(
+            checkpoint=checkpoint, data=self.data, split=self.splits.cam, out=self.out / "cams",
+            **self.device, **self.options["make_cam"]))  # fmt: skip
 
     def cams_to_segmenter(self, cams: Path, tag: str = "") -> dict[str, Any]:
         """pick-threshold -> eval-cam (where masks) -> make-pseudo -> train-seg -> predict ->
@@ -223,21 +201,29 @@ class Steps:
         """pick-threshold -> eval-cam (where masks) -> make-pseudo into pseudo[_tag]."""
         splits = self.splits
         name = _namer(tag)
-        threshold, rule = self.step(name("pick-threshold"), lambda: self.threshold(cams))
+        setting = self.options["make_pseudo"]["threshold"]
+        scored = self._scored(name("eval-cam"), splits.cam_eval)
         cam_eval = None
-        if self._scored(name("eval-cam"), splits.cam_eval):
-            cam_eval = self.step(name("eval-cam"), lambda: self.eval_cam(cams, threshold))
+        if setting == "oracle":  # the threshold comes from eval-cam's sweep
+            if not scored:
+                raise WsssError("make_pseudo.threshold=oracle needs ground-truth masks of "
+                                f"split {splits.cam_eval}")  # fmt: skip
+            cam_eval = self.step(name("eval-cam"), lambda: self.eval_cam(cams, None))
+        threshold = self.step(name("pick-threshold"), lambda: self.threshold(cams, setting))
+        if scored and cam_eval is None:
+            cam_eval = self.step(name("eval-cam"), lambda: self.eval_cam(cams, threshold.value))
+        if cam_eval is not None and setting == "oracle":
+            cam_eval["miou"] = cam_eval["best_miou"]
         labels = self.out / f"pseudo{_suffix(tag)}"
         self._scored(name("make-pseudo scores"), splits.cam)
-        pseudo = self.step(name("make-pseudo"),
-                           lambda: self.make_pseudo(cams, labels, threshold=threshold))  # fmt: skip
+        pseudo = self.step(name("make-pseudo"), lambda: self.make_pseudo(cams, labels))
         return {
-            "cam_threshold": threshold,
-            "cam_threshold_rule": rule,
+            "cam_threshold": threshold.value,
+            "cam_threshold_rule": threshold.rule,
             "cam_miou": cam_eval["miou"] if cam_eval else None,
             "cam_threshold_oracle": cam_eval["best_threshold"] if cam_eval else None,
             "cam_miou_oracle": cam_eval["best_miou"] if cam_eval else None,
-            "pseudo_miou": pseudo.get("miou"),
+            "pseudo_miou": pseudo.scores.miou if pseudo.scores is not None else None,
         }
 
     def labels_to_segmenter(self, tag: str = "") -> dict[str, Any]:
@@ -255,16 +241,17 @@ class Steps:
     def random_walk(self, cam_model: Path, crf: dict[str, Any]) -> dict[str, Any]:
         """Confident labels -> train-aff -> make-rw -> labels from the walked maps -> the walk
         check (label-free) -> the segmenter on the walked labels, if the check keeps them."""
-        fg, bg = confident_thresholds(crf["cam_threshold"])
         confident = self.out / "pseudo_confident"
         cams = self.out / "cams"
-        self.step("make-pseudo (confident)",
-                  lambda: self.make_pseudo(cams, confident, confident=(fg, bg)))  # fmt: skip
+        labelled = self.step("make-pseudo (confident)",
+                             lambda: self.make_pseudo(cams, confident, confident=True))  # fmt: skip
+        fg, bg = labelled.confident
         aff_model = self.step("train-aff", lambda: self.train_aff(cam_model, confident))
         self.step("make-rw", lambda: self.make_rw(aff_model, cams, self.out / "rw"))
         walked = self.cams_to_labels(self.out / "rw", tag="rw")
         check = self.step("walk-check", self.walk_check)
-        keep = check.keep_walk or not self.recipe.walk_check
+        enforced = self.switches["walk_check"]
+        keep = check.keep_walk or not enforced
         if keep:
             walked.update(self.labels_to_segmenter(tag="rw"))
         else:
@@ -286,7 +273,7 @@ class Steps:
             "confident_rule": CONFIDENT_RULE,
             "pseudo_miou": walked["pseudo_miou"],
             "seg_miou": walked["seg_miou"],
-            "walk_check": {**check.to_json(), "enforced": self.recipe.walk_check},
+            "walk_check": {**check.to_json(), "enforced": enforced},
             "kept": keep,
         }
 
@@ -299,85 +286,79 @@ class Steps:
 
     # -- one stage each ------------------------------------------------------------------
 
-    def threshold(self, cams: Path) -> tuple[float, str]:
-        """The background threshold and its rule: `--set make_pseudo.threshold=T` when
-        given, else the label-free rule on the CAMs of the pseudo-label split."""
-        fixed = self.recipe.make_pseudo.get("threshold")
-        if isinstance(fixed, float):
-            return fixed, "make_pseudo.threshold"
+    def threshold(self, cams: Path, setting: float | str) -> ThresholdSetting:
+        """make-pseudo's background threshold, the way make-pseudo itself resolves it."""
         ids = self.voc.split_ids(self.splits.cam)
-        choice: ThresholdChoice = pick_threshold(cams, ids, self.voc.num_classes)
-        return choice.threshold, RULE
+        return resolve_threshold(cams, setting, ids, self.voc.num_classes)
 
-    def eval_cam(self, cams: Path, threshold: float) -> dict[str, Any]:
+    def eval_cam(self, cams: Path, threshold: float | None) -> dict[str, Any]:
         """The sweep with the chosen threshold among its points: mIoU there, and the best
         (oracle) threshold of the sweep."""
-        from wsss.cam_eval import DEFAULT_THRESHOLDS
         from wsss.stages.eval_cam import EvalCamConfig
         from wsss.stages.eval_cam import run as eval_cam
 
-        thresholds = tuple(sorted({*DEFAULT_THRESHOLDS, threshold}))
+        extra = set() if threshold is None else {threshold}
+        thresholds = tuple(sorted({*DEFAULT_THRESHOLDS, *extra}))
         sweep = eval_cam(EvalCamConfig(cams=cams, gt=self.data, split=self.splits.cam_eval,
                                        thresholds=thresholds)).sweep  # fmt: skip
-        at = min(range(len(sweep.thresholds)), key=lambda i: abs(sweep.thresholds[i] - threshold))
+        at = (
+            0
+            if threshold is None
+            else min(
+                range(len(sweep.thresholds)), key=lambda i: abs(sweep.thresholds[i] - threshold)
+            )
+        )
         return {"miou": sweep.scores[at].miou, "best_miou": sweep.best_miou,
                 "best_threshold": sweep.best_threshold}  # fmt: skip
 
-    def make_pseudo(self, cams: Path, out: Path, **options: Any) -> dict[str, Any]:
+    def make_pseudo(self, cams: Path, out: Path, confident: bool = False) -> Any:
+        """Pseudo labels; the confident thresholds apply to the confident labels only."""
         from wsss.stages.make_pseudo import MakePseudoConfig
         from wsss.stages.make_pseudo import run as make_pseudo
 
-        recipe = {k: v for k, v in self.recipe.make_pseudo.items() if k != "threshold"}
-        # loader "0 workers" (in-process) is one CRF worker
-        workers = None if self.config.workers is None else max(1, self.config.workers)
-        config = build_config(MakePseudoConfig, {
-            "cams": cams, "data": self.data, "split": self.splits.cam, "out": out,
-            "workers": workers, **recipe, **options})  # fmt: skip
-        result = make_pseudo(config)
-        return result.scores.to_json() if result.scores is not None else {}
+        options = dict(self.options["make_pseudo"])
+        if not confident:
+            options.update(fg_threshold=None, bg_threshold=None)
+        workers = self.config.crf_workers
+        return make_pseudo(MakePseudoConfig(
+            cams=cams, data=self.data, split=self.splits.cam, out=out, crf_workers=workers,
+            confident=confident, **options))  # fmt: skip
 
     def train_seg(self, labels: Path | None, suffix: str) -> Path:
         """DeepLab on these pseudo labels (None: on the ground-truth masks)."""
         from wsss.stages.train_seg import TrainSegConfig
         from wsss.stages.train_seg import run as train
 
-        init = {"init": self.cam_model} if self.recipe.seg_init and self.cam_model else {}
+        init = self.cam_model if self.switches["seg_init"] else None
         return train_unless_finished(train, TrainSegConfig(
             data=self.data, out=self.out / f"seg_model{suffix}", split=self.splits.seg,
-            labels=labels, resume=True, device=self.config.device, **init,
-            **self.recipe.train_seg, **self.extra))  # fmt: skip
+            labels=labels, init=init, resume=True, **self.device,
+            **self.options["train_seg"]))  # fmt: skip
 
     def train_aff(self, cam_model: Path, labels: Path) -> Path:
         from wsss.stages.train_aff import TrainAffConfig
         from wsss.stages.train_aff import run as train
 
-        options = {
-            "backbone": self.cam_options["backbone"],
-            "pretrained": self.cam_options["pretrained"],
-            **({"init": cam_model} if self.recipe.aff_init else {}),
-            **self.recipe.train_aff,
-        }
+        init = cam_model if self.switches["aff_init"] else None
         return train_unless_finished(train, TrainAffConfig(
             data=self.data, out=self.out / "aff_model", split=self.splits.cam, labels=labels,
-            resume=True, device=self.config.device, **options, **self.extra))  # fmt: skip
+            init=init, resume=True, **self.device, **self.options["train_aff"]))  # fmt: skip
 
     def make_rw(self, checkpoint: Path, cams: Path, out: Path) -> None:
         from wsss.stages.make_rw import MakeRwConfig
         from wsss.stages.make_rw import run as make_rw
 
-        make_rw(build_config(MakeRwConfig, {
-            "checkpoint": checkpoint, "cams": cams, "data": self.data, "split": self.splits.cam,
-            "out": out, "device": self.config.device, **self.recipe.make_rw,
-            **self.extra}))  # fmt: skip
+        make_rw(MakeRwConfig(
+            checkpoint=checkpoint, cams=cams, data=self.data, split=self.splits.cam, out=out,
+            **self.device, **self.options["make_rw"]))  # fmt: skip
 
     def predict(self, checkpoint: Path, out: Path) -> None:
         from wsss.stages.predict import PredictConfig
         from wsss.stages.predict import run as predict
 
-        predict(build_config(PredictConfig, {
-            "checkpoint": checkpoint, "data": self.data, "split": self.splits.predict,
-            "out": out, "device": self.config.device, **self.recipe.predict,
-            **self.extra}))  # fmt: skip
+        predict(PredictConfig(
+            checkpoint=checkpoint, data=self.data, split=self.splits.predict, out=out,
+            **self.device, **self.options["predict"]))  # fmt: skip
 
     def evaluate(self, pred_dir: Path) -> dict[str, Any]:
         from wsss.stages.evaluate import EvalConfig
@@ -424,7 +405,7 @@ def resolve_splits(recipe: Recipe, voc: VocDataset) -> Splits:
     return splits
 
 
-def _prepare_data(config: PipelineConfig, recipe: Recipe, out: Path) -> Path:
+def _prepare_data(config: PipelineConfig, resolved: Resolved, out: Path) -> Path:
     if config.prepare_voc:
         if config.data is None:
             raise WsssError("the VOC pipeline needs --voc ROOT")
@@ -435,9 +416,11 @@ def _prepare_data(config: PipelineConfig, recipe: Recipe, out: Path) -> Path:
         return config.data
     if config.data is not None:
         return VocDataset.open(config.data).root
-    if recipe.demo is not None:
-        return ensure_demo(out / "data", dict(recipe.demo))
-    raise WsssError(f"the {recipe.name} recipe needs --data ROOT (a dataset in VOC layout)")
+    if "demo" in resolved.stages:
+        return ensure_demo(out / "data", generator_args(resolved.stages["demo"]))
+    raise WsssError(
+        f"the {resolved.recipe.name} recipe needs --data ROOT (a dataset in VOC layout)"
+    )
 
 
 # -- the summary -----------------------------------------------------------------------------

@@ -8,13 +8,12 @@ scores the result.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from wsss.checkpoints import open_model_stage
+from wsss.configs.inference import PredictConfig
 from wsss.crf import CrfParams, crf_refine_probs, densecrf_module
 from wsss.data.loader import image_loader
 from wsss.data.palette import save_label_png
@@ -31,21 +30,6 @@ SUFFIX = ".png"
 SIGNATURE = ("checkpoint_sha256", "scales", "flip", "crf", "classes")
 
 
-@dataclass(frozen=True)
-class PredictConfig:
-    checkpoint: Path
-    data: Path
-    split: str
-    out: Path
-    scales: tuple[float, ...] = (1.0,)
-    flip: bool = True
-    crf: bool = False
-    device: str = "auto"
-    batch_size: int | None = None
-    workers: int | None = None  # image loader processes; None: by device
-    class_list: Path | None = None
-
-
 PredictResult = PerImageResult
 
 
@@ -53,7 +37,7 @@ def run(config: PredictConfig) -> PredictResult:
     tta = TtaConfig(scales=tuple(config.scales), flip=config.flip)
     crf_params = _crf_params() if config.crf else None
     check_count("--batch-size", config.batch_size)
-    check_count("--workers", config.workers, 0)
+    check_count("--loader-workers", config.loader_workers, 0)
     voc, ids, predictor, params = open_model_stage(config, DeepLabV3Plus.KIND)
     device = predictor.device
     params |= {
@@ -65,7 +49,9 @@ def run(config: PredictConfig) -> PredictResult:
     outputs = PerImageRun(STAGE, config.out, ids, SUFFIX, params, SIGNATURE)
     voc.check_image_ids(outputs.todo)
     batch_size = default_batch_size(device) if config.batch_size is None else config.batch_size
-    loader = image_loader(voc, outputs.todo, batch_size, config.workers, device, raw=config.crf)
+    loader = image_loader(
+        voc, outputs.todo, batch_size, config.loader_workers, device, raw=config.crf
+    )
 
     def write(
         batch_ids: list[str], raws: list[np.ndarray] | None, arrays: list[np.ndarray]

@@ -19,6 +19,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from wsss.configs.datasets import PrepareCocoConfig
 from wsss.data.classes import write_class_list
 from wsss.data.coco import (
     CONVENTION,
@@ -50,13 +51,6 @@ from wsss.ui import make_progress
 STAGE = "prepare-coco"
 LABELS_FILE = "labels.json"
 SIGNATURE = ("convention", "classes")
-
-
-@dataclass
-class PrepareCocoConfig:
-    coco: Path
-    out: Path | None = None  # default: write into the COCO root itself
-    splits: tuple[str, ...] = ("train", "val")
 
 
 @dataclass

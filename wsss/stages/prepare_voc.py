@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from wsss.configs.datasets import PrepareVocConfig
 from wsss.data.palette import save_label_png
 from wsss.data.sbd import read_sbd_mask, sbd_ids
 from wsss.data.voc import AUG_MASKS, LABEL_CACHE, LISTS, VocDataset, check_mask, image_size
@@ -13,18 +14,13 @@ from wsss.ui import track
 
 
 @dataclass
-class PrepareVocConfig:
-    voc: Path
-    sbd: Path | None = None
-    class_list: Path | None = None
-    check_images: bool = True
-
-
-@dataclass
 class PrepareVocResult:
     counts: dict[str, int] = field(default_factory=dict)
     converted_sbd: int = 0
     labelled_images: int = 0
+
+    def summary_rows(self) -> list[tuple[str, object]]:
+        return summary_rows(self)
 
 
 def run(config: PrepareVocConfig) -> PrepareVocResult:

@@ -9,16 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from wsss.configs.datasets import ReportConfig
 from wsss.errors import WsssError
 from wsss.io import atomic_write_bytes
 from wsss.report_html import REPORT_NAME, build_report
-
-
-@dataclass(frozen=True)
-class ReportConfig:
-    run_dir: Path
-    out: Path | None = None  # default: RUN_DIR/report.html
-    samples: int = 4  # images per split in the sample grids
 
 
 @dataclass
@@ -33,6 +27,9 @@ class ReportResult:
             ("size", f"{self.path.stat().st_size / 1024:.0f} KiB"),
             ("not in this run", len(self.missing)),
         ]
+
+    def notes(self) -> list[str]:
+        return [f"not in this run: {line}" for line in self.missing]
 
 
 def run(config: ReportConfig) -> ReportResult:

@@ -15,7 +15,6 @@ train-cam checkpoint, which knows the data better than random weights.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -29,42 +28,16 @@ from wsss.affinity import (
     pair_offsets,
 )
 from wsss.checkpoints import load_cam_backbone
+from wsss.configs.trainers import TrainAffConfig
 from wsss.data.datasets import SegmentationDataset
 from wsss.data.transforms import AugmentConfig, TrainTransform
 from wsss.engine.device import set_seed
-from wsss.engine.options import TrainOptions
 from wsss.engine.trainer import LAST, EpochEnd, FitResult, TrainTask, fit
-from wsss.errors import WsssError, file_error
 from wsss.models.affinity import AffinityNet
 
 STAGE = "train-aff"
 
 TrainAffResult = FitResult
-
-
-@dataclass(kw_only=True)
-class TrainAffConfig(TrainOptions):
-    """train-aff options; `labels` is the confident-label directory (255 = ignore)."""
-
-    labels: Path
-    radius: int = 5
-    freeze_backbone: bool = True
-    init: Path | None = None
-    epochs: int = 3
-    lr: float = 0.01
-
-    def validate(self) -> None:
-        super().validate()
-        if not Path(self.labels).is_dir():
-            raise file_error(self.labels, "--labels directory not found")
-        pair_offsets(self.radius)
-        if self.crop < 2 * self.radius * AffinityNet.stride:
-            raise WsssError(
-                f"--crop {self.crop} is too small for --radius {self.radius} "
-                f"(pairs span up to {self.radius * AffinityNet.stride} pixels)"
-            )
-        if self.init is not None and not Path(self.init).is_file():
-            raise file_error(self.init, "--init checkpoint not found")
 
 
 class AffinityObjective(nn.Module):

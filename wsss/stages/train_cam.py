@@ -8,9 +8,7 @@ is the one that learns (the demo recipe in README).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -18,81 +16,43 @@ from torch import nn
 
 from wsss.cam_eval import evaluate_model_cams
 from wsss.checkpoints import load_init_checkpoint, weights_error
+from wsss.configs.trainers import TrainCamConfig
 from wsss.data.datasets import ClassificationDataset
 from wsss.data.transforms import AugmentConfig, TrainTransform
 from wsss.data.voc import VocDataset
 from wsss.engine.device import set_seed
 from wsss.engine.distributed import is_main
 from wsss.engine.evaluation import auto_eval_every, split_evaluator
-from wsss.engine.options import TrainOptions, check_choice
 from wsss.engine.trainer import LAST, EpochEnd, Evaluate, FitResult, TrainTask, fit
-from wsss.errors import WsssError, file_error
 from wsss.models.classifier import CamClassifier
 from wsss.puzzle import PuzzleConfig, puzzle_losses
 
 STAGE = "train-cam"
-AUGMENT_MODES = ("long-side", "resized-crop")
 # `--color-jitter` switches on the reference's jitter strength.
 COLOR_JITTER = 0.3
 
 TrainCamResult = FitResult
 
 
-@dataclass(kw_only=True)
-class TrainCamConfig(TrainOptions):
-    """train-cam options; the inherited defaults are the paper's recipe."""
+def puzzle_config(config: TrainCamConfig) -> PuzzleConfig:
+    return PuzzleConfig(
+        pieces=config.pieces,
+        alpha=config.alpha,
+        alpha_warmup=config.alpha_warmup,
+        puzzle_start=config.puzzle_start,
+        re_loss=config.re_loss,  # type: ignore[arg-type]
+        re_level=config.re_level,  # type: ignore[arg-type]
+        use_pcl=config.pcl,
+    )
 
-    pieces: int = 4
-    alpha: float = 4.0
-    alpha_warmup: float = 0.5
-    puzzle_start: float = 0.0
-    re_loss: str = "l1"
-    re_level: str = "feature"
-    use_pcl: bool = True
-    init: Path | None = None
-    freeze_bn: bool = False
-    augment: str = "long-side"
-    color_jitter: bool = False
 
-    def validate(self) -> None:
-        super().validate()
-        side = math.isqrt(self.pieces) if self.pieces > 0 else 0
-        if side == 0 or side * side != self.pieces:
-            raise WsssError(f"--pieces must be a square number (1, 4, 9, ...), got {self.pieces}")
-        if self.crop < side:
-            raise WsssError(f"--crop {self.crop} is too small for {self.pieces} puzzle pieces")
-        if self.alpha < 0:
-            raise WsssError(f"--alpha must be >= 0, got {self.alpha}")
-        for option, value in (
-            ("--alpha-warmup", self.alpha_warmup),
-            ("--puzzle-start", self.puzzle_start),
-        ):
-            if not 0 <= value <= 1:
-                raise WsssError(f"{option} is a fraction of training in [0, 1], got {value}")
-        check_choice("--re-loss", self.re_loss, ("l1", "l2"))
-        check_choice("--re-level", self.re_level, ("feature", "cam"))
-        check_choice("--augment", self.augment, AUGMENT_MODES)
-        if self.init is not None and not Path(self.init).is_file():
-            raise file_error(self.init, "--init checkpoint not found")
-
-    def puzzle(self) -> PuzzleConfig:
-        return PuzzleConfig(
-            pieces=self.pieces,
-            alpha=self.alpha,
-            alpha_warmup=self.alpha_warmup,
-            puzzle_start=self.puzzle_start,
-            re_loss=self.re_loss,  # type: ignore[arg-type]
-            re_level=self.re_level,  # type: ignore[arg-type]
-            use_pcl=self.use_pcl,
-        )
-
-    def augmentation(self) -> AugmentConfig:
-        return AugmentConfig(
-            crop=self.crop,
-            scale_range=self.scale_range,
-            mode=self.augment,  # type: ignore[arg-type]
-            color_jitter=COLOR_JITTER if self.color_jitter else 0.0,
-        )
+def augmentation(config: TrainCamConfig) -> AugmentConfig:
+    return AugmentConfig(
+        crop=config.crop,
+        scale_range=config.scale_range,
+        mode=config.augment,  # type: ignore[arg-type]
+        color_jitter=COLOR_JITTER if config.color_jitter else 0.0,
+    )
 
 
 class PuzzleObjective(nn.Module):
@@ -117,7 +77,7 @@ def run(
     if config.eval_split:
         evaluate, eval_list = _cam_evaluator(voc, config.eval_split)
         config = config.with_eval_every(lambda: default_eval_every(config, voc, ids, eval_list))
-    dataset = ClassificationDataset(voc, ids, TrainTransform(config.augmentation()), config.seed)
+    dataset = ClassificationDataset(voc, ids, TrainTransform(augmentation(config)), config.seed)
 
     set_seed(config.seed)
     resuming = config.resume and (Path(config.out) / LAST).is_file()
@@ -129,7 +89,7 @@ def run(
     if config.init is not None and not resuming:
         _warm_start(model, Path(config.init), voc.classes)
     task = TrainTask.of(
-        model, PuzzleObjective(model, config.puzzle()), dataset, voc.classes, evaluate
+        model, PuzzleObjective(model, puzzle_config(config)), dataset, voc.classes, evaluate
     )
     return fit(task, config.loop_config(STAGE), on_epoch_end)
 

@@ -7,7 +7,6 @@ metrics), and an optional single-scale val mIoU every K epochs.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -15,49 +14,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from wsss.checkpoints import load_cam_backbone
+from wsss.configs.trainers import TrainSegConfig
 from wsss.data.datasets import SegmentationDataset
 from wsss.data.palette import IGNORE
 from wsss.data.transforms import AugmentConfig, TrainTransform
 from wsss.data.voc import VocDataset
 from wsss.engine.device import set_seed
 from wsss.engine.evaluation import auto_eval_every, split_evaluator
-from wsss.engine.options import TrainOptions
 from wsss.engine.trainer import LAST, EpochEnd, Evaluate, FitResult, TrainTask, fit
-from wsss.errors import WsssError, file_error
 from wsss.models.deeplab import DeepLabV3Plus
 from wsss.seg_eval import segmenter_scores
-from wsss.torchrun import env_info
 
 STAGE = "train-seg"
 
 TrainSegResult = FitResult
-
-
-@dataclass(kw_only=True)
-class TrainSegConfig(TrainOptions):
-    """train-seg options; defaults are the reference DeepLab recipe."""
-
-    labels: Path | None = None
-    # A trained train-cam checkpoint whose backbone starts the segmenter's: without ImageNet
-    # weights it is the one network that has already learned these classes.
-    init: Path | None = None
-    epochs: int = 50
-    lr: float = 0.007
-    weight_decay: float = 4e-5
-    scale_range: tuple[int, int] = (256, 1024)
-
-    def validate(self) -> None:
-        super().validate()
-        if self.labels is not None and not Path(self.labels).is_dir():
-            raise file_error(self.labels, "--labels directory not found")
-        if self.init is not None and not Path(self.init).is_file():
-            raise file_error(self.init, "--init checkpoint not found")
-        per_process = self.batch_size // max(1, env_info().world_size)
-        if per_process < 2:
-            raise WsssError(
-                f"--batch-size {self.batch_size} leaves {per_process} image(s) per process; "
-                "DeepLab's BatchNorm (ASPP image pooling) needs at least 2"
-            )
 
 
 class SegObjective(nn.Module):

@@ -1,0 +1,86 @@
+"""Options of the stages that run a trained network over a split: make-cam, predict, make-rw."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from wsss.configs import common
+from wsss.option import option
+
+CamFormat = Literal["npy", "npz"]
+RW_PANEL = "Random walk"
+
+
+@dataclass(frozen=True, kw_only=True)
+class MakeCamConfig:
+    checkpoint: Path = option(help="CAM classifier checkpoint.", run_level=True)
+    out: Path = common.out("Output directory for the CAM files.")
+    scales: tuple[float, ...] = option((0.5, 1.0, 1.5, 2.0), help=common.SCALES_HELP)
+    flip: bool = common.flip()
+    batch_size: int | None = common.image_batch_size(cpu=4)
+    format: CamFormat = common.cam_format()
+    overlays: int = common.overlays()
+    data: Path = common.data()
+    split: str = common.split()
+    device: str = common.device()
+    loader_workers: int | None = common.loader_workers()
+    class_list: Path | None = common.class_list()
+
+
+@dataclass(frozen=True, kw_only=True)
+class PredictConfig:
+    checkpoint: Path = option(help="DeepLab checkpoint.", run_level=True)
+    out: Path = common.out("Output directory for the label PNGs.")
+    scales: tuple[float, ...] = option((1.0,), help=common.SCALES_HELP)
+    flip: bool = common.flip()
+    crf: bool = option(False, help="Refine with a dense CRF.")
+    batch_size: int | None = common.image_batch_size(cpu=4)
+    data: Path = common.data()
+    split: str = common.split()
+    device: str = common.device()
+    loader_workers: int | None = common.loader_workers()
+    class_list: Path | None = common.class_list()
+
+
+@dataclass(frozen=True, kw_only=True)
+class MakeRwConfig:
+    checkpoint: Path = option(help="Affinity net (train-aff).", run_level=True)
+    cams: Path = common.cams()
+    out: Path = common.out("Output directory for the refined CAM files.")
+    beta: float = option(10.0, help="Affinity exponent.", panel=RW_PANEL, old_keys=("rw.beta",))
+    # None is the spelling of 'auto' before the option took the word.
+    exp_times: int | Literal["auto"] | None = option(
+        "auto",
+        help="The walk takes 2^N steps. auto: 8 (the reference) for 500 px images, scaled "
+        "with the image area: round(8 + 2 log2(long side / 500)), 4 at 128 px.",
+        panel=RW_PANEL,
+        old_keys=("rw.exp_times",),
+    )
+    radius: int = option(
+        5, help="Pairs within this distance (stride-4 grid).", panel=RW_PANEL,
+        old_keys=("rw.radius",),
+    )  # fmt: skip
+    bg_power: float | None = option(
+        None,
+        help="Propagate a background channel (1 - max CAM)^a and store each class's share "
+        "(AffinityNet; eval-cam threshold 0.5 = its argmax). Default: the background stays a "
+        "threshold, swept by eval-cam (IRN, Puzzle-CAM).",
+        panel=RW_PANEL,
+        old_keys=("rw.bg_power",),
+    )
+    flip: bool = option(True, help="Average with the flipped image.")
+    batch_size: int | None = common.image_batch_size(cpu=1)
+    format: CamFormat = common.cam_format()
+    overlays: int = common.overlays()
+    data: Path = common.data()
+    split: str = common.split()
+    device: str = common.device()
+    loader_workers: int | None = common.loader_workers()
+    class_list: Path | None = common.class_list()
+
+    @property
+    def walk_steps_exponent(self) -> int | None:
+        """exp_times as a number, or None for the image-scaled one."""
+        return None if self.exp_times in ("auto", None) else int(self.exp_times)  # type: ignore[arg-type]
