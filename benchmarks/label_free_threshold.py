@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from wsss.cam_eval import ThresholdSweep, parse_thresholds
-from wsss.cam_threshold import MeanCam
+from wsss.cam_eval import ThresholdSweep
+from wsss.cam_threshold import MeanCam, parse_thresholds
 from wsss.camfile import find_cam_file, load_cam_file
 from wsss.data.voc import VocDataset
 

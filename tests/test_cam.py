@@ -12,10 +12,12 @@ from helpers_tinyvoc import make_tiny_voc
 from PIL import Image
 from torch import nn
 
+from wsss.configs.inference import MakeCamConfig
 from wsss.data.loader import image_loader, size_grouped_batches
 from wsss.data.voc import VocDataset
 from wsss.errors import WsssError
-from wsss.inference import Predictor, TtaConfig, make_cams, parse_scales, segment_probs
+from wsss.inference import Predictor, TtaConfig, make_cams, segment_probs
+from wsss.option import options
 
 EPS = 1e-5  # the shared normaliser's epsilon
 
@@ -187,14 +189,18 @@ def test_image_loader_batches_same_size_images(tmp_path: Path) -> None:
     assert sorted(tuple(b["image"].shape[-2:]) for b in batches) == [(24, 40), (32, 32)]
 
 
+SCALES = {o.name: o for o in options(MakeCamConfig)}["scales"]
+
+
 @pytest.mark.parametrize("text", ["0,1", "-0.5", "a,b", ""])
 def test_bad_scales(text: str) -> None:
+    """--scales and make_cam.scales parse alike; the stage's TtaConfig refuses the rest."""
     with pytest.raises(WsssError, match="--scales"):
-        parse_scales(text)
+        TtaConfig(scales=SCALES.parse(text))
 
 
 def test_parse_scales() -> None:
-    assert parse_scales("0.5, 1.0,2") == (0.5, 1.0, 2.0)
+    assert TtaConfig(scales=SCALES.parse("0.5, 1.0,2")).scales == (0.5, 1.0, 2.0)
 
 
 def test_loader_images_normalised_on_the_device_equal_normalize_bit_for_bit() -> None:

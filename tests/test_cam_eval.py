@@ -13,8 +13,9 @@ from helpers_tinyvoc import make_tiny_voc
 from torch import nn
 
 from cli.main import main
-from wsss.cam_eval import ThresholdSweep, count_below, evaluate_model_cams, parse_thresholds
+from wsss.cam_eval import ThresholdSweep, count_below, evaluate_model_cams
 from wsss.cam_math import strided_size
+from wsss.cam_threshold import parse_thresholds
 from wsss.camfile import CamRecord, save_cam_file
 from wsss.data.transforms import normalize
 from wsss.data.voc import VocDataset

@@ -20,13 +20,13 @@ from wsss.camfile import CamRecord, load_cam_file
 from wsss.data.palette import read_label_png
 from wsss.data.voc import VocDataset
 from wsss.errors import WsssError
+from wsss.option import options
 from wsss.pseudo import threshold_indices
 from wsss.stages.make_pseudo import MakePseudoConfig
 from wsss.stages.make_pseudo import run as make_pseudo
 from wsss.stages.make_rw import (
     MakeRwConfig,
     RwParams,
-    parse_exp_times,
     refine_record,
     refined_records,
     run,
@@ -217,10 +217,10 @@ def test_auto_walk_spreads_as_far_relative_to_the_image() -> None:
 
 
 def test_exp_times_option() -> None:
-    assert parse_exp_times("auto") is None and parse_exp_times(" AUTO ") is None
-    assert parse_exp_times("6") == 6
-    with pytest.raises(WsssError, match="--exp-times must be 'auto' or a whole number"):
-        parse_exp_times("six")
+    opt = {o.name: o for o in options(MakeRwConfig)}["exp_times"]
+    assert opt.parse("auto") == "auto" and opt.parse("6") == 6
+    with pytest.raises(WsssError, match="--exp-times: 'six' is not a valid int or auto or none"):
+        opt.parse("six")
 
 
 def test_record_without_classes_is_kept() -> None:

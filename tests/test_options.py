@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+import typing
 from typing import Any
 
 import click
@@ -46,6 +48,15 @@ def test_every_command_is_its_config(stage: registry.Stage) -> None:
             assert opt.flag in spelled, name
             for alias in opt.spec.aliases:
                 assert set(alias.split("/")) <= spelled, (name, alias)
+
+
+@pytest.mark.parametrize("stage", registry.STAGES, ids=lambda s: s.name)
+def test_every_stage_declares_its_help_and_has_its_run(stage: registry.Stage) -> None:
+    """The config's docstring is the command's help (not dataclass's generated signature)."""
+    assert stage.help and not stage.help.startswith(stage.config.__name__)
+    assert COMMANDS.commands[stage.name].help == stage.help  # type: ignore[attr-defined]
+    assert importlib.util.find_spec(stage.module) is not None
+    assert stage.output in typing.get_args(registry.Output)
 
 
 @pytest.mark.parametrize("key", [k for k in RUN_STAGES], ids=str)

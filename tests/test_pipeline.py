@@ -18,6 +18,7 @@ from wsss.cam_threshold import RECORD
 from wsss.camfile import load_cam_file
 from wsss.data.palette import read_label_png
 from wsss.data.voc import VocDataset
+from wsss.engine.checkpoint import load_checkpoint
 from wsss.errors import WsssError
 from wsss.io import read_json
 from wsss.metrics import ConfusionMatrix
@@ -88,6 +89,14 @@ def test_every_stage_runs_and_writes_valid_outputs(
 
     summary = json.loads((out / "summary.json").read_text())
     assert summary == result.summary
+    # every trainer ran with the options the summary says were resolved for it
+    for stage, folder in (("train_cam", "cam_model"), ("train_seg", "seg_model")):
+        args = load_checkpoint(out / folder / "final.pt")["args"]
+        resolved = summary["resolved"][stage]
+        assert {k: args[k] for k in resolved} == resolved, stage
+    assert summary["resolved"]["train_cam"]["pcl"] is True  # the recipe's variant, pcl
+    crf = read_json(out / "pseudo" / "manifest.json")["params"]["crf"]
+    assert crf["iterations"] == summary["resolved"]["make_pseudo"]["crf_iters"] == 10
     for key in ("cam_miou", "cam_miou_oracle", "pseudo_miou", "seg_miou"):
         assert 0.0 <= summary[key] <= 100.0
     _check_figures(voc, summary, out / "cams", out / "pseudo", out / "pred_val", cams_miou)

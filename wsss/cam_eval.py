@@ -21,7 +21,6 @@ import torch
 from torch import nn
 
 from wsss.cam_threshold import DEFAULT_THRESHOLDS, check_thresholds
-from wsss.cam_threshold import parse_thresholds as parse_thresholds  # the module's old name
 from wsss.data.classes import class_names_with_background
 from wsss.data.loader import image_loader
 from wsss.data.palette import IGNORE

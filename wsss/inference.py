@@ -59,15 +59,6 @@ class TtaConfig:
         return 2 if self.flip else 1
 
 
-def parse_scales(text: str) -> tuple[float, ...]:
-    """'0.5,1.0,1.5' -> (0.5, 1.0, 1.5), validated."""
-    try:
-        scales = tuple(float(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise WsssError(f"--scales must be comma-separated numbers, got '{text}'") from None
-    return TtaConfig(scales=scales).scales
-
-
 def scaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
     return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
 

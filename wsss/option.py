@@ -91,23 +91,28 @@ def options(config_type: type) -> list[Option]:
     """The options of a config dataclass, in field order. A subclass that re-declares a field
     with another default (`epochs: int = 50`) keeps the spec of the class that declared it."""
     hints = typing.get_type_hints(config_type)
-    found: list[Option] = []
+    found: list[tuple[int, Option]] = []
     for f in dataclasses.fields(config_type):
-        spec = f.metadata.get(_KEY) or _inherited_spec(config_type, f.name)
-        if spec is None:
+        owner = _declaring_class(config_type, f.name)
+        if owner is None:
             continue
+        spec = owner.__dataclass_fields__[f.name].metadata[_KEY]
         default = f.default
         if default is dataclasses.MISSING and f.default_factory is not dataclasses.MISSING:
             default = f.default_factory()
-        found.append(Option(f.name, hints[f.name], default, spec))
-    return found
+        found.append(
+            (config_type.__mro__.index(owner), Option(f.name, hints[f.name], default, spec))
+        )
+    # A stage's own options first, then those of the classes it extends (sort is stable).
+    return [opt for _, opt in sorted(found, key=lambda pair: pair[0])]
 
 
-def _inherited_spec(config_type: type, name: str) -> Spec | None:
-    for base in config_type.__mro__[1:]:
-        fields = getattr(base, "__dataclass_fields__", {})
-        if name in fields and _KEY in fields[name].metadata:
-            return fields[name].metadata[_KEY]
+def _declaring_class(config_type: type, name: str) -> type | None:
+    """The class whose field `name` carries the spec (the most derived one that does)."""
+    for cls in config_type.__mro__:
+        declared = name in cls.__dict__.get("__annotations__", {})
+        if declared and _KEY in cls.__dataclass_fields__[name].metadata:
+            return cls
     return None
 
 

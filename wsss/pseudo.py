@@ -25,8 +25,6 @@ from wsss.data.palette import IGNORE
 from wsss.errors import WsssError, check_range
 
 DEFAULT_THRESHOLD = 0.25  # library default; make-pseudo picks its own (wsss.cam_threshold)
-DEFAULT_FG_THRESHOLD = 0.40
-DEFAULT_BG_THRESHOLD = 0.10
 
 
 @dataclass(frozen=True)

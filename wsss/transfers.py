@@ -16,15 +16,17 @@ and a stage's files do not depend on it.
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from wsss.writer import Settling
+from wsss.perimage import Advance, PerImageRun
+from wsss.writer import BackgroundWriter, Settling, writer_threads
 
 Consumer = Callable[[list[np.ndarray]], None]
 
@@ -84,3 +86,18 @@ def _pinned_copy(tensor: torch.Tensor) -> torch.Tensor:
     host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
     host.copy_(tensor, non_blocking=True)
     return host
+
+
+@contextlib.contextmanager
+def writing_loop(
+    outputs: PerImageRun, device: torch.device
+) -> Iterator[tuple[Advance, BackgroundWriter, Readback]]:
+    """A per-image stage's batch loop: its progress bar, the writer threads and the one-batch-
+    late read-back, entered in the order that closes the read-back first (its last batch goes
+    to the writer) and the bar last."""
+    with (
+        outputs.loop() as advance,
+        BackgroundWriter(writer_threads(device)) as writer,
+        Readback(device) as readback,
+    ):
+        yield advance, writer, readback

@@ -30,16 +30,16 @@ def device() -> Any:
     return option("auto", help=DEVICE_HELP, run_level=True)
 
 
-def loader_workers() -> Any:
-    # --workers is the spelling of the first release; it stays an alias.
+def workers(help: str, minimum: int) -> Any:
+    """Worker processes; --workers is the spelling of the first release, kept as an alias."""
     return option(
-        None,
-        help="Image loading processes (default: min(4, CPUs) with a GPU, 0 on the CPU).",
-        aliases=("--workers",),
-        old_keys=("workers",),
-        min=0,
+        None, help=help, aliases=("--workers",), old_keys=("workers",), min=minimum,
         run_level=True,
-    )
+    )  # fmt: skip
+
+
+def loader_workers() -> Any:
+    return workers("Image loading processes (default: min(4, CPUs) with a GPU, 0 on the CPU).", 0)
 
 
 def image_batch_size(cpu: int) -> Any:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from wsss.configs import common
-from wsss.data.demo import DEFAULT_KNOBS, DemoKnobs
+from wsss.data.demo import DEFAULT_KNOBS
 from wsss.option import option
 
 _KNOBS = DEFAULT_KNOBS  # the knobs' defaults live on DemoKnobs
@@ -15,7 +15,13 @@ _KNOBS = DEFAULT_KNOBS  # the knobs' defaults live on DemoKnobs
 
 @dataclass(frozen=True, kw_only=True)
 class DemoDataConfig:
-    """The synthetic dataset's size, seed and knobs (docs/demo.md); the defaults are the demo."""
+    """Generate the synthetic demo dataset: large bodies with small discriminative parts.
+
+    The knobs (docs/demo.md) make dataset variants; their defaults are the demo itself."""
+
+    STAGE: ClassVar[str] = "demo-data"
+    OUTPUT: ClassVar[str] = "dataset"
+    # The synthetic dataset's size, seed and knobs (docs/demo.md); the defaults are the demo.
 
     out: Path = option(
         help="Directory to write the demo dataset to (VOC layout).", argument=True, run_level=True
@@ -51,10 +57,6 @@ class DemoDataConfig:
         _KNOBS.noise, help="Std of the per-pixel colour noise (values in 0..1).", min=0.0
     )
 
-    def knobs(self) -> DemoKnobs:
-        names = DemoKnobs.__dataclass_fields__
-        return DemoKnobs(**{k: v for k, v in asdict(self).items() if k in names})
-
 
 def generator_args(options: dict[str, Any]) -> dict[str, Any]:
     """`wsss.data.demo.generate_demo`'s keyword arguments from demo-data options (a recipe's
@@ -65,6 +67,10 @@ def generator_args(options: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True, kw_only=True)
 class PrepareVocConfig:
+    """Check a VOC tree; convert SBD masks; write the train_aug list and a label cache."""
+
+    STAGE: ClassVar[str] = "prepare-voc"
+    OUTPUT: ClassVar[str] = "dataset"
     voc: Path = option(help="VOC 2012 root (VOCdevkit/VOC2012).", run_level=True)
     sbd: Path | None = option(
         None, help="SBD root (benchmark_RELEASE/dataset) to build train_aug.", run_level=True
@@ -77,6 +83,10 @@ class PrepareVocConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class PrepareCocoConfig:
+    """Convert COCO 2014 to the toolkit's layout: masks, labels.json, lists, classes.txt."""
+
+    STAGE: ClassVar[str] = "prepare-coco"
+    OUTPUT: ClassVar[str] = "dataset"
     coco: Path = option(help="COCO root with train2014/, val2014/ and annotations/.")
     out: Path | None = option(
         None, help="Where to write the toolkit layout (default: into the COCO root)."
@@ -86,6 +96,11 @@ class PrepareCocoConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class ReportConfig:
+    """Summary, training curves, CAM threshold curve, per-class IoU and sample grids, as one
+    offline HTML file (figures inlined); says what the run lacks."""
+
+    STAGE: ClassVar[str] = "report"
+    OUTPUT: ClassVar[str] = "report"
     run_dir: Path = option(help="Run directory of `wsss pipeline` (or of stages).", argument=True)
     out: Path | None = option(None, help="Where to write the page (default: RUN_DIR/report.html).")
     samples: int = option(4, help="Sample images per split.", min=0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from wsss.configs import common
 from wsss.option import option
@@ -14,7 +14,22 @@ RW_PANEL = "Random walk"
 
 
 @dataclass(frozen=True, kw_only=True)
-class MakeCamConfig:
+class ImageStage:
+    """What every stage that runs a network over a split's images takes."""
+
+    data: Path = common.data()
+    split: str = common.split()
+    device: str = common.device()
+    loader_workers: int | None = common.loader_workers()
+    class_list: Path | None = common.class_list()
+
+
+@dataclass(frozen=True, kw_only=True)
+class MakeCamConfig(ImageStage):
+    """Multi-scale + flip CAMs, one file per image (keys, cam at stride 4, hr_cam)."""
+
+    STAGE: ClassVar[str] = "make-cam"
+    OUTPUT: ClassVar[str] = "cams"
     checkpoint: Path = option(help="CAM classifier checkpoint.", run_level=True)
     out: Path = common.out("Output directory for the CAM files.")
     scales: tuple[float, ...] = option((0.5, 1.0, 1.5, 2.0), help=common.SCALES_HELP)
@@ -22,30 +37,28 @@ class MakeCamConfig:
     batch_size: int | None = common.image_batch_size(cpu=4)
     format: CamFormat = common.cam_format()
     overlays: int = common.overlays()
-    data: Path = common.data()
-    split: str = common.split()
-    device: str = common.device()
-    loader_workers: int | None = common.loader_workers()
-    class_list: Path | None = common.class_list()
 
 
 @dataclass(frozen=True, kw_only=True)
-class PredictConfig:
+class PredictConfig(ImageStage):
+    """Segment a split with a trained DeepLab: palette PNGs, then score them with `wsss eval`."""
+
+    STAGE: ClassVar[str] = "predict"
+    OUTPUT: ClassVar[str] = "labels"
     checkpoint: Path = option(help="DeepLab checkpoint.", run_level=True)
     out: Path = common.out("Output directory for the label PNGs.")
     scales: tuple[float, ...] = option((1.0,), help=common.SCALES_HELP)
     flip: bool = common.flip()
     crf: bool = option(False, help="Refine with a dense CRF.")
     batch_size: int | None = common.image_batch_size(cpu=4)
-    data: Path = common.data()
-    split: str = common.split()
-    device: str = common.device()
-    loader_workers: int | None = common.loader_workers()
-    class_list: Path | None = common.class_list()
 
 
 @dataclass(frozen=True, kw_only=True)
-class MakeRwConfig:
+class MakeRwConfig(ImageStage):
+    """Refine CAMs by a random walk over learned affinities; writes CAM files for eval-cam."""
+
+    STAGE: ClassVar[str] = "make-rw"
+    OUTPUT: ClassVar[str] = "cams"
     checkpoint: Path = option(help="Affinity net (train-aff).", run_level=True)
     cams: Path = common.cams()
     out: Path = common.out("Output directory for the refined CAM files.")
@@ -74,11 +87,6 @@ class MakeRwConfig:
     batch_size: int | None = common.image_batch_size(cpu=1)
     format: CamFormat = common.cam_format()
     overlays: int = common.overlays()
-    data: Path = common.data()
-    split: str = common.split()
-    device: str = common.device()
-    loader_workers: int | None = common.loader_workers()
-    class_list: Path | None = common.class_list()
 
     @property
     def walk_steps_exponent(self) -> int | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 from wsss.configs import common
 from wsss.option import option
@@ -13,8 +13,18 @@ CRF_PANEL = "Dense CRF"
 CONFIDENT_PANEL = "Confident regions (AffinityNet / IRN labels)"
 
 
+def _crf(default: Any, help: str, key: str, **spec: Any) -> Any:
+    """A dense CRF parameter; its `--set` key of the first release was crf.KEY (`CrfParams`)."""
+    return option(default, help=help, panel=CRF_PANEL, old_keys=(f"crf.{key}",), **spec)
+
+
 @dataclass(frozen=True, kw_only=True)
 class PickThresholdConfig:
+    """The background threshold from the CAMs alone (no masks): the mean of the strongest
+    labelled-class CAM over the split's pixels; recorded in CAMS/label_free_threshold.json."""
+
+    STAGE: ClassVar[str] = "pick-threshold"
+    OUTPUT: ClassVar[str] = "threshold"
     cams: Path = common.cams()
     data: Path = common.data()
     split: str = common.split()
@@ -23,6 +33,10 @@ class PickThresholdConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class MakePseudoConfig:
+    """CAMs -> pseudo label PNGs (VOC palette, 255 = ignore): threshold, dense CRF, scores."""
+
+    STAGE: ClassVar[str] = "make-pseudo"
+    OUTPUT: ClassVar[str] = "labels"
     cams: Path = common.cams()
     data: Path = common.data()
     split: str = common.split()
@@ -33,14 +47,7 @@ class MakePseudoConfig:
         "strongest labelled-class CAM (docs/label_free_threshold.md); 'oracle': best_threshold "
         "of CAMS/eval_cam.json from `wsss eval-cam`, picked on ground truth.",
     )
-    crf_workers: int | None = option(
-        None,
-        help="CRF worker processes (default: all cores).",
-        aliases=("--workers",),
-        old_keys=("workers",),
-        min=1,
-        run_level=True,
-    )
+    crf_workers: int | None = common.workers("CRF worker processes (default: all cores).", 1)
     score: bool | None = option(
         None,
         help="Score the labels against ground truth (default: when the whole split has it).",
@@ -49,46 +56,25 @@ class MakePseudoConfig:
     )
     class_list: Path | None = common.class_list()
     crf: bool = option(True, help="Refine with a dense CRF.", panel=CRF_PANEL)
-    crf_iters: int = option(
-        10, help="Mean-field iterations.", panel=CRF_PANEL, old_keys=("crf.iterations",), min=1
-    )
-    unary: Literal["scores", "labels"] = option(
+    crf_iters: int = _crf(10, "Mean-field iterations.", "iterations", min=1)
+    unary: Literal["scores", "labels"] = _crf(
         "scores",
-        help="CRF unary: 'scores' (soft scores, background (1 - max CAM)^a) or 'labels' "
+        "CRF unary: 'scores' (soft scores, background (1 - max CAM)^a) or 'labels' "
         "(thresholded labels held with --gt-prob; docs/pseudo_labels.md compares them).",
-        panel=CRF_PANEL,
-        old_keys=("crf.unary",),
+        "unary",
     )
-    gt_prob: float = option(
-        0.7, help="Confidence of the labels ('labels' unary).", panel=CRF_PANEL,
-        old_keys=("crf.gt_prob",),
-    )  # fmt: skip
+    gt_prob: float = _crf(0.7, "Confidence of the labels ('labels' unary).", "gt_prob")
     bg_power: float | None = option(
         None,
         help="Exponent a of the background score ('scores' unary; default: the a for which "
         "background and CAM cross at the threshold).",
         panel=CRF_PANEL,
     )
-    gaussian_sxy: float = option(
-        3.0, help="Smoothness kernel width (px).", panel=CRF_PANEL,
-        old_keys=("crf.gaussian_sxy",),
-    )  # fmt: skip
-    gaussian_compat: float = option(
-        3.0, help="Smoothness kernel weight.", panel=CRF_PANEL,
-        old_keys=("crf.gaussian_compat",),
-    )  # fmt: skip
-    bilateral_sxy: float = option(
-        50.0, help="Appearance kernel width (px).", panel=CRF_PANEL,
-        old_keys=("crf.bilateral_sxy",),
-    )  # fmt: skip
-    bilateral_srgb: float = option(
-        13.0, help="Appearance kernel colour width.", panel=CRF_PANEL,
-        old_keys=("crf.bilateral_srgb",),
-    )  # fmt: skip
-    bilateral_compat: float = option(
-        10.0, help="Appearance kernel weight.", panel=CRF_PANEL,
-        old_keys=("crf.bilateral_compat",),
-    )  # fmt: skip
+    gaussian_sxy: float = _crf(3.0, "Smoothness kernel width (px).", "gaussian_sxy")
+    gaussian_compat: float = _crf(3.0, "Smoothness kernel weight.", "gaussian_compat")
+    bilateral_sxy: float = _crf(50.0, "Appearance kernel width (px).", "bilateral_sxy")
+    bilateral_srgb: float = _crf(13.0, "Appearance kernel colour width.", "bilateral_srgb")
+    bilateral_compat: float = _crf(10.0, "Appearance kernel weight.", "bilateral_compat")
     # The pipeline makes confident labels in a step of its own (the random-walk path).
     confident: bool = option(
         False,

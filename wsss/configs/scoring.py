@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from wsss.cam_threshold import DEFAULT_THRESHOLDS, DEFAULT_THRESHOLDS_TEXT, parse_thresholds
 from wsss.configs import common
@@ -14,6 +15,10 @@ GT_HELP = "Ground-truth PNG directory, or a dataset root in VOC layout."
 
 @dataclass(frozen=True, kw_only=True)
 class EvalCamConfig:
+    """Sweep the background threshold: best threshold, its mIoU, per-class IoU, the curve."""
+
+    STAGE: ClassVar[str] = "eval-cam"
+    OUTPUT: ClassVar[str] = "scores"
     cams: Path = option(help="Directory of CAM files.", run_level=True)
     gt: Path = option(help=GT_HELP, run_level=True)
     split: str | None = option(
@@ -35,6 +40,11 @@ class EvalCamConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class EvalConfig:
+    """Confusion matrix, per-class IoU, precision/recall, FP/FN rates and mIoU."""
+
+    STAGE: ClassVar[str] = "eval"
+    OUTPUT: ClassVar[str] = "scores"
+    MODULE: ClassVar[str] = "wsss.stages.evaluate"
     pred: Path = option(help="Directory of predicted label PNGs.", run_level=True)
     gt: Path = option(help=GT_HELP, run_level=True)
     list_file: Path | None = option(

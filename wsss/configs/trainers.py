@@ -5,9 +5,9 @@ to give it its own default (its help text stays the one declared here)."""
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from wsss.configs import common
 from wsss.errors import WsssError, check_choice, check_count, check_positive, file_error
@@ -33,8 +33,8 @@ class TrainOptions:
     """Options of every trainer. `batch_size` is the total over all torchrun processes."""
 
     data: Path = common.data()
-    out: Path = common.out("Run directory (checkpoints, metrics, summary).")
     split: str = common.split("train_aug")
+    out: Path = common.out("Run directory (checkpoints, metrics, summary).")
     backbone: str = option("resnet50", help="resnet18|34|50|101 or timm:<name>.")
     pretrained: str = option("imagenet", help="Backbone weights: imagenet, none or a local file.")
     output_stride: int = option(16, help="Backbone output stride: 16 or 8.")
@@ -134,25 +134,17 @@ class TrainOptions:
         from wsss.engine.trainer import LoopConfig
 
         workers = self.loader_workers
-        return LoopConfig(
-            out_dir=Path(self.out),
-            stage=stage,
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            weight_decay=self.weight_decay,
-            optimizer=self.optimizer,
-            schedule=self.schedule,
-            warmup_epochs=self.warmup_epochs,
-            seed=self.seed,
-            device=self.device,
-            workers=default_loader_workers(self.device) if workers is None else workers,
-            resume=self.resume,
-            compile=self.compile,
-            eval_every=self.eval_every or 1,
-            threads=self.threads,
-            args=self.args(),
-        )
+        # The loop's settings under the same names as these options, then the rest.
+        shared = {f.name: getattr(self, f.name) for f in fields(LoopConfig) if hasattr(self, f.name)
+                  }  # fmt: skip
+        return LoopConfig(**{
+            **shared,
+            "out_dir": Path(self.out),
+            "stage": stage,
+            "workers": default_loader_workers(self.device) if workers is None else workers,
+            "eval_every": self.eval_every or 1,
+            "args": self.args(),
+        })  # fmt: skip
 
 
 @dataclass(kw_only=True)
@@ -170,7 +162,11 @@ class Evaluated(TrainOptions):
 
 @dataclass(kw_only=True)
 class TrainCamConfig(Evaluated):
-    """train-cam options; the inherited defaults are the paper's recipe."""
+    """Train the Puzzle-CAM classifier from image-level labels (--pieces 1 --alpha 0: plain CAM)."""
+
+    STAGE: ClassVar[str] = "train-cam"
+    OUTPUT: ClassVar[str] = "model"
+    # train-cam options; the inherited defaults are the paper's recipe.
 
     freeze_bn: bool = option(False, help="Keep backbone BatchNorm frozen.", off="")
     init: Path | None = option(None, help="Warm start from a trained train-cam checkpoint.")
@@ -217,7 +213,11 @@ class TrainCamConfig(Evaluated):
 
 @dataclass(kw_only=True)
 class TrainSegConfig(Evaluated):
-    """train-seg options; defaults are the reference DeepLab recipe."""
+    """Train DeepLabv3+ on pseudo labels (cross-entropy, 255 ignored)."""
+
+    STAGE: ClassVar[str] = "train-seg"
+    OUTPUT: ClassVar[str] = "model"
+    # train-seg options; defaults are the reference DeepLab recipe.
 
     labels: Path | None = option(
         None, help="Pseudo-label PNG directory (default: the ground-truth masks).", run_level=True
@@ -250,7 +250,11 @@ class TrainSegConfig(Evaluated):
 
 @dataclass(kw_only=True)
 class TrainAffConfig(TrainOptions):
-    """train-aff options; `labels` is the confident-label directory (255 = ignore)."""
+    """Learn pixel affinities from confident-region labels (AffinityNet / IRN)."""
+
+    STAGE: ClassVar[str] = "train-aff"
+    OUTPUT: ClassVar[str] = "model"
+    # train-aff options; `labels` is the confident-label directory (255 = ignore).
 
     labels: Path = option(
         help="Confident-region labels (`wsss make-pseudo --confident`; 255 = ignore).",

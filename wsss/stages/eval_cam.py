@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from wsss.cam_eval import SweepResult, ThresholdSweep, check_thresholds
-from wsss.cam_eval import parse_thresholds as parse_thresholds  # --thresholds, for the CLI
 from wsss.camfile import (
     EVAL_CAM_RECORD,
     SUFFIXES,

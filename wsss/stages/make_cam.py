@@ -16,13 +16,11 @@ from wsss.configs.inference import MakeCamConfig
 from wsss.data.loader import image_loader
 from wsss.errors import check_count
 from wsss.inference import CamBatch, TtaConfig, cam_batch, default_batch_size
-from wsss.inference import parse_scales as parse_scales  # --scales, for the CLI
 from wsss.models.classifier import CamClassifier
 from wsss.overlay import write_overlays
 from wsss.perimage import PerImageResult, PerImageRun
 from wsss.torchrun import env_info
-from wsss.transfers import Readback
-from wsss.writer import BackgroundWriter, writer_threads
+from wsss.transfers import writing_loop
 
 STAGE = "make-cam"
 # Resuming into a folder made with other values of these would mix two kinds of CAMs.
@@ -62,11 +60,7 @@ def run(config: MakeCamConfig) -> MakeCamResult:
             writer.submit(save_cam_file, outputs.output(image_id), record, config.format)
         advance(len(batch_ids))
 
-    with (
-        outputs.loop() as advance,
-        BackgroundWriter(writer_threads(device)) as writer,
-        Readback(device) as readback,  # closed first: its last batch goes to the writer
-    ):
+    with writing_loop(outputs, device) as (advance, writer, readback):
         for batch in loader:
             batch_ids = [outputs.todo[i] for i in batch["index"]]
             images = predictor.to_device(batch["image"])

@@ -15,6 +15,7 @@ which. Confident mode's two thresholds derive from the same threshold unless giv
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -304,16 +305,8 @@ def crf_params(config: MakePseudoConfig) -> CrfParams | None:
     """The dense CRF's parameters from the options (None with --no-crf)."""
     if not config.crf:
         return None
-    return CrfParams(
-        gaussian_sxy=config.gaussian_sxy,
-        gaussian_compat=config.gaussian_compat,
-        bilateral_sxy=config.bilateral_sxy,
-        bilateral_srgb=config.bilateral_srgb,
-        bilateral_compat=config.bilateral_compat,
-        iterations=config.crf_iters,
-        unary=config.unary,
-        gt_prob=config.gt_prob,
-    )
+    names = {f.name: f.name for f in dataclasses.fields(CrfParams)} | {"iterations": "crf_iters"}
+    return CrfParams(**{key: getattr(config, name) for key, name in names.items()})
 
 
 def _should_evaluate(voc: VocDataset, ids: list[str], gt: bool | None) -> bool:

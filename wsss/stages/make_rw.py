@@ -64,8 +64,7 @@ from wsss.models.affinity import AffinityNet
 from wsss.overlay import write_overlays
 from wsss.perimage import PerImageResult, PerImageRun
 from wsss.torchrun import env_info
-from wsss.transfers import Readback, upload
-from wsss.writer import BackgroundWriter, writer_threads
+from wsss.transfers import upload, writing_loop
 
 STAGE = "make-rw"
 # The reference walk (IRN, Puzzle-CAM): 2^8 steps on VOC images, whose long side is 500.
@@ -148,12 +147,7 @@ def run(config: MakeRwConfig) -> MakeRwResult:
             writer.submit(save_cam_file, outputs.output(image_id), record, config.format)
         advance(len(batch_ids))
 
-    with (
-        torch.inference_mode(),
-        outputs.loop() as advance,
-        BackgroundWriter(writer_threads(device)) as writer,
-        Readback(device) as readback,  # closed first: its last batch goes to the writer
-    ):
+    with torch.inference_mode(), writing_loop(outputs, device) as (advance, writer, readback):
         for batch in loader:
             batch_ids = [outputs.todo[i] for i in batch["index"]]
             images = predictor.to_device(batch["image"])
@@ -259,13 +253,3 @@ def _class_share(walked: torch.Tensor) -> torch.Tensor:
 
 def _numpy(maps: torch.Tensor) -> np.ndarray:
     return maps.float().cpu().numpy().astype(np.float32, copy=False)
-
-
-def parse_exp_times(text: str) -> int | None:
-    """`--exp-times`: "auto" (None, scaled to each image) or a whole number of doublings."""
-    if text.strip().lower() == "auto":
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise WsssError(f"--exp-times must be 'auto' or a whole number, got {text!r}") from None

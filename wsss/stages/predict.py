@@ -19,11 +19,9 @@ from wsss.data.loader import image_loader
 from wsss.data.palette import save_label_png
 from wsss.errors import check_count
 from wsss.inference import TtaConfig, default_batch_size, segment_probs
-from wsss.inference import parse_scales as parse_scales  # --scales, for the CLI
 from wsss.models.deeplab import DeepLabV3Plus
 from wsss.perimage import PerImageResult, PerImageRun
-from wsss.transfers import Readback
-from wsss.writer import BackgroundWriter, writer_threads
+from wsss.transfers import writing_loop
 
 STAGE = "predict"
 SUFFIX = ".png"
@@ -65,11 +63,7 @@ def run(config: PredictConfig) -> PredictResult:
             writer.submit(save_label_png, outputs.output(image_id), label)
         advance(len(batch_ids))
 
-    with (
-        outputs.loop() as advance,
-        BackgroundWriter(writer_threads(device)) as writer,
-        Readback(device) as readback,  # closed first: its last batch goes to the writer
-    ):
+    with writing_loop(outputs, device) as (advance, writer, readback):
         for batch in loader:
             batch_ids = [outputs.todo[i] for i in batch["index"]]
             probs = segment_probs(predictor, predictor.to_device(batch["image"]), tta)
