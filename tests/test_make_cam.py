@@ -113,12 +113,12 @@ def test_cli_runs(cam_setup, tmp_path: Path, cams_miou) -> None:
 def test_files_written_by_the_thread_pool_equal_those_written_in_place(
     cam_setup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from wsss.stages import make_cam
+    from wsss import transfers
 
     tta = {"scales": (1.0,), "batch_size": 3}
-    monkeypatch.setattr(make_cam, "writer_threads", lambda device: 0)
+    monkeypatch.setattr(transfers, "writer_threads", lambda device: 0)
     in_place = run(_config(cam_setup, tmp_path / "a", **tta)).out
-    monkeypatch.setattr(make_cam, "writer_threads", lambda device: 3)
+    monkeypatch.setattr(transfers, "writer_threads", lambda device: 3)
     pooled = run(_config(cam_setup, tmp_path / "b", **tta)).out
     files = sorted(in_place.glob("*.npy"))
     assert files and len(files) == len(list(pooled.glob("*.npy")))
