@@ -32,6 +32,10 @@ SET_HELP = (
 )
 
 
+PROFILE_HELP = (
+    "wsss (its own defaults) or reference (the official Puzzle-CAM code's choices where they "
+    "differ, docs/parity.md); default: the recipe's (voc: reference)."
+)
 WORKERS_HELP = "Loader and CRF worker processes both (the first release's option)."
 DEVICE_HELP = "auto (CUDA when available), cpu or cuda."
 
@@ -49,6 +53,7 @@ RUN: options.Group = {
     "overrides": (list[str], lambda: typer.Option([], "--set", help=SET_HELP)),
     "seed": (int | None, lambda: typer.Option(
         None, "--seed", help="Seed of every trainer (default: the recipe's).")),
+    "profile": (str | None, lambda: typer.Option(None, "--profile", help=PROFILE_HELP)),
     "dry_run": (bool, lambda: typer.Option(
         False, "--dry-run", help="Print every stage's resolved options and stop.")),
 }  # fmt: skip

@@ -184,3 +184,24 @@ def test_dry_run_prints_the_resolved_options_and_runs_nothing(tmp_path: Path, ca
             for line in printed.splitlines() if line.count("│") >= 4}  # fmt: skip
     assert ("train_cam", "alpha", "2.5") in rows and ("train_cam", "pcl", "False") in rows
     assert ("train_seg", "seed", "4") in rows and not out.exists()
+
+
+def test_a_profile_sits_between_the_defaults_and_the_recipe() -> None:
+    """stage default < profile < recipe < --set; voc runs the reference profile."""
+    assert VOC.profile == "reference" and DEMO.profile is None
+    voc = resolve(VOC, random_walk=True)
+    assert voc.profile == "reference" and voc.stages["make_rw"]["exp_times"] == 8
+    assert voc.stages["train_aff"]["radius"] == 10
+    demo = resolve(DEMO, random_walk=True)
+    assert demo.profile == "wsss" and demo.stages["make_rw"]["exp_times"] == "auto"
+    chosen = resolve(DEMO, random_walk=True, profile="reference")
+    assert chosen.stages["make_rw"]["exp_times"] == 8
+    # the recipe's own setting wins over the profile's, --set over both
+    recipe = replace(DEMO, make_rw={"exp_times": 6})
+    assert (
+        resolve(recipe, random_walk=True, profile="reference").stages["make_rw"]["exp_times"] == 6
+    )
+    won = resolve(VOC, overrides=["make_rw.exp_times=5"], random_walk=True)
+    assert won.stages["make_rw"]["exp_times"] == 5
+    with pytest.raises(WsssError, match="--profile must be one of wsss\\|reference"):
+        resolve(DEMO, profile="paper")

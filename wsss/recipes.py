@@ -3,7 +3,7 @@
 A `Recipe` names, per stage, the options that differ from the stage's own defaults.
 `resolve` gives every stage's options for one run, with one precedence:
 
-    stage default < recipe < variant (train-cam's loss terms) < --seed < --set
+    stage default < profile < recipe < variant (train-cam's loss terms) < --seed < --set
 
 `--set stage.option=value` takes the stage's option names (`wsss.option`: the flag's name,
 `--crf-iters` is `make_pseudo.crf_iters`) and always takes effect: a key the run cannot use is
@@ -49,6 +49,9 @@ class Recipe:
     # The variant (`VARIANTS`) train-cam runs on top of `train_cam`, which holds the paper's
     # full Puzzle-CAM settings; None runs them as they are.
     variant: str | None = None
+    # The profile (`PROFILES`) under the recipe's own settings: "reference" for the official
+    # code's choices where wsss has its own; None runs wsss's defaults.
+    profile: str | None = None
 
 
 # `--set recipe.NAME=VALUE` sets one of these fields of the recipe itself.
@@ -128,6 +131,7 @@ DEMO = Recipe(
 # Puzzle-CAM's recipe for an ImageNet-pretrained ResNet-50 on VOC 2012 (docs/recipes.md).
 VOC = Recipe(
     name="voc",
+    profile="reference",
     cam_split="train_aug",
     cam_eval_split="train",
     seg_split="train_aug",
@@ -192,6 +196,25 @@ def pick_variants(short: list[str] | None) -> tuple[str, ...]:
     return tuple(SHORT_NAMES[name] for name in short)
 
 
+# name -> stage -> options: the settings that make a stage compute what the official Puzzle-CAM
+# code computes where wsss's default differs (docs/parity.md has the rows and their effects).
+PROFILES: dict[str, dict[str, dict[str, Any]]] = {
+    "wsss": {},
+    "reference": {
+        "make_rw": {"exp_times": 8},  # row 5: 2^8 steps whatever the image size
+        "train_aff": {"radius": 10},  # row 6
+    },
+}
+
+
+def profile_name(recipe: Recipe, profile: str | None = None) -> str:
+    """The run's profile: `profile`, else the recipe's, else wsss's defaults."""
+    chosen = profile or recipe.profile or "wsss"
+    if chosen not in PROFILES:
+        raise WsssError(f"--profile must be one of {'|'.join(PROFILES)}, got '{chosen}'")
+    return chosen
+
+
 def variant_options(recipe: Recipe, variant: str | None = None) -> dict[str, Any]:
     """train-cam's options of the variant (`variant`, else the recipe's; it replaces the
     recipe's, never stacks on it)."""
@@ -209,6 +232,7 @@ class Resolved:
     recipe: Recipe
     stages: dict[str, dict[str, Any]]  # `--set` stage key -> option -> value
     switches: dict[str, Any]
+    profile: str = "wsss"
 
     def to_json(self) -> dict[str, Any]:
         from wsss.io import jsonable
@@ -223,11 +247,13 @@ def resolve(
     seed: int | None = None,
     random_walk: bool = False,
     demo_data: bool | None = None,
+    profile: str | None = None,
 ) -> Resolved:
     """Every stage's options for one run (the precedence in the module's docstring); any
     mistake in `overrides` is a one-line error, raised before any work. `demo_data`: whether
     the run generates the demo data (default: when the recipe has it)."""
     demo_data = recipe.demo is not None if demo_data is None else demo_data
+    chosen = profile_name(recipe, profile)
     sets = parse_overrides(overrides)
     _check_effect(sets, random_walk, demo_data)
     stages: dict[str, dict[str, Any]] = {}
@@ -238,6 +264,7 @@ def resolve(
         values = option_values(config)
         if key == "train_aff":  # the affinity net's backbone is the CAM classifier's
             values.update({k: stages["train_cam"][k] for k in ("backbone", "pretrained")})
+        values.update(_typed(config, PROFILES[chosen].get(key, {}), f"the {chosen} profile"))
         values.update(_typed(config, getattr(recipe, key) or {}, f"the {recipe.name} recipe"))
         if key == "train_cam":
             values.update(variant_options(recipe, variant))
@@ -250,7 +277,7 @@ def resolve(
         stages[key] = values
     switches = {name: getattr(recipe, name) for name in SWITCHES}
     switches.update(sets.get(RECIPE_STAGE, {}))
-    return Resolved(recipe, stages, switches)
+    return Resolved(recipe, stages, switches, chosen)
 
 
 TRAINERS = ("train_cam", "train_seg", "train_aff")

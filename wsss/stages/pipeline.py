@@ -63,6 +63,7 @@ class PipelineConfig:
     overrides: tuple[str, ...] = ()  # "stage.option=value"
     seed: int | None = None  # every trainer's seed
     dry_run: bool = False  # print the resolved options, run nothing
+    profile: str | None = None  # wsss.recipes.PROFILES (default: the recipe's)
 
 
 @dataclass
@@ -87,7 +88,7 @@ def resolve_run(config: PipelineConfig) -> Resolved:
     """Every stage's options for this run (errors before any work)."""
     demo_data = config.data is None and config.recipe.demo is not None
     return resolve(config.recipe, config.variant, config.overrides, config.seed,
-                   config.random_walk, demo_data)  # fmt: skip
+                   config.random_walk, demo_data, config.profile)  # fmt: skip
 
 
 def run(config: PipelineConfig) -> PipelineResult | None:
@@ -116,6 +117,7 @@ def run(config: PipelineConfig) -> PipelineResult | None:
     summary = {
         "recipe": resolved.recipe.name,
         "variant": config.variant or resolved.recipe.variant or "full",
+        "profile": resolved.profile,
         "overrides": list(config.overrides),
         **({"seed": config.seed} if config.seed is not None else {}),
         "data": str(data),
