@@ -199,6 +199,17 @@ def pair_labels(labels: Tensor, offsets: list[Offset]) -> PairLabels:
     return PairLabels(bg=same & (source == 0), fg=same & (source > 0), neg=valid & ~same)
 
 
+def cropped_sources(targets: PairLabels, radius: int) -> PairLabels:
+    """The pairs whose source lies inside IRN's / Puzzle-CAM's crop of the grid: no source in
+    the last radius - 1 rows nor in the first and last radius - 1 columns (their PathIndex
+    keeps every destination of a source inside the map)."""
+    height, width = targets.bg.shape[-2:]
+    margin = radius - 1
+    keep = torch.zeros((height, width), dtype=torch.bool, device=targets.bg.device)
+    keep[: max(0, height - margin), margin : max(margin, width - margin)] = True
+    return PairLabels(*(getattr(targets, group) & keep for group in ("bg", "fg", "neg")))
+
+
 def labels_at_stride(labels: Tensor, size: tuple[int, int], stride: int) -> Tensor:
     """B x H x W labels -> B x h x w: the label at the centre of each stride x stride cell."""
     rows, cols = (

@@ -202,7 +202,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "wsss": {},
     "reference": {
         "make_rw": {"exp_times": 8},  # row 5: 2^8 steps whatever the image size
-        "train_aff": {"radius": 10},  # row 6
+        "train_aff": {"radius": 10, "pair_sources": "cropped"},  # row 6
     },
 }
 

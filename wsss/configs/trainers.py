@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 from wsss.configs import common
 from wsss.errors import WsssError, check_choice, check_count, check_positive, file_error
@@ -269,6 +269,11 @@ class TrainAffConfig(TrainOptions):
         True, help="Train the affinity head only.", off="--train-backbone"
     )
     radius: int = option(5, help="Pairs within this distance on the stride-4 grid.")
+    pair_sources: Literal["all", "cropped"] = option(
+        "all",
+        help="Pixels whose pairs are trained: all, or cropped as the reference's PathIndex "
+        "(none in the last radius-1 rows and first / last radius-1 columns; docs/parity.md).",
+    )
     epochs: int = 3
     lr: float = 0.01
 

@@ -22,6 +22,7 @@ from torch import nn
 
 from wsss.affinity import (
     affinity_loss,
+    cropped_sources,
     labels_at_stride,
     pair_affinities,
     pair_labels,
@@ -43,16 +44,20 @@ TrainAffResult = FitResult
 class AffinityObjective(nn.Module):
     """The balanced pair loss of one batch, as one module for DDP to wrap."""
 
-    def __init__(self, model: AffinityNet, radius: int) -> None:
+    def __init__(self, model: AffinityNet, radius: int, cropped: bool = False) -> None:
         super().__init__()
         self.model = model
+        self.radius, self.cropped = radius, cropped
         self.offsets = pair_offsets(radius)
 
     def forward(self, batch: dict[str, torch.Tensor], progress: float) -> dict[str, torch.Tensor]:
         boundary = torch.sigmoid(self.model(batch["image"])[:, 0].float())
         labels = labels_at_stride(batch["mask"], tuple(boundary.shape[-2:]), self.model.stride)
         affinities = pair_affinities(boundary, self.offsets)
-        return affinity_loss(affinities, pair_labels(labels, self.offsets))
+        targets = pair_labels(labels, self.offsets)
+        if self.cropped:
+            targets = cropped_sources(targets, self.radius)
+        return affinity_loss(affinities, targets)
 
 
 def run(
@@ -71,5 +76,10 @@ def run(
     )
     if config.init is not None and not resuming:
         load_cam_backbone(model, Path(config.init), voc.classes)
-    task = TrainTask.of(model, AffinityObjective(model, config.radius), dataset, voc.classes)
+    task = TrainTask.of(
+        model,
+        AffinityObjective(model, config.radius, config.pair_sources == "cropped"),
+        dataset,
+        voc.classes,
+    )
     return fit(task, config.loop_config(STAGE), on_epoch_end)
