@@ -8,9 +8,11 @@ unless told otherwise, `warn` escapes its message, tables take their cells as pl
 
 from __future__ import annotations
 
+import math
 import os
+import time
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from rich.console import Console
 from rich.markup import escape
@@ -55,7 +57,11 @@ class RateColumn(TextColumn):
         return Text(f"{speed:.1f} {self.unit}/s" if speed else f"- {self.unit}/s", style="cyan")
 
 
-def make_progress(unit: str = "img") -> Progress:
+def make_progress(unit: str = "img", every: int | None = None) -> Progress | LineProgress:
+    """A live bar on a terminal; plain lines where stderr is a file or a pipe (a batch job's
+    log): one every `every` items (a trainer: each epoch), else every tenth of the total."""
+    if not err_console.is_terminal and not quiet():
+        return LineProgress(unit, every)
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -69,6 +75,73 @@ def make_progress(unit: str = "img") -> Progress:
         disable=quiet(),
         transient=False,
     )
+
+
+class LineProgress:
+    """Progress as whole lines, for logs: what a rich bar shows (count, share, rate, elapsed,
+    ETA, status), printed at the steps it is due and at the end, never cut to a width.
+    Also one line at least every `seconds`, so a slow step still shows the job is alive."""
+
+    def __init__(self, unit: str = "img", every: int | None = None, seconds: float = 300.0):
+        self.unit, self.every, self.seconds = unit, every, seconds
+        self.tasks: dict[int, dict[str, Any]] = {}
+
+    def __enter__(self) -> LineProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for task in self.tasks.values():
+            if task["completed"] != task["printed"]:
+                self._print(task)
+
+    def start(self) -> None:
+        """Nothing to restart: lines do not hold the terminal (rich's Progress API)."""
+
+    def stop(self) -> None:
+        """Nothing to stop (rich's Progress API)."""
+
+    def add_task(self, description: str, total: float | None = None, completed: float = 0,
+                 status: str = "", **_: Any) -> int:  # fmt: skip
+        task_id = len(self.tasks)
+        now = time.perf_counter()
+        step = self.every or (max(1, math.ceil(total / 10)) if total else None)
+        self.tasks[task_id] = {"description": description, "total": total, "step": step,
+                               "completed": completed, "started": completed, "status": status,
+                               "t0": now, "last": now, "printed": completed}  # fmt: skip
+        return task_id
+
+    def advance(self, task_id: int, advance: float = 1) -> None:
+        self.update(task_id, advance=advance)
+
+    def update(self, task_id: int, advance: float = 0, **fields: Any) -> None:
+        task = self.tasks[task_id]
+        before = task["completed"]
+        task["completed"] = before + advance
+        task["status"] = fields.get("status", task["status"])
+        step, now = task["step"], time.perf_counter()
+        crossed = step is not None and int(task["completed"] // step) > int(before // step)
+        done = task["total"] is not None and task["completed"] >= task["total"] > before
+        if crossed or done or now - task["last"] >= self.seconds:
+            self._print(task)
+
+    def _print(self, task: dict[str, Any]) -> None:
+        now = time.perf_counter()
+        task["last"], task["printed"] = now, task["completed"]
+        elapsed = now - task["t0"]
+        done, total = task["completed"], task["total"]
+        rate = (done - task["started"]) / elapsed if elapsed > 0 else 0.0
+        count = f"{done:g}/{total:g} {self.unit}" if total else f"{done:g} {self.unit}"
+        share = f" ({100 * done / total:.0f}%)" if total else ""
+        eta = _clock((total - done) / rate) if total and rate > 0 else "-"
+        status = f"  {task['status']}" if task["status"] else ""
+        line = (f"{task['description']}: {count}{share}  {rate:.1f} {self.unit}/s  "
+                f"elapsed {_clock(elapsed)}  eta {eta}{status}")  # fmt: skip
+        err_console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
 def track(

@@ -55,7 +55,7 @@ from wsss.io import (
 )
 from wsss.models import CheckpointModel
 from wsss.resume import claim_output_dir, release_output_dir
-from wsss.ui import info, make_progress, warn
+from wsss.ui import LineProgress, info, make_progress, warn
 
 LAST, FINAL, BEST = "last.pt", "final.pt", "best.pt"
 METRICS, SUMMARY = "metrics.jsonl", "summary.json"
@@ -65,6 +65,8 @@ RESUMABLE_CHANGES = frozenset({"out", "device", "loader_workers", "resume", "com
                                "eval_every", "eval_split", "threads"})  # fmt: skip
 # Options renamed since a checkpoint may have been saved: old key -> today's.
 RENAMED_ARGS = {"use_pcl": "pcl", "workers": "loader_workers"}
+# Options added since a checkpoint may have been saved -> the value it was made with.
+ADDED_ARGS: dict[str, Any] = {"backbone_dilation": True, "align_corners": False, "head_norm": "bn"}
 # Loss values reach the host (a wait for the GPU to finish every queued step) only this often
 # and at an epoch's end, so that the host queues the next steps while the GPU runs.
 READ_EVERY = 20
@@ -239,6 +241,7 @@ def check_same_args(path: Path, saved: dict[str, Any], args: dict[str, Any]) -> 
     """A checkpoint continues (or stands for) a run only if it was made with the same options,
     apart from those that do not change the result (`RESUMABLE_CHANGES`)."""
     saved = {RENAMED_ARGS.get(key, key): value for key, value in saved.items()}
+    saved = {**{k: v for k, v in ADDED_ARGS.items() if k in args}, **saved}
     changed = sorted(
         key
         for key in set(saved) | set(args)
@@ -367,7 +370,7 @@ class _Trainer:
                 info(f"resuming {self.out / LAST} after epoch {self.start_epoch}/{cfg.epochs}")
         started = time.perf_counter()
         record: dict[str, Any] = {}
-        with make_progress("img") as progress:
+        with make_progress("img", every=self.images_per_epoch) as progress:
             bar = progress.add_task(
                 cfg.stage,
                 total=cfg.epochs * self.images_per_epoch,
@@ -409,6 +412,9 @@ class _Trainer:
         sums = LossSums(self.device)
         images, lr = 0, self.schedule.lr
         start = time.perf_counter()
+        # Each batch is counted one batch late, so that the epoch's last count comes with the
+        # epoch's losses (a log gets its epoch line from that count).
+        held = 0
         for batch in self._on_device(batches):
             progress = self.schedule.step_count / self.schedule.total_steps
             with self.amp.autocast():
@@ -425,9 +431,11 @@ class _Trainer:
             status = None
             if sums.steps % cfg.read_every == 0 and sums.steps < self.iterations:
                 status = self._read(sums, epoch)[1]
-            advance(n * self.world, status)
+            if held or status is not None:
+                advance(held, status)
+            held = n * self.world
         totals, status = self._read(sums, epoch) if sums.steps else ({}, None)
-        advance(0, status)
+        advance(held, status)
         seconds = time.perf_counter() - start
         keys = sorted(totals)
         reduced = dist.all_reduce_sum(
@@ -461,8 +469,13 @@ class _Trainer:
                 f"{steps}/{self.iterations} (lower --lr or check the data; "
                 f"{self.out / LAST} holds the last good epoch)"
             )
-        status = f"epoch {epoch + 1}/{self.config.epochs}  " + "  ".join(
-            f"{key} {value:.4f}" for key, value in window.items() if key in ("loss", "alpha")
+        lr = self.optimizer.param_groups[0]["lr"]
+        status = (
+            f"epoch {epoch + 1}/{self.config.epochs}  "
+            + "  ".join(
+                f"{key} {value:.4f}" for key, value in window.items() if key in ("loss", "alpha")
+            )
+            + f"  lr {lr:.3g}"
         )
         return totals, status
 
@@ -497,7 +510,9 @@ class _Trainer:
             moved[key] = value
         return moved
 
-    def _end_epoch(self, epoch: int, record: dict[str, Any], progress: Progress) -> None:
+    def _end_epoch(
+        self, epoch: int, record: dict[str, Any], progress: Progress | LineProgress
+    ) -> None:
         cfg = self.config
         done = epoch + 1
         dist.sync_buffers(self.task.model)
