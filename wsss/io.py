@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import errno
+import hashlib
 import json
 import math
 import os
@@ -48,6 +49,11 @@ _BOMS = (
 )
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+# The longest file name most file systems take (bytes); a temporary name must fit too.
+NAME_MAX = 255
+# The output folders this process writes now (absolute, as given): no file is written
+# through a symbolic link inside one of them (`claim_output_dir` adds, its release removes).
+_OUTPUT_ROOTS: list[Path] = []
 
 
 def write_error(path: str | Path, exc: OSError) -> WsssError | None:
@@ -57,15 +63,64 @@ def write_error(path: str | Path, exc: OSError) -> WsssError | None:
     return None
 
 
+def guard_output_dir(out: str | Path) -> None:
+    """From now on (until `unguard_output_dir`), no write below `out` goes through a
+    symbolic link inside it: a link planted there could point anywhere."""
+    _OUTPUT_ROOTS.append(Path(os.path.abspath(out)))
+
+
+def unguard_output_dir(out: str | Path) -> None:
+    root = Path(os.path.abspath(out))
+    if root in _OUTPUT_ROOTS:
+        _OUTPUT_ROOTS.remove(root)
+
+
+def check_no_link(path: str | Path, last: bool = False) -> None:
+    """Refuse a symbolic link between a guarded output folder and `path` (the folders in
+    between; `path` itself too with `last`): one line naming the link."""
+    target = Path(os.path.abspath(path))
+    for root in _OUTPUT_ROOTS:
+        if not target.is_relative_to(root) or target == root:
+            continue
+        parts = target.relative_to(root).parts
+        here = root
+        for part in parts if last else parts[:-1]:
+            here = here / part
+            if here.is_symlink():
+                raise link_error(here, root)
+
+
+def link_error(link: Path, root: Path | None = None) -> WsssError:
+    where = f"inside the output folder {root}" if root is not None else "in an output folder"
+    return file_error(
+        link,
+        f"is a symbolic link {where} (to {os.readlink(link) if link.is_symlink() else '?'}); "
+        "wsss does not write through links there; remove it",
+    )
+
+
+def temp_prefix(name: str) -> str:
+    """`.<name>.` for the temporary file of `name`; a name too long to take the random part
+    and `.tmp` as well is replaced by its hash (the file system's limit is per name)."""
+    if len(name.encode()) + 20 <= NAME_MAX:
+        return f".{name}."
+    return f".{hashlib.sha1(name.encode()).hexdigest()}."
+
+
 @contextmanager
 def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
-    """Open a temp file next to `path`; rename it over `path` only if the block succeeds."""
+    """Open a temp file next to `path`; rename it over `path` only if the block succeeds.
+
+    The temporary file is created exclusively (never through a link) and the rename
+    replaces a link at `path` rather than writing where it points; a folder between a
+    guarded output folder and `path` that is a link is refused (`check_no_link`)."""
     path = Path(path)
+    check_no_link(path)
     ensure_dir(path.parent)
-    if path.is_dir():
+    if path.is_dir() and not path.is_symlink():
         raise file_error(path, "is a directory; give a file path")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=".tmp", dir=path.parent)
     except OSError as exc:  # e.g. a read-only mount, or /proc, where even root cannot write
         raise file_error(path.parent, f"directory is not writable ({exc.strerror})") from None
     try:
@@ -73,7 +128,7 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs are shared
+            os.fchmod(handle.fileno(), 0o666 & ~_UMASK)  # mkstemp makes 0600 files
         os.replace(tmp, path)
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
@@ -97,8 +152,9 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 def atomic_symlink(target: str | Path, link: str | Path) -> Path:
     """Point `link` at `target` (kept as given, e.g. relative), replacing any old link."""
     link = Path(link)
+    check_no_link(link)
     ensure_dir(link.parent)
-    tmp = link.parent / f".{link.name}.{os.getpid()}.tmp"
+    tmp = link.parent / f"{temp_prefix(link.name)}{os.getpid()}.tmp"
     tmp.unlink(missing_ok=True)
     try:
         os.symlink(target, tmp)
@@ -191,10 +247,21 @@ def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
     """Append one metrics line; a failed write (full disk, file-size limit) is cut back off,
     so the file never ends in a torn line."""
     path = Path(path)
+    check_no_link(path)
     ensure_dir(path.parent)
     line = (json.dumps(record, default=_json_default) + "\n").encode()
     try:
-        with open(path, "ab", buffering=0) as handle:  # unbuffered: truncate flushes nothing
+        # Never through a link: O_NOFOLLOW fails on one (ELOOP) instead of appending there.
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise link_error(path) from None
+        error = write_error(path, exc)
+        if error is not None:
+            raise error from None
+        raise
+    try:
+        with open(fd, "ab", buffering=0) as handle:  # unbuffered: truncate flushes nothing
             size = handle.tell()
             try:
                 written = 0
@@ -214,6 +281,7 @@ def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
 def ensure_dir(path: str | Path) -> Path:
     """Create a directory, reporting an unwritable location as a user error."""
     path = Path(path)
+    check_no_link(path, last=True)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

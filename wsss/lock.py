@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from wsss.errors import WsssError, file_error
-from wsss.io import write_error
+from wsss.io import link_error, write_error
 from wsss.ui import warn
 
 try:
@@ -88,9 +88,13 @@ def acquire(out_dir: str | Path, stage: str) -> Path:
 
 
 def _open(path: Path) -> int:
+    """The lock file, never through a link: a link planted there could point at any file
+    (which the lock's JSON would overwrite) or create one outside the folder."""
     try:
-        return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise link_error(path, path.parent) from None
         error = write_error(path, exc)
         raise (
             error or file_error(path.parent, f"directory is not writable ({exc.strerror})")
@@ -124,7 +128,7 @@ def _lock(fd: int, path: Path) -> bool:
 
 def _is_at(fd: int, path: Path) -> bool:
     try:
-        here = os.stat(path)
+        here = os.lstat(path)
     except FileNotFoundError:
         return False
     mine = os.fstat(fd)

@@ -21,10 +21,12 @@ from wsss.errors import file_error
 from wsss.io import (
     MANIFEST_NAME,
     ensure_dir,
+    guard_output_dir,
     json_field,
     jsonable,
     read_manifest,
     safe_child,
+    unguard_output_dir,
     write_manifest,
 )
 from wsss.torchrun import DistInfo, env_info
@@ -68,9 +70,10 @@ def claim_output_dir(out: str | Path, stage: str) -> tuple[Path, dict[str, Any] 
     a killed run left. Returns the folder and its previous manifest, if any."""
     out = ensure_dir(out)
     info = shard_info()
-    if info.rank == 0:
-        lock.acquire(out, stage)  # first: it also proves the folder takes files
+    guard_output_dir(out)  # no write below it through a link planted inside it
     try:
+        if info.rank == 0:
+            lock.acquire(out, stage)  # first: it also proves the folder takes files
         previous = read_manifest(out, stage)
         # Under torchrun rank 0 checks alone, and the other ranks' first files, newer than
         # this launch, may already be there: only older files count as someone else's.
@@ -79,7 +82,7 @@ def claim_output_dir(out: str | Path, stage: str) -> tuple[Path, dict[str, Any] 
             foreign = sorted(
                 p.name
                 for p in out.iterdir()
-                if not p.name.startswith(".") and p.stat().st_mtime < newer
+                if not p.name.startswith(".") and p.lstat().st_mtime < newer
             )
             if foreign:
                 raise file_error(
@@ -120,6 +123,7 @@ def _names(classes: Sequence[str]) -> str:
 
 def release_output_dir(out: str | Path) -> None:
     """Give the folder's lock back (a no-op where this process holds none)."""
+    unguard_output_dir(out)
     lock.release(Path(out) / lock.LOCK_NAME)
 
 

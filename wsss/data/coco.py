@@ -64,6 +64,23 @@ def image_id_of(image: dict[str, Any]) -> str:
     return Path(image["file_name"]).stem
 
 
+def check_file_name(image: dict[str, Any], source: Path, folder: Path) -> None:
+    """An image's `file_name` must name a file inside its split's folder: an absolute path
+    or a `..` would link (and read) a file outside the COCO root, like an escaping id."""
+    name = image.get("file_name")
+    if not isinstance(name, str) or not name.strip() or "\x00" in name:
+        raise file_error(
+            source, f"image {image.get('id')}: file_name must be a file name, got {name!r:.80}"
+        )
+    path = Path(name)
+    if path.is_absolute() or ".." in path.parts:
+        raise file_error(
+            source,
+            f"image {image.get('id')}: file_name {name!r:.120} points outside {folder}; "
+            "file names must stay inside the image folder",
+        )
+
+
 def image_annotations(coco: COCO, image: dict[str, Any], source: Path) -> list[dict[str, Any]]:
     """The image's annotations, each checked for a known category."""
     annotations = coco.imgToAnns.get(image["id"], [])

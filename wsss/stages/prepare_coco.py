@@ -26,6 +26,7 @@ from wsss.data.coco import (
     SPLIT_FOLDERS,
     annotation_file,
     category_labels,
+    check_file_name,
     image_annotations,
     image_class_names,
     image_id_of,
@@ -92,7 +93,9 @@ def run(config: PrepareCocoConfig) -> PrepareCocoResult:
         if classes is not None and split_classes != classes:
             raise file_error(source, "categories differ from the other split's")
         classes = split_classes
-        images = _images_with_objects(coco, source, classes, label_of, labels)
+        images = _images_with_objects(
+            coco, source, root / SPLIT_FOLDERS[split], classes, label_of, labels
+        )
         ids = sorted(images)
         result.counts[f"{split} images"] = len(ids)
         result.counts[f"{split} images without objects (left out)"] = len(coco.imgs) - len(ids)
@@ -166,11 +169,17 @@ def _check_inputs(root: Path, out: Path, splits: tuple[str, ...]) -> None:
 
 
 def _images_with_objects(
-    coco, source: Path, classes: tuple[str, ...], label_of: dict[int, int], labels: dict
+    coco,
+    source: Path,
+    folder: Path,
+    classes: tuple[str, ...],
+    label_of: dict[int, int],
+    labels: dict,
 ) -> dict[str, dict]:
     """The split's images with at least one annotation, by id; their labels go to `labels`."""
     images = {}
     for image in coco.imgs.values():
+        check_file_name(image, source, folder)
         annotations = image_annotations(coco, image, source)
         if annotations:
             images[image_id_of(image)] = image
