@@ -54,6 +54,9 @@ RUN: options.Group = {
     "seed": (int | None, lambda: typer.Option(
         None, "--seed", help="Seed of every trainer (default: the recipe's).")),
     "profile": (str | None, lambda: typer.Option(None, "--profile", help=PROFILE_HELP)),
+    "seeds": (str | None, lambda: typer.Option(
+        None, "--seeds", help="Run once per seed (e.g. 0,1,2) into OUT/seed-N; then each "
+        "figure's mean, standard deviation and range in OUT/summary.json.")),
     "dry_run": (bool, lambda: typer.Option(
         False, "--dry-run", help="Print every stage's resolved options and stop.")),
 }  # fmt: skip
@@ -69,7 +72,21 @@ def _run(shared: dict, **fields: Any) -> None:
             workers if shared["loader_workers"] is None else shared["loader_workers"]
         )
         shared["crf_workers"] = shared["crf_workers"] or max(1, workers)
-    run(PipelineConfig(**{**shared, "overrides": tuple(shared["overrides"])}, **fields))
+    seeds = shared.pop("seeds")
+    config = PipelineConfig(**{**shared, "overrides": tuple(shared["overrides"])}, **fields)
+    if seeds is None:
+        run(config)
+        return
+    from wsss.stages.pipeline import run_seeds
+
+    run_seeds(config, _seed_list(seeds))
+
+
+def _seed_list(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"a comma list of whole numbers, got '{text}'") from None
 
 
 @pipeline_app.command("run")

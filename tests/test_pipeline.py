@@ -310,3 +310,31 @@ def test_splits_follow_the_dataset_lists_and_masks(tmp_path: Path) -> None:
     (data / "ImageSets" / "Segmentation" / "train.txt").unlink()
     with pytest.raises(WsssError, match="split list not found"):
         resolve_splits(DEMO, voc)
+
+
+@pytest.mark.slow
+def test_seeds_run_once_each_and_summarise(tmp_path: Path) -> None:
+    """`--seeds 0,1`: two complete runs in OUT/seed-N, a mean and standard deviation that
+    match their summaries; running again reuses both."""
+    from wsss.stages.pipeline import run_seeds
+
+    out = tmp_path / "seeds"
+    config = PipelineConfig(out=out, recipe=TINY, device="cpu", loader_workers=0, crf_workers=1)
+    with one_torch_thread():
+        summary = run_seeds(config, [0, 1])
+    runs = [read_json(out / f"seed-{seed}" / "summary.json") for seed in (0, 1)]
+    assert [r["seed"] for r in runs] == [0, 1] and read_json(out / "summary.json") == summary
+    for key in ("cam_miou", "pseudo_miou", "seg_miou"):
+        values = [r[key] for r in runs]
+        spread = summary["figures"][key]
+        assert spread["values"] == values and spread["mean"] == pytest.approx(np.mean(values))
+        assert spread["std"] == pytest.approx(np.std(values, ddof=1))
+        assert (spread["min"], spread["max"]) == (min(values), max(values))
+    mtimes = [(out / f"seed-{s}" / "cam_model" / "final.pt").stat().st_mtime_ns for s in (0, 1)]
+    with one_torch_thread():
+        again = run_seeds(config, [0, 1])
+    assert again["figures"] == summary["figures"]
+    assert mtimes == [(out / f"seed-{s}" / "cam_model" / "final.pt").stat().st_mtime_ns
+                      for s in (0, 1)]  # fmt: skip
+    with pytest.raises(WsssError, match="distinct seeds"):
+        run_seeds(config, [1, 1])

@@ -20,8 +20,10 @@ segmenter on the walked labels where the check keeps them, each into its own fol
 
 from __future__ import annotations
 
+import dataclasses
+import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -492,4 +494,68 @@ def summary_table(summary: dict[str, Any]) -> Table:
         table.add_row(f"{step}: skipped", reason, "")
     table.add_section()
     table.add_row("time this run (both paths)", f"{summary['total_seconds']:.0f} s", "")
+    return table
+
+
+# -- several seeds ---------------------------------------------------------------------------
+
+# The figures a multi-seed run summarises, where each run has them.
+SEED_FIGURES = ("cam_miou", "cam_miou_oracle", "pseudo_miou", "seg_miou")
+
+
+def run_seeds(config: PipelineConfig, seeds: Sequence[int]) -> dict[str, Any]:
+    """The pipeline once per seed into OUT/seed-N (each resumable, a finished one reused),
+    then each figure's mean, standard deviation (n - 1) and range over the seeds, saved as
+    OUT/summary.json and printed as a table."""
+    if len(set(seeds)) != len(seeds) or not seeds:
+        raise WsssError(f"--seeds must name distinct seeds, got {','.join(map(str, seeds))}")
+    if config.seed is not None:
+        raise WsssError("give --seed or --seeds, not both")
+    out = ensure_dir(config.out)
+    runs: dict[str, dict[str, Any]] = {}
+    for seed in seeds:
+        info(f"[bold cyan]=== seed {seed}[/]", markup=True)
+        result = run(dataclasses.replace(config, out=out / f"seed-{seed}", seed=seed))
+        if result is not None:
+            runs[str(seed)] = result.summary
+    if config.dry_run:
+        return {}
+    figures = {key: _spread([s[key] for s in runs.values() if s.get(key) is not None])
+               for key in SEED_FIGURES}  # fmt: skip
+    walks = [s["random_walk"] for s in runs.values() if "random_walk" in s]
+    rw = {name: _spread([w[key] for w in walks if w.get(key) is not None])
+          for key, name in (("rw_miou", "rw_miou"), ("pseudo_miou", "rw_pseudo_miou"),
+                            ("seg_miou", "rw_seg_miou"))}  # fmt: skip
+    summary = {
+        "recipe": config.recipe.name,
+        "seeds": list(seeds),
+        "runs": {seed: f"seed-{seed}/summary.json" for seed in runs},
+        "figures": {key: value for key, value in {**figures, **rw}.items() if value},
+    }
+    write_json(out / "summary.json", summary)
+    print_table(seeds_table(summary))
+    return summary
+
+
+def _spread(values: list[float]) -> dict[str, Any]:
+    if not values:
+        return {}
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "min": min(values),
+        "max": max(values),
+        "values": values,
+    }
+
+
+def seeds_table(summary: dict[str, Any]) -> Table:
+    table = Table(title=f"wsss pipeline {summary['recipe']}, seeds "
+                  f"{', '.join(map(str, summary['seeds']))}: mIoU %")  # fmt: skip
+    for column in ("figure", "mean", "std", "range", "per seed"):
+        table.add_column(column, justify="left" if column == "figure" else "right")
+    for key, spread in summary["figures"].items():
+        table.add_row(key, f"{spread['mean']:.2f}", f"{spread['std']:.2f}",
+                      f"{spread['min']:.2f} - {spread['max']:.2f}",
+                      " / ".join(f"{v:.2f}" for v in spread["values"]))  # fmt: skip
     return table
