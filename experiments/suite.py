@@ -35,7 +35,7 @@ from experiments.quality_sets import SETS, Variant
 from wsss.data.demo import ensure_demo
 from wsss.errors import WsssError, check_count
 from wsss.io import ensure_dir, read_json, write_json
-from wsss.recipes import DEMO, Recipe, pick_variants, resolve
+from wsss.recipes import DEMO, RUN_STAGES, Recipe, pick_variants, resolve
 from wsss.stages import pipeline
 from wsss.ui import fmt_pct, info, print_table
 
@@ -198,8 +198,7 @@ def recipe_for(variant: Variant, seed: int) -> Recipe:
     pipeline's `--set`, on top of everything."""
     scale = variant.size / DEMO.demo["size"]
     stages: dict[str, dict[str, Any]] = {}
-    for stage in ("train_cam", "make_cam", "make_pseudo", "train_aff", "make_rw", "train_seg",
-                  "predict"):  # fmt: skip
+    for stage in (key for key in RUN_STAGES if key != "demo"):
         options = dict(getattr(DEMO, stage))
         for key in _PIXEL_OPTIONS.get(stage, ()):
             if key in options:

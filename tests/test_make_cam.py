@@ -65,6 +65,29 @@ def test_batched_run_equals_single_image_run(cam_setup, tmp_path: Path) -> None:
         np.testing.assert_allclose(a.hr_cam, b.hr_cam, rtol=1e-4, atol=1e-5)
 
 
+def test_pil_bicubic_resize_batches_alike_and_is_part_of_the_signature(
+    cam_setup, tmp_path: Path
+) -> None:
+    """--resize pil-bicubic: the loader's PIL views batch like the images; the manifest
+    records the resize (the default's manifest as before), and resuming a folder made with
+    the other resize is refused."""
+    tta = {"scales": (0.5, 1.0, 1.5), "resize": "pil-bicubic"}
+    single = run(_config(cam_setup, tmp_path / "a", batch_size=1, **tta)).out
+    batched = run(_config(cam_setup, tmp_path / "b", batch_size=4, **tta)).out
+    bilinear = run(_config(cam_setup, tmp_path / "c", batch_size=4, scales=tta["scales"])).out
+    differ = False
+    for path in sorted(single.glob("*.npy")):
+        a, b = load_cam_file(path), load_cam_file(batched / path.name)
+        np.testing.assert_allclose(a.hr_cam, b.hr_cam, rtol=1e-4, atol=1e-5)
+        differ |= not np.allclose(a.hr_cam, load_cam_file(bilinear / path.name).hr_cam)
+    assert differ
+    params = json.loads((single / "manifest.json").read_text())["params"]
+    assert params["resize"] == "pil-bicubic"
+    assert "resize" not in json.loads((bilinear / "manifest.json").read_text())["params"]
+    with pytest.raises(WsssError, match="resize=None \\(now pil-bicubic\\)"):
+        run(_config(cam_setup, bilinear, batch_size=4, **tta))
+
+
 def test_wrong_checkpoint_kind(cam_setup, tmp_path: Path, capsys) -> None:
     root, _ = cam_setup
     other = save_checkpoint(tmp_path / "seg.pt", "deeplab", model_config={}, classes=list(CLASSES))

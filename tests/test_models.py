@@ -172,6 +172,66 @@ def test_bottleneck_stages_are_dilated_and_basic_ones_only_unstrided() -> None:
     assert r50.channels["stage4"] == 2048
 
 
+@pytest.mark.parametrize("stride", [16, 8])
+def test_undilated_bottleneck_stages_keep_stride_1_without_dilation(stride: int) -> None:
+    """dilate=False: the reference's ResNet (issue #25 row 1); same tensors, same output size."""
+    dilated = build_backbone("resnet50", output_stride=stride)
+    plain = build_backbone("resnet50", output_stride=stride, dilate=False)
+    kept = ["layer4"] if stride == 16 else ["layer3", "layer4"]
+    for name in kept:
+        layer = getattr(plain, name)
+        assert layer[0].conv2.stride == (1, 1) and layer[0].downsample[0].stride == (1, 1)
+        assert all(block.conv2.dilation == (1, 1) for block in layer)
+        assert all(block.conv2.padding == (1, 1) for block in layer)
+        assert getattr(dilated, name)[1].conv2.dilation != (1, 1)
+    assert plain.layer2[0].conv2.stride == (2, 2)
+    shapes = {k: v.shape for k, v in plain.state_dict().items()}
+    assert shapes == {k: v.shape for k, v in dilated.state_dict().items()}
+    x = torch.randn(1, 3, 65, 97)
+    with torch.no_grad():
+        assert plain.eval()(x)["stage4"].shape == dilated.eval()(x)["stage4"].shape
+    assert build_backbone("resnet18", dilate=False).layer4[0].conv1.stride == (1, 1)
+    with pytest.raises(WsssError, match="timm dilates"):
+        build_backbone("timm:resnest50d", dilate=False)
+
+
+def test_deeplab_group_norm_head_and_align_corners() -> None:
+    """The reference's head: GroupNorm (4 groups) in the ASPP and decoder, under the same
+    names as the BatchNorm head less the running statistics; align_corners in both resizes."""
+    torch.manual_seed(0)
+    bn = DeepLabV3Plus("resnet18", 3)
+    gn = DeepLabV3Plus("resnet18", 3, head_norm="gn", align_corners=True)
+    head = [gn.aspp, gn.low_level, gn.decoder]
+    assert not any(isinstance(m, nn.BatchNorm2d) for part in head for m in part.modules())
+    norms = [m for part in head for m in part.modules() if isinstance(m, nn.GroupNorm)]
+    assert len(norms) == 9 and {m.num_groups for m in norms} == {4}
+    statistics = ("running_mean", "running_var", "num_batches_tracked")
+    expected = {
+        k for k in bn.state_dict() if k.startswith("backbone.") or not k.endswith(statistics)
+    }
+    assert set(gn.state_dict()) == expected
+    assert gn.config()["head_norm"] == "gn" and gn.config()["align_corners"] is True
+    gn.train()(torch.randn(1, 3, 33, 49)).sum().backward()  # one image: no BatchNorm in the head
+    corners = DeepLabV3Plus("resnet18", 3, align_corners=True)
+    corners.load_state_dict(bn.state_dict())
+    x = torch.randn(1, 3, 33, 49)
+    with torch.no_grad():
+        assert not torch.allclose(corners.eval()(x), bn.eval()(x))
+    with pytest.raises(WsssError, match="head norm must be one of bn|gn"):
+        DeepLabV3Plus("resnet18", 3, head_norm="ln")
+
+
+@pytest.mark.parametrize("kind", MODELS)
+def test_configs_of_earlier_checkpoints_take_the_added_defaults(kind) -> None:
+    """A checkpoint written before dilate / align_corners / head_norm existed rebuilds today's
+    default network."""
+    model = build(kind, "resnet18", 16)
+    config = model.config()
+    for key in type(model).ADDED_KEYS:
+        del config[key]
+    assert MODELS[kind].from_config(config).config() == model.config()
+
+
 @pytest.fixture
 def resnet18_state() -> dict[str, torch.Tensor]:
     torch.manual_seed(7)

@@ -112,6 +112,31 @@ def test_warm_start_loads_a_trained_classifier_and_checks_its_classes(tmp_path: 
         _warm_start(fresh, path, ("cat", "cow", "dog"))
 
 
+def test_no_backbone_dilation_is_recorded_and_rebuilt(voc4: Path, tmp_path: Path) -> None:
+    """--no-backbone-dilation (issue #25 row 1) goes into the model's config in the
+    checkpoint, so make-cam rebuilds the undilated network; a warm start must match it."""
+    from wsss.checkpoints import load_model
+
+    out = tmp_path / "run"
+    settings = {**TINY, "backbone": "resnet50"}
+    run(TrainCamConfig(data=voc4, out=out, epochs=1, backbone_dilation=False, **settings))
+    final = load_checkpoint(out / "final.pt", "cam_classifier")
+    assert final["model_config"]["dilate"] is False and final["args"]["backbone_dilation"] is False
+    model, _ = load_model(out / "final.pt", "cam_classifier", ("cat", "dog"))
+    assert {block.conv2.dilation for block in model.backbone.layer4} == {(1, 1)}
+    with pytest.raises(WsssError, match="backbone is undilated, this run's is dilated"):
+        _warm_start(CamClassifier("resnet50", 2), out / "final.pt", ("cat", "dog"))
+
+
+def test_options_added_later_match_checkpoints_saved_before_them(tmp_path: Path) -> None:
+    """A checkpoint saved before --backbone-dilation existed was made with its default."""
+    from wsss.engine.trainer import check_same_args
+
+    check_same_args(tmp_path, {"epochs": 1}, {"epochs": 1, "backbone_dilation": True})
+    with pytest.raises(WsssError, match="backbone_dilation"):
+        check_same_args(tmp_path, {"epochs": 1}, {"epochs": 1, "backbone_dilation": False})
+
+
 def test_warm_start_refuses_a_checkpoint_of_another_kind(voc4: Path, tmp_path: Path) -> None:
     foreign = save_checkpoint(tmp_path / "seg.pt", "deeplab", model={}, classes=["cat", "dog"])
     with pytest.raises(WsssError, match="seg.pt: checkpoint of a 'deeplab' model"):

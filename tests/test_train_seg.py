@@ -51,6 +51,24 @@ def test_training_on_pseudo_labels_lowers_the_loss_and_logs_val_miou(
     assert result.best is not None and result.best_eval["name"] == "val mIoU"
 
 
+def test_reference_head_options_are_recorded_for_predict(voc4: Path, tmp_path: Path) -> None:
+    """--align-corners --head-norm gn (issue #25 row 8) go into the model's config in the
+    checkpoint, so predict rebuilds that head; the GroupNorm head trains on 1-image batches."""
+    from wsss.checkpoints import load_model
+
+    out = tmp_path / "run"
+    settings = {**TINY, "batch_size": 1}
+    config = TrainSegConfig(
+        data=voc4, out=out, epochs=1, align_corners=True, head_norm="gn", **settings
+    )
+    run(config)
+    final = load_checkpoint(out / "final.pt", "deeplab")
+    assert final["model_config"]["align_corners"] is True
+    assert final["model_config"]["head_norm"] == "gn"
+    model, _ = load_model(out / "final.pt", "deeplab", ("cat", "dog"))
+    assert model.align_corners and isinstance(model.decoder[1], nn.GroupNorm)
+
+
 def test_all_ignore_crop_gives_zero_loss_not_nan() -> None:
     model = nn.Conv2d(3, 3, 1)
     batch = {

@@ -68,14 +68,25 @@ def open_model_stage(
     return voc, ids, predictor, params
 
 
-def load_init_checkpoint(path: Path, backbone: str, classes: tuple[str, ...]) -> dict[str, Any]:
+def load_init_checkpoint(
+    path: Path, backbone: str, classes: tuple[str, ...], dilate: bool = True
+) -> dict[str, Any]:
     """A train-cam checkpoint given as `--init` (train-cam, train-aff), checked against this
-    run's classes and backbone."""
+    run's classes and backbone (its name and whether it is dilated: the same weights, another
+    network)."""
     checkpoint = load_checkpoint(path, CamClassifier.KIND)
     check_classes(path, checkpoint, classes)
-    saved = checkpoint.get("model_config", {}).get("backbone")
+    config = checkpoint.get("model_config", {})
+    saved = config.get("backbone")
     if saved != backbone:
         raise file_error(path, f"--init checkpoint has backbone {saved}, this run {backbone}")
+    if config.get("dilate", True) != dilate:
+        said = {True: "dilated", False: "undilated"}
+        raise file_error(
+            path,
+            f"--init checkpoint's backbone is {said[bool(config.get('dilate', True))]}, this "
+            f"run's is {said[dilate]} (--backbone-dilation)",
+        )
     return checkpoint
 
 
@@ -83,11 +94,14 @@ class HasBackbone(Protocol):
     backbone: nn.Module
     backbone_name: str
 
+    def config(self) -> dict[str, Any]: ...
+
 
 def load_cam_backbone(model: HasBackbone, path: Path, classes: tuple[str, ...]) -> None:
     """The backbone weights (and BatchNorm statistics) of a train-cam checkpoint, for a
     network built on the same backbone (train-aff and train-seg `--init`)."""
-    checkpoint = load_init_checkpoint(path, model.backbone_name, classes)
+    dilate = model.config().get("dilate", True)
+    checkpoint = load_init_checkpoint(path, model.backbone_name, classes, dilate)
     prefix = "backbone."
     state = {
         key[len(prefix) :]: value

@@ -12,6 +12,12 @@ but changes what the network sees near the borders, so the batched result would 
 from the per-image one; grouping keeps them equal (most VOC images share a few sizes).
 On CUDA the default batch is several images; on the CPU one image (its 2-image flip batch
 already keeps the cores busy), and `--batch-size` raises it.
+
+Resizing to a scale (`TtaConfig.resize`): "bilinear" resizes the normalised batch on the
+device (antialiased when shrinking); "pil-bicubic" is the official Puzzle-CAM code's way
+(issue #25 row 2): the uint8 image resized with PIL's bicubic filter, then normalised. PIL
+runs on the host, so the image loader makes those views (`image_loader(pil_scales=...)`)
+and the engine is handed them (`scaled`); the result is the same on every device.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -27,7 +34,7 @@ from torch import nn
 
 from wsss.cam_math import normalize_cams, strided_size
 from wsss.camfile import CamRecord
-from wsss.data.transforms import normalize_uint8
+from wsss.data.transforms import normalize_uint8, scaled_size
 from wsss.engine.device import amp_policy, memory_format
 from wsss.errors import WsssError
 from wsss.transfers import upload
@@ -38,14 +45,17 @@ DEFAULT_SCALES: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0)
 HR_STRIDE = 16
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
+RESIZES = ("bilinear", "pil-bicubic")
 
 
 @dataclass(frozen=True)
 class TtaConfig:
-    """Test-time augmentation: the scales and whether each is paired with its flip."""
+    """Test-time augmentation: the scales, whether each is paired with its flip, and how an
+    image is resized to a scale (the module's docstring)."""
 
     scales: tuple[float, ...] = DEFAULT_SCALES
     flip: bool = True
+    resize: Literal["bilinear", "pil-bicubic"] = "bilinear"
 
     def __post_init__(self) -> None:
         if not self.scales:
@@ -53,14 +63,17 @@ class TtaConfig:
         bad = [s for s in self.scales if not (s > 0 and math.isfinite(s))]
         if bad:
             raise WsssError(f"--scales must be positive numbers, got {bad[0]}")
+        if self.resize not in RESIZES:
+            raise WsssError(f"--resize must be one of {'|'.join(RESIZES)}, got '{self.resize}'")
 
     @property
     def views(self) -> int:
         return 2 if self.flip else 1
 
-
-def scaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
-    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+    @property
+    def pil_scales(self) -> tuple[float, ...]:
+        """The scales the image loader resizes with PIL (none unless resize is pil-bicubic)."""
+        return self.scales if self.resize == "pil-bicubic" else ()
 
 
 def _resize(x: torch.Tensor, size: tuple[int, int], antialias: bool = False) -> torch.Tensor:
@@ -72,20 +85,42 @@ def _resize(x: torch.Tensor, size: tuple[int, int], antialias: bool = False) -> 
 # -- the engine -----------------------------------------------------------------------------
 
 
-def tta_outputs(forward: Forward, images: torch.Tensor, tta: TtaConfig) -> Iterator[torch.Tensor]:
+def tta_outputs(
+    forward: Forward,
+    images: torch.Tensor,
+    tta: TtaConfig,
+    scaled: Sequence[torch.Tensor] | None = None,
+) -> Iterator[torch.Tensor]:
     """Per scale: float32 outputs B x V x C x h x w (V = 2 with flip: the flip flipped back).
 
-    Images are resized bilinearly (antialiased when shrinking, as the reference's PIL resize).
+    With resize "bilinear", `images` are resized bilinearly (antialiased when shrinking);
+    with "pil-bicubic", `scaled` holds the batch at each scale, already resized and
+    normalised (the module's docstring).
     """
-    batch, size = images.shape[0], (int(images.shape[-2]), int(images.shape[-1]))
-    for scale in tta.scales:
-        x = _resize(images, scaled_size(size, scale), antialias=scale < 1)
+    batch = images.shape[0]
+    for x in _scaled_views(images, tta, scaled):
         if tta.flip:
             x = torch.cat([x, x.flip(-1)])
         out = forward(x).float().unflatten(0, (tta.views, batch))
         if tta.flip:
             out = torch.stack([out[0], out[1].flip(-1)])
         yield out.transpose(0, 1)
+
+
+def _scaled_views(
+    images: torch.Tensor, tta: TtaConfig, scaled: Sequence[torch.Tensor] | None
+) -> Iterator[torch.Tensor]:
+    size = (int(images.shape[-2]), int(images.shape[-1]))
+    if tta.resize == "bilinear":
+        for scale in tta.scales:
+            yield _resize(images, scaled_size(size, scale), antialias=scale < 1)
+        return
+    if scaled is None or len(scaled) != len(tta.scales):
+        raise ValueError("resize 'pil-bicubic' needs the images at every scale (`scaled`)")
+    for scale, x in zip(tta.scales, scaled, strict=True):
+        if tuple(x.shape[-2:]) != scaled_size(size, scale) or x.shape[0] != images.shape[0]:
+            raise ValueError(f"the images at scale {scale} have shape {tuple(x.shape)}")
+        yield x
 
 
 @dataclass(frozen=True)
@@ -118,9 +153,11 @@ def cam_batch(
     classes: Sequence[Sequence[int]],
     tta: TtaConfig,
     with_strided: bool = True,
+    scaled: Sequence[torch.Tensor] | None = None,
 ) -> CamBatch:
     """CAMs of a batch of same-size images, each restricted to its labelled classes, left on
-    the device (`make_cams` reads them at once; make-cam one batch later).
+    the device (`make_cams` reads them at once; make-cam one batch later). `scaled`: the
+    batch at every scale, for resize "pil-bicubic" (`tta_outputs`).
 
     `classes[i]` holds image i's 0-based foreground class indices. ReLU(A) is summed over
     the flip pair and over scales after resizing to the common size, then each class map is
@@ -135,7 +172,7 @@ def cam_batch(
     if any(keys):
         pairs = np.array([(i, c) for i, k in enumerate(keys) for c in k], dtype=np.int64)
         index = upload(pairs.T.copy(), images.device)  # no wait for the GPU, unlike a list
-        for out in tta_outputs(forward, images, tta):
+        for out in tta_outputs(forward, images, tta, scaled):
             # ReLU, sum the flip pair, keep each image's own classes: 1 x K_total x h x w.
             maps = out.clamp_min(0).sum(1)[index[0], index[1]].unsqueeze(0)
             hr = _resize(maps, up)[..., :height, :width]
@@ -158,9 +195,10 @@ def make_cams(
     classes: Sequence[Sequence[int]],
     tta: TtaConfig,
     with_strided: bool = True,
+    scaled: Sequence[torch.Tensor] | None = None,
 ) -> list[CamRecord]:
     """`cam_batch`'s CAMs as records on the host."""
-    batch = cam_batch(forward, images, classes, tta, with_strided)
+    batch = cam_batch(forward, images, classes, tta, with_strided, scaled)
     return batch.records([m.cpu().numpy() for m in batch.maps])
 
 
@@ -209,6 +247,11 @@ class Predictor:
         loader are normalised there, after the copy)."""
         images = images.to(self.device, non_blocking=True)
         return normalize_uint8(images) if images.dtype == torch.uint8 else images
+
+    def scaled_to_device(self, batch: dict) -> list[torch.Tensor] | None:
+        """An image loader batch's views at every scale (`pil_scales`) on the device, or None."""
+        views = batch.get("scaled")
+        return None if views is None else [self.to_device(x) for x in views]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         with self.amp.autocast():

@@ -58,11 +58,14 @@ class Recipe:
 RECIPE_STAGE = "recipe"
 SWITCHES: dict[str, type] = {"aff_init": bool, "seg_init": bool, "walk_check": bool}
 
-# The stages a run configures, in pipeline order: `--set` key -> the registry's stage. The
-# demo data's options are `demo.*` (the recipe's `demo` field).
-RUN_STAGES = {"demo": "demo_data", "train_cam": "train_cam", "make_cam": "make_cam",
-              "make_pseudo": "make_pseudo", "train_seg": "train_seg", "predict": "predict",
-              "train_aff": "train_aff", "make_rw": "make_rw"}  # fmt: skip
+# The stages a run configures, in the registry's order: `--set` key -> the registry's key.
+# Each is a field of `Recipe` named by the stage's key; the demo data's is `demo`.
+_RECIPE_FIELD = {"demo_data": "demo"}
+RUN_STAGES = {
+    _RECIPE_FIELD.get(stage.key, stage.key): stage.key
+    for stage in registry.STAGES
+    if _RECIPE_FIELD.get(stage.key, stage.key) in Recipe.__dataclass_fields__
+}
 # Used only on the random-walk path: set without --random-walk they could not take effect.
 WALK_ONLY = {"train_aff": None, "make_rw": None,
              "make_pseudo": ("fg_threshold", "bg_threshold")}  # fmt: skip
@@ -280,7 +283,7 @@ def resolve(
     return Resolved(recipe, stages, switches, chosen)
 
 
-TRAINERS = ("train_cam", "train_seg", "train_aff")
+TRAINERS = tuple(key for key, name in RUN_STAGES.items() if registry.stage(name).output == "model")
 
 
 def option_values(config: type) -> dict[str, Any]:

@@ -62,6 +62,15 @@ def flip() -> Any:
     return option(True, help="Add the horizontal flips.")
 
 
+def resize() -> Any:
+    return option(
+        "bilinear",
+        help="How an image is resized to a scale: bilinear (the normalised image, on the "
+        "device, antialiased below scale 1) or pil-bicubic (the uint8 image with PIL's bicubic "
+        "filter, then normalised: the official Puzzle-CAM code; PIL runs in the image loader).",
+    )
+
+
 def cams() -> Any:
     return option(help="Directory of CAM files (make-cam output).", run_level=True)
 

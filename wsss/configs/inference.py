@@ -11,6 +11,7 @@ from wsss.option import option
 
 CamFormat = Literal["npy", "npz"]
 RW_PANEL = "Random walk"
+Resize = Literal["bilinear", "pil-bicubic"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,6 +36,7 @@ class MakeCamConfig(ImageStage):
     scales: tuple[float, ...] = option((0.5, 1.0, 1.5, 2.0), help=common.SCALES_HELP)
     flip: bool = common.flip()
     batch_size: int | None = common.image_batch_size(cpu=4)
+    resize: Resize = common.resize()
     format: CamFormat = common.cam_format()
     overlays: int = common.overlays()
 

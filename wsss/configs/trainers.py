@@ -38,6 +38,12 @@ class TrainOptions:
     backbone: str = option("resnet50", help="resnet18|34|50|101 or timm:<name>.")
     pretrained: str = option("imagenet", help="Backbone weights: imagenet, none or a local file.")
     output_stride: int = option(16, help="Backbone output stride: 16 or 8.")
+    backbone_dilation: bool = option(
+        True,
+        help="Dilate the ResNet-50/101 stages kept at stride 1 (layer4 at --output-stride 16); "
+        "--no-backbone-dilation keeps them undilated, as the Puzzle-CAM reference's ResNet "
+        "(ResNet-18/34 are never dilated; timm backbones always are).",
+    )
     epochs: int = option(15, help="Training epochs.")
     batch_size: int = option(32, help="Images per step, in total over all processes.")
     lr: float = option(0.1, help="Base learning rate (before group multipliers).")
@@ -96,6 +102,10 @@ class TrainOptions:
                     "--device cuda: no CUDA GPU is available (use --device cpu or auto)"
                 )
         check_choice("--output-stride", self.output_stride, OUTPUT_STRIDES)
+        if not self.backbone_dilation and self.backbone.startswith("timm:"):
+            raise WsssError(
+                f"--no-backbone-dilation: timm backbones ({self.backbone}) are always dilated"
+            )
         if self.pretrained not in PRETRAINED_CHOICES and not Path(self.pretrained).is_file():
             raise file_error(
                 self.pretrained, "--pretrained weights file not found (or use imagenet|none)"
@@ -227,6 +237,16 @@ class TrainSegConfig(Evaluated):
     init: Path | None = option(
         None, help="Start the backbone from a trained train-cam checkpoint.", run_level=True
     )
+    align_corners: bool = option(
+        False,
+        help="align_corners=True in the decoder's and the final bilinear resize (the "
+        "Puzzle-CAM reference's DeepLab).",
+    )
+    head_norm: Literal["bn", "gn"] = option(
+        "bn",
+        help="Normalisation of the ASPP and decoder: bn (BatchNorm) or gn (GroupNorm, 4 "
+        "groups: the Puzzle-CAM reference's default head).",
+    )
     epochs: int = 50
     lr: float = 0.007
     weight_decay: float = 4e-5
@@ -241,7 +261,7 @@ class TrainSegConfig(Evaluated):
         if self.init is not None and not Path(self.init).is_file():
             raise file_error(self.init, "--init checkpoint not found")
         per_process = self.batch_size // max(1, env_info().world_size)
-        if per_process < 2:
+        if per_process < 2 and self.head_norm == "bn":
             raise WsssError(
                 f"--batch-size {self.batch_size} leaves {per_process} image(s) per process; "
                 "DeepLab's BatchNorm (ASPP image pooling) needs at least 2"

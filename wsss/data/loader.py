@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from wsss.data.transforms import to_chw_uint8
+from wsss.data.transforms import pil_bicubic, to_chw_uint8
 from wsss.data.voc import VocDataset, image_size
 from wsss.errors import check_count
 
@@ -29,10 +29,21 @@ def default_loader_workers(device: str | torch.device = "auto") -> int:
 class ImageDataset(Dataset):
     """uint8 CHW images of a list of ids, decoded in loader workers (optionally also raw as
     H x W x 3). Normalised by `Predictor.to_device` on the device: a quarter of the bytes to
-    copy, and the loader workers keep up with a GPU's batched forward."""
+    copy, and the loader workers keep up with a GPU's batched forward.
 
-    def __init__(self, voc: VocDataset, ids: Sequence[str], raw: bool = False) -> None:
+    With `pil_scales`, each item also holds the image resized to each of these scales with
+    PIL's bicubic filter (`scaled`, uint8 CHW, one per scale): the reference's inference
+    resize, done here on the CPU so that it is the same on every device."""
+
+    def __init__(
+        self,
+        voc: VocDataset,
+        ids: Sequence[str],
+        raw: bool = False,
+        pil_scales: Sequence[float] = (),
+    ) -> None:
         self.voc, self.ids, self.raw = voc, list(ids), raw
+        self.pil_scales = tuple(pil_scales)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -42,6 +53,8 @@ class ImageDataset(Dataset):
         item: dict[str, Any] = {"index": index, "image": to_chw_uint8(image)}
         if self.raw:
             item["raw"] = np.asarray(image)
+        if self.pil_scales:
+            item["scaled"] = [to_chw_uint8(pil_bicubic(image, s)) for s in self.pil_scales]
         return item
 
 
@@ -52,6 +65,9 @@ def collate_images(items: list[dict[str, Any]]) -> dict[str, Any]:
     }
     if "raw" in items[0]:
         batch["raw"] = [item["raw"] for item in items]
+    if "scaled" in items[0]:  # same-size images: each scale's views stack
+        scaled = [item["scaled"] for item in items]
+        batch["scaled"] = [torch.stack(views) for views in zip(*scaled, strict=True)]
     return batch
 
 
@@ -74,8 +90,10 @@ def image_loader(
     workers: int | None,
     device: torch.device,
     raw: bool = False,
+    pil_scales: Sequence[float] = (),
 ) -> DataLoader:
-    """Batches of same-size images; workers (default: by device) decode while the network runs."""
+    """Batches of same-size images; workers (default: by device) decode while the network runs
+    (and, with `pil_scales`, resize them: `ImageDataset`)."""
     check_count("--batch-size", batch_size)
     check_count("--workers", workers, 0)
     if workers is None:
@@ -85,7 +103,7 @@ def image_loader(
     else:
         batches = size_grouped_batches([image_size(voc.image_path(i)) for i in ids], batch_size)
     return DataLoader(
-        ImageDataset(voc, ids, raw=raw),
+        ImageDataset(voc, ids, raw=raw, pil_scales=pil_scales),
         batch_sampler=batches,
         num_workers=workers,
         collate_fn=collate_images,

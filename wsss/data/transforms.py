@@ -63,6 +63,20 @@ def normalize_uint8(images: torch.Tensor) -> torch.Tensor:
     return _NORMALIZED[device][channel, images.long()]
 
 
+def scaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
+    """(H, W) times `scale`, rounded (Python's round, as the reference's inference scripts)."""
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
+def pil_bicubic(image: Image.Image, scale: float) -> Image.Image:
+    """`image` resized by `scale` with PIL's bicubic filter on its uint8 pixels: the official
+    Puzzle-CAM code's inference resize (`--resize pil-bicubic`); the same size is the image."""
+    height, width = scaled_size((image.height, image.width), scale)
+    if (height, width) == (image.height, image.width):
+        return image
+    return image.resize((width, height), Image.BICUBIC)
+
+
 def resize_pair(
     image: Image.Image, mask: np.ndarray | None, size: tuple[int, int]
 ) -> tuple[Image.Image, np.ndarray | None]:

@@ -108,6 +108,9 @@ class CheckpointModel(nn.Module):
     KIND: ClassVar[str]
     NAME: ClassVar[str]  # for error messages
     NOT_CONFIG: ClassVar[tuple[str, ...]] = ("pretrained",)
+    # Constructor arguments added after checkpoints were first written: a stored config
+    # without one was made with the argument's default.
+    ADDED_KEYS: ClassVar[tuple[str, ...]] = ()
     _config: dict[str, Any]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -160,6 +163,8 @@ class CheckpointModel(nn.Module):
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> CheckpointModel:
         """Rebuild the architecture for loading a checkpoint (weights come from the checkpoint)."""
+        parameters = inspect.signature(cls.__init__).parameters
+        config = {**{key: parameters[key].default for key in cls.ADDED_KEYS}, **config}
         return cls(**config_kwargs(cls.NAME, config, cls.config_keys()), pretrained="none")
 
 

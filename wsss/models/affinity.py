@@ -40,6 +40,7 @@ class AffinityNet(CheckpointModel):
 
     KIND = "affinity"
     NAME = "affinity net"
+    ADDED_KEYS = ("dilate",)
 
     stride = CAM_STRIDE
 
@@ -50,13 +51,14 @@ class AffinityNet(CheckpointModel):
         pretrained: str = "none",
         freeze_backbone: bool = True,
         level_channels: int = 32,
+        dilate: bool = True,
     ) -> None:
         super().__init__()
         self.backbone_name = backbone
         # A frozen backbone keeps fixed BatchNorm statistics while the head trains.
         self.freeze_backbone = self.holds_backbone_batchnorm = freeze_backbone
         self.level_channels = level_channels
-        self.backbone = build_backbone(backbone, output_stride, pretrained)
+        self.backbone = build_backbone(backbone, output_stride, pretrained, dilate)
         channels = self.backbone.channels
         self.levels = nn.ModuleList(_level(channels[stage], level_channels) for stage in STAGES)
         self.boundary = nn.Conv2d(len(STAGES) * level_channels, 1, 1)

@@ -10,6 +10,11 @@ torchvision can only dilate Bottleneck ResNets (50/101). For BasicBlock ResNets 
 the stride-2 convolutions of the late stages are set to stride 1 *without* dilation: the
 output stride is right but those stages see a smaller receptive field than their
 pretrained weights expect. Prefer resnet50+ when the pretrained features matter.
+
+`dilate=False` does the same to a Bottleneck ResNet: the stages kept at stride 1 for the
+output stride are not dilated (layer4's 3x3 convolutions keep dilation 1 at output stride
+16). That is the official Puzzle-CAM code's ResNet-50 (`strides=(2, 2, 2, 1)`, issue #25
+row 1); the weights are the same tensors either way, only the forward differs.
 """
 
 from __future__ import annotations
@@ -57,12 +62,12 @@ class Backbone(nn.Module):
 class ResNetBackbone(Backbone):
     """A torchvision ResNet without its head; parameter names match torchvision's (minus fc)."""
 
-    def __init__(self, name: str, output_stride: int) -> None:
+    def __init__(self, name: str, output_stride: int, dilate: bool = True) -> None:
         super().__init__()
         build, _, bottleneck = _RESNETS[name]
         # Which of layer2..layer4 keep stride 1: the last one for OS 16, the last two for OS 8.
         keep = [False, output_stride == 8, True]
-        if bottleneck:
+        if bottleneck and dilate:
             net = build(weights=None, replace_stride_with_dilation=keep)
         else:
             net = build(weights=None)
@@ -91,9 +96,11 @@ class ResNetBackbone(Backbone):
 
 
 def _drop_stride(layer: nn.Sequential) -> None:
-    """Stride 1 for a BasicBlock stage (its stride sits in conv1 and the downsample conv)."""
+    """Stride 1 without dilation for a stage: its stride sits in the downsample conv and in
+    conv1 of a BasicBlock, conv2 of a Bottleneck (torchvision's ResNet v1.5)."""
     first = layer[0]
-    first.conv1.stride = (1, 1)
+    strided = first.conv2 if isinstance(first, resnet.Bottleneck) else first.conv1
+    strided.stride = (1, 1)
     if first.downsample is not None:
         first.downsample[0].stride = (1, 1)
     first.stride = 1
@@ -140,18 +147,24 @@ class TimmBackbone(Backbone):
 
 
 def build_backbone(
-    name: str, output_stride: Literal[8, 16] = 16, pretrained: str = "none"
+    name: str, output_stride: Literal[8, 16] = 16, pretrained: str = "none", dilate: bool = True
 ) -> Backbone:
-    """Build by name (see `BACKBONES`, or `timm:<name>`); `pretrained` is none|imagenet|PATH."""
+    """Build by name (see `BACKBONES`, or `timm:<name>`); `pretrained` is none|imagenet|PATH;
+    `dilate=False`: the stages kept at stride 1 are not dilated (the module's docstring)."""
     if output_stride not in (8, 16):
         raise WsssError(f"output stride must be 8 or 16, got {output_stride}")
     if name.startswith(TIMM_PREFIX):
+        if not dilate:
+            raise WsssError(
+                f"backbone '{name}': timm dilates the stages kept at stride 1; an undilated "
+                "backbone (--no-backbone-dilation) is a torchvision ResNet"
+            )
         return TimmBackbone(name[len(TIMM_PREFIX) :], output_stride, pretrained)
     if name not in _RESNETS:
         raise WsssError(
             f"unknown backbone '{name}': choose from {', '.join(BACKBONES)} or timm:<name>"
         )
-    backbone = ResNetBackbone(name, output_stride)
+    backbone = ResNetBackbone(name, output_stride, dilate)
     if pretrained == "imagenet":
         load_matching(backbone, _download(_RESNETS[name][1]), f"ImageNet weights for {name}")
     elif pretrained != "none":

@@ -21,6 +21,7 @@ class CamClassifier(CheckpointModel):
 
     KIND = "cam_classifier"
     NAME = "CAM classifier"
+    ADDED_KEYS = ("dilate",)
 
     def __init__(
         self,
@@ -29,12 +30,13 @@ class CamClassifier(CheckpointModel):
         output_stride: int = 16,
         pretrained: str = "none",
         freeze_bn: bool = False,
+        dilate: bool = True,
     ) -> None:
         super().__init__()
         self.backbone_name = backbone
         self.num_classes = num_classes
         self.freeze_bn = self.holds_backbone_batchnorm = freeze_bn
-        self.backbone = build_backbone(backbone, output_stride, pretrained)
+        self.backbone = build_backbone(backbone, output_stride, pretrained, dilate)
         self.classifier = nn.Conv2d(self.backbone.channels["stage4"], num_classes, 1, bias=False)
         init_new_layers(self.new_modules())
         if freeze_bn:

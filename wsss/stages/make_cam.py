@@ -24,14 +24,14 @@ from wsss.transfers import writing_loop
 
 STAGE = "make-cam"
 # Resuming into a folder made with other values of these would mix two kinds of CAMs.
-SIGNATURE = ("checkpoint_sha256", "scales", "flip", "format", "classes")
+SIGNATURE = ("checkpoint_sha256", "scales", "flip", "resize", "format", "classes")
 
 
 MakeCamResult = PerImageResult
 
 
 def run(config: MakeCamConfig) -> MakeCamResult:
-    tta = TtaConfig(scales=tuple(config.scales), flip=config.flip)
+    tta = TtaConfig(scales=tuple(config.scales), flip=config.flip, resize=config.resize)
     suffix = cam_suffix(config.format)
     check_count("--batch-size", config.batch_size)
     check_count("--loader-workers", config.loader_workers, 0)
@@ -44,6 +44,8 @@ def run(config: MakeCamConfig) -> MakeCamResult:
         "format": config.format,
         "classes": list(voc.classes),
     }
+    if tta.resize != "bilinear":  # absent: bilinear, as in the manifests of earlier versions
+        params["resize"] = tta.resize
     outputs = PerImageRun(STAGE, config.out, ids, suffix, params, SIGNATURE)
     voc.check_image_ids(outputs.todo)
     classes = {image_id: voc.image_classes(image_id) for image_id in outputs.todo}
@@ -53,6 +55,7 @@ def run(config: MakeCamConfig) -> MakeCamResult:
         default_batch_size(device) if config.batch_size is None else config.batch_size,
         config.loader_workers,
         device,
+        pil_scales=tta.pil_scales,
     )
 
     def write(batch_ids: list[str], cams: CamBatch, arrays: list[np.ndarray]) -> None:
@@ -64,7 +67,8 @@ def run(config: MakeCamConfig) -> MakeCamResult:
         for batch in loader:
             batch_ids = [outputs.todo[i] for i in batch["index"]]
             images = predictor.to_device(batch["image"])
-            cams = cam_batch(predictor, images, [classes[i] for i in batch_ids], tta)
+            scaled = predictor.scaled_to_device(batch)
+            cams = cam_batch(predictor, images, [classes[i] for i in batch_ids], tta, True, scaled)
             readback.submit(cams.maps, functools.partial(write, batch_ids, cams))
     overlays = []
     if config.overlays and env_info().is_main:

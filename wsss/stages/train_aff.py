@@ -72,8 +72,9 @@ def run(
     resuming = config.resume and (Path(config.out) / LAST).is_file()
     pretrained = "none" if resuming or config.init else config.pretrained
     model = AffinityNet(
-        config.backbone, config.output_stride, pretrained, freeze_backbone=config.freeze_backbone
-    )
+        config.backbone, config.output_stride, pretrained, freeze_backbone=config.freeze_backbone,
+        dilate=config.backbone_dilation,
+    )  # fmt: skip
     if config.init is not None and not resuming:
         load_cam_backbone(model, Path(config.init), voc.classes)
     task = TrainTask.of(

@@ -83,9 +83,7 @@ def run(
     resuming = config.resume and (Path(config.out) / LAST).is_file()
     # Weights that will be overwritten anyway are not fetched (offline resume, warm start).
     pretrained = "none" if resuming or config.init else config.pretrained
-    model = CamClassifier(
-        config.backbone, voc.num_classes, config.output_stride, pretrained, config.freeze_bn
-    )
+    model = build_model(config, voc.num_classes, pretrained)
     if config.init is not None and not resuming:
         _warm_start(model, Path(config.init), voc.classes)
     task = TrainTask.of(
@@ -94,9 +92,17 @@ def run(
     return fit(task, config.loop_config(STAGE), on_epoch_end)
 
 
+def build_model(config: TrainCamConfig, num_classes: int, pretrained: str) -> CamClassifier:
+    """The classifier these options describe, its backbone starting from `pretrained`."""
+    return CamClassifier(
+        config.backbone, num_classes, config.output_stride, pretrained, config.freeze_bn,
+        dilate=config.backbone_dilation,
+    )  # fmt: skip
+
+
 def _warm_start(model: CamClassifier, path: Path, classes: tuple[str, ...]) -> None:
     """Start from a trained classifier's weights (the paper starts from a trained network)."""
-    checkpoint = load_init_checkpoint(path, model.backbone_name, classes)
+    checkpoint = load_init_checkpoint(path, model.backbone_name, classes, model.config()["dilate"])
     try:
         model.load_state_dict(checkpoint["model"])
     except (KeyError, RuntimeError) as exc:

@@ -70,11 +70,21 @@ def run(
     set_seed(config.seed)
     resuming = config.resume and (Path(config.out) / LAST).is_file()
     pretrained = "none" if resuming or config.init else config.pretrained
-    model = DeepLabV3Plus(config.backbone, voc.num_classes + 1, config.output_stride, pretrained)
+    model = build_model(config, voc.num_classes + 1, pretrained)
     if config.init is not None and not resuming:
         load_cam_backbone(model, Path(config.init), voc.classes)
     task = TrainTask.of(model, SegObjective(model), dataset, voc.classes, evaluate)
     return fit(task, config.loop_config(STAGE), on_epoch_end)
+
+
+def build_model(config: TrainSegConfig, num_classes: int, pretrained: str) -> DeepLabV3Plus:
+    """The DeepLab these options describe (`num_classes` counts background), its backbone
+    starting from `pretrained`."""
+    return DeepLabV3Plus(
+        config.backbone, num_classes, config.output_stride, pretrained,
+        dilate=config.backbone_dilation, align_corners=config.align_corners,
+        head_norm=config.head_norm,
+    )  # fmt: skip
 
 
 def _seg_evaluator(voc: VocDataset, split: str) -> tuple[Evaluate, list[str]]:
