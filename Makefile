@@ -72,7 +72,7 @@ QUALITY_OUT ?= runs/quality/$(QUALITY_SET)
 QUALITY_JOBS ?=
 QUALITY_VARIANTS ?=
 quality: install
-	$(BIN)/python experiments/quality.py --variant-set $(QUALITY_SET) --out $(QUALITY_OUT) $(if $(QUALITY_JOBS),--jobs $(QUALITY_JOBS),) $(if $(QUALITY_VARIANTS),--variants $(QUALITY_VARIANTS),)
+	$(BIN)/python experiments/quality.py --datasets $(QUALITY_SET) --out $(QUALITY_OUT) $(if $(QUALITY_JOBS),--jobs $(QUALITY_JOBS),) $(if $(QUALITY_VARIANTS),--loss-variants $(QUALITY_VARIANTS),)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache *.egg-info build dist

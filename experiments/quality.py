@@ -1,7 +1,11 @@
 """`make quality`: the demo recipe on a set of dataset variants x seeds (docs/quality.md).
 
-python experiments/quality.py --variant-set tuning|report|smoke --out runs/quality/tuning
-    [--variants pcl,full] [--jobs N] [--only NAME,...] [--max-seeds N] [--set S.O=V ...]
+python experiments/quality.py --datasets tuning|report|smoke --out runs/quality/tuning
+    [--loss-variants pcl,full] [--jobs N] [--only NAME,...] [--max-seeds N] [--set S.O=V ...]
+
+"Variant" meant two things here: the dataset variants of a set and train-cam's loss variants.
+They are --datasets (a set of dataset variants; --only picks some) and --loss-variants; the
+first spellings, --variant-set and --variants, stay as aliases.
 """
 
 from __future__ import annotations
@@ -23,10 +27,14 @@ app = entry.app()
 def quality(
     out: Path = typer.Option(Path("runs/quality"), "--out", help="Suite directory."),
     set_name: str = typer.Option(
-        "tuning", "--variant-set", help="tuning (choices are made here), report or smoke."
+        "tuning",
+        "--datasets",
+        "--variant-set",
+        help="The set of dataset variants: tuning (choices are made here), report or smoke.",
     ),
     variants: list[str] | None = typer.Option(
         None,
+        "--loss-variants",
         "--variants",
         help="train-cam ablations to run, repeatable or comma-separated: baseline, pcl, re, "
         "full (default: the demo recipe's pcl).",
@@ -35,7 +43,9 @@ def quality(
         None, "--jobs", min=1, help="Runs in parallel (default: from the device and cores)."
     ),
     only: list[str] | None = typer.Option(
-        None, "--only", help="Run only these variants of the set (repeatable or comma-separated)."
+        None,
+        "--only",
+        help="Run only these dataset variants of the set (repeatable or comma-separated).",
     ),
     max_seeds: int | None = typer.Option(
         None, "--max-seeds", help="Run the first N seeds of each variant (default: all)."

@@ -139,7 +139,7 @@ class JobSetup:
 
 def run(config: SuiteConfig) -> SuiteResult:
     if config.set_name not in SETS:
-        raise WsssError(f"--variant-set must be one of {'|'.join(SETS)}, got '{config.set_name}'")
+        raise WsssError(f"--datasets must be one of {'|'.join(SETS)}, got '{config.set_name}'")
     ablations = ablation_names(config.ablations)
     variants = select_variants(SETS[config.set_name], config.only, config.max_seeds)
     for variant in variants:  # a bad --set fails before any work

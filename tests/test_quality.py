@@ -176,7 +176,7 @@ def test_smoke_set_runs_end_to_end_and_resumes(tmp_path: Path, monkeypatch) -> N
 
 
 def test_bad_set_and_ablation_are_one_line_errors(tmp_path: Path) -> None:
-    with pytest.raises(WsssError, match="--variant-set must be one of"):
+    with pytest.raises(WsssError, match="--datasets must be one of"):
         suite.run(SuiteConfig(out=tmp_path, set_name="nope"))
     with pytest.raises(WsssError, match="--variant must be one of"):
         suite.run(SuiteConfig(out=tmp_path, set_name="smoke", ablations=("plain-ish",)))
@@ -195,7 +195,7 @@ def test_the_quality_script_runs_from_anywhere_and_errors_in_one_line(tmp_path: 
     assert refused.returncode == 2
     assert (
         refused.stderr.strip()
-        == "error: --variant-set must be one of tuning|report|smoke, got 'nope'"
+        == "error: --datasets must be one of tuning|report|smoke, got 'nope'"
     )
 
 
