@@ -194,8 +194,7 @@ def test_the_quality_script_runs_from_anywhere_and_errors_in_one_line(tmp_path: 
     refused = subprocess.run(bad, capture_output=True, text=True, cwd=tmp_path, env=env)
     assert refused.returncode == 2
     assert (
-        refused.stderr.strip()
-        == "error: --datasets must be one of tuning|report|smoke, got 'nope'"
+        refused.stderr.strip() == "error: --datasets must be one of tuning|report|smoke, got 'nope'"
     )
 
 
