@@ -102,3 +102,20 @@ def test_flags_and_set_keys_parse_alike(tmp_path) -> None:
     code = main(["make-cam", "--checkpoint", str(tmp_path), "--data", str(tmp_path),
                  "--split", "train", "--out", str(tmp_path / "o"), "--scales", "a,b"])  # fmt: skip
     assert code == 2
+
+
+def test_lists_of_stage_names_below_the_registry_agree_with_it() -> None:
+    """camfile and report_html sit below the registry in the layers (the registry's configs
+    import them) and keep their own tuples of stage names; they must be the registry's."""
+    from wsss import camfile, report_html
+
+    def named(output: str) -> set[str]:
+        return {stage.name for stage in registry.STAGES if stage.output == output}
+
+    assert set(camfile.CAM_STAGES) == set(report_html.CAM_MAKERS) == named("cams")
+    from wsss.configs.trainers import TrainOptions
+
+    trainers = {s.name for s in registry.STAGES if issubclass(s.config, TrainOptions)}
+    assert set(report_html.TRAINERS) == trainers <= named("model")
+    assert set(report_html.LABEL_MAKERS) == named("labels")
+    assert set(report_html.PIPELINE) <= {stage.name for stage in registry.STAGES}
