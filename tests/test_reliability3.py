@@ -9,14 +9,19 @@ that reach that place: exit code 2, one line naming the file, no traceback.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import test_bad_input
+import torch
 from test_bad_input import COMMANDS, Files, one_line_error
 
 import wsss.io
 from cli.main import main
+from wsss.camfile import load_cam_file
+from wsss.data.palette import read_label_png, save_label_png
 from wsss.lock import LOCK_NAME
 
 original = test_bad_input.original
@@ -137,3 +142,175 @@ def test_coco_file_name_escaping_the_root_is_refused(coco_root, capsys) -> None:
         f"{root / 'train2014'}; file names must stay inside the image folder"
     )
     assert not any(p.is_symlink() for p in out.rglob("*")) if out.exists() else True
+
+
+# -- 2. exit 0 with a wrong result ---------------------------------------------------------------
+
+
+def test_demo_data_into_another_dataset_is_refused(files: Files, capsys) -> None:
+    """Before: it overwrote the dataset's classes.txt and split lists and exited 0."""
+    classes = (files.root / "classes.txt").read_text()
+    error = one_line_error(["demo-data", str(files.root), "--train", "2", "--val", "1"], capsys)
+    assert error.startswith(f"{files.root}: is not empty (")
+    assert "is not a demo dataset" in error
+    assert (files.root / "classes.txt").read_text() == classes
+    demo = files.out / "demo"  # a demo dataset is made again in its own folder
+    succeeds(["demo-data", str(demo), "--train", "2", "--val", "1", "--size", "32"], capsys)
+    succeeds(["demo-data", str(demo), "--train", "2", "--val", "1", "--size", "32"], capsys)
+
+
+def test_label_cache_notices_an_edited_annotation(files: Files, capsys) -> None:
+    """prepare-voc caches the image-level labels; an XML edited afterwards was read from the
+    stale cache, silently. Its size and time are recorded now: the edited one is read again."""
+    succeeds(["prepare-voc", "--voc", str(files.root)], capsys)
+    cache = json.loads((files.root / "wsss_image_labels.json").read_text())
+    assert cache["sources"]["img_001"][0] == "Annotations/img_001.xml"
+    files.xml().write_text("<annotation><object><name>cat</name></object></annotation>")
+    err = succeeds(COMMANDS["make-cam"](files), capsys)
+    assert "wsss_image_labels.json: stale for 'img_001'" in err
+    assert load_cam_file(files.out / "img_001.npy").labels.tolist() == [1]  # cat, not dog
+    assert load_cam_file(files.out / "img_000.npy").labels.tolist() == [1]
+
+
+def test_coco_ids_colliding_between_splits_are_refused(coco_root, capsys) -> None:
+    """The same file name under train2014/ and val2014/ (a custom export) made the val split
+    the train images."""
+    root, _ = coco_root
+    train = json.loads((root / "annotations" / "instances_train2014.json").read_text())
+    path = root / "annotations" / "instances_val2014.json"
+    val = json.loads(path.read_text())
+    taken = train["images"][0]["file_name"]
+    image = next(i for i in val["images"] if i["file_name"] == "COCO_val2014_000000000042.jpg")
+    (root / "val2014" / image["file_name"]).rename(root / "val2014" / taken)
+    image["file_name"] = taken
+    path.write_text(json.dumps(val))
+    out = root.parent / "coco_out"
+    error = one_line_error(["prepare-coco", "--coco", str(root), "--out", str(out)], capsys)
+    assert error.startswith(
+        f"{path}: image {image['id']}: file name '{Path(taken).stem}' is also an image of the "
+        "train split; ids (file names without .jpg) must be unique across splits"
+    )
+
+
+def test_eval_cam_on_all_ignore_masks_has_no_best_threshold(files: Files, capsys) -> None:
+    """Before: `best_threshold 0.05` from an all-NaN sweep, which make-pseudo then used as
+    the oracle threshold."""
+    for image_id in ("img_000", "img_001", "img_002", "img_003"):
+        mask = read_label_png(files.mask(image_id))
+        save_label_png(files.mask(image_id), np.full_like(mask, 255))
+    record = files.cams / "eval_cam.json"
+    args = ["eval-cam", "--cams", str(files.cams), "--gt", str(files.root), "--split", "train"]
+    err = succeeds([*args, "--no-plot"], capsys)
+    assert f"{record}: no threshold has a defined mIoU" in err
+    saved = json.loads(record.read_text())
+    assert saved["best_threshold"] is None and saved["best_miou"] is None
+    assert "no best threshold" in saved["undefined"]
+    make = [*COMMANDS["make-pseudo"](files)]
+    make[make.index("--threshold") + 1] = "oracle"
+    error = one_line_error(make, capsys)
+    assert error.startswith(f"{record}: no best threshold: no threshold has a defined mIoU")
+
+
+def _replace_an_image(files: Files) -> None:
+    """Same count, another image: img_003 swapped for a copy of img_000 under a new id."""
+    for folder, suffix in (("JPEGImages", ".jpg"), ("Annotations", ".xml"),
+                           ("SegmentationClass", ".png")):  # fmt: skip
+        source = files.root / folder / f"img_000{suffix}"
+        (files.root / folder / f"img_new{suffix}").write_bytes(source.read_bytes())
+    text = files.split_list().read_text().replace("img_003", "img_new")
+    files.split_list().write_text(text)
+
+
+def _relabel(files: Files) -> None:
+    files.xml().write_text("<annotation><object><name>cat</name></object></annotation>")
+    mask = read_label_png(files.mask()).copy()
+    mask[mask == 2] = 1  # dog -> cat
+    save_label_png(files.mask(), mask)
+
+
+@pytest.mark.parametrize(
+    ("command", "change", "named"),
+    [
+        ("train-cam", _replace_an_image, "the split's image ids"),
+        ("train-cam", _relabel, "the training labels"),
+        ("train-seg", _relabel, "the training labels"),
+    ],
+)
+def test_resume_after_the_training_set_changed_is_refused(
+    files: Files, capsys, command: str, change, named: str
+) -> None:
+    """Before: `--resume` continued on the other images or labels, silently."""
+    args = [*COMMANDS[command](files), "--resume"]
+    succeeds(args, capsys)
+    assert set(torch.load(files.out / "last.pt", weights_only=True)["data_fingerprint"]) == {
+        "ids", "labels", "images"
+    }  # fmt: skip
+    succeeds(args, capsys)  # the same data resumes (here: finds the run finished)
+    change(files)
+    error = one_line_error(args, capsys)
+    assert error.startswith(f"{files.out / 'last.pt'}: the training set changed since")
+    assert f"({named}" in error
+
+
+@pytest.mark.parametrize(
+    "listing",
+    [
+        "__ignore__\n_background_\ncat\ndog\n",
+        "__background__\ncat\ndog\n",
+        "_background_\ncat\ndog\n",
+    ],
+)
+def test_class_lists_of_other_tools_name_background_and_ignore(
+    files: Files, capsys, listing: str
+) -> None:
+    """labelme writes `__ignore__` and `_background_` first; before, they became classes 1
+    and 2 and shifted every label (here: a model of 2 classes refused a list of 4)."""
+    (files.root / "classes.txt").write_text(listing)
+    succeeds(COMMANDS["make-cam"](files), capsys)
+    assert load_cam_file(files.out / "img_001.npy").labels.tolist() == [2]  # dog
+
+
+@pytest.mark.parametrize("name", ["_background_", "__ignore__", "__background__"])
+def test_background_or_ignore_names_inside_a_class_list_are_refused(
+    files: Files, capsys, name: str
+) -> None:
+    (files.root / "classes.txt").write_text(f"cat\n{name}\ndog\n")
+    error = one_line_error(COMMANDS["make-cam"](files), capsys)
+    assert error.startswith(f"{files.root / 'classes.txt'}: line 2 names '{name}' as a class")
+    assert "list it only first" in error
+
+
+def _with_weight(files: Files, which: str, key: str, value: float) -> Path:
+    path = files.classifier if which == "classifier" else files.segmenter
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["model"][key] = checkpoint["model"][key].clone().fill_(value)
+    changed = files.out.parent / f"changed_{which}.pt"
+    torch.save(checkpoint, changed)
+    return changed
+
+
+@pytest.mark.parametrize("command", ["make-cam", "predict"])
+def test_checkpoint_with_a_nan_weight_is_refused_at_load(files: Files, capsys, command) -> None:
+    """Before: make-cam wrote all-NaN CAMs, predict all-background maps (scored 21.75)."""
+    which, key = ("classifier", "classifier.weight") if command == "make-cam" else (
+        "segmenter", "classifier.bias")  # fmt: skip
+    checkpoint = _with_weight(files, which, key, float("nan"))
+    args = COMMANDS[command](replace(files, **{which: checkpoint}))
+    error = one_line_error(args, capsys)
+    assert error.startswith(f"{checkpoint}: weights tensor '{key}' holds ")
+    assert "non-finite value(s) (NaN or inf)" in error
+    assert not files.out.exists()
+
+
+@pytest.mark.parametrize("command", ["make-cam", "predict"])
+def test_non_finite_network_output_stops_the_stage_naming_the_image(
+    files: Files, capsys, command: str
+) -> None:
+    """Finite weights so large that the network's output overflows to inf / NaN."""
+    which, key = ("classifier", "classifier.weight") if command == "make-cam" else (
+        "segmenter", "classifier.weight")  # fmt: skip
+    checkpoint = _with_weight(files, which, key, 3e38)
+    args = COMMANDS[command](replace(files, **{which: checkpoint}))
+    error = one_line_error(args, capsys)
+    assert error.startswith(f"{files.image('img_000')}: the network's output for this image is")
+    assert not list(files.out.glob("img_*"))

@@ -137,6 +137,13 @@ def _oracle(record: Path) -> tuple[float, str]:
         raise file_error(record, "not found: --threshold oracle needs `wsss eval-cam` first")
     content = read_json(record)
     best = content.get("best_threshold") if isinstance(content, dict) else None
+    if best is None and isinstance(content, dict) and "best_threshold" in content:
+        why = str(content.get("undefined") or "the sweep recorded none")[:200]
+        raise file_error(
+            record,
+            f"no best threshold: {why}; --threshold oracle needs masks with labelled pixels "
+            "(use --threshold auto or a number)",
+        )
     if isinstance(best, bool) or not isinstance(best, int | float) or not 0.0 <= best <= 1.0:
         raise file_error(record, f"'best_threshold' must be a number in [0, 1], got {best!r}")
     source = f"oracle: best of {record}, picked on ground truth"

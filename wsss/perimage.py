@@ -14,8 +14,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from wsss.errors import file_error
 from wsss.resume import finish_outputs, output_path, plan_outputs
 from wsss.ui import make_progress
+
+
+def check_finite_outputs(
+    finite: Sequence[bool], ids: Sequence[str], image_path: Any, checkpoint: str | Path
+) -> None:
+    """One flag per image of a batch (read with the batch, so the check costs no wait for the
+    device): a NaN or infinite network output stops the stage naming the image, instead of
+    all-NaN CAMs or all-background labels written as if they were results."""
+    for image_id, ok in zip(ids, finite, strict=True):
+        if not ok:
+            raise file_error(
+                image_path(image_id),
+                f"the network's output for this image is not finite (NaN or inf) with "
+                f"{checkpoint}; nothing was written for it (weights that overflow, or a "
+                "damaged checkpoint)",
+            )
 
 
 class Advance(Protocol):

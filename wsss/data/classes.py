@@ -15,27 +15,35 @@ VOC_CLASSES: tuple[str, ...] = (
 
 CLASSES_FILE = "classes.txt"
 BACKGROUND = "background"
+# How other tools name label 0 (labelme writes `_background_`, detectron-style lists
+# `__background__`) and the ignore label (labelme's `__ignore__`, -1): never classes.
+BACKGROUND_NAMES = frozenset({BACKGROUND, "_background_", "__background__"})
+IGNORE_NAMES = frozenset({"__ignore__"})
 
 
 def read_class_list(path: str | Path) -> tuple[str, ...]:
     """One class name per line, foreground classes only, in label order 1..C.
 
-    Background is label 0 and never a class of the list: a first line `background` (the
-    label-0 line many tools write) is dropped, `background` anywhere else is an error."""
+    Background is label 0 and never a class of the list: a first line naming it (`background`,
+    or labelme's `_background_`, `__background__`), after labelme's `__ignore__` line if any,
+    is dropped; such a name anywhere else is an error saying how to fix the list."""
     path = Path(path)
     lines = [line.strip() for line in read_text_lines(path, "class list")]
     numbered = [(n, name) for n, name in enumerate(lines, 1) if name and name[0] != "#"]
-    if numbered and numbered[0][1].lower() == BACKGROUND:
+    if numbered and numbered[0][1].lower() in IGNORE_NAMES:
+        numbered = numbered[1:]
+    if numbered and numbered[0][1].lower() in BACKGROUND_NAMES:
         numbered = numbered[1:]
     if not numbered:
         raise file_error(path, "class list is empty")
     seen: dict[str, int] = {}
     for number, name in numbered:
-        if name.lower() == BACKGROUND:
+        if name.lower() in BACKGROUND_NAMES | IGNORE_NAMES:
+            what = "the ignore label" if name.lower() in IGNORE_NAMES else "background (label 0)"
             raise file_error(
                 path,
-                f"line {number} names '{name}' as a class; background is label 0 and is "
-                "not listed (only as the first line)",
+                f"line {number} names '{name}' as a class, but it is {what}; list it only "
+                "first (labelme's order: __ignore__, then _background_) or delete the line",
             )
         if name.casefold() in seen:
             raise file_error(

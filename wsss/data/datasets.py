@@ -6,6 +6,8 @@ Call `set_epoch` before every epoch so augmentation depends on (seed, epoch, ind
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,27 @@ from wsss.data.transforms import TrainTransform, sample_rng
 from wsss.data.voc import VocDataset, check_mask
 from wsss.errors import file_error
 from wsss.io import safe_child
+
+# What each part of a training set's fingerprint covers (recorded in last.pt; `--resume`
+# refuses a set whose fingerprint changed, naming these).
+FINGERPRINT_PARTS = {
+    "ids": "the split's image ids",
+    "labels": "the training labels",
+    "images": "the image files (their sizes)",
+}
+
+
+def _digest(chunks: Iterable[bytes]) -> str:
+    digest = hashlib.sha256()
+    for chunk in chunks:
+        digest.update(len(chunk).to_bytes(8, "little"))
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _ids_and_images(voc: VocDataset, ids: list[str]) -> dict[str, str]:
+    sizes = (str(voc.image_path(i).stat().st_size).encode() for i in ids)
+    return {"ids": _digest(i.encode() for i in ids), "images": _digest(sizes)}
 
 
 class ClassificationDataset(Dataset):
@@ -36,6 +59,11 @@ class ClassificationDataset(Dataset):
                 f"image has no class label ('{empty[0]}', one of {len(empty)} in the split); "
                 "the classifier needs at least one class per image",
             )
+
+    def fingerprint(self) -> dict[str, str]:
+        """The split's ids, image-level labels and image file sizes, hashed."""
+        labels = _digest([self.labels.numpy().tobytes()])
+        return {**_ids_and_images(self.voc, self.ids), "labels": labels}
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -74,6 +102,12 @@ class SegmentationDataset(Dataset):
         if self.labels_dir is None:
             return self.voc.mask_path(image_id)
         return safe_child(self.labels_dir, image_id, ".png")
+
+    def fingerprint(self) -> dict[str, str]:
+        """The split's ids, its label files' bytes (pseudo labels or masks: a re-made set
+        with other thresholds differs) and image file sizes, hashed."""
+        labels = _digest(self._label_path(i).read_bytes() for i in self.ids)
+        return {**_ids_and_images(self.voc, self.ids), "labels": labels}
 
     def _require_labelled_pixels(self) -> None:
         """Refuse a split whose every label pixel is 255: training would run on a loss of 0.

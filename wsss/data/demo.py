@@ -24,7 +24,7 @@ from PIL import Image
 
 from wsss.data.classes import CLASSES_FILE, write_class_list
 from wsss.data.palette import IGNORE, save_label_png
-from wsss.errors import WsssError
+from wsss.errors import WsssError, file_error
 from wsss.io import atomic_write_bytes, ensure_dir, read_json, write_json
 from wsss.ui import track
 
@@ -223,6 +223,7 @@ def generate_demo(
     if size < MIN_SIZE:
         raise WsssError(f"demo image size must be at least {MIN_SIZE} px, got {size}")
     root = ensure_dir(out)
+    _check_demo_root(root)
     dirs = {
         name: ensure_dir(root / name)
         for name in ("JPEGImages", "Annotations", "SegmentationClass", PART_DIR)
@@ -306,6 +307,32 @@ class _Object:
     @property
     def mask(self) -> np.ndarray:
         return (self.body > 0.5) | self.part
+
+
+# What a demo dataset holds: anything else in a folder means it is some other dataset (whose
+# classes.txt and split lists generate_demo would overwrite) or some other folder.
+DEMO_ENTRIES = frozenset({"JPEGImages", "Annotations", "SegmentationClass", PART_DIR,
+                          "ImageSets", CLASSES_FILE, "demo_complete.json",
+                          "wsss_image_labels.json"})  # fmt: skip
+
+
+def _check_demo_root(root: Path) -> None:
+    """Refuse a non-empty folder that is not a demo dataset (one made by an interrupted or
+    earlier run is written again): like every stage, demo-data writes only its own folders."""
+    entries = sorted(p.name for p in root.iterdir() if not p.name.startswith("."))
+    if not entries:
+        return
+    foreign = [name for name in entries if name not in DEMO_ENTRIES]
+    # A run killed while making its folders has no lists yet, and no part masks perhaps.
+    if not foreign and ((root / PART_DIR).is_dir() or not {CLASSES_FILE, "ImageSets"} & {*entries}):
+        return
+    example = foreign[0] if foreign else entries[0]
+    raise file_error(
+        root,
+        f"is not empty ({len(entries)} entries, e.g. {example}) and is not a demo dataset "
+        f"(no {PART_DIR}/ folder): demo-data would overwrite its classes.txt and split "
+        "lists; use an empty or new folder",
+    )
 
 
 def ensure_demo(root: str | Path, demo_args: dict) -> Path:

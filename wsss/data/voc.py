@@ -23,6 +23,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -106,6 +107,8 @@ class VocDataset:
     classes: tuple[str, ...]
     labels_file: Path | None = None
     _label_cache: dict[str, list[int]] | None = field(default=None, repr=False)
+    _label_stamps: dict[str, list[Any]] = field(default_factory=dict, repr=False)
+    _stale_warned: bool = field(default=False, repr=False)
     _file_labels: dict[str, list[int]] | None = field(default=None, repr=False)
 
     @classmethod
@@ -114,8 +117,10 @@ class VocDataset:
         root: str | Path,
         class_list: str | Path | None = None,
         labels: str | Path | None = None,
+        label_cache: bool = True,
     ) -> VocDataset:
-        """Open a root; `labels` is a labels file to use instead of `ROOT/labels.{csv,json}`."""
+        """Open a root; `labels` is a labels file to use instead of `ROOT/labels.{csv,json}`;
+        `label_cache=False` reads every label from its file (prepare-voc, which writes it)."""
         root = Path(root)
         if not root.is_dir():
             raise file_error(root, "dataset root not found")
@@ -128,7 +133,7 @@ class VocDataset:
             classes=dataset_classes(root, class_list),
             labels_file=Path(labels) if labels is not None else find_labels_file(root),
         )
-        if dataset.labels_file is None:
+        if dataset.labels_file is None and label_cache:
             dataset._label_cache = dataset._read_label_cache()
         return dataset
 
@@ -210,7 +215,9 @@ class VocDataset:
                 raise file_error(self.labels_file, f"no entry for image '{image_id}'")
             return self._file_labels[image_id]
         if self._label_cache is not None and image_id in self._label_cache:
-            return self._label_cache[image_id]
+            if self._label_stamps.get(image_id) == self.label_stamp(image_id):
+                return self._label_cache[image_id]
+            self._warn_stale(image_id)
         xml = self.annotation_path(image_id)
         if xml.is_file():
             names = parse_annotation(xml)
@@ -220,6 +227,26 @@ class VocDataset:
             values = np.unique(self.load_mask(image_id))
             return [int(v) - 1 for v in values if 0 < v != IGNORE]
         raise file_error(xml, "no annotation XML and no mask to take image-level labels from")
+
+    def label_stamp(self, image_id: str) -> list[Any] | None:
+        """What an image's labels are read from (its XML, else its mask) as [path relative to
+        the root, size, mtime in ns]: the label cache is valid while this is unchanged."""
+        for path in (self.annotation_path(image_id), self.mask_path(image_id)):
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            return [path.relative_to(self.root).as_posix(), stat.st_size, stat.st_mtime_ns]
+        return None
+
+    def _warn_stale(self, image_id: str) -> None:
+        if not self._stale_warned:
+            self._stale_warned = True
+            warn(
+                f"{self.root / LABEL_CACHE}: stale for '{image_id}' (its annotation changed "
+                "since `wsss prepare-voc` wrote it); changed images' labels are read from their "
+                "files; re-run `wsss prepare-voc` to refresh it"
+            )
 
     def image_labels(self, image_id: str) -> np.ndarray:
         """Multi-hot float32 vector of length C."""
@@ -250,6 +277,13 @@ class VocDataset:
                         path,
                         f"'{image_id}' has class index {bad[0]!r} outside 0..{len(classes) - 1}",
                     )
+            if "sources" not in cache:
+                raise file_error(
+                    path,
+                    "written by an older wsss (it records no source files, so edited "
+                    "annotations would go unnoticed); re-run `wsss prepare-voc` to refresh it",
+                )
+            self._label_stamps = json_field(cache, "sources", dict, path)
         except WsssError as exc:
             warn(f"{exc}; ignored (labels read from the XMLs)")
             return None

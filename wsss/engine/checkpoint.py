@@ -56,7 +56,24 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]
     classes = payload.get("classes", [])
     if not all(isinstance(name, str) for name in classes):
         raise file_error(path, "field 'classes' must be a list of class names")
+    check_finite_weights(path, payload["model"])
     return payload
+
+
+def check_finite_weights(path: str | Path, state: dict[str, Any]) -> None:
+    """A NaN or infinite weight makes every output NaN (all-NaN CAMs, all-background
+    predictions that still score): refused at load, naming the tensor."""
+    for name, tensor in state.items():
+        if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point():
+            continue
+        finite = torch.isfinite(tensor)
+        if not bool(finite.all()):
+            bad = int(finite.numel() - int(finite.sum()))
+            raise file_error(
+                path,
+                f"weights tensor '{name}' holds {bad} non-finite value(s) (NaN or inf) of "
+                f"{tensor.numel()}; the checkpoint is damaged or its training diverged",
+            )
 
 
 _FIELDS: dict[str, type | tuple[type, ...]] = {

@@ -31,6 +31,7 @@ from rich.progress import Progress
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from wsss.data.datasets import FINGERPRINT_PARTS
 from wsss.engine import distributed as dist
 from wsss.engine.checkpoint import check_classes, load_checkpoint, save_checkpoint
 from wsss.engine.device import (
@@ -257,6 +258,28 @@ def check_same_args(path: Path, saved: dict[str, Any], args: dict[str, Any]) -> 
         )
 
 
+def _fingerprint(dataset: Dataset) -> dict[str, str] | None:
+    """The dataset's `fingerprint()` (the toolkit's datasets have one), else None."""
+    fingerprint = getattr(dataset, "fingerprint", None)
+    return fingerprint() if callable(fingerprint) else None
+
+
+def check_same_data(path: Path, saved: Any, now: dict[str, str] | None) -> None:
+    """A run resumed on a training set that changed under it (same size, other images or
+    labels) would silently continue on other data: refused, naming what changed. A
+    checkpoint of an earlier version (no fingerprint) resumes as before."""
+    if not isinstance(saved, dict) or now is None:
+        return
+    changed = [key for key in now if key in saved and saved[key] != now[key]]
+    if changed:
+        what = ", ".join(FINGERPRINT_PARTS.get(key, key) for key in changed)
+        raise file_error(
+            path,
+            f"the training set changed since this run was saved ({what} differ); resume "
+            "only on the data it was trained on, or train afresh into another --out",
+        )
+
+
 class _Trainer:
     def __init__(
         self,
@@ -280,6 +303,9 @@ class _Trainer:
         if self.is_main:
             # Locked, and cleared of a checkpoint write cut short by a kill.
             claim_output_dir(self.out, config.stage)
+        # The training set as hashes (ids, labels, image sizes): recorded in every checkpoint,
+        # and a resume on a set that changed under the run is refused (`check_same_data`).
+        self.data_fingerprint = _fingerprint(task.dataset) if self.is_main else None
         checkpoint = self._checkpoint_to_resume()
 
         self.fmt = memory_format(device)
@@ -328,6 +354,7 @@ class _Trainer:
         checkpoint = load_checkpoint(last, self.task.kind)
         check_classes(last, checkpoint, self.task.classes)
         check_same_args(last, checkpoint.get("args", {}), self.args)
+        check_same_data(last, checkpoint.get("data_fingerprint"), self.data_fingerprint)
         changed = runtime_differences(checkpoint.get("runtime"), runtime_info(self.device))
         if changed and self.is_main:
             warn(
@@ -559,6 +586,7 @@ class _Trainer:
             "model": self.task.model.state_dict(),
             "epoch": epoch,
             "args": self.args,
+            **({"data_fingerprint": self.data_fingerprint} if self.data_fingerprint else {}),
             "runtime": runtime_info(self.device),
             # str(): torch.__version__ is a TorchVersion, which weights-only loading refuses.
             "versions": {key: str(value) for key, value in environment_versions().items()},

@@ -8,6 +8,7 @@ leaves that record as it was.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,9 +27,13 @@ from wsss.data.voc import read_id_list
 from wsss.errors import WsssError, file_error
 from wsss.io import write_json
 from wsss.overlay import plot_curve
-from wsss.ui import Table, scores_table, track
+from wsss.ui import Table, scores_table, track, warn
 
 STAGE = "eval-cam"
+UNDEFINED = (
+    "no threshold has a defined mIoU (every ground-truth pixel is ignore, 255), so there is no "
+    "best threshold"
+)
 
 
 @dataclass
@@ -42,8 +47,16 @@ class EvalCamResult:
 
     def tables(self) -> list[Table]:
         best = self.sweep.best
+        if not defined(self.sweep):
+            return [scores_table(f"CAMs: no threshold scores ({best.images} images)", best)]
         title = f"CAMs at threshold {self.sweep.best_threshold:.2f} ({best.images} images)"
         return [scores_table(title, best)]
+
+
+def defined(sweep: SweepResult) -> bool:
+    """Whether any threshold has an mIoU: masks that are all ignore (255) score none, and an
+    all-undefined sweep has no best threshold (its first one would stand for it)."""
+    return any(math.isfinite(miou) for _, miou in sweep.curve)
 
 
 def run(config: EvalCamConfig) -> EvalCamResult:
@@ -67,9 +80,13 @@ def run(config: EvalCamConfig) -> EvalCamResult:
     result = sweep.result()
     result.extra = {"thresholds": list(thresholds), "cams": str(cam_dir), "split": split}
     json_path = Path(config.json_path) if config.json_path else cam_dir / EVAL_CAM_RECORD
-    write_json(json_path, result.to_json())
+    record = result.to_json()
+    if not defined(result):
+        record |= {"best_threshold": None, "best_miou": None, "undefined": UNDEFINED}
+        warn(f"{json_path}: {UNDEFINED}; best_threshold recorded as null")
+    write_json(json_path, record)
     plot_path = None
-    if config.plot:
+    if config.plot and defined(result):
         best = (result.best_threshold, result.best_miou)
         title = f"CAM mIoU vs background threshold ({result.best.images} images)"
         plot_path = plot_curve(json_path.with_suffix(".png"), result.curve, best, title)
@@ -99,8 +116,8 @@ def summary_rows(result: EvalCamResult) -> list[tuple[str, Any]]:
     return [
         ("images", sweep.best.images),
         ("thresholds tried", len(sweep.thresholds)),
-        ("best threshold", f"{sweep.best_threshold:.2f}"),
-        ("best mIoU %", f"{sweep.best_miou:.2f}"),
+        ("best threshold", f"{sweep.best_threshold:.2f}" if defined(sweep) else "none"),
+        ("best mIoU %", f"{sweep.best_miou:.2f}" if defined(sweep) else "n/a"),
         ("JSON", result.json_path),
         ("plot", result.plot_path or "-"),
     ]

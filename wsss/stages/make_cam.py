@@ -18,7 +18,7 @@ from wsss.errors import check_count
 from wsss.inference import CamBatch, TtaConfig, cam_batch, default_batch_size
 from wsss.models.classifier import CamClassifier
 from wsss.overlay import write_overlays
-from wsss.perimage import PerImageResult, PerImageRun
+from wsss.perimage import PerImageResult, PerImageRun, check_finite_outputs
 from wsss.torchrun import env_info
 from wsss.transfers import writing_loop
 
@@ -59,7 +59,11 @@ def run(config: MakeCamConfig) -> MakeCamResult:
     )
 
     def write(batch_ids: list[str], cams: CamBatch, arrays: list[np.ndarray]) -> None:
-        for image_id, record in zip(batch_ids, cams.records(arrays), strict=True):
+        records = cams.records(arrays)
+        if not np.isfinite(arrays[-1]).all():  # one pass over the batch; then find the image
+            finite = [bool(np.isfinite(r.hr_cam).all()) for r in records]
+            check_finite_outputs(finite, batch_ids, voc.image_path, config.checkpoint)
+        for image_id, record in zip(batch_ids, records, strict=True):
             writer.submit(save_cam_file, outputs.output(image_id), record, config.format)
         advance(len(batch_ids))
 

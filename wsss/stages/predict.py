@@ -20,7 +20,7 @@ from wsss.data.palette import save_label_png
 from wsss.errors import check_count
 from wsss.inference import TtaConfig, default_batch_size, segment_probs
 from wsss.models.deeplab import DeepLabV3Plus
-from wsss.perimage import PerImageResult, PerImageRun
+from wsss.perimage import PerImageResult, PerImageRun, check_finite_outputs
 from wsss.transfers import writing_loop
 
 STAGE = "predict"
@@ -54,6 +54,7 @@ def run(config: PredictConfig) -> PredictResult:
     def write(
         batch_ids: list[str], raws: list[np.ndarray] | None, arrays: list[np.ndarray]
     ) -> None:
+        check_finite_outputs(arrays[1], batch_ids, voc.image_path, config.checkpoint)
         if crf_params is None:
             labels = list(arrays[0])
         else:  # the CRF reads each image's probabilities and pixels
@@ -68,7 +69,8 @@ def run(config: PredictConfig) -> PredictResult:
             batch_ids = [outputs.todo[i] for i in batch["index"]]
             probs = segment_probs(predictor, predictor.to_device(batch["image"]), tta)
             result = probs.argmax(1).to(torch.uint8) if crf_params is None else probs
-            readback.submit([result], functools.partial(write, batch_ids, batch.get("raw")))
+            finite = torch.isfinite(probs).flatten(1).all(1)  # read with the batch: no wait
+            readback.submit([result, finite], functools.partial(write, batch_ids, batch.get("raw")))
     return outputs.finish("label maps")
 
 

@@ -84,7 +84,7 @@ def run(config: PrepareCocoConfig) -> PrepareCocoResult:
     rank0 = shard_info().rank == 0
     classes: tuple[str, ...] | None = None
     labels: dict[str, list[str]] = {}
-    all_ids: list[str] = []
+    all_ids: list[tuple[str, str]] = []  # (id, split) of the splits done
     plan = None
     for split in config.splits:
         source = annotation_file(root, split)
@@ -97,6 +97,7 @@ def run(config: PrepareCocoConfig) -> PrepareCocoResult:
             coco, source, root / SPLIT_FOLDERS[split], classes, label_of, labels
         )
         ids = sorted(images)
+        _check_unique(ids, images, all_ids, source)
         result.counts[f"{split} images"] = len(ids)
         result.counts[f"{split} images without objects (left out)"] = len(coco.imgs) - len(ids)
         params = {"coco": str(root), "splits": list(config.splits), "convention": CONVENTION,
@@ -118,7 +119,7 @@ def run(config: PrepareCocoConfig) -> PrepareCocoResult:
         if rank0:
             list_text = "".join(f"{i}\n" for i in ids)
             atomic_write_bytes(out / LISTS / f"{split}.txt", list_text.encode())
-        all_ids += ids
+        all_ids += [(image_id, split) for image_id in ids]
         del coco, images
         gc.collect()  # the annotation JSON's objects go before the next split's are loaded
     assert classes is not None and plan is not None
@@ -126,8 +127,9 @@ def run(config: PrepareCocoConfig) -> PrepareCocoResult:
         write_class_list(out / "classes.txt", classes)
         write_labels_json(out / LABELS_FILE, labels)
     _wait_for_other_ranks()
-    result.files = finish_outputs(plan, all_ids, ".png", STAGE)
-    result.complete = result.files == len(all_ids)
+    every_id = [image_id for image_id, _ in all_ids]
+    result.files = finish_outputs(plan, every_id, ".png", STAGE)
+    result.complete = result.files == len(every_id)
     result.manifest = plan.out / "manifest.json"
     return result
 
@@ -168,6 +170,22 @@ def _check_inputs(root: Path, out: Path, splits: tuple[str, ...]) -> None:
             raise file_error(out / name, f"would conflict with the {LABELS_FILE} written here")
 
 
+def _check_unique(
+    ids: list[str], images: dict[str, dict], done: list[tuple[str, str]], source: Path
+) -> None:
+    """An id (a file stem) of two splits would give both one mask, one link and one label
+    entry: the later split's images would silently stand for the earlier's."""
+    earlier = dict(done)
+    for image_id in ids:
+        if image_id in earlier:
+            raise file_error(
+                source,
+                f"image {images[image_id]['id']}: file name '{image_id}' is also an image of "
+                f"the {earlier[image_id]} split; ids (file names without .jpg) must be unique "
+                "across splits (rename the files, e.g. with COCO's split prefix)",
+            )
+
+
 def _images_with_objects(
     coco,
     source: Path,
@@ -182,7 +200,14 @@ def _images_with_objects(
         check_file_name(image, source, folder)
         annotations = image_annotations(coco, image, source)
         if annotations:
-            images[image_id_of(image)] = image
+            image_id = image_id_of(image)
+            if image_id in images:
+                raise file_error(
+                    source,
+                    f"images {images[image_id]['id']} and {image['id']} have the same file "
+                    f"name '{image_id}'; ids (file names without .jpg) must be unique",
+                )
+            images[image_id] = image
             labels[image_id_of(image)] = image_class_names(annotations, classes, label_of)
     return images
 

@@ -24,7 +24,7 @@ class PrepareVocResult:
 
 
 def run(config: PrepareVocConfig) -> PrepareVocResult:
-    voc = VocDataset.open(config.voc, config.class_list)
+    voc = VocDataset.open(config.voc, config.class_list, label_cache=False)  # it rebuilds it
     result = PrepareVocResult()
     splits = {name: voc.split_ids(name) for name in ("train", "val")}
     if (voc.root / LISTS / "trainval.txt").is_file():
@@ -53,6 +53,8 @@ def run(config: PrepareVocConfig) -> PrepareVocResult:
     cache = {
         "classes": list(voc.classes),
         "labels": {i: voc.image_classes(i) for i in track(labelled, len(labelled), "labels")},
+        # What each entry was read from: a reader notices an annotation edited since.
+        "sources": {i: voc.label_stamp(i) for i in labelled},
     }
     write_json(voc.root / LABEL_CACHE, cache)
     result.labelled_images = len(labelled)
