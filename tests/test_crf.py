@@ -7,7 +7,14 @@ import sys
 import numpy as np
 import pytest
 
-from wsss.crf import MISSING_CRF, CrfParams, crf_refine_labels, crf_refine_probs
+from wsss.crf import (
+    CRF_PRESETS,
+    MISSING_CRF,
+    CrfParams,
+    crf_preset,
+    crf_refine_labels,
+    crf_refine_probs,
+)
 from wsss.errors import WsssError
 
 SIZE = 48
@@ -106,3 +113,28 @@ def test_missing_pydensecrf_gives_the_install_hint(monkeypatch, two_halves):
         crf_refine_labels(two_halves, truth(), 2, CrfParams())
     assert str(info.value) == MISSING_CRF
     assert "pip install pydensecrf2" in MISSING_CRF and "--no-crf" in MISSING_CRF
+
+
+def test_presets_hold_each_code_bases_parameters():
+    """wsss's preset is the CrfParams defaults; the others the values docs/parity.md cites."""
+    assert CRF_PRESETS["wsss"] == CrfParams()
+    kernels = lambda p: (  # noqa: E731
+        p.gaussian_sxy, p.gaussian_compat, p.bilateral_sxy, p.bilateral_srgb,
+        p.bilateral_compat, p.iterations, p.unary,
+    )  # fmt: skip
+    assert kernels(CRF_PRESETS["wsss"]) == (3, 3, 50, 13, 10, 10, "scores")
+    assert kernels(CRF_PRESETS["reference"]) == (3, 3, 50, 5, 10, 10, "labels")
+    assert kernels(CRF_PRESETS["psa"]) == (3, 3, 80, 13, 10, 10, "scores")
+    assert kernels(CRF_PRESETS["deeplab"]) == (1, 3, 67, 3, 4, 10, "scores")
+    assert kernels(CRF_PRESETS["afa"]) == (3, 3, 64, 5, 4, 10, "scores")
+    assert {p.gt_prob for p in CRF_PRESETS.values()} == {0.7}
+
+
+def test_a_given_parameter_replaces_the_presets_and_none_keeps_it():
+    params = crf_preset("reference", bilateral_srgb=13.0, iterations=None, unary=None)
+    assert params == CrfParams(unary="labels", bilateral_srgb=13.0)
+    # a segmenter's probabilities: the official code refines them with psa's CRF
+    assert crf_preset("reference", segmenter=True) == CRF_PRESETS["psa"]
+    assert crf_preset("afa", segmenter=True) == CRF_PRESETS["afa"]
+    with pytest.raises(WsssError, match="--crf-preset must be one of wsss"):
+        crf_preset("irn")

@@ -16,7 +16,7 @@ from PIL import Image
 
 from cli.main import main as cli_main
 from wsss.camfile import CamRecord, load_cam_file, save_cam_file
-from wsss.crf import MISSING_CRF
+from wsss.crf import MISSING_CRF, crf_preset
 from wsss.data.classes import class_names_with_background
 from wsss.data.palette import VOC_PALETTE, read_label_png
 from wsss.data.voc import VocDataset
@@ -91,6 +91,27 @@ def test_crf_output_matches_the_library_and_beats_plain_thresholds(tiny, tmp_pat
     )
     assert np.array_equal(outputs(tmp_path / "crf")[image_id], expected)
     assert refined.scores.miou > plain.scores.miou + 5
+
+
+def test_a_crf_preset_gives_every_parameter_and_a_given_option_replaces_one(tiny, tmp_path):
+    """--crf-preset reference --bilateral-srgb 7: the reference's CRF ('labels' unary) with
+    colour width 7, recorded with the preset's name; the labels are that CRF's."""
+    voc, cams = tiny
+    out = tmp_path / "crf"
+    run(config(voc, cams, out, crf=True, crf_preset="reference", bilateral_srgb=7.0))
+    params = read_json(out / "manifest.json")["params"]
+    crf = crf_preset("reference", bilateral_srgb=7.0)
+    assert params["crf_preset"] == "reference" and params["crf"] == crf.to_json()
+    assert params["crf"]["unary"] == "labels" and params["crf"]["bilateral_sxy"] == 50.0
+    image_id = voc.split_ids("train")[0]
+    image, cam = np.asarray(voc.load_image(image_id)), load_cam_file(cams / f"{image_id}.npy")
+    expected = pseudo_label(image, cam, PseudoParams(threshold=0.3, crf=crf))
+    assert np.array_equal(outputs(out)[image_id], expected)
+    # scored in both conventions: ours and the official code's (every class, absent ones 0);
+    # every class of the tiny tree occurs and no pixel is 255, so the two agree here
+    saved = read_json(out / "eval.json")
+    assert saved["miou_reference"] == pytest.approx(saved["miou"])
+    assert set(saved["iou_reference"]) == set(saved["iou"])
 
 
 def test_a_resumed_run_still_scores_the_whole_split(tiny, tmp_path):

@@ -229,10 +229,42 @@ def test_record_without_classes_is_kept() -> None:
     assert refined.cam.shape == (0, 3, 4) and refined.keys.tolist() == [0]
 
 
+def test_global_normalisation_keeps_the_classes_relative_strength() -> None:
+    """--rw-normalise global (the official code): one maximum per image over all classes;
+    the default divides each class by its own. With one class the two agree."""
+    record = _record(classes=2, size=(6, 9))
+    record.cam[1] *= 0.25  # a weak second class
+    boundary = torch.zeros(6, 9)
+    per_class = refine_record(record, boundary, RwParams(exp_times=2))
+    shared = refine_record(record, boundary, RwParams(exp_times=2, normalise="global"))
+    for maps in (shared.cam, shared.hr_cam):
+        assert maps.max() == pytest.approx(1.0, abs=1e-4) and maps.min() >= 0.0
+        assert maps[1].max() < 0.5  # still weak beside the strong class
+    ratio = per_class.cam[1].max() / shared.cam[1].max()
+    np.testing.assert_allclose(shared.cam[1] * ratio, per_class.cam[1], rtol=1e-4, atol=1e-6)
+    one = CamRecord(record.keys[:2], record.cam[:1], record.hr_cam[:1])
+    a = refine_record(one, boundary, RwParams(exp_times=2))
+    b = refine_record(one, boundary, RwParams(exp_times=2, normalise="global"))
+    np.testing.assert_allclose(a.hr_cam, b.hr_cam, atol=1e-6)
+
+
+def test_rw_normalise_is_recorded_and_part_of_the_signature(
+    rw_setup: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "rw"
+    run(_config(rw_setup, out, rw_normalise="global"))
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["params"]["rw_normalise"] == "global"
+    with pytest.raises(WsssError, match="rw_normalise=global"):
+        run(_config(rw_setup, out))  # the default would mix two kinds of maps
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
-    [({"beta": 0.0}, "--beta"), ({"exp_times": 20}, "--exp-times"), ({"bg_power": -1.0}, "--bg")],
-)
+    [({"beta": 0.0}, "--beta"), ({"exp_times": 20}, "--exp-times"), ({"bg_power": -1.0}, "--bg"),
+     ({"normalise": "max"}, "--rw-normalise"),
+     ({"normalise": "global", "bg_power": 2.0}, "--rw-normalise global")],
+)  # fmt: skip
 def test_bad_walk_parameters(changes: dict, message: str) -> None:
     with pytest.raises(WsssError, match=message):
         RwParams(**changes)

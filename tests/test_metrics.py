@@ -96,3 +96,54 @@ def test_a_prediction_with_no_confident_pixel_is_counted_not_warned(capsys) -> N
     assert "warning" not in capsys.readouterr().err
     matrix.update(np.full((4, 4), 255, np.uint8), gt, "all-ignore.png")
     assert "every ground-truth pixel is 255" in capsys.readouterr().err
+
+
+def test_reference_convention_averages_every_class_absent_ones_zero() -> None:
+    """The official code's mIoU beside ours: 4 classes, class 3 absent from both."""
+    cm = ConfusionMatrix(4)
+    cm.update(np.array([[0, 0, 1, 1]]), np.array([[0, 1, 1, 2]]))
+    scores = cm.compute()
+    # bg 1/2, class 1: 1/(2+2-1) = 1/3, class 2: 0/1 = 0, class 3 absent
+    assert scores.iou == pytest.approx([50.0, 100 / 3, 0.0, None])
+    assert scores.miou == pytest.approx((50 + 100 / 3 + 0) / 3)
+    assert scores.iou_reference == pytest.approx([50.0, 100 / 3, 0.0, 0.0])
+    assert scores.miou_reference == pytest.approx((50 + 100 / 3) / 4)
+    data = scores.to_json()
+    assert data["miou_reference"] == pytest.approx(scores.miou_reference)
+    assert data["iou_reference"] == {"0": 50.0, "1": pytest.approx(100 / 3), "2": 0.0, "3": 0.0}
+    assert set(data["conventions"]) == {"miou", "miou_reference"}
+
+
+def test_reference_convention_counts_a_predicted_255_as_a_miss() -> None:
+    """gt [1 1 1 1 0], pred [1 1 1 255 0]: ours drops the 255 pixel (class 1 IoU 3/3), the
+    reference adds it to class 1's ground truth (3/4); a 255 on a 255 pixel counts nowhere."""
+    cm = ConfusionMatrix(3)
+    gt = np.array([[1, 1, 1, 1, 0, 255]], np.uint8)
+    cm.update(gt, np.array([[1, 1, 1, 255, 0, 255]], np.uint8), ignore_pred=True)
+    scores = cm.compute()
+    assert cm.ignored_by_class.tolist() == [0, 1, 0]
+    assert scores.iou == [100.0, 100.0, None] and scores.miou == 100.0
+    assert scores.iou_reference == pytest.approx([100.0, 75.0, 0.0])
+    assert scores.miou_reference == pytest.approx(175 / 3)
+
+
+def test_reference_convention_survives_merging_and_reduction(monkeypatch) -> None:
+    a, b = ConfusionMatrix(2), ConfusionMatrix(2)
+    a.update(np.array([[1, 1]]), np.array([[1, 255]]), ignore_pred=True)
+    b.update(np.array([[0, 1]]), np.array([[0, 255]]), ignore_pred=True)
+    a.merge(b)
+    assert a.ignored_by_class.tolist() == [0, 2] and a.ignored_predictions == 2
+    import wsss.engine.distributed as distributed
+
+    monkeypatch.setattr(distributed, "all_reduce_array", lambda values: values * 2)
+    a.reduce_from_all_processes()  # as if two processes held the same counts
+    assert a.ignored_by_class.tolist() == [0, 4] and a.ignored_predictions == 4
+    assert a.images == 4 and a.matrix.tolist() == [[2, 0], [0, 2]]
+    assert a.compute().iou_reference == pytest.approx([100.0, 100 * 2 / 6])
+
+
+def test_nothing_labelled_leaves_both_conventions_undefined() -> None:
+    cm = ConfusionMatrix(2)
+    cm.update(np.full((2, 2), 255, np.uint8), np.zeros((2, 2), np.uint8), "x.png")
+    scores = cm.compute()
+    assert np.isnan(scores.miou) and np.isnan(scores.miou_reference)

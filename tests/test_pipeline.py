@@ -42,13 +42,15 @@ TRAINERS = ("cam_model", "seg_model", "aff_model", "seg_model_rw")
 MARGIN = 5.0  # mIoU points above predicting background everywhere
 
 
-def _labels_miou(voc: VocDataset, folder: Path, split: str) -> float:
-    """mIoU (%) of a folder of label PNGs against the ground truth, 255 predictions left out."""
+def _labels_miou(voc: VocDataset, folder: Path, split: str, reference: bool = False) -> float:
+    """mIoU (%) of a folder of label PNGs against the ground truth, 255 predictions left out
+    (`reference`: the official code's convention, every class, a predicted 255 a miss)."""
     matrix = ConfusionMatrix(voc.num_classes + 1)
     for image_id in voc.split_ids(split):
         matrix.update(voc.load_mask(image_id), read_label_png(folder / f"{image_id}.png"),
                       ignore_pred=True)  # fmt: skip
-    return matrix.compute().miou
+    scores = matrix.compute()
+    return scores.miou_reference if reference else scores.miou
 
 
 def _check_figures(
@@ -60,6 +62,10 @@ def _check_figures(
     assert figures[cam_key] == pytest.approx(cams_miou(voc, cams, "train", threshold))
     assert figures["pseudo_miou"] == pytest.approx(_labels_miou(voc, pseudo, "train"))
     assert figures["seg_miou"] == pytest.approx(_labels_miou(voc, pred, "val"))
+    # beside ours, the official code's convention, labelled by the key's suffix
+    reference = _labels_miou(voc, pseudo, "train", reference=True)
+    assert figures["pseudo_miou_reference"] == pytest.approx(reference)
+    assert figures["seg_miou_reference"] == pytest.approx(_labels_miou(voc, pred, "val", True))
 
 
 @pytest.mark.slow
@@ -96,7 +102,10 @@ def test_every_stage_runs_and_writes_valid_outputs(
         assert {k: args[k] for k in resolved} == resolved, stage
     assert summary["resolved"]["train_cam"]["pcl"] is True  # the recipe's variant, pcl
     crf = read_json(out / "pseudo" / "manifest.json")["params"]["crf"]
-    assert crf["iterations"] == summary["resolved"]["make_pseudo"]["crf_iters"] == 10
+    # the CRF's parameters are the preset's (wsss) unless given
+    assert summary["resolved"]["make_pseudo"]["crf_preset"] == "wsss"
+    assert summary["resolved"]["make_pseudo"]["crf_iters"] is None and crf["iterations"] == 10
+    assert "evaluate.py" in summary["miou_reference_convention"]
     for key in ("cam_miou", "cam_miou_oracle", "pseudo_miou", "seg_miou"):
         assert 0.0 <= summary[key] <= 100.0
     _check_figures(voc, summary, out / "cams", out / "pseudo", out / "pred_val", cams_miou)

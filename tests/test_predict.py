@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import CLASSES
 from helpers_tinyvoc import stage_config
 from PIL import Image
@@ -17,7 +19,7 @@ from wsss.data.palette import read_label_png
 from wsss.data.transforms import normalize
 from wsss.data.voc import VocDataset
 from wsss.engine.checkpoint import save_checkpoint
-from wsss.inference import TtaConfig, segment_probs
+from wsss.inference import TtaConfig, segment_probs, tta_outputs
 from wsss.models.deeplab import DeepLabV3Plus
 from wsss.stages.predict import PredictConfig, run
 
@@ -77,6 +79,42 @@ def test_crf_refinement(seg_setup, tmp_path: Path) -> None:
         np.testing.assert_array_equal(plain, probs.argmax(0))
         changed += int((crf != plain).sum())
     assert changed > 0
+
+
+def test_merge_logits_and_a_crf_preset(seg_setup, tmp_path: Path) -> None:
+    """--merge logits: the softmax of the views' summed logits (the official code); the CRF
+    preset `reference` is the official code's prediction CRF (psa's values), an explicit
+    --crf-iters replacing its 10; both recorded in the manifest."""
+    pytest.importorskip("pydensecrf")
+    from wsss.crf import CRF_PRESETS, crf_refine_probs
+
+    out = tmp_path / "pred"
+    changes = {"merge": "logits", "crf": True, "crf_preset": "reference", "crf_iters": 2}
+    run(_config(seg_setup, out, split="val", scales=(0.5, 1.0), **changes))
+    params = json.loads((out / "manifest.json").read_text())["params"]
+    crf = replace(CRF_PRESETS["psa"], iterations=2)
+    assert params["merge"] == "logits" and params["crf_preset"] == "reference"
+    assert params["crf"] == crf.to_json()
+    root, checkpoint = seg_setup
+    voc = VocDataset.open(root)
+    saved = torch.load(checkpoint, weights_only=True)
+    model = DeepLabV3Plus.from_config(saved["model_config"])
+    model.load_state_dict(saved["model"])
+    tta = TtaConfig(scales=(0.5, 1.0))
+    for image_id in voc.split_ids("val"):
+        image = normalize(voc.load_image(image_id))[None]
+        with torch.no_grad():  # every view's logits at the image size, summed
+            logits = sum(
+                F.interpolate(out[0], size=image.shape[-2:], mode="bilinear").sum(0)
+                for out in tta_outputs(model.eval(), image, tta)
+            )
+        probs = logits[None].softmax(1)
+        torch.testing.assert_close(segment_probs(model, image, tta, "logits"), probs)
+        assert not torch.allclose(segment_probs(model, image, tta), probs, atol=1e-3)
+        refined = crf_refine_probs(
+            np.asarray(voc.load_image(image_id)), probs[0].numpy().astype(np.float32), crf
+        )
+        np.testing.assert_array_equal(read_label_png(out / f"{image_id}.png"), refined)
 
 
 def test_classifier_checkpoint_is_refused(seg_setup, tmp_path: Path, capsys) -> None:

@@ -68,6 +68,9 @@ class SweepResult:
         return {
             "best_threshold": self.best_threshold,
             "best_miou": self.best_miou,
+            # the official code's convention at the same threshold (wsss.metrics)
+            "best_miou_reference": self.best.miou_reference,
+            "conventions": best["conventions"],
             "curve": [[t, miou] for t, miou in self.curve],
             "iou": best["iou"],
             "precision": best["precision"],

@@ -8,7 +8,7 @@ map the result back to dataset classes.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -56,6 +56,35 @@ class CrfParams:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+CrfPreset = Literal["wsss", "reference", "psa", "deeplab", "afa"]
+
+# Every CRF parameter of each named code base (docs/parity.md names the file of each): wsss's
+# defaults; the official Puzzle-CAM code's pseudo-label CRF (hard-label unary); psa's, whose
+# soft-score CRF Puzzle-CAM also applies to its segmenter's output; deeplab-pytorch's; AFA's.
+CRF_PRESETS: dict[str, CrfParams] = {
+    # Gaussian sxy, compat; bilateral sxy, srgb, compat; iterations; unary; gt_prob
+    "wsss": CrfParams(),
+    "reference": CrfParams(3.0, 3.0, 50.0, 5.0, 10.0, 10, "labels", 0.7),
+    "psa": CrfParams(3.0, 3.0, 80.0, 13.0, 10.0, 10, "scores", 0.7),
+    "deeplab": CrfParams(1.0, 3.0, 67.0, 3.0, 4.0, 10, "scores", 0.7),
+    "afa": CrfParams(3.0, 3.0, 64.0, 5.0, 4.0, 10, "scores", 0.7),
+}
+# Where a segmenter's probabilities are refined (predict), the official code uses psa's CRF.
+SEGMENTER_PRESETS: dict[str, str] = {"reference": "psa"}
+
+
+def crf_preset(name: str, segmenter: bool = False, **given: Any) -> CrfParams:
+    """The preset's parameters with each given value (not None) in place of the preset's own.
+
+    `segmenter`: the parameters for refining a segmenter's probabilities (`wsss predict`),
+    where `reference` means the official code's prediction CRF (psa's values).
+    """
+    if name not in CRF_PRESETS:
+        raise WsssError(f"--crf-preset must be one of {'|'.join(CRF_PRESETS)}, got '{name}'")
+    base = CRF_PRESETS[SEGMENTER_PRESETS.get(name, name) if segmenter else name]
+    return replace(base, **{key: value for key, value in given.items() if value is not None})
 
 
 def densecrf_module() -> Any:

@@ -210,16 +210,29 @@ def _normalised(
     return normalize_cams(maps)[0].float()
 
 
+Merge = Literal["probs", "logits"]
+
+
 @torch.inference_mode()
-def segment_probs(forward: Forward, images: torch.Tensor, tta: TtaConfig) -> torch.Tensor:
-    """Class probabilities B x (C+1) x H x W: softmax of the logits at image size, averaged."""
+def segment_probs(
+    forward: Forward, images: torch.Tensor, tta: TtaConfig, merge: Merge = "probs"
+) -> torch.Tensor:
+    """Class probabilities B x (C+1) x H x W from the views' logits at image size: with
+    `merge` "probs" the mean of their softmaxes, with "logits" the softmax of their sum (the
+    official Puzzle-CAM code's merge)."""
+    if merge not in ("probs", "logits"):
+        raise WsssError(f"--merge must be probs or logits, got '{merge}'")
     size = (int(images.shape[-2]), int(images.shape[-1]))
     total = None
     for out in tta_outputs(forward, images, tta):
         batch, views = out.shape[:2]
-        probs = _resize(out.flatten(0, 1), size).softmax(1).unflatten(0, (batch, views)).sum(1)
-        total = probs if total is None else total + probs
+        resized = _resize(out.flatten(0, 1), size)
+        resized = resized.float() if merge == "logits" else resized.softmax(1)
+        summed = resized.unflatten(0, (batch, views)).sum(1)
+        total = summed if total is None else total + summed
     assert total is not None  # TtaConfig guarantees a scale
+    if merge == "logits":
+        return total.softmax(1)
     return total / (len(tta.scales) * tta.views)
 
 

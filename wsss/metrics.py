@@ -4,6 +4,12 @@ Rows are ground truth, columns predictions, over background + C classes; 255 in 
 truth is ignored. A class absent from both ground truth and prediction over everything
 evaluated is left out of the mean (reported as n/a), so a dataset that uses a subset of the
 class list is scored on its own classes.
+
+Beside it, every score carries the official Puzzle-CAM code's figure (`miou_reference`, its
+`evaluate.py`): the mean over every class of the list, a class absent from both scoring 0,
+and a predicted 255 on a labelled pixel counted as a miss of its ground-truth class (ours
+leaves such pixels out, `ignore_pred`). On a dataset where every class occurs and nothing is
+predicted 255 the two agree.
 """
 
 from __future__ import annotations
@@ -16,6 +22,16 @@ import numpy as np
 from wsss.data.palette import IGNORE
 from wsss.errors import WsssError
 from wsss.ui import warn
+
+OUR_CONVENTION = (
+    "mean over the classes present in ground truth or prediction; predicted 255 (ignore) "
+    "pixels left out"
+)
+REFERENCE_CONVENTION = (
+    "the official Puzzle-CAM code's (evaluate.py): mean over every class of the list, a class "
+    "absent from ground truth and prediction scoring 0; a predicted 255 on a labelled pixel "
+    "is a miss of its ground-truth class"
+)
 
 
 @dataclass
@@ -33,13 +49,19 @@ class SegmentationScores:
     pixels: int
     images: int
     extra: dict = field(default_factory=dict)
+    # The official code's convention (REFERENCE_CONVENTION): every class, absent ones at 0.
+    iou_reference: list[float] = field(default_factory=list)
+    miou_reference: float = math.nan
 
     def to_json(self) -> dict:
         """JSON form; `miou` and `iou` are contracts other tools read."""
         per_class = lambda values: dict(zip(self.class_names, values, strict=True))  # noqa: E731
         return {
             "miou": self.miou,
+            "miou_reference": self.miou_reference,
+            "conventions": {"miou": OUR_CONVENTION, "miou_reference": REFERENCE_CONVENTION},
             "iou": per_class(self.iou),
+            "iou_reference": per_class(self.iou_reference),
             "precision": per_class(self.precision),
             "recall": per_class(self.recall),
             "fp_rate": per_class(self.fp_rate),
@@ -49,6 +71,15 @@ class SegmentationScores:
             "images": self.images,
             **self.extra,
         }
+
+
+def reference_note(scores: SegmentationScores) -> str:
+    """One line: the mIoU in the official code's convention, labelled."""
+    return (
+        f"mIoU {scores.miou:.2f} (classes present); in the official Puzzle-CAM code's "
+        f"convention (all {len(scores.class_names)} classes, absent ones 0, predicted 255 a "
+        f"miss): {scores.miou_reference:.2f}"
+    )
 
 
 class ConfusionMatrix:
@@ -63,6 +94,8 @@ class ConfusionMatrix:
         self.matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
         self.images = 0
         self.ignored_predictions = 0
+        # per ground-truth class: labelled pixels predicted 255 (the reference's misses)
+        self.ignored_by_class = np.zeros(num_classes, dtype=np.int64)
 
     def update(
         self, gt: np.ndarray, pred: np.ndarray, name: str = "", ignore_pred: bool = False
@@ -87,6 +120,9 @@ class ConfusionMatrix:
             dropped = valid & (pred == IGNORE)
             self.ignored_predictions += int(dropped.sum())
             valid &= ~dropped
+            missed = gt[dropped]
+            missed = missed[missed < self.num_classes]
+            self.ignored_by_class += np.bincount(missed, minlength=self.num_classes)
         gt, pred = gt[valid], pred[valid]
         n = self.num_classes
         if gt.size and gt.max() >= n:
@@ -103,14 +139,19 @@ class ConfusionMatrix:
         self.matrix += other.matrix
         self.images += other.images
         self.ignored_predictions += other.ignored_predictions
+        self.ignored_by_class += other.ignored_by_class
 
     def reduce_from_all_processes(self) -> None:
         """Sum the matrix over torch.distributed ranks (no-op when not distributed)."""
         from wsss.engine.distributed import all_reduce_array
 
+        n = self.num_classes
         counts = [self.images, self.ignored_predictions]
-        values = all_reduce_array(np.append(self.matrix.reshape(-1), counts))
-        self.matrix = values[:-2].reshape(self.num_classes, self.num_classes).copy()
+        values = all_reduce_array(
+            np.concatenate([self.matrix.reshape(-1), self.ignored_by_class, counts])
+        )
+        self.matrix = values[: n * n].reshape(n, n).copy()
+        self.ignored_by_class = values[n * n : n * n + n].copy()
         self.images, self.ignored_predictions = int(values[-2]), int(values[-1])
 
     def compute(self) -> SegmentationScores:
@@ -130,6 +171,12 @@ class ConfusionMatrix:
         iou = ratio(tp, union)
         scored = [v for v in iou if v is not None]
         total = m.sum()
+        # The reference: a predicted 255 adds to its class's ground truth, not to a prediction.
+        union_reference = union + self.ignored_by_class
+        iou_reference = [
+            float(100.0 * a / b) if b > 0 else 0.0 for a, b in zip(tp, union_reference, strict=True)
+        ]
+        labelled = total + self.ignored_by_class.sum()
         if not total:
             # Not 0.0: nothing was scored, which a 0 would hide among real results.
             warn(
@@ -150,6 +197,8 @@ class ConfusionMatrix:
             extra={"ignored_predictions": self.ignored_predictions}
             if self.ignored_predictions
             else {},
+            iou_reference=iou_reference,
+            miou_reference=float(np.mean(iou_reference)) if labelled else math.nan,
         )
 
 

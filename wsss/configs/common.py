@@ -77,3 +77,45 @@ def cams() -> Any:
 
 def out(what: str) -> Any:
     return option(help=what, run_level=True)
+
+
+CRF_PANEL = "Dense CRF"
+PRESET_DEFAULT = " Default: the --crf-preset's."
+# A dense CRF parameter: its help, and make-pseudo's `--set` key of the first release (crf.KEY).
+CRF_PARAMS = {
+    "crf_iters": ("Mean-field iterations.", "iterations"),
+    "unary": (
+        "CRF unary: 'scores' (soft scores, background (1 - max CAM)^a) or 'labels' "
+        "(thresholded labels held with --gt-prob; docs/pseudo_labels.md compares them).",
+        "unary",
+    ),
+    "gt_prob": ("Confidence of the labels ('labels' unary).", "gt_prob"),
+    "gaussian_sxy": ("Smoothness kernel width (px).", "gaussian_sxy"),
+    "gaussian_compat": ("Smoothness kernel weight.", "gaussian_compat"),
+    "bilateral_sxy": ("Appearance kernel width (px).", "bilateral_sxy"),
+    "bilateral_srgb": ("Appearance kernel colour width.", "bilateral_srgb"),
+    "bilateral_compat": ("Appearance kernel weight.", "bilateral_compat"),
+}
+
+
+def crf_preset(segmenter: bool = False) -> Any:
+    """The named set of every CRF parameter (`wsss.crf.CRF_PRESETS`)."""
+    reference = (
+        "the official Puzzle-CAM code's prediction CRF, psa's values"
+        if segmenter
+        else "the official Puzzle-CAM code's: 'labels' unary, colour width 5"
+    )
+    return option(
+        "wsss",
+        help=f"CRF parameter set: wsss (this toolkit's), reference ({reference}), psa, deeplab "
+        "(deeplab-pytorch) or afa; docs/parity.md lists the values. A CRF option given "
+        "explicitly replaces the preset's value.",
+        panel=CRF_PANEL,
+    )
+
+
+def crf_param(name: str, first_release: bool = False, **spec: Any) -> Any:
+    """A dense CRF parameter; None (the default) is the --crf-preset's value."""
+    help, key = CRF_PARAMS[name]
+    old_keys = (f"crf.{key}",) if first_release else ()
+    return option(None, help=help + PRESET_DEFAULT, panel=CRF_PANEL, old_keys=old_keys, **spec)

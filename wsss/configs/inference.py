@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 from wsss.configs import common
+from wsss.crf import CrfPreset
 from wsss.option import option
 
 CamFormat = Literal["npy", "npz"]
@@ -51,7 +52,20 @@ class PredictConfig(ImageStage):
     out: Path = common.out("Output directory for the label PNGs.")
     scales: tuple[float, ...] = option((1.0,), help=common.SCALES_HELP)
     flip: bool = common.flip()
+    merge: Literal["probs", "logits"] = option(
+        "probs",
+        help="How the views of --scales and --flip are merged: probs (the mean of their "
+        "softmaxes) or logits (the softmax of their summed logits: the official Puzzle-CAM "
+        "code).",
+    )
     crf: bool = option(False, help="Refine with a dense CRF.")
+    crf_preset: CrfPreset = common.crf_preset(segmenter=True)
+    crf_iters: int | None = common.crf_param("crf_iters", min=1)
+    gaussian_sxy: float | None = common.crf_param("gaussian_sxy")
+    gaussian_compat: float | None = common.crf_param("gaussian_compat")
+    bilateral_sxy: float | None = common.crf_param("bilateral_sxy")
+    bilateral_srgb: float | None = common.crf_param("bilateral_srgb")
+    bilateral_compat: float | None = common.crf_param("bilateral_compat")
     batch_size: int | None = common.image_batch_size(cpu=4)
 
 
@@ -84,6 +98,13 @@ class MakeRwConfig(ImageStage):
         "threshold, swept by eval-cam (IRN, Puzzle-CAM).",
         panel=RW_PANEL,
         old_keys=("rw.bg_power",),
+    )
+    rw_normalise: Literal["class", "global"] = option(
+        "class",
+        help="How the walked maps are scaled to [0, 1] (threshold background, no --bg-power): "
+        "class (each by its own maximum) or global (all of an image's classes by their one "
+        "maximum: the official Puzzle-CAM code).",
+        panel=RW_PANEL,
     )
     flip: bool = option(True, help="Average with the flipped image.")
     batch_size: int | None = common.image_batch_size(cpu=1)

@@ -7,15 +7,17 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from wsss.configs import common
+from wsss.crf import CrfPreset
 from wsss.option import option
 
-CRF_PANEL = "Dense CRF"
+CRF_PANEL = common.CRF_PANEL
 CONFIDENT_PANEL = "Confident regions (AffinityNet / IRN labels)"
 
 
-def _crf(default: Any, help: str, key: str, **spec: Any) -> Any:
-    """A dense CRF parameter; its `--set` key of the first release was crf.KEY (`CrfParams`)."""
-    return option(default, help=help, panel=CRF_PANEL, old_keys=(f"crf.{key}",), **spec)
+def _crf(name: str, **spec: Any) -> Any:
+    """A dense CRF parameter (None: the preset's); its `--set` key of the first release was
+    crf.KEY (`CrfParams`)."""
+    return common.crf_param(name, first_release=True, **spec)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,25 +58,21 @@ class MakePseudoConfig:
     )
     class_list: Path | None = common.class_list()
     crf: bool = option(True, help="Refine with a dense CRF.", panel=CRF_PANEL)
-    crf_iters: int = _crf(10, "Mean-field iterations.", "iterations", min=1)
-    unary: Literal["scores", "labels"] = _crf(
-        "scores",
-        "CRF unary: 'scores' (soft scores, background (1 - max CAM)^a) or 'labels' "
-        "(thresholded labels held with --gt-prob; docs/pseudo_labels.md compares them).",
-        "unary",
-    )
-    gt_prob: float = _crf(0.7, "Confidence of the labels ('labels' unary).", "gt_prob")
+    crf_preset: CrfPreset = common.crf_preset()
+    crf_iters: int | None = _crf("crf_iters", min=1)
+    unary: Literal["scores", "labels"] | None = _crf("unary")
+    gt_prob: float | None = _crf("gt_prob")
     bg_power: float | None = option(
         None,
         help="Exponent a of the background score ('scores' unary; default: the a for which "
         "background and CAM cross at the threshold).",
         panel=CRF_PANEL,
     )
-    gaussian_sxy: float = _crf(3.0, "Smoothness kernel width (px).", "gaussian_sxy")
-    gaussian_compat: float = _crf(3.0, "Smoothness kernel weight.", "gaussian_compat")
-    bilateral_sxy: float = _crf(50.0, "Appearance kernel width (px).", "bilateral_sxy")
-    bilateral_srgb: float = _crf(13.0, "Appearance kernel colour width.", "bilateral_srgb")
-    bilateral_compat: float = _crf(10.0, "Appearance kernel weight.", "bilateral_compat")
+    gaussian_sxy: float | None = _crf("gaussian_sxy")
+    gaussian_compat: float | None = _crf("gaussian_compat")
+    bilateral_sxy: float | None = _crf("bilateral_sxy")
+    bilateral_srgb: float | None = _crf("bilateral_srgb")
+    bilateral_compat: float | None = _crf("bilateral_compat")
     # The pipeline makes confident labels in a step of its own (the random-walk path).
     confident: bool = option(
         False,

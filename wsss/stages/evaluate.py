@@ -12,7 +12,7 @@ from wsss.data.palette import read_label_png
 from wsss.data.voc import check_mask, read_id_list
 from wsss.errors import WsssError, file_error
 from wsss.io import MANIFEST_NAME, read_manifest, safe_child, write_json
-from wsss.metrics import ConfusionMatrix, SegmentationScores
+from wsss.metrics import ConfusionMatrix, SegmentationScores, reference_note
 from wsss.resume import check_made_for
 from wsss.ui import Table, scores_table, track
 
@@ -31,7 +31,7 @@ class EvalResult:
 
     def notes(self) -> list[str]:
         missing = [f"{len(self.missing)} predictions missing, skipped"] if self.missing else []
-        return [*missing, f"scores written to {self.json_path}"]
+        return [*missing, reference_note(self.scores), f"scores written to {self.json_path}"]
 
 
 def run(config: EvalConfig) -> EvalResult:

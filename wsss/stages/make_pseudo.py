@@ -35,7 +35,7 @@ from wsss.camfile import (
     load_cam_file,
 )
 from wsss.configs.labels import MakePseudoConfig
-from wsss.crf import CrfParams, densecrf_module
+from wsss.crf import CrfParams, crf_preset, densecrf_module
 from wsss.data.classes import class_names_with_background
 from wsss.data.palette import IGNORE, read_label_png, save_label_png
 from wsss.data.voc import VocDataset
@@ -97,6 +97,9 @@ class MakePseudoResult(PerImageResult):
             rows.append(("ignored (255) pixels", f"{100 * self.ignored_fraction:.1f} %"))
         if self.scores is not None:
             rows.append(("pseudo-label mIoU %", f"{self.scores.miou:.2f}"))
+            classes = len(self.scores.class_names)
+            rows.append((f"  reference convention ({classes} classes) %",
+                         f"{self.scores.miou_reference:.2f}"))  # fmt: skip
             rows.append(("scores", self.eval_path))
         rows.append(("output", self.out))
         return rows
@@ -119,6 +122,7 @@ def run(config: MakePseudoConfig) -> MakePseudoResult:
         "data": str(config.data),
         "split": config.split,
         **params.to_json(),
+        "crf_preset": config.crf_preset if params.crf is not None else None,
         "threshold_source": threshold.source,
         "classes": list(voc.classes),
     }
@@ -302,11 +306,12 @@ def _pseudo_params(
 
 
 def crf_params(config: MakePseudoConfig) -> CrfParams | None:
-    """The dense CRF's parameters from the options (None with --no-crf)."""
+    """The dense CRF's parameters: the preset's, each option given replacing its value (None
+    with --no-crf)."""
     if not config.crf:
         return None
     names = {f.name: f.name for f in dataclasses.fields(CrfParams)} | {"iterations": "crf_iters"}
-    return CrfParams(**{key: getattr(config, name) for key, name in names.items()})
+    return crf_preset(config.crf_preset, **{key: getattr(config, n) for key, n in names.items()})
 
 
 def _should_evaluate(voc: VocDataset, ids: list[str], gt: bool | None) -> bool:

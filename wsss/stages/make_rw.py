@@ -16,10 +16,13 @@ exp_times = round(8 + 2 log2(long side / 500)), which is 8 on VOC and 4 on the d
 128 px images (docs/random_walk.md has the sweep that found this).
 
 The background, two ways (docs/random_walk.md):
-- default (IRN, Puzzle-CAM): the class maps alone are propagated and normalised to max 1
-  per class, and the background stays a threshold. P is row-stochastic, so a constant
-  background channel would come out of the walk unchanged: the threshold plays the part
-  of a propagated constant background. `eval-cam` sweeps it; `make-pseudo` uses the best.
+- default (IRN, Puzzle-CAM): the class maps alone are propagated and normalised, and the
+  background stays a threshold. P is row-stochastic, so a constant background channel
+  would come out of the walk unchanged: the threshold plays the part of a propagated
+  constant background. `eval-cam` sweeps it; `make-pseudo` uses the best. Each class is
+  divided by its own maximum (`rw_normalise="class"`, IRN); the official Puzzle-CAM code
+  divides all of an image's classes by their one maximum (`"global"`), so a weakly walked
+  class stays weak beside a strong one.
 - `bg_power=a` (AffinityNet): the background score (1 - max cam)^a is propagated too, and
   each class map is stored as its share rw_c / (rw_c + rw_bg). Threshold 0.5 then gives
   exactly AffinityNet's argmax over [bg, classes]; threshold t weights the background by
@@ -34,6 +37,7 @@ import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -70,8 +74,8 @@ STAGE = "make-rw"
 # The reference walk (IRN, Puzzle-CAM): 2^8 steps on VOC images, whose long side is 500.
 REFERENCE_EXP_TIMES, REFERENCE_LONG_SIDE = 8, 500
 MAX_EXP_TIMES = 16
-SIGNATURE = ("checkpoint_sha256", "cams", "beta", "exp_times", "radius", "bg_power", "flip",
-             "format", "classes")  # fmt: skip
+SIGNATURE = ("checkpoint_sha256", "cams", "beta", "exp_times", "radius", "bg_power",
+             "rw_normalise", "flip", "format", "classes")  # fmt: skip
 
 MakeRwResult = PerImageResult
 
@@ -84,6 +88,7 @@ class RwParams:
     exp_times: int | None = None  # None: scaled to each image (`scaled_exp_times`)
     radius: int = 5
     bg_power: float | None = None
+    normalise: Literal["class", "global"] = "class"  # the threshold background's scaling
 
     def __post_init__(self) -> None:
         if not self.beta > 0:
@@ -92,6 +97,13 @@ class RwParams:
             raise WsssError(f"--exp-times must be in 0..{MAX_EXP_TIMES}, got {self.exp_times}")
         if self.bg_power is not None and not self.bg_power > 0:
             raise WsssError(f"--bg-power must be positive, got {self.bg_power}")
+        if self.normalise not in ("class", "global"):
+            raise WsssError(f"--rw-normalise must be class or global, got '{self.normalise}'")
+        if self.normalise == "global" and self.bg_power is not None:
+            raise WsssError(
+                "--rw-normalise global scales the threshold background's maps; with --bg-power "
+                "each map is its class's share of the propagated background instead"
+            )
         pair_offsets(self.radius)  # validates the radius
 
     def steps(self, image_size: tuple[int, int]) -> int:
@@ -111,8 +123,16 @@ def scaled_exp_times(image_size: tuple[int, int]) -> int:
     return min(MAX_EXP_TIMES, max(0, round(exp_times)))
 
 
+def rw_params(config: MakeRwConfig) -> RwParams:
+    """The walk's parameters from the options."""
+    return RwParams(
+        config.beta, config.walk_steps_exponent, config.radius, config.bg_power,
+        config.rw_normalise,
+    )  # fmt: skip
+
+
 def run(config: MakeRwConfig) -> MakeRwResult:
-    walk = RwParams(config.beta, config.walk_steps_exponent, config.radius, config.bg_power)
+    walk = rw_params(config)
     suffix = cam_suffix(config.format)
     cams = Path(config.cams)
     if not cams.is_dir():
@@ -132,6 +152,7 @@ def run(config: MakeRwConfig) -> MakeRwResult:
         "radius": walk.radius,
         "bg_power": walk.bg_power,
         "background": "propagated" if walk.bg_power else "threshold",
+        "rw_normalise": walk.normalise,
         "flip": config.flip,
         "format": config.format,
         "classes": list(voc.classes),
@@ -214,7 +235,8 @@ def walk_batch(
         maps * (1.0 - boundary[:, None]), transition, params.steps((height, width))
     )
     if params.bg_power is None:
-        return [normalize_cams(walked), normalize_cams(_to_image(walked, height, width))]
+        scale = normalize_cams if params.normalise == "class" else normalize_globally
+        return [scale(walked), scale(_to_image(walked, height, width))]
     return [_class_share(walked), _class_share(_to_image(walked, height, width))]
 
 
@@ -243,6 +265,13 @@ def _to_image(maps: torch.Tensor, height: int, width: int) -> torch.Tensor:
     size = (maps.shape[-2] * CAM_STRIDE, maps.shape[-1] * CAM_STRIDE)
     up = F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
     return up[..., :height, :width]
+
+
+def normalize_globally(maps: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """ReLU(A) / (max + eps) with one maximum per image over all of its B x M maps: classes
+    keep their relative strength (the official Puzzle-CAM code's walk output)."""
+    maps = maps.relu()
+    return maps / (maps.amax(dim=(-3, -2, -1), keepdim=True) + eps)
 
 
 def _class_share(walked: torch.Tensor) -> torch.Tensor:

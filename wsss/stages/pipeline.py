@@ -42,6 +42,7 @@ from wsss.data.voc import VocDataset
 from wsss.engine.finished import train_unless_finished
 from wsss.errors import WsssError
 from wsss.io import ensure_dir, write_json
+from wsss.metrics import REFERENCE_CONVENTION
 from wsss.recipes import COCO, DEMO, RECIPES, VOC, Recipe, Resolved, resolve
 from wsss.ui import info, key_value_table, plain, print_table
 from wsss.walk_check import RECORD as WALK_RECORD
@@ -124,6 +125,7 @@ def run(config: PipelineConfig) -> PipelineResult | None:
         **({"seed": config.seed} if config.seed is not None else {}),
         "data": str(data),
         **crf,
+        "miou_reference_convention": REFERENCE_CONVENTION,  # the *_miou_reference figures
         "cam_split": splits.cam_eval if splits.cam_eval in splits.scored else splits.cam,
         "pseudo_split": splits.cam,
         "seg_split": splits.predict,
@@ -228,6 +230,7 @@ class Steps:
             "cam_threshold_oracle": cam_eval["best_threshold"] if cam_eval else None,
             "cam_miou_oracle": cam_eval["best_miou"] if cam_eval else None,
             "pseudo_miou": pseudo.scores.miou if pseudo.scores is not None else None,
+            "pseudo_miou_reference": pseudo.scores.miou_reference if pseudo.scores else None,
         }
 
     def labels_to_segmenter(self, tag: str = "") -> dict[str, Any]:
@@ -240,7 +243,8 @@ class Steps:
         seg_eval = None
         if self._scored(name("eval"), self.splits.predict):
             seg_eval = self.step(name("eval"), lambda: self.evaluate(pred_dir))
-        return {"seg_miou": seg_eval["miou"] if seg_eval else None}
+        return {"seg_miou": seg_eval["miou"] if seg_eval else None,
+                "seg_miou_reference": seg_eval["miou_reference"] if seg_eval else None}  # fmt: skip
 
     def random_walk(self, cam_model: Path, crf: dict[str, Any]) -> dict[str, Any]:
         """Confident labels -> train-aff -> make-rw -> labels from the walked maps -> the walk
@@ -259,7 +263,7 @@ class Steps:
         if keep:
             walked.update(self.labels_to_segmenter(tag="rw"))
         else:
-            walked["seg_miou"] = None
+            walked["seg_miou"] = walked["seg_miou_reference"] = None
             self.skipped["train-seg (rw)"] = (
                 f"the walk check dropped the walked labels (they agree {check.agreement:.1f} "
                 f"mIoU with the CRF labels, under {check.min_agreement:g}); the CRF labels "
@@ -277,6 +281,8 @@ class Steps:
             "confident_rule": CONFIDENT_RULE,
             "pseudo_miou": walked["pseudo_miou"],
             "seg_miou": walked["seg_miou"],
+            "pseudo_miou_reference": walked["pseudo_miou_reference"],
+            "seg_miou_reference": walked["seg_miou_reference"],
             "walk_check": {**check.to_json(), "enforced": enforced},
             "kept": keep,
         }

@@ -1,7 +1,9 @@
 """`wsss predict`: segment a split with a trained DeepLab, one palette PNG per image.
 
-Softmax probabilities are averaged over scales and flips (the engine shared with make-cam),
-optionally refined by a dense CRF. Resumable, atomic and sharded like make-cam; `wsss eval`
+Softmax probabilities are averaged over scales and flips (the engine shared with make-cam;
+`--merge logits` takes the softmax of the summed logits instead, as the official Puzzle-CAM
+code does), optionally refined by a dense CRF (`--crf-preset` names its parameters).
+Resumable, atomic and sharded like make-cam; `wsss eval`
 scores the result.
 """
 
@@ -14,7 +16,7 @@ import torch
 
 from wsss.checkpoints import open_model_stage
 from wsss.configs.inference import PredictConfig
-from wsss.crf import CrfParams, crf_refine_probs, densecrf_module
+from wsss.crf import CrfParams, crf_preset, crf_refine_probs, densecrf_module
 from wsss.data.loader import image_loader
 from wsss.data.palette import save_label_png
 from wsss.errors import check_count
@@ -25,7 +27,7 @@ from wsss.transfers import writing_loop
 
 STAGE = "predict"
 SUFFIX = ".png"
-SIGNATURE = ("checkpoint_sha256", "scales", "flip", "crf", "classes")
+SIGNATURE = ("checkpoint_sha256", "scales", "flip", "merge", "crf", "classes")
 
 
 PredictResult = PerImageResult
@@ -33,7 +35,7 @@ PredictResult = PerImageResult
 
 def run(config: PredictConfig) -> PredictResult:
     tta = TtaConfig(scales=tuple(config.scales), flip=config.flip)
-    crf_params = _crf_params() if config.crf else None
+    crf_params = _crf_params(config) if config.crf else None
     check_count("--batch-size", config.batch_size)
     check_count("--loader-workers", config.loader_workers, 0)
     voc, ids, predictor, params = open_model_stage(config, DeepLabV3Plus.KIND)
@@ -41,7 +43,9 @@ def run(config: PredictConfig) -> PredictResult:
     params |= {
         "scales": list(tta.scales),
         "flip": tta.flip,
+        "merge": config.merge,
         "crf": crf_params.to_json() if crf_params is not None else None,
+        "crf_preset": config.crf_preset if crf_params is not None else None,
         "classes": list(voc.classes),
     }
     outputs = PerImageRun(STAGE, config.out, ids, SUFFIX, params, SIGNATURE)
@@ -67,17 +71,22 @@ def run(config: PredictConfig) -> PredictResult:
     with writing_loop(outputs, device) as (advance, writer, readback):
         for batch in loader:
             batch_ids = [outputs.todo[i] for i in batch["index"]]
-            probs = segment_probs(predictor, predictor.to_device(batch["image"]), tta)
+            images = predictor.to_device(batch["image"])
+            probs = segment_probs(predictor, images, tta, config.merge)
             result = probs.argmax(1).to(torch.uint8) if crf_params is None else probs
             finite = torch.isfinite(probs).flatten(1).all(1)  # read with the batch: no wait
             readback.submit([result, finite], functools.partial(write, batch_ids, batch.get("raw")))
     return outputs.finish("label maps")
 
 
-def _crf_params() -> CrfParams:
-    """The CRF's default parameters; pydensecrf (optional) is checked now, not after a batch."""
+def _crf_params(config: PredictConfig) -> CrfParams:
+    """The CRF's parameters: the preset's for a segmenter's probabilities, each option given
+    replacing its value; pydensecrf (optional) is checked now, not after a batch."""
     densecrf_module()
-    return CrfParams()
+    names = ("gaussian_sxy", "gaussian_compat", "bilateral_sxy", "bilateral_srgb",
+             "bilateral_compat")  # fmt: skip
+    given = {name: getattr(config, name) for name in names}
+    return crf_preset(config.crf_preset, segmenter=True, iterations=config.crf_iters, **given)
 
 
 def _refine(image: np.ndarray, probs: np.ndarray, params: CrfParams) -> np.ndarray:
