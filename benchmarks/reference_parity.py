@@ -46,8 +46,8 @@ DeepLabv3+ (`core.networks.DeepLabv3_Plus('resnet50', use_group_norm=False)` ->
     decoder.conv1.* / decoder.bn1.*   -> low_level.0.* / low_level.1.*
     decoder.classifier.{0,1,4,5}.*    -> decoder.{0,1,4,5}.*
     decoder.classifier.8.*            -> classifier.*
-  The reference's default head is GroupNorm (`--use_gn True`); wsss has BatchNorm only, so
-  the map covers the BatchNorm variant (GroupNorm has no running statistics to map).
+  The golden files use the BatchNorm variant; the reference's default head is GroupNorm
+  (`--use_gn True`, wsss `head_norm="gn"`), the same names less the running statistics.
 AffinityNet (`core.networks.AffinityNet('resnet50')` -> `wsss.models.affinity.AffinityNet`):
 the backbone as above (also under the aliases backbone.{0..4}.*), and
     fc_edge{2,3,4,5}.{0,1}.*          -> levels.{0,1,2,3}.{0,1}.*   (conv, GroupNorm)
@@ -558,20 +558,13 @@ def build_reference_classifier(dilated: bool = False):
 
 
 def wsss_classifier(dilated: bool = True):
+    """wsss's classifier, seeded; `dilated=False` is the reference's ResNet-50 (issue #25 row
+    1: layer4 at stride 1 without dilation; the weights are the same tensors)."""
     from wsss.models.classifier import CamClassifier
 
-    model = CamClassifier("resnet50", NUM_CLASSES)
-    if not dilated:
-        undilate_layer4(model.backbone)
+    model = CamClassifier("resnet50", NUM_CLASSES, dilate=dilated)
     model.load_state_dict(seeded_state(model))
     return model.eval()
-
-
-def undilate_layer4(backbone: torch.nn.Module) -> None:
-    """Stride 1 without dilation in layer4 (the reference ResNet-50, issue #25 row 1): a
-    stand-in until wsss has the option; the weights do not change."""
-    for block in backbone.layer4:
-        block.conv2.dilation, block.conv2.padding = (1, 1), (1, 1)
 
 
 def generate(reference: Path, out: Path) -> None:

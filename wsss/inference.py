@@ -215,16 +215,21 @@ Merge = Literal["probs", "logits"]
 
 @torch.inference_mode()
 def segment_probs(
-    forward: Forward, images: torch.Tensor, tta: TtaConfig, merge: Merge = "probs"
+    forward: Forward,
+    images: torch.Tensor,
+    tta: TtaConfig,
+    merge: Merge = "probs",
+    scaled: Sequence[torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Class probabilities B x (C+1) x H x W from the views' logits at image size: with
     `merge` "probs" the mean of their softmaxes, with "logits" the softmax of their sum (the
-    official Puzzle-CAM code's merge)."""
+    official Puzzle-CAM code's merge). `scaled`: the batch at every scale, for resize
+    "pil-bicubic" (`tta_outputs`)."""
     if merge not in ("probs", "logits"):
         raise WsssError(f"--merge must be probs or logits, got '{merge}'")
     size = (int(images.shape[-2]), int(images.shape[-1]))
     total = None
-    for out in tta_outputs(forward, images, tta):
+    for out in tta_outputs(forward, images, tta, scaled):
         batch, views = out.shape[:2]
         resized = _resize(out.flatten(0, 1), size)
         resized = resized.float() if merge == "logits" else resized.softmax(1)

@@ -11,8 +11,8 @@ from wsss.crf import CrfPreset
 from wsss.option import option
 
 CamFormat = Literal["npy", "npz"]
-RW_PANEL = "Random walk"
 Resize = Literal["bilinear", "pil-bicubic"]
+RW_PANEL = "Random walk"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,8 +36,8 @@ class MakeCamConfig(ImageStage):
     out: Path = common.out("Output directory for the CAM files.")
     scales: tuple[float, ...] = option((0.5, 1.0, 1.5, 2.0), help=common.SCALES_HELP)
     flip: bool = common.flip()
-    batch_size: int | None = common.image_batch_size(cpu=4)
     resize: Resize = common.resize()
+    batch_size: int | None = common.image_batch_size(cpu=4)
     format: CamFormat = common.cam_format()
     overlays: int = common.overlays()
 
@@ -52,6 +52,7 @@ class PredictConfig(ImageStage):
     out: Path = common.out("Output directory for the label PNGs.")
     scales: tuple[float, ...] = option((1.0,), help=common.SCALES_HELP)
     flip: bool = common.flip()
+    resize: Resize = common.resize()
     merge: Literal["probs", "logits"] = option(
         "probs",
         help="How the views of --scales and --flip are merged: probs (the mean of their "

@@ -27,14 +27,14 @@ from wsss.transfers import writing_loop
 
 STAGE = "predict"
 SUFFIX = ".png"
-SIGNATURE = ("checkpoint_sha256", "scales", "flip", "merge", "crf", "classes")
+SIGNATURE = ("checkpoint_sha256", "scales", "flip", "resize", "merge", "crf", "classes")
 
 
 PredictResult = PerImageResult
 
 
 def run(config: PredictConfig) -> PredictResult:
-    tta = TtaConfig(scales=tuple(config.scales), flip=config.flip)
+    tta = TtaConfig(scales=tuple(config.scales), flip=config.flip, resize=config.resize)
     crf_params = _crf_params(config) if config.crf else None
     check_count("--batch-size", config.batch_size)
     check_count("--loader-workers", config.loader_workers, 0)
@@ -48,12 +48,15 @@ def run(config: PredictConfig) -> PredictResult:
         "crf_preset": config.crf_preset if crf_params is not None else None,
         "classes": list(voc.classes),
     }
+    if tta.resize != "bilinear":  # absent: bilinear, as in the manifests of earlier versions
+        params["resize"] = tta.resize
     outputs = PerImageRun(STAGE, config.out, ids, SUFFIX, params, SIGNATURE)
     voc.check_image_ids(outputs.todo)
     batch_size = default_batch_size(device) if config.batch_size is None else config.batch_size
     loader = image_loader(
-        voc, outputs.todo, batch_size, config.loader_workers, device, raw=config.crf
-    )
+        voc, outputs.todo, batch_size, config.loader_workers, device, raw=config.crf,
+        pil_scales=tta.pil_scales,
+    )  # fmt: skip
 
     def write(
         batch_ids: list[str], raws: list[np.ndarray] | None, arrays: list[np.ndarray]
@@ -72,7 +75,8 @@ def run(config: PredictConfig) -> PredictResult:
         for batch in loader:
             batch_ids = [outputs.todo[i] for i in batch["index"]]
             images = predictor.to_device(batch["image"])
-            probs = segment_probs(predictor, images, tta, config.merge)
+            scaled = predictor.scaled_to_device(batch)
+            probs = segment_probs(predictor, images, tta, config.merge, scaled)
             result = probs.argmax(1).to(torch.uint8) if crf_params is None else probs
             finite = torch.isfinite(probs).flatten(1).all(1)  # read with the batch: no wait
             readback.submit([result, finite], functools.partial(write, batch_ids, batch.get("raw")))
