@@ -110,3 +110,22 @@ def test_resuming_with_other_settings_is_refused(stage: Stage, tmp_path: Path):
     stage.run(stage.config(out))
     with pytest.raises(WsssError, match=stage.refusal):
         stage.run(replace(stage.config(out), **stage.other_settings))
+
+
+def test_a_folder_made_before_a_signature_key_existed_resumes(stage: Stage, tmp_path: Path):
+    """A manifest written before an option joined the signature was made with the option's
+    first value (`wsss.resume.ADDED_KEYS`): resuming it with that value is no change."""
+    import json
+
+    from wsss.resume import ADDED_KEYS
+
+    out = tmp_path / "out"
+    stage.run(stage.config(out))
+    path = out / "manifest.json"
+    manifest = json.loads(path.read_text())
+    dropped = [key for key in ADDED_KEYS if key in manifest["params"]]
+    for key in dropped:
+        del manifest["params"][key]
+    path.write_text(json.dumps(manifest))
+    again = stage.run(stage.config(out))  # refused before, 'holds outputs made with merge=None'
+    assert again.written == 0 and again.skipped == again.files

@@ -137,6 +137,11 @@ class SplitPlan:
     total: int
 
 
+# Signature keys added after folders were first written: the value a manifest without the
+# key was made with, so that upgrading wsss does not refuse to resume an unchanged run.
+ADDED_KEYS: dict[str, Any] = {"resize": "bilinear", "merge": "probs", "rw_normalise": "class"}
+
+
 def plan_outputs(
     out: str | Path,
     ids: Sequence[str],
@@ -153,7 +158,9 @@ def plan_outputs(
     out, previous = claim_output_dir(out, stage)
     if previous is not None:
         for key in signature:
-            old, new = previous.get("params", {}).get(key), jsonable(params.get(key))
+            made = previous.get("params", {})
+            old = made[key] if key in made else ADDED_KEYS.get(key)
+            new = jsonable(params.get(key))
             if old != new:
                 raise file_error(
                     out,
