@@ -204,8 +204,10 @@ def pick_variants(short: list[str] | None) -> tuple[str, ...]:
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "wsss": {},
     "reference": {
-        "make_rw": {"exp_times": 8},  # row 5: 2^8 steps whatever the image size
+        "make_pseudo": {"crf_preset": "reference"},  # row 3: labels unary, srgb 5
+        "make_rw": {"rw_normalise": "global", "exp_times": 8},  # rows 4, 5
         "train_aff": {"radius": 10, "pair_sources": "cropped"},  # row 6
+        "predict": {"merge": "logits", "crf_preset": "reference"},  # row 9; its CRF when on
     },
 }
 
