@@ -160,7 +160,7 @@ def plan_outputs(
         for key in signature:
             made = previous.get("params", {})
             old = made[key] if key in made else ADDED_KEYS.get(key)
-            new = jsonable(params.get(key))
+            new = jsonable(params[key]) if key in params else ADDED_KEYS.get(key)
             if old != new:
                 raise file_error(
                     out,
