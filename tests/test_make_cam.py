@@ -84,7 +84,7 @@ def test_pil_bicubic_resize_batches_alike_and_is_part_of_the_signature(
     params = json.loads((single / "manifest.json").read_text())["params"]
     assert params["resize"] == "pil-bicubic"
     assert "resize" not in json.loads((bilinear / "manifest.json").read_text())["params"]
-    with pytest.raises(WsssError, match="resize=None \\(now pil-bicubic\\)"):
+    with pytest.raises(WsssError, match="resize=bilinear \\(now pil-bicubic\\)"):
         run(_config(cam_setup, bilinear, batch_size=4, **tta))
 
 
