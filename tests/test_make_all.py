@@ -44,7 +44,15 @@ def test_make_all_runs_the_reference_profile_end_to_end(tmp_path: Path) -> None:
     assert pseudo["crf"]["bilateral_srgb"] == 5
     walk = read_json(out / "rw" / "manifest.json")["params"]
     assert walk["rw_normalise"] == "global" and walk["exp_times"] == 8
-    assert read_json(out / "pred_val" / "manifest.json")["params"]["merge"] == "logits"
+    predicted = read_json(out / "pred_val" / "manifest.json")["params"]
+    assert predicted["merge"] == "logits" and predicted["resize"] == "pil-bicubic"
+    assert read_json(out / "cams" / "manifest.json")["params"]["resize"] == "pil-bicubic"
+    from wsss.engine.checkpoint import load_checkpoint
+
+    for folder in ("cam_model", "seg_model", "aff_model"):  # row 1: layer4 not dilated
+        assert load_checkpoint(out / folder / "final.pt")["model_config"]["dilate"] is False
+    segmenter = load_checkpoint(out / "seg_model" / "final.pt")["model_config"]
+    assert segmenter["align_corners"] is True and segmenter["head_norm"] == "gn"  # row 8
     aff = read_json(out / "aff_model" / "manifest.json")
     assert aff["params"]["radius"] == 10 and aff["params"]["pair_sources"] == "cropped"
     # both mIoU conventions, labelled

@@ -204,10 +204,13 @@ def pick_variants(short: list[str] | None) -> tuple[str, ...]:
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "wsss": {},
     "reference": {
+        "train_cam": {"backbone_dilation": False},  # row 1: layer4 at stride 1, not dilated
+        "make_cam": {"resize": "pil-bicubic"},  # row 2
         "make_pseudo": {"crf_preset": "reference"},  # row 3: labels unary, srgb 5
         "make_rw": {"rw_normalise": "global", "exp_times": 8},  # rows 4, 5
         "train_aff": {"radius": 10, "pair_sources": "cropped"},  # row 6
-        "predict": {"merge": "logits", "crf_preset": "reference"},  # row 9; its CRF when on
+        "train_seg": {"backbone_dilation": False, "align_corners": True, "head_norm": "gn"},  # 1, 8
+        "predict": {"resize": "pil-bicubic", "merge": "logits", "crf_preset": "reference"},  # 2, 9
     },
 }
 
@@ -268,7 +271,8 @@ def resolve(
         config = registry.stage(name).config
         values = option_values(config)
         if key == "train_aff":  # the affinity net's backbone is the CAM classifier's
-            values.update({k: stages["train_cam"][k] for k in ("backbone", "pretrained")})
+            inherited = ("backbone", "pretrained", "backbone_dilation")
+            values.update({k: stages["train_cam"][k] for k in inherited})
         values.update(_typed(config, PROFILES[chosen].get(key, {}), f"the {chosen} profile"))
         values.update(_typed(config, getattr(recipe, key) or {}, f"the {recipe.name} recipe"))
         if key == "train_cam":
