@@ -8,9 +8,11 @@ that reach that place: exit code 2, one line naming the file, no traceback.
 
 from __future__ import annotations
 
+import html
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,6 +21,7 @@ import torch
 from test_bad_input import COMMANDS, Files, one_line_error
 
 import wsss.io
+import wsss.report_html
 from cli.main import main
 from wsss.camfile import load_cam_file
 from wsss.data.palette import read_label_png, save_label_png
@@ -314,3 +317,195 @@ def test_non_finite_network_output_stops_the_stage_naming_the_image(
     error = one_line_error(args, capsys)
     assert error.startswith(f"{files.image('img_000')}: the network's output for this image is")
     assert not list(files.out.glob("img_*"))
+
+
+# -- 3. tracebacks on the inputs the newer features read -----------------------------------------
+
+
+def _damage_report_input(run: Path, case: str) -> Path:
+    """Damage one file of a finished-looking run; returns the file the page must name."""
+    if case == "eval_cam best_miou null":
+        path = run / "cams" / "eval_cam.json"
+        record = json.loads(path.read_text())
+        path.write_text(json.dumps({**record, "best_miou": None}))
+        return path
+    if case == "eval.json non-numeric":
+        path = run / "pseudo" / "eval.json"
+        record = json.loads(path.read_text())
+        record["iou"]["cat"] = "high"
+        path.write_text(json.dumps(record))
+        return path
+    if case == "metrics of 1e308":
+        path = run / "seg_model" / "metrics.jsonl"
+        lines = [json.dumps({"epoch": 1, "loss": 1e308}), json.dumps({"epoch": 2, "loss": -1e308})]
+        path.write_text("\n".join(lines) + "\n")
+        return path
+    if case == "truncated CAM file":
+        path = sorted((run / "cams").glob("*.npy"))[0]
+        path.write_bytes(path.read_bytes()[:100])
+        return path
+    assert case == "summary.json a list"
+    path = run / "summary.json"
+    path.write_text("[1, 2, 3]\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "eval_cam best_miou null",
+        "eval.json non-numeric",
+        "metrics of 1e308",
+        "truncated CAM file",
+        "summary.json a list",
+    ],
+)
+def test_report_on_damaged_files_shows_the_rest_and_names_them(
+    tmp_path: Path, capsys, monkeypatch, case: str
+) -> None:
+    """Before: a traceback (a truncated CAM file: no page at all). The run folder's name has
+    brackets: status lines print it as it is, neither as markup nor escaped."""
+    from test_report import make_run
+
+    monkeypatch.delenv("WSSS_QUIET")
+    run = make_run(tmp_path / "lab [v2]")
+    damaged = _damage_report_input(run, case)
+    code = main(["report", str(run)])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "Traceback" not in err and "\\[" not in err and "[/]" not in err
+    page = (run / "report.html").read_text()
+    assert "<h2>Samples</h2>" in page and "<h2>Per-class IoU</h2>" in page
+    if case == "eval_cam best_miou null":  # a record eval-cam may write: shown, n/a
+        assert "Damaged files" not in page
+        return
+    assert "Damaged files" in page and html.escape(str(damaged)) in page
+    assert f"damaged: {damaged}: " in " ".join(err.split())
+
+
+def test_report_finds_a_relative_data_folder_from_another_directory(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A run made with `--data data` (relative): before, the report looked for `data` in the
+    folder it was started from and drew no samples."""
+    from test_report import make_run
+
+    run = make_run(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    for folder in ("cams", "pseudo", "pred_val"):
+        manifest = json.loads((run / folder / "manifest.json").read_text())
+        wsss.io.write_manifest(run / folder, manifest["stage"], {**manifest["params"],
+                               "data": "data"}, complete=True, files=manifest["files"])  # fmt: skip
+    (run / "summary.json").write_text(json.dumps({"recipe": "demo", "data": "data"}))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    report = wsss.report_html.build_report(run)
+    assert not [line for line in report.missing if line.startswith("samples:")], report.missing
+    assert report.html.count("<figure") == 5
+
+
+def _coco_case(data: dict[str, Any], case: str) -> str:
+    """Damage the train annotation file's JSON; returns what the error must say."""
+    image, ann = data["images"][0], data["annotations"][0]
+    if case == "image without height":
+        del image["height"]
+        return f"image {image['id']}: no 'height'"
+    if case == "string sizes":
+        image["width"] = str(image["width"])
+        return f"image {image['id']}: 'width' must be a positive integer, got '{image['width']}'"
+    if case == "string category_id":
+        ann["category_id"] = str(ann["category_id"])
+        return f"annotation {ann['id']} (image {ann['image_id']}): category_id must be an integer"
+    if case == "empty polygon list":
+        ann["segmentation"] = []
+        return f"annotation {ann['id']} (image {ann['image_id']}): empty segmentation"
+    if case == "degenerate polygon":
+        ann["segmentation"] = [[1, 2, 3, 4]]
+        return f"annotation {ann['id']} (image {ann['image_id']}): polygon 0 has 4 coordinates"
+    if case == "size differing from the image file":
+        image["width"] += 8
+        return f"image {image['id']}: the annotation file says {image['width']}x"
+    if case == "duplicate category name":
+        first, second = data["categories"][:2]
+        second["name"] = first["name"]
+        low, high = sorted((first["id"], second["id"]))
+        return f"categories {low} and {high} are both named '{first['name']}'"
+    assert case == "multi-line category name"
+    category = data["categories"][0]
+    category["name"] = "per\nson"
+    return f"category {category['id']}: name 'per\\nson' spans lines"
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "image without height",
+        "string sizes",
+        "string category_id",
+        "empty polygon list",
+        "degenerate polygon",
+        "size differing from the image file",
+        "duplicate category name",
+        "multi-line category name",
+    ],
+)
+def test_prepare_coco_bad_entries_are_one_line_naming_the_id(coco_root, capsys, case) -> None:
+    root, _ = coco_root
+    path = root / "annotations" / "instances_train2014.json"
+    data = json.loads(path.read_text())
+    expected = _coco_case(data, case)
+    path.write_text(json.dumps(data))
+    out = root.parent / "coco_out"
+    error = one_line_error(["prepare-coco", "--coco", str(root), "--out", str(out)], capsys)
+    assert error.startswith(f"{path}: {expected}"), error
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("img_000,\u00b2\n", "line 1: unknown class '\u00b2' (not in the class list)"),
+        ("img_000;cat\n", "line 1: fields separated by ';' ('img_000;cat')"),
+        ("img_000\tcat\n", "line 1: fields separated by a TAB ('img_000\\tcat')"),
+        ('img_000,"cat\ndog"\nimg_001,dog\n', "line 1: a quoted field runs on to line 2"),
+        ('img_000,cat\nimg_001,"dog\nimg_002,cat\n', "line 2: a quoted field runs on to line 3"),
+    ],
+)
+def test_labels_csv_mistakes_are_one_correct_line(files: Files, capsys, text, expected) -> None:
+    (files.root / "labels.csv").write_text(text)
+    error = one_line_error(COMMANDS["make-cam"](files), capsys)
+    assert error.startswith(f"{files.root / 'labels.csv'}: {expected}"), error
+
+
+@pytest.mark.parametrize(
+    ("command", "option", "value", "expected"),
+    [
+        ("train-cam", "--seed", "-1", "--seed must be at least 0, got -1"),
+        ("train-seg", "--seed", str(2**64), "--seed must be at most 18446744073709551615"),
+        ("train-cam", "--weight-decay", "inf", "--weight-decay must be a finite number, got inf"),
+        ("train-seg", "--lr", "nan", "--lr must be a finite number, got nan"),
+        ("demo-data", "--seed", "-1", "--seed must be at least 0, got -1"),
+    ],
+)
+def test_seeds_and_numbers_out_of_range_are_one_line(
+    files: Files, capsys, command, option, value, expected
+) -> None:
+    """Before: a traceback from numpy / torch (seeds), or `--weight-decay inf` accepted and
+    then a divergence message blaming the lr and naming a last.pt that did not exist."""
+    base = ["demo-data", str(files.out / "demo")] if command == "demo-data" else COMMANDS[
+        command](files)  # fmt: skip
+    error = one_line_error([*base, option, value], capsys)
+    assert error.startswith(expected), error
+    assert not (files.out / "last.pt").exists()
+
+
+def test_pipeline_validates_every_stage_before_the_first(tmp_path: Path, capsys) -> None:
+    """Before: `--set train_seg.backbone=bogus` was found after train-cam, make-cam and
+    make-pseudo ran."""
+    out = tmp_path / "run"
+    args = ["pipeline", "demo", "--out", str(out), "--dry-run"]
+    error = one_line_error([*args, "--set", "train_seg.backbone=bogus"], capsys)
+    assert error.startswith("train_seg.backbone: unknown backbone 'bogus'")
+    error = one_line_error([*args, "--set", "train_seg.pretrained=/no/such.pth"], capsys)
+    assert error.startswith("/no/such.pth: --pretrained weights file not found")
+    assert not out.exists()

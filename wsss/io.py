@@ -347,6 +347,9 @@ def write_manifest(out_dir: str | Path, stage: str, params: dict[str, Any], **ex
         "params": params,
         "versions": environment_versions(),
         "runtime": runtime_record(),
+        # Relative paths in `params` (a `--data data/mine`) are relative to this: a reader
+        # started elsewhere (`wsss report`) resolves them against it.
+        "cwd": os.getcwd(),
         **extra,
     }
     return write_json(Path(out_dir) / MANIFEST_NAME, manifest)

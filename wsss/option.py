@@ -10,6 +10,7 @@ its `--set` key (`--crf-iters` and `make_pseudo.crf_iters`) take the same values
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Callable, Iterator
@@ -127,13 +128,22 @@ def defaults(config_type: type) -> dict[str, Any]:
 
 
 def check_bounds(opt: Option, value: Any) -> None:
-    """The spec's bounds, for a value from a flag, a `--set` or a recipe."""
+    """The spec's bounds, for a value from a flag, a `--set` or a recipe; a number option
+    is finite (`--weight-decay inf` or a NaN would train on nonsense, then blame the lr)."""
     if value is None or isinstance(value, bool) or not isinstance(value, int | float):
         return
+    # (An option that also takes words, `--threshold 0.3|auto|oracle`, checks its own range.)
+    if isinstance(value, float) and not math.isfinite(value) and not literal_choices(opt.kind):
+        raise WsssError(f"{opt.flag} must be a finite number, got {value}")
     if opt.spec.min is not None and value < opt.spec.min:
-        raise WsssError(f"{opt.flag} must be at least {opt.spec.min:g}, got {value}")
+        raise WsssError(f"{opt.flag} must be at least {_bound(opt.spec.min)}, got {value}")
     if opt.spec.max is not None and value > opt.spec.max:
-        raise WsssError(f"{opt.flag} must be at most {opt.spec.max:g}, got {value}")
+        raise WsssError(f"{opt.flag} must be at most {_bound(opt.spec.max)}, got {value}")
+
+
+def _bound(value: float) -> str:
+    """A bound as written: an integer in full (a seed's 2**64 - 1), other numbers short."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 def check_config(config: Any) -> None:

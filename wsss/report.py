@@ -58,16 +58,27 @@ class Column:
 
 
 def sample_grid(voc: VocDataset, ids: Sequence[str], columns: Sequence[Column],
-                tile: int | None = None) -> np.ndarray:  # fmt: skip
+                tile: int | None = None,
+                damaged: list[str] | None = None) -> np.ndarray:  # fmt: skip
     """One row per image: the image, each column's picture of it, and the ground truth when
     any of the images has a mask. A file a column lacks (an interrupted stage) shows as a
     grey "missing" tile; `tile` fits every picture into a tile x tile square (images of
-    different sizes), else all images must share one size."""
+    different sizes), else all images must share one size. With `damaged`, a file that
+    cannot be read (a truncated CAM file) shows as a "damaged" tile and is named in it;
+    without, it is a one-line error."""
     with_gt = any(voc.has_mask(image_id) for image_id in ids)
     rows = []
     for image_id in ids:
         image = np.asarray(voc.load_image(image_id))
-        row = [image, *(_column_picture(image, image_id, column, voc) for column in columns)]
+        row = [image]
+        for column in columns:
+            try:
+                row.append(_column_picture(image, image_id, column, voc))
+            except WsssError as exc:
+                if damaged is None:
+                    raise
+                damaged.append(str(exc))
+                row.append(missing_tile(image.shape[:2], "damaged"))
         if with_gt:
             row.append(label_picture(voc.load_mask(image_id)) if voc.has_mask(image_id)
                        else missing_tile(image.shape[:2], "no mask"))  # fmt: skip

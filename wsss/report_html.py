@@ -83,18 +83,21 @@ class Report:
     html: str
     sections: list[str]
     missing: list[str] = field(default_factory=list)
+    damaged: list[str] = field(default_factory=list)  # "<file>: <problem>", one per file
 
 
 def build_report(run_dir: Path, samples: int = 4) -> Report:
-    """The page for `run_dir`; `missing` lists, one line each, what the run lacks."""
+    """The page for `run_dir`; `missing` lists, one line each, what the run lacks, and
+    `damaged` each file that could not be read or shown (the page shows the rest)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise file_error(
             run_dir, "not a directory" if run_dir.exists() else "run directory not found"
         )
     missing: list[str] = []
-    folders = discover(run_dir, missing)
-    summary = _read_summary(run_dir, missing)
+    damaged: list[str] = []
+    folders = discover(run_dir, damaged)
+    summary = _read_summary(run_dir, missing, damaged)
     if summary is None and not folders:
         raise file_error(run_dir, "not a wsss run directory (no summary.json, no stage manifests)")
     made = {folder.stage for folder in folders}
@@ -103,12 +106,18 @@ def build_report(run_dir: Path, samples: int = 4) -> Report:
         missing.append("random-walk path: not run (wsss pipeline ... --random-walk adds it)")
     parts = [
         ("Summary", summary_section(summary, folders)),
-        ("Training curves", training_section(folders, missing)),
-        ("CAM threshold", threshold_section(folders, missing)),
-        ("Per-class IoU", iou_section(folders, missing)),
-        ("Samples", samples_section(run_dir, summary, folders, samples, missing)),
+        ("Training curves", training_section(folders, missing, damaged)),
+        ("CAM threshold", threshold_section(folders, missing, damaged)),
+        ("Per-class IoU", iou_section(folders, missing, damaged)),
+        ("Samples", samples_section(run_dir, summary, folders, samples, missing, damaged)),
     ]
     body = [f"<h1>wsss run report</h1><p class=path>{escape(str(run_dir.resolve()))}</p>"]
+    if damaged:
+        items = "".join(f"<li>{escape(line)}</li>" for line in damaged)
+        body.append(
+            "<div class=damaged><b>Damaged files</b> (left out; the rest of the page is shown)"
+            f"<ul>{items}</ul></div>"
+        )
     if missing:
         items = "".join(f"<li>{escape(line)}</li>" for line in missing)
         body.append(f"<div class=missing><b>Not in this run</b><ul>{items}</ul></div>")
@@ -117,20 +126,22 @@ def build_report(run_dir: Path, samples: int = 4) -> Report:
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     body.append(f"<p class=foot>written by wsss {escape(wsss.__version__)}, {stamp}</p>")
     page = PAGE.format(title=escape(f"wsss report: {run_dir.name}"), body="\n".join(body))
-    return Report(html=page, sections=[title for title, _ in parts], missing=missing)
+    damaged[:] = dict.fromkeys(damaged)  # a file read by two sections is named once
+    sections = [title for title, _ in parts]
+    return Report(html=page, sections=sections, missing=missing, damaged=damaged)
 
 
 # -- reading the run directory ----------------------------------------------------------------
 
 
-def discover(run_dir: Path, missing: list[str]) -> list[Folder]:
+def discover(run_dir: Path, damaged: list[str]) -> list[Folder]:
     """The run's stage folders (one level down), in the order they were made."""
     folders = []
     for path in sorted(p for p in run_dir.iterdir() if (p / MANIFEST_NAME).is_file()):
         try:
             manifest = read_manifest(path)
         except WsssError as exc:  # a corrupt manifest hides one folder, not the report
-            missing.append(str(exc))
+            damaged.append(str(exc))
             continue
         assert manifest is not None
         folders.append(Folder(path, str(manifest["stage"]), manifest))
@@ -143,23 +154,46 @@ def by_kind(folders: Sequence[Folder], stages: Sequence[str]) -> list[Folder]:
     return sorted((f for f in folders if f.stage in stages), key=lambda f: stages.index(f.stage))
 
 
-def _read_summary(run_dir: Path, missing: list[str]) -> dict[str, Any] | None:
+def _read_summary(run_dir: Path, missing: list[str], damaged: list[str]) -> dict[str, Any] | None:
     path = run_dir / "summary.json"
     if not path.is_file():
         missing.append("summary.json: the pipeline has not finished (or was run stage by stage)")
-    return _read_optional_json(path, missing)
+    return _read_optional_json(path, damaged)
 
 
-def _read_optional_json(path: Path, missing: list[str]) -> dict[str, Any] | None:
-    """A JSON object, or None when absent; a corrupt file is noted in `missing`."""
+def _read_optional_json(path: Path, damaged: list[str]) -> dict[str, Any] | None:
+    """A JSON object, or None when absent; a corrupt file (or one that is not an object)
+    is noted in `damaged`."""
     if not path.is_file():
         return None
     try:
         content = read_json(path)
     except WsssError as exc:
-        missing.append(str(exc))
+        damaged.append(str(exc))
         return None
-    return content if isinstance(content, dict) else None
+    if not isinstance(content, dict):
+        damaged.append(f"{path}: expected a JSON object, got {_json_kind(content)}")
+        return None
+    return content
+
+
+def _json_kind(value: Any) -> str:
+    names = {list: "a list", str: "a string", bool: "true/false", type(None): "null"}
+    return names.get(type(value), "a number")
+
+
+def _number(value: Any, low: float = -math.inf, high: float = math.inf) -> bool:
+    """A JSON number (not true/false) within [low, high]: what a damaged file lacks."""
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and low <= value <= high
+    )
+
+
+def _percent_or_null(value: Any) -> bool:
+    return value is None or _number(value, 0.0, 100.0)
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
@@ -173,6 +207,32 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
         if isinstance(record, dict) and "epoch" in record:
             records.append(record)
     return records
+
+
+# A loss or metric beyond this is no training's value but a damaged file (and beyond ~1e307
+# matplotlib cannot even draw it).
+PLOTTABLE = 1e30
+
+
+def check_metrics(path: Path, records: Sequence[dict[str, Any]]) -> str | None:
+    """What makes a metrics file unplottable (a non-integer epoch, a loss of 1e308, a
+    periodic evaluation that is not a number), or None."""
+    for record in records:
+        epoch = record.get("epoch")
+        if isinstance(epoch, bool) or not isinstance(epoch, int):
+            return f"{path}: epoch {epoch!r:.40} is not an integer"
+        for key, value in record.items():
+            if key in NOT_LOSSES or not isinstance(value, int | float) or isinstance(value, bool):
+                continue
+            if not _number(value, -PLOTTABLE, PLOTTABLE):
+                return f"{path}: epoch {epoch}: '{key}' is {value!r:.40} (not a plottable value)"
+        evaluation = record.get("eval")
+        if isinstance(evaluation, dict) and not _number(
+            evaluation.get("metric"), -PLOTTABLE, PLOTTABLE
+        ):
+            metric = evaluation.get("metric")
+            return f"{path}: epoch {epoch}: eval metric {metric!r:.40} is not a number"
+    return None
 
 
 # -- sections ---------------------------------------------------------------------------------
@@ -243,15 +303,23 @@ def stage_state(folder: Folder) -> str:
     return "done"
 
 
-def training_section(folders: Sequence[Folder], missing: list[str]) -> str:
+def training_section(folders: Sequence[Folder], missing: list[str], damaged: list[str]) -> str:
     html = []
     for folder in folders:
         if folder.stage not in TRAINERS:
             continue
         path = folder.path / METRICS
-        records = read_metrics(path) if path.is_file() else []
+        try:
+            records = read_metrics(path) if path.is_file() else []
+        except WsssError as exc:  # not text (a binary file in its place)
+            damaged.append(str(exc))
+            continue
         if not records:
             missing.append(f"{folder.name}/{METRICS}: no finished epoch yet")
+            continue
+        problem = check_metrics(path, records)
+        if problem is not None:
+            damaged.append(problem)
             continue
         caption = f"{folder.label}: {stage_state(folder)}"
         html.append(figure(training_png(records, folder.name), caption))
@@ -291,27 +359,53 @@ def training_png(records: Sequence[dict[str, Any]], title: str) -> bytes:
     return figure_png(figure)
 
 
-def threshold_section(folders: Sequence[Folder], missing: list[str]) -> str:
+def check_sweep(path: Path, record: dict[str, Any]) -> str | None:
+    """What makes an eval-cam record unusable here, or None. A sweep without a best
+    threshold (masks that are all ignore: `best_threshold` null) is valid and shown so."""
+    curve = record.get("curve")
+    if not isinstance(curve, list) or not all(
+        isinstance(p, list) and len(p) == 2 and _number(p[0], 0.0, 1.0) and _percent_or_null(p[1])
+        for p in curve
+    ):
+        return f"{path}: 'curve' must be [[threshold, mIoU %], ...], got {curve!r:.60}"
+    if not (record.get("best_threshold") is None or _number(record["best_threshold"], 0.0, 1.0)):
+        return f"{path}: 'best_threshold' {record['best_threshold']!r:.40} is not in [0, 1]"
+    if not _percent_or_null(record.get("best_miou")):
+        return f"{path}: 'best_miou' {record.get('best_miou')!r:.40} is not a percentage"
+    return None
+
+
+def threshold_section(folders: Sequence[Folder], missing: list[str], damaged: list[str]) -> str:
     cam_folders = [f for f in folders if f.stage in CAM_MAKERS]
     if not cam_folders:
         return note("No CAMs in this run yet.")
     sweeps = {}
     for folder in cam_folders:
-        record = _read_optional_json(folder.path / EVAL_CAM_RECORD, missing)
-        if record is None or not record.get("curve"):
+        path = folder.path / EVAL_CAM_RECORD
+        if not path.is_file():
             missing.append(f"{folder.name}/{EVAL_CAM_RECORD}: not scored (eval-cam has not run "
                            "on these maps, or their split has no pixel masks)")  # fmt: skip
+            continue
+        record = _read_optional_json(path, damaged)
+        if record is None:
+            continue
+        problem = check_sweep(path, record)
+        if problem is not None:
+            damaged.append(problem)
             continue
         sweeps[folder.label] = record
     if not sweeps:
         return note("No threshold sweep: eval-cam needs ground-truth masks of the CAM split.")
-    curves = {label: ([tuple(p) for p in r["curve"]], (r["best_threshold"], r["best_miou"]))
-              for label, r in sweeps.items()}  # fmt: skip
-    png = curves_png(curves, "mIoU vs background threshold")
+    curves = {label: ([(t, math.nan if m is None else m) for t, m in r["curve"]],
+                      (r["best_threshold"], r["best_miou"]))
+              for label, r in sweeps.items()
+              if r["best_threshold"] is not None and r["best_miou"] is not None}  # fmt: skip
+    png = curves_png(curves, "mIoU vs background threshold") if curves else None
     rows = "".join(
         f"<tr><td>{escape(label)}</td><td>{escape(str(r.get('split', '?')))}</td>"
-        f"<td class=num>{r.get('images', '?')}</td><td class=num>{r['best_threshold']:.2f}</td>"
-        f"<td class=num>{r['best_miou']:.2f}</td></tr>"
+        f"<td class=num>{escape(_fmt(r.get('images', '?')))}</td>"
+        f"<td class=num>{escape(_fmt(r['best_threshold']))}</td>"
+        f"<td class=num>{escape(_fmt(r['best_miou']))}</td></tr>"
         for label, r in sweeps.items()
     )
     table = (
@@ -322,18 +416,38 @@ def threshold_section(folders: Sequence[Folder], missing: list[str]) -> str:
         "mIoU of the maps at each background threshold; the star is the best, an oracle picked "
         "on the masks (the run's own threshold is label-free: summary above)"
     )
+    if png is None:  # every sweep undefined (masks all ignore): no curve to draw
+        return note("No threshold has a defined mIoU (the masks are all ignore).") + table
     return figure(png, caption) + table
 
 
-def iou_section(folders: Sequence[Folder], missing: list[str]) -> str:
+def check_scores(path: Path, scores: dict[str, Any]) -> str | None:
+    """What makes an evaluation JSON's per-class IoU unusable (a value that is not a
+    percentage), or None."""
+    for key, value in scores["iou"].items():
+        if not _percent_or_null(value):
+            return f"{path}: IoU of '{key}' is {value!r:.40}, not a percentage"
+    if not _percent_or_null(_miou(scores)):
+        return f"{path}: the mIoU {_miou(scores)!r:.40} is not a percentage"
+    return None
+
+
+def iou_section(folders: Sequence[Folder], missing: list[str], damaged: list[str]) -> str:
     """One column per evaluated output (CAMs at their best threshold, pseudo labels,
     predictions), one row per class, cells shaded by IoU."""
     columns: dict[str, dict[str, Any]] = {}
     for folder in by_kind(folders, CAM_MAKERS + LABEL_MAKERS):
         name = EVAL_CAM_RECORD if folder.stage in CAM_MAKERS else EVAL_JSON
-        scores = _read_optional_json(folder.path / name, missing)
-        if scores is not None and isinstance(scores.get("iou"), dict):
-            columns[folder.label] = scores
+        path = folder.path / name
+        scores = _read_optional_json(path, damaged)
+        if scores is None or not isinstance(scores.get("iou"), dict):
+            continue
+        problem = check_scores(path, scores)
+        if problem is not None:
+            if not any(line.startswith(f"{path}:") for line in damaged):  # once per file
+                damaged.append(problem)
+            continue
+        columns[folder.label] = scores
     if not columns:
         missing.append("per-class IoU: no evaluation JSON (no pixel masks, or eval has not run)")
         return note(
@@ -365,7 +479,7 @@ def _iou_cell(value: float | None) -> str:
 
 def samples_section(
     run_dir: Path, summary: dict[str, Any] | None, folders: Sequence[Folder], count: int,
-    missing: list[str],
+    missing: list[str], damaged: list[str],
 ) -> str:  # fmt: skip
     """A grid per split: each image with every CAM / label folder made for that split."""
     per_image = by_kind(folders, CAM_MAKERS + LABEL_MAKERS)
@@ -386,7 +500,7 @@ def samples_section(
             continue
         columns = [Column(f.name, f.path, "cam" if f.stage in CAM_MAKERS else "label")
                    for f in group]  # fmt: skip
-        grid = sample_grid(voc, ids, columns, tile=TILE)
+        grid = sample_grid(voc, ids, columns, tile=TILE, damaged=damaged)
         legend = "; ".join(f"{f.name}: {WHAT.get(f.stage, f.stage)}" for f in group)
         caption = f"split {split}, first {len(ids)} images. Columns: {legend}"
         if not any(voc.has_mask(i) for i in ids):
@@ -399,12 +513,24 @@ def samples_section(
 def _open_dataset(
     summary: dict[str, Any] | None, folders: Sequence[Folder], missing: list[str]
 ) -> VocDataset | None:
-    candidates = [summary.get("data")] if summary else []
-    candidates += [f.params.get("data") for f in folders]
+    """The dataset the outputs were made from. A relative path (`--data data/mine`) is taken
+    from the folder the stage ran in, which every manifest records (`cwd`), so the report
+    finds it from any working directory."""
+    cwds = [f.manifest["cwd"] for f in folders if isinstance(f.manifest.get("cwd"), str)]
+    recorded = [(summary.get("data"), None)] if summary else []
+    recorded += [(f.params.get("data"), f.manifest.get("cwd")) for f in folders]
+    candidates: list[Path] = []
+    for data, cwd in recorded:
+        if not isinstance(data, str) or not data:
+            continue
+        if not Path(data).is_absolute():
+            bases = [cwd] if isinstance(cwd, str) else cwds  # summary.json: any stage's
+            candidates += [Path(base) / data for base in bases]
+        candidates.append(Path(data))
     problem = "no dataset recorded in summary.json or the manifests"
-    for root in dict.fromkeys(c for c in candidates if c):
+    for root in dict.fromkeys(candidates):
         try:
-            return VocDataset.open(Path(root))
+            return VocDataset.open(root)
         except WsssError as exc:
             problem = str(exc)
     missing.append(f"samples: {problem}")
@@ -468,7 +594,8 @@ img {{ max-width: 100%; height: auto; }} td.sub {{ padding-left: 20px; }}
 figcaption {{ color: #555; font-size: 13px; }}
 .note {{ color: #555; font-style: italic; }}
 .missing {{ background: #fff8e1; border: 1px solid #f0d58c; padding: 8px 12px; margin: 16px 0; }}
-.missing ul {{ margin: 4px 0 0; }}
+.missing ul, .damaged ul {{ margin: 4px 0 0; }}
+.damaged {{ background: #fdecea; border: 1px solid #f5b7b1; padding: 8px 12px; margin: 16px 0; }}
 .swatch {{ display: inline-block; width: 12px; height: 12px; margin: 0 3px 0 8px;
           border: 1px solid #999; vertical-align: -1px; }}
 </style></head>

@@ -29,7 +29,7 @@ class DemoDataConfig:
     train: int = option(300, help="Number of training images.", min=1, old_keys=("n_train",))
     val: int = option(100, help="Number of validation images.", min=1, old_keys=("n_val",))
     size: int = option(128, help="Image side in pixels.", min=32)
-    seed: int = option(0, help="Random seed: same seed, same bytes.")
+    seed: int = option(0, help="Random seed: same seed, same bytes.", min=0, max=2**64 - 1)
     body_evidence: float = option(
         _KNOBS.body_evidence,
         help="Class evidence in the bodies: 0 none, <1 that share of bodies, >1 narrower spreads.",

@@ -53,7 +53,9 @@ class TrainOptions:
     warmup_epochs: float = option(0.0, help="Linear lr warm-up length in epochs.")
     crop: int = option(512, help="Training crop size in pixels.")
     scale_range: tuple[int, int] = option((320, 640), help="Random long side range LOW,HIGH.")
-    seed: int = option(0, help="Seed of initialisation, shuffling and augmentation.")
+    seed: int = option(
+        0, help="Seed of initialisation, shuffling and augmentation.", min=0, max=2**64 - 1
+    )
     device: str = common.device()
     loader_workers: int | None = common.loader_workers()
     threads: int | None = option(

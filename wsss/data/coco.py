@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,15 +54,55 @@ def load_coco(path: Path) -> COCO:
     return coco
 
 
-def category_labels(coco: COCO) -> tuple[tuple[str, ...], dict[int, int]]:
-    """Class names in category-id order, and category id -> label value 1..C."""
+def category_labels(
+    coco: COCO, source: Path | None = None
+) -> tuple[tuple[str, ...], dict[int, int]]:
+    """Class names in category-id order, and category id -> label value 1..C. Each name
+    becomes a line of classes.txt: one line, not empty, not twice."""
+    where = source if source is not None else Path("categories")
+    if any(isinstance(i, bool) or not isinstance(i, int) for i in coco.cats):
+        bad = next(i for i in coco.cats if isinstance(i, bool) or not isinstance(i, int))
+        raise file_error(where, f"category id {bad!r:.40} is not an integer")
     ids = sorted(coco.cats)
+    seen: dict[str, int] = {}
+    for i in ids:
+        name = coco.cats[i].get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise file_error(
+                where, f"category {i}: name must be a non-empty string, got {name!r:.40}"
+            )
+        if "\n" in name or "\r" in name or name != name.strip():
+            raise file_error(
+                where,
+                f"category {i}: name {name!r:.60} spans lines or has spaces around it; "
+                "classes.txt holds one name per line",
+            )
+        if name.casefold() in seen:
+            raise file_error(
+                where, f"categories {seen[name.casefold()]} and {i} are both named '{name}'"
+            )
+        seen[name.casefold()] = i
     return tuple(coco.cats[i]["name"] for i in ids), {cat: k + 1 for k, cat in enumerate(ids)}
 
 
 def image_id_of(image: dict[str, Any]) -> str:
     """The toolkit's id of a COCO image: its file stem (COCO_train2014_000000000009)."""
     return Path(image["file_name"]).stem
+
+
+def check_image(image: dict[str, Any], source: Path, folder: Path) -> None:
+    """An image entry as prepare-coco reads it: a file name inside `folder`, and its size
+    as positive integers (every mask is made at that size)."""
+    check_file_name(image, source, folder)
+    for key in ("height", "width"):
+        if key not in image:
+            raise file_error(source, f"image {image.get('id')}: no '{key}'")
+        value = image[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise file_error(
+                source,
+                f"image {image.get('id')}: '{key}' must be a positive integer, got {value!r:.40}",
+            )
 
 
 def check_file_name(image: dict[str, Any], source: Path, folder: Path) -> None:
@@ -85,12 +126,50 @@ def image_annotations(coco: COCO, image: dict[str, Any], source: Path) -> list[d
     """The image's annotations, each checked for a known category."""
     annotations = coco.imgToAnns.get(image["id"], [])
     for ann in annotations:
-        if ann.get("category_id") not in coco.cats:
+        category = ann.get("category_id")
+        if isinstance(category, bool) or not isinstance(category, int):
             raise file_error(
                 source,
-                f"annotation {ann.get('id')} has unknown category_id {ann.get('category_id')}",
+                f"annotation {ann.get('id')} (image {image.get('id')}): category_id must be an "
+                f"integer, got {category!r:.40}",
             )
+        if category not in coco.cats:
+            raise file_error(
+                source, f"annotation {ann.get('id')} has unknown category_id {category}"
+            )
+        check_segmentation(ann, image, source)
     return annotations
+
+
+def check_segmentation(ann: dict[str, Any], image: dict[str, Any], source: Path) -> None:
+    """Polygons of 3 or more points, or an RLE with its size and counts: what pycocotools
+    can paint (it fails on the rest with a message of its own internals)."""
+    where = f"annotation {ann.get('id')} (image {image.get('id')})"
+    segmentation = ann.get("segmentation")
+    if isinstance(segmentation, dict):
+        if "size" not in segmentation or "counts" not in segmentation:
+            raise file_error(source, f"{where}: an RLE segmentation needs 'size' and 'counts'")
+        return
+    if not isinstance(segmentation, list):
+        raise file_error(
+            source,
+            f"{where}: segmentation must be polygons (a list) or an RLE (an object), got "
+            f"{segmentation!r:.40}",
+        )
+    if not segmentation:
+        raise file_error(source, f"{where}: empty segmentation (no polygon)")
+    for k, polygon in enumerate(segmentation):
+        if not isinstance(polygon, list) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+            for v in polygon
+        ):
+            raise file_error(source, f"{where}: polygon {k} is not a list of numbers")
+        if len(polygon) < 6 or len(polygon) % 2:
+            raise file_error(
+                source,
+                f"{where}: polygon {k} has {len(polygon)} coordinates; a polygon needs 3 or "
+                "more x,y points (an even count of 6 or more)",
+            )
 
 
 def semantic_mask(

@@ -19,6 +19,7 @@ import csv
 import io
 import json
 import os
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -88,8 +89,9 @@ def _class_index(token: object, classes: tuple[str, ...], path: Path, where: str
         name = token.strip()
         if name in classes:
             return classes.index(name)
-        if not name.lstrip("-").isdigit():
-            raise file_error(path, f"{where}: unknown class '{name}' (not in the class list)")
+        # ASCII digits only: `str.isdigit` is true of '²', which int() refuses.
+        if not re.fullmatch(r"-?[0-9]+", name):
+            raise file_error(path, f"{where}: unknown class {name!r} (not in the class list)")
         token = int(name)
     if isinstance(token, bool) or not isinstance(token, int):
         raise file_error(path, f"{where}: class {token!r} is neither a name nor a number")
@@ -106,10 +108,25 @@ def _csv_entries(path: Path) -> Iterator[tuple[str, str, list[str]]]:
     rows = csv.reader(io.StringIO(text))
     first = True
     try:
+        start = 1  # the line a row starts on (a quoted field may run over several)
         for row in rows:
-            where = f"line {rows.line_num}"
+            where, start = f"line {start}", rows.line_num + 1
+            if any("\n" in field or "\r" in field for field in row):
+                raise file_error(
+                    path,
+                    f"{where}: a quoted field runs on to line {rows.line_num} (an unterminated "
+                    "quote, or a line break inside quotes); each image stays on one line",
+                )
             if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
                 continue
+            if "\t" in row[0] or CLASS_SEPARATOR in row[0]:
+                delimiter = "a TAB" if "\t" in row[0] else f"'{CLASS_SEPARATOR}'"
+                raise file_error(
+                    path,
+                    f"{where}: fields separated by {delimiter} ({row[0].strip()!r:.60}); "
+                    f"write 'id,class1{CLASS_SEPARATOR}class2': a comma after the id, "
+                    f"'{CLASS_SEPARATOR}' between classes",
+                )
             if first and row[0].strip().lower() in _HEADER_IDS:
                 first = False
                 continue

@@ -491,10 +491,15 @@ class _Trainer:
             steps = (
                 f"iteration {first}" if first == sums.steps else f"iterations {first}-{sums.steps}"
             )
+            last = self.out / LAST
+            saved = (
+                f"{last} holds the last good epoch"
+                if last.is_file()
+                else "no epoch finished, nothing was saved"
+            )
             raise WsssError(
                 f"training diverged: loss is {totals['loss']} at epoch {epoch + 1}, "
-                f"{steps}/{self.iterations} (lower --lr or check the data; "
-                f"{self.out / LAST} holds the last good epoch)"
+                f"{steps}/{self.iterations} (lower --lr or check the data; {saved})"
             )
         lr = self.optimizer.param_groups[0]["lr"]
         status = (

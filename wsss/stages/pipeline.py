@@ -90,8 +90,49 @@ class Splits:
 def resolve_run(config: PipelineConfig) -> Resolved:
     """Every stage's options for this run (errors before any work)."""
     demo_data = config.data is None and config.recipe.demo is not None
-    return resolve(config.recipe, config.variant, config.overrides, config.seed,
-                   config.random_walk, demo_data, config.profile)  # fmt: skip
+    resolved = resolve(config.recipe, config.variant, config.overrides, config.seed,
+                       config.random_walk, demo_data, config.profile)  # fmt: skip
+    check_stage_options(resolved)
+    return resolved
+
+
+def check_stage_options(resolved: Resolved) -> None:
+    """Every stage's resolved options checked as its own command checks them (bounds,
+    choices, the trainers' `validate`, backbone names), before the first stage starts: a
+    mistake in the last stage's `--set` is not found after hours of the first ones. The
+    options the run sets itself (data, out, the previous stage's output) are left out."""
+    from wsss import registry
+    from wsss.option import check_config, options
+    from wsss.recipes import RUN_STAGES
+
+    for key, values in resolved.stages.items():
+        config_type = registry.stage(RUN_STAGES[key]).config
+        unset = {opt.name: Path(".") for opt in options(config_type)
+                 if opt.required and opt.name not in values}  # fmt: skip
+        config = config_type(**unset, **values)
+        check_config(config)
+        if callable(getattr(config, "validate", None)):
+            config.validate()
+        if isinstance(values.get("backbone"), str):
+            check_backbone_name(values["backbone"], f"{key}.backbone")
+
+
+def check_backbone_name(name: str, key: str) -> None:
+    """A backbone the model factory knows, without building it (no weights fetched)."""
+    from wsss.models.backbone import BACKBONES, TIMM_PREFIX
+
+    if name.startswith(TIMM_PREFIX):
+        try:
+            import timm
+        except ImportError:
+            raise WsssError(f"{key}={name}: timm backbones need: pip install timm") from None
+        if not timm.is_model(name[len(TIMM_PREFIX) :]):
+            raise WsssError(f"{key}={name}: timm has no model '{name[len(TIMM_PREFIX) :]}'")
+        return
+    if name not in BACKBONES:
+        raise WsssError(
+            f"{key}: unknown backbone '{name}': choose from {', '.join(BACKBONES)} or timm:<name>"
+        )
 
 
 def run(config: PipelineConfig) -> PipelineResult | None:
@@ -140,12 +181,11 @@ def run(config: PipelineConfig) -> PipelineResult | None:
         from wsss.report import pipeline_figures
 
         pipeline_figures(out, data, splits.cam, splits.predict)
-    from rich.markup import escape
-
     from wsss.stages.report import ReportConfig
     from wsss.stages.report import run as write_report
 
-    info(f"report: {escape(str(write_report(ReportConfig(run_dir=out)).path))}")
+    # A plain status line: no markup, so no escaping that would print as a backslash.
+    info(f"report: {write_report(ReportConfig(run_dir=out)).path}")
     print_table(summary_table(summary))
     return PipelineResult(summary=summary, summary_path=summary_path)
 

@@ -26,13 +26,14 @@ from wsss.data.coco import (
     SPLIT_FOLDERS,
     annotation_file,
     category_labels,
-    check_file_name,
+    check_image,
     image_annotations,
     image_class_names,
     image_id_of,
     load_coco,
     semantic_mask,
 )
+from wsss.data.imagefile import image_size
 from wsss.data.labels import LABEL_FILES, write_labels_json
 from wsss.data.palette import save_label_png
 from wsss.data.voc import IMAGES, LISTS, MASKS
@@ -89,7 +90,7 @@ def run(config: PrepareCocoConfig) -> PrepareCocoResult:
     for split in config.splits:
         source = annotation_file(root, split)
         coco = load_coco(source)
-        split_classes, label_of = category_labels(coco)
+        split_classes, label_of = category_labels(coco, source)
         if classes is not None and split_classes != classes:
             raise file_error(source, "categories differ from the other split's")
         classes = split_classes
@@ -110,6 +111,7 @@ def run(config: PrepareCocoConfig) -> PrepareCocoResult:
             )
             for image_id in plan.todo:
                 image = images[image_id]
+                _check_image_file(root / SPLIT_FOLDERS[split], image, source)
                 annotations = image_annotations(coco, image, source)
                 mask = semantic_mask(coco, image, annotations, label_of, source)
                 save_label_png(output_path(plan.out, image_id, ".png"), mask)
@@ -170,6 +172,19 @@ def _check_inputs(root: Path, out: Path, splits: tuple[str, ...]) -> None:
             raise file_error(out / name, f"would conflict with the {LABELS_FILE} written here")
 
 
+def _check_image_file(folder: Path, image: dict, source: Path) -> None:
+    """The mask is made at the size the annotation file states: the image must be that size
+    (a resized or swapped image would get a mask that fits nothing)."""
+    path = folder / image["file_name"]
+    width, height = image_size(path)
+    if (width, height) != (image["width"], image["height"]):
+        raise file_error(
+            source,
+            f"image {image['id']}: the annotation file says {image['width']}x{image['height']}, "
+            f"{path} is {width}x{height}",
+        )
+
+
 def _check_unique(
     ids: list[str], images: dict[str, dict], done: list[tuple[str, str]], source: Path
 ) -> None:
@@ -197,7 +212,7 @@ def _images_with_objects(
     """The split's images with at least one annotation, by id; their labels go to `labels`."""
     images = {}
     for image in coco.imgs.values():
-        check_file_name(image, source, folder)
+        check_image(image, source, folder)
         annotations = image_annotations(coco, image, source)
         if annotations:
             image_id = image_id_of(image)

@@ -20,16 +20,19 @@ class ReportResult:
     path: Path
     sections: list[str]
     missing: list[str]
+    damaged: list[str]
 
     def summary_rows(self) -> list[tuple[str, object]]:
         return [
             ("report", self.path),
             ("size", f"{self.path.stat().st_size / 1024:.0f} KiB"),
             ("not in this run", len(self.missing)),
+            ("damaged files (left out)", len(self.damaged)),
         ]
 
     def notes(self) -> list[str]:
-        return [f"not in this run: {line}" for line in self.missing]
+        lines = [f"not in this run: {line}" for line in self.missing]
+        return lines + [f"damaged: {line}" for line in self.damaged]
 
 
 def run(config: ReportConfig) -> ReportResult:
@@ -38,4 +41,6 @@ def run(config: ReportConfig) -> ReportResult:
     report = build_report(Path(config.run_dir), samples=config.samples)
     path = Path(config.out) if config.out else Path(config.run_dir) / REPORT_NAME
     atomic_write_bytes(path, report.html.encode("utf-8"))
-    return ReportResult(path=path, sections=report.sections, missing=report.missing)
+    return ReportResult(
+        path=path, sections=report.sections, missing=report.missing, damaged=report.damaged
+    )
