@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import html
 import json
+import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -509,3 +513,84 @@ def test_pipeline_validates_every_stage_before_the_first(tmp_path: Path, capsys)
     error = one_line_error([*args, "--set", "train_seg.pretrained=/no/such.pth"], capsys)
     assert error.startswith("/no/such.pth: --pretrained weights file not found")
     assert not out.exists()
+
+
+# -- 4. the names the toolkit makes ---------------------------------------------------------------
+
+
+def _add_image(files: Files, image_id: str, like: str = "img_001") -> None:
+    """Another entry of the split: a copy of `like`'s image, XML, mask and CAM file."""
+    for path, suffix in ((files.image, ".jpg"), (files.xml, ".xml"), (files.mask, ".png")):
+        source = path(like)
+        (source.parent / f"{image_id}{suffix}").write_bytes(source.read_bytes())
+    (files.cams / f"{image_id}.npy").write_bytes((files.cams / f"{like}.npy").read_bytes())
+    files.split_list().write_text(files.split_list().read_text() + f"{image_id}\n")
+
+
+@pytest.mark.parametrize("length", [238, 251])
+def test_long_ids_fit_the_temporary_names_too(files: Files, capsys, length: int) -> None:
+    """Before: `directory is not writable (File name too long)`: the temporary file's name
+    is 18 characters longer than the file's, past the file system's 255 bytes."""
+    image_id = "x" * length
+    _add_image(files, image_id)
+    succeeds(COMMANDS["make-cam"](files), capsys)
+    assert load_cam_file(files.out / f"{image_id}.npy").labels.tolist() == [2]
+    succeeds(COMMANDS["make-pseudo"](replace(files, out=files.out.parent / "pseudo")), capsys)
+    assert (files.out.parent / "pseudo" / f"{image_id}.png").is_file()
+
+
+def test_id_too_long_for_a_file_name_is_one_line(files: Files, capsys) -> None:
+    image_id = "y" * 253  # y...y.jpg: 257 bytes
+    files.split_list().write_text(files.split_list().read_text() + f"{image_id}\n")
+    error = one_line_error(COMMANDS["make-cam"](files), capsys)
+    assert error.startswith(f"image id '{'y' * 40}'... is too long: its file name ")
+    assert "would be 257 bytes, file systems take 255; shorten the id" in error
+
+
+@contextmanager
+def read_only(folder: Path) -> Iterator[None]:
+    """A folder nobody can create files in, root included (chattr +i); else chmod for a
+    user that is not root."""
+    if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode == 0:
+        try:
+            yield
+        finally:
+            subprocess.run(["chattr", "-i", str(folder)], check=True)
+        return
+    if os.geteuid() == 0:
+        pytest.skip("needs chattr: root ignores permission bits")
+    folder.chmod(0o555)
+    try:
+        yield
+    finally:
+        folder.chmod(0o755)
+
+
+def test_read_only_cam_folder(files: Files, capsys) -> None:
+    """Before: make-pseudo --threshold auto and pick-threshold failed, since the label-free
+    record had to go into the CAM folder; eval-cam failed only after the whole sweep."""
+    args = COMMANDS["make-pseudo"](files)
+    args[args.index("--threshold") + 1] = "auto"
+    with read_only(files.cams):
+        succeeds(args, capsys)
+        record = json.loads((files.out / "label_free_threshold.json").read_text())
+        assert record["rule"] == "mean-cam" and record["ids"] == 4
+        succeeds(args, capsys)  # read back from the labels' folder
+        err = succeeds(["pick-threshold", "--cams", str(files.cams), "--data",
+                        str(files.root), "--split", "train"], capsys)  # fmt: skip
+        assert f"{files.cams}: takes no file (read-only?): the threshold is not recorded" in err
+        eval_cam = ["eval-cam", "--cams", str(files.cams), "--gt", str(files.root), "--split",
+                    "train", "--no-plot"]  # fmt: skip
+        error = one_line_error(eval_cam, capsys)
+        assert error.startswith(f"{files.cams}: directory is not writable (read-only?)")
+        assert error.endswith("give --json FILE to write the sweep elsewhere")
+        succeeds([*eval_cam, "--json", str(files.out.parent / "sweep.json")], capsys)
+    assert not (files.cams / "label_free_threshold.json").exists()
+
+
+@pytest.mark.parametrize("command", ["make-pseudo", "eval-cam"])
+def test_cam_folder_with_both_formats_of_an_id_is_refused(files: Files, capsys, command) -> None:
+    """Before: `x.npy` was used and `x.npz` silently ignored."""
+    (files.cams / "img_001.npz").write_bytes(b"another format's file")
+    error = one_line_error(COMMANDS[command](files), capsys)
+    assert error.startswith(f"{files.cams / 'img_001.npy'}: and img_001.npz both hold CAMs")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,8 @@ import numpy as np
 
 from wsss.camfile import EVAL_CAM_RECORD, find_cam_file, load_cam_file
 from wsss.errors import WsssError, check_range, file_error
-from wsss.io import read_json, write_json
-from wsss.ui import track
+from wsss.io import dir_writable, read_json, write_json
+from wsss.ui import track, warn
 
 RULE = "mean-cam"
 RULE_TEXT = "mean of the strongest labelled-class CAM over the split's pixels"
@@ -80,25 +80,57 @@ def label_free_threshold(cam_dir: Path, ids: Sequence[str], num_classes: int) ->
     return mean.result()
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """Where a threshold's record is (or, `pending`, is still to be written by the stage:
+    into its own output folder once it holds it)."""
+
+    path: Path | None
+    pending: dict[str, Any] | None = field(default=None, compare=False)
+
+
 def pick_threshold(cam_dir: Path, ids: Sequence[str], num_classes: int) -> ThresholdChoice:
+    """`pick_and_record` without an `elsewhere`: the choice alone."""
+    return pick_and_record(cam_dir, ids, num_classes)[0]
+
+
+def pick_and_record(
+    cam_dir: Path, ids: Sequence[str], num_classes: int, elsewhere: Path | None = None
+) -> tuple[ThresholdChoice, Recorded]:
     """`label_free_threshold`, recorded in `<cam_dir>/label_free_threshold.json` and read
-    back from there when it was made for the same images."""
+    back from there when it was made for the same images. A CAM folder that takes no file
+    (read-only) gets none: the record goes to `elsewhere` (the stage's own output folder,
+    left to the stage to write), else it is not kept (a warning says so)."""
     cam_dir = Path(cam_dir)
-    record = cam_dir / RECORD
     digest = hashlib.sha1("\n".join(ids).encode()).hexdigest()
-    if record.is_file():
-        saved = read_json(record)
-        same = isinstance(saved, dict) and saved.get("ids_sha1") == digest
-        if same and saved.get("rule") == RULE:
-            try:
-                return ThresholdChoice(
-                    float(saved["threshold"]), RULE, int(saved["images"]), int(saved["pixels"])
-                )
-            except (KeyError, TypeError, ValueError):
-                pass  # a damaged record is made again, not trusted
+    places = [cam_dir / RECORD, *([Path(elsewhere) / RECORD] if elsewhere is not None else [])]
+    for record in places:
+        saved = _saved_choice(record, digest)
+        if saved is not None:
+            return saved, Recorded(record)
     choice = label_free_threshold(cam_dir, ids, num_classes)
-    write_json(record, {**choice.to_json(), "ids_sha1": digest, "ids": len(ids)})
-    return choice
+    content = {**choice.to_json(), "ids_sha1": digest, "ids": len(ids)}
+    if dir_writable(cam_dir):
+        return choice, Recorded(write_json(cam_dir / RECORD, content))
+    if elsewhere is not None:
+        return choice, Recorded(Path(elsewhere) / RECORD, pending=content)
+    warn(f"{cam_dir}: takes no file (read-only?): the threshold is not recorded in {RECORD}")
+    return choice, Recorded(None)
+
+
+def _saved_choice(record: Path, digest: str) -> ThresholdChoice | None:
+    if not record.is_file():
+        return None
+    saved = read_json(record)
+    same = isinstance(saved, dict) and saved.get("ids_sha1") == digest
+    if same and saved.get("rule") == RULE:
+        try:
+            return ThresholdChoice(
+                float(saved["threshold"]), RULE, int(saved["images"]), int(saved["pixels"])
+            )
+        except (KeyError, TypeError, ValueError):
+            pass  # a damaged record is made again, not trusted
+    return None
 
 
 @dataclass(frozen=True)
@@ -109,17 +141,26 @@ class ThresholdSetting:
     value: float
     rule: str
     source: str
+    # A label-free record the stage writes into its own folder (the CAM folder is read-only).
+    pending: tuple[Path, dict[str, Any]] | None = field(default=None, compare=False)
 
 
 def resolve_threshold(
-    cam_dir: Path, setting: float | str, ids: Sequence[str], num_classes: int
+    cam_dir: Path,
+    setting: float | str,
+    ids: Sequence[str],
+    num_classes: int,
+    elsewhere: Path | None = None,
 ) -> ThresholdSetting:
     """make-pseudo's `--threshold` (a number, 'auto' or 'oracle') as a number; the pipeline
-    reads the threshold of its make-pseudo step through this too."""
+    reads the threshold of its make-pseudo step through this too. `elsewhere`: where the
+    label-free record goes when the CAM folder is read-only (`pick_threshold`)."""
     cam_dir = Path(cam_dir)
     if setting == "auto":
-        choice = pick_threshold(cam_dir, ids, num_classes)
-        return ThresholdSetting(choice.threshold, RULE, f"label-free rule {RULE} ({RULE_TEXT})")
+        choice, recorded = pick_and_record(cam_dir, ids, num_classes, elsewhere)
+        pending = (recorded.path, recorded.pending) if recorded.pending is not None else None
+        source = f"label-free rule {RULE} ({RULE_TEXT})"
+        return ThresholdSetting(choice.threshold, RULE, source, pending)  # type: ignore[arg-type]
     if setting == "oracle":
         value, source = _oracle(cam_dir / EVAL_CAM_RECORD)
         return ThresholdSetting(value, "oracle", source)

@@ -90,11 +90,17 @@ def save_cam_file(path: str | Path, record: CamRecord, fmt: CamFormat | None = N
 
 
 def find_cam_file(cam_dir: str | Path, image_id: str) -> Path:
-    """The CAM file of an id in either format; a missing one is a one-line error."""
-    for suffix in SUFFIXES.values():
-        path = safe_child(cam_dir, image_id, suffix)
-        if path.is_file():
-            return path
+    """The CAM file of an id in either format; a missing one is a one-line error, and so are
+    two (`x.npy` and `x.npz`: which one is meant?)."""
+    found = [p for s in SUFFIXES.values() if (p := safe_child(cam_dir, image_id, s)).is_file()]
+    if len(found) > 1:
+        raise file_error(
+            found[0],
+            f"and {found[1].name} both hold CAMs of '{image_id}'; keep one (remove the other "
+            "format's files, or make the CAMs into an empty folder)",
+        )
+    if found:
+        return found[0]
     raise file_error(
         safe_child(cam_dir, image_id, SUFFIXES["npy"]),
         f"CAM file of list entry '{image_id}' not found",

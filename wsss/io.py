@@ -292,13 +292,32 @@ def ensure_dir(path: str | Path) -> Path:
 
 
 def safe_child(root: str | Path, name: str, suffix: str = "") -> Path:
-    """Join an id from a list file onto `root`, refusing ids that would escape it."""
+    """Join an id from a list file onto `root`, refusing ids that would escape it, and ids
+    too long to be a file name (with `suffix`: the longest file a stage makes of an id)."""
     if not name or name != name.strip() or "\x00" in name:
         raise WsssError(f"invalid image id {name!r}")
     candidate = Path(name)
     if candidate.is_absolute() or ".." in candidate.parts:
         raise WsssError(f"image id {name!r} points outside {root}; ids must be plain names")
+    longest = max(len(part.encode()) for part in Path(f"{name}{suffix}").parts)
+    if longest > NAME_MAX:
+        raise WsssError(
+            f"image id {name[:40]!r}... is too long: its file name {name[-12:]}{suffix} would "
+            f"be {longest} bytes, file systems take {NAME_MAX}; shorten the id"
+        )
     return Path(root) / f"{name}{suffix}"
+
+
+def dir_writable(path: str | Path) -> bool:
+    """Whether a file can be created in the folder now (a read-only mount, an immutable or
+    foreign folder: permission bits alone do not say it, root ignores them)."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".wsss-probe.", suffix=".tmp", dir=path)
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink(tmp)
+    return True
 
 
 def environment_versions() -> dict[str, str]:

@@ -25,7 +25,7 @@ from wsss.configs.scoring import EvalCamConfig
 from wsss.data.groundtruth import GroundTruth
 from wsss.data.voc import read_id_list
 from wsss.errors import WsssError, file_error
-from wsss.io import write_json
+from wsss.io import dir_writable, ensure_dir, write_json
 from wsss.overlay import plot_curve
 from wsss.ui import Table, scores_table, track, warn
 
@@ -70,6 +70,8 @@ def run(config: EvalCamConfig) -> EvalCamResult:
     if not known and made_with.get("classes"):
         gt.classes = tuple(made_with["classes"])
     split = config.split or made_with.get("split")
+    json_path = Path(config.json_path) if config.json_path else cam_dir / EVAL_CAM_RECORD
+    _check_writable(json_path, given=config.json_path is not None)
     ids = _image_ids(gt, cam_dir, split)
     sweep = ThresholdSweep(gt.classes, thresholds)
     for image_id in track(ids, len(ids), STAGE):
@@ -79,7 +81,6 @@ def run(config: EvalCamConfig) -> EvalCamResult:
         sweep.update(record.hr_cam, record.labels, target, name=str(path))
     result = sweep.result()
     result.extra = {"thresholds": list(thresholds), "cams": str(cam_dir), "split": split}
-    json_path = Path(config.json_path) if config.json_path else cam_dir / EVAL_CAM_RECORD
     record = result.to_json()
     if not defined(result):
         record |= {"best_threshold": None, "best_miou": None, "undefined": UNDEFINED}
@@ -91,6 +92,19 @@ def run(config: EvalCamConfig) -> EvalCamResult:
         title = f"CAM mIoU vs background threshold ({result.best.images} images)"
         plot_path = plot_curve(json_path.with_suffix(".png"), result.curve, best, title)
     return EvalCamResult(sweep=result, json_path=json_path, plot_path=plot_path)
+
+
+def _check_writable(json_path: Path, given: bool) -> None:
+    """The sweep's JSON can be written, before the sweep (a read-only CAM folder failed only
+    after reading every CAM file)."""
+    if json_path.is_dir():
+        raise file_error(json_path, "is a directory; give a file path")
+    folder = ensure_dir(json_path.parent) if given else json_path.parent
+    if not dir_writable(folder):
+        hint = "" if given else "; give --json FILE to write the sweep elsewhere"
+        raise file_error(
+            folder, f"directory is not writable (read-only?): no place for {json_path.name}{hint}"
+        )
 
 
 def _image_ids(gt: GroundTruth, cam_dir: Path, split: str | None) -> list[str]:

@@ -127,6 +127,8 @@ def run(config: MakePseudoConfig) -> MakePseudoResult:
         "classes": list(voc.classes),
     }
     outputs = PerImageRun(STAGE, config.out, ids, LABEL_SUFFIX, manifest_params, SIGNATURE)
+    if threshold.pending is not None:  # the CAM folder is read-only: beside the labels
+        write_json(*threshold.pending)
     mine = shard(ids)
     evaluate = _should_evaluate(voc, mine, config.score)
     voc.check_image_ids(outputs.todo)
@@ -294,7 +296,7 @@ def _pseudo_params(
         given = ThresholdSetting(config.bg_threshold, "fixed", "--fg-threshold / --bg-threshold")
         confident = (config.fg_threshold, config.bg_threshold)
         return PseudoParams(crf=crf, bg_power=config.bg_power, confident=confident), given
-    threshold = resolve_threshold(cams, config.threshold, ids, voc.num_classes)
+    threshold = resolve_threshold(cams, config.threshold, ids, voc.num_classes, Path(config.out))
     if not config.confident_mode:
         return PseudoParams(threshold.value, crf, config.bg_power), threshold
     derived = confident_thresholds(threshold.value)
@@ -302,7 +304,7 @@ def _pseudo_params(
     bg = derived[1] if config.bg_threshold is None else config.bg_threshold
     params = PseudoParams(crf=crf, bg_power=config.bg_power, confident=(fg, bg))
     source = f"{CONFIDENT_RULE} from t = {threshold.value:g} ({threshold.source})"
-    return params, ThresholdSetting(threshold.value, threshold.rule, source)
+    return params, ThresholdSetting(threshold.value, threshold.rule, source, threshold.pending)
 
 
 def crf_params(config: MakePseudoConfig) -> CrfParams | None:
