@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -189,16 +189,9 @@ def cam_batch(
     )
 
 
-def make_cams(
-    forward: Forward,
-    images: torch.Tensor,
-    classes: Sequence[Sequence[int]],
-    tta: TtaConfig,
-    with_strided: bool = True,
-    scaled: Sequence[torch.Tensor] | None = None,
-) -> list[CamRecord]:
-    """`cam_batch`'s CAMs as records on the host."""
-    batch = cam_batch(forward, images, classes, tta, with_strided, scaled)
+def make_cams(*args: Any, **kwargs: Any) -> list[CamRecord]:
+    """`cam_batch`'s CAMs (same arguments) as records on the host."""
+    batch = cam_batch(*args, **kwargs)
     return batch.records([m.cpu().numpy() for m in batch.maps])
 
 
