@@ -19,6 +19,7 @@ import errno
 import json
 import os
 import socket
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -109,7 +110,7 @@ def _lock(fd: int, path: Path) -> bool:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = _read(path)
+        holder = _holder(path)
         who = _describe(holder) if holder else "its lock file not written yet"
         raise WsssError(
             f"{path.parent}: in use by another run ({who}); wait for it to finish or use "
@@ -157,6 +158,16 @@ def release(path: Path) -> None:
 def release_all() -> None:
     for path in list(_held):
         release(path)
+
+
+def _holder(path: Path, patience: float = 2.0) -> dict[str, object] | None:
+    """The run holding the lock: its holder locks the file first and writes its name just
+    after, so a run that finds the lock taken waits a moment for the name (on loaded cores
+    that moment can be long)."""
+    deadline = time.monotonic() + patience
+    while (holder := _read(path)) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return holder
 
 
 def _read(path: Path) -> dict[str, object] | None:
