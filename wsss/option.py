@@ -122,11 +122,6 @@ def option_map(config_type: type) -> dict[str, Option]:
     return {key: opt for opt in options(config_type) for key in opt.keys}
 
 
-def defaults(config_type: type) -> dict[str, Any]:
-    """Every option's default (the required ones left out)."""
-    return {opt.name: opt.default for opt in options(config_type) if not opt.required}
-
-
 def check_bounds(opt: Option, value: Any) -> None:
     """The spec's bounds, for a value from a flag, a `--set` or a recipe; a number option
     is finite (`--weight-decay inf` or a NaN would train on nonsense, then blame the lr)."""
