@@ -9,6 +9,7 @@ from typing import Any
 import typer
 
 from cli import options
+from wsss.configs import common
 
 pipeline_app = typer.Typer(
     help="Run every stage in order (any dataset in VOC layout, the demo data, PASCAL VOC 2012); "
@@ -37,11 +38,13 @@ PROFILE_HELP = (
     "differ, docs/parity.md); default: the recipe's (voc: reference)."
 )
 WORKERS_HELP = "Loader and CRF worker processes both (the first release's option)."
-DEVICE_HELP = "auto (CUDA when available), cpu or cuda."
+DEVICE_HELP = common.DEVICE_HELP
+AMP_HELP = common.AMP_HELP + " Every stage that runs a network."
 
 # The options of a whole run, in `wsss pipeline run`, `demo` and `voc` alike.
 RUN: options.Group = {
     "device": (str, lambda: typer.Option("auto", "--device", help=DEVICE_HELP)),
+    "amp": (str, lambda: typer.Option("gpu", "--amp", help=AMP_HELP)),
     "loader_workers": (int | None, lambda: typer.Option(
         None, "--loader-workers", min=0, help="Image loading processes of every stage.")),
     "crf_workers": (int | None, lambda: typer.Option(

@@ -45,6 +45,7 @@ class ModelStageConfig(Protocol):
     data: Path
     split: str
     device: str
+    amp: str
     class_list: Path | None
 
 
@@ -57,7 +58,8 @@ def open_model_stage(
     voc = VocDataset.open(config.data, config.class_list)
     ids = voc.split_ids(config.split)
     model, checkpoint = load_model(config.checkpoint, kind, voc.classes)
-    predictor = Predictor.prepare(model, resolve_device(config.device, env_info().local_rank))
+    device = resolve_device(config.device, env_info().local_rank, config.amp)
+    predictor = Predictor.prepare(model, device)
     params = {
         "checkpoint": str(config.checkpoint),
         "checkpoint_sha256": file_sha256(config.checkpoint),

@@ -35,7 +35,7 @@ from torch import nn
 from wsss.cam_math import normalize_cams, strided_size
 from wsss.camfile import CamRecord
 from wsss.data.transforms import normalize_uint8, scaled_size
-from wsss.engine.device import amp_policy, memory_format
+from wsss.engine.device import amp_policy
 from wsss.errors import WsssError
 from wsss.transfers import upload
 
@@ -238,7 +238,8 @@ def segment_probs(
 
 
 class Predictor:
-    """A model called the way inference wants it on its device: AMP and channels_last on CUDA.
+    """A model called the way inference wants it on its device: in the process's precision
+    (--amp) and the layout that runs fastest in it, returning fp32.
 
     Wrap a model that is already in place (e.g. during training) or use `prepare`.
     """
@@ -246,11 +247,12 @@ class Predictor:
     def __init__(self, model: nn.Module, device: torch.device) -> None:
         self.model, self.device = model, device
         self.amp = amp_policy(device)
-        self.memory_format = memory_format(device)
+        self.memory_format = self.amp.memory_format
+        self.amp.keep_outputs_fp32(model)
 
     @classmethod
     def prepare(cls, model: nn.Module, device: torch.device) -> Predictor:
-        model.eval().to(device=device, memory_format=memory_format(device))
+        model.eval().to(device=device, memory_format=amp_policy(device).memory_format)
         return cls(model, device)
 
     def to_device(self, images: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, get_args
 
 from wsss.option import option
 
@@ -28,6 +28,18 @@ def class_list() -> Any:
 
 def device() -> Any:
     return option("auto", help=DEVICE_HELP, run_level=True)
+
+
+Amp = Literal["gpu", "auto", "bf16", "off"]
+AMP_CHOICES: tuple[str, ...] = get_args(Amp)
+AMP_HELP = (
+    "Precision: gpu (mixed precision on CUDA, fp32 on a CPU), auto (also bf16 on a CPU with "
+    "native bf16: AVX512-BF16, AMX or Arm BF16), bf16 (on any device) or off (fp32)."
+)
+
+
+def amp() -> Any:
+    return option("gpu", help=AMP_HELP, run_level=True)
 
 
 def workers(help: str, minimum: int) -> Any:

@@ -22,6 +22,7 @@ class ImageStage:
     data: Path = common.data()
     split: str = common.split()
     device: str = common.device()
+    amp: common.Amp = common.amp()
     loader_workers: int | None = common.loader_workers()
     class_list: Path | None = common.class_list()
 

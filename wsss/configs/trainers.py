@@ -24,6 +24,7 @@ PRETRAINED_CHOICES = ("imagenet", "none")
 OUTPUT_STRIDES = (8, 16)
 AUGMENT_MODES = ("long-side", "resized-crop")
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
+AMP_CHOICES = common.AMP_CHOICES
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("poly", "cosine")
 
@@ -57,6 +58,7 @@ class TrainOptions:
         0, help="Seed of initialisation, shuffling and augmentation.", min=0, max=2**64 - 1
     )
     device: str = common.device()
+    amp: common.Amp = common.amp()
     loader_workers: int | None = common.loader_workers()
     threads: int | None = option(
         None, help="torch CPU threads (default: torch's, one per core). Same count, same bits."
@@ -96,6 +98,7 @@ class TrainOptions:
         check_choice("--optimizer", self.optimizer, OPTIMIZERS)
         check_choice("--schedule", self.schedule, SCHEDULES)
         check_choice("--device", self.device, DEVICE_CHOICES)
+        check_choice("--amp", self.amp, AMP_CHOICES)
         if self.device == "cuda":
             import torch
 

@@ -7,21 +7,25 @@ laptop CPU and on a GPU node; nothing calls `.cuda()` unconditionally.
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
-from wsss.errors import WsssError
+from wsss.errors import WsssError, check_choice
 from wsss.io import note_runtime
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
-def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
-    """`auto` means CUDA when available; a process under torchrun takes GPU `local_rank`."""
+def resolve_device(name: str = "auto", local_rank: int = 0, amp: str = "gpu") -> torch.device:
+    """`auto` means CUDA when available; a process under torchrun takes GPU `local_rank`.
+    `amp` is the precision of what runs on it from now on (`amp_policy`)."""
+    set_amp(amp)
     if name not in DEVICE_CHOICES:
         raise WsssError(f"--device must be one of {', '.join(DEVICE_CHOICES)}, got '{name}'")
     if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
@@ -67,9 +71,45 @@ def _noted(device: torch.device) -> torch.device:
     return device
 
 
+# wsss.configs.common.Amp, the option's declaration, names the same (a test pins them).
+AMP_CHOICES = ("gpu", "auto", "bf16", "off")
+# The --amp of the stage running in this process: set by `resolve_device`, read by every
+# `amp_policy` after it (the trainer, its evaluation and the inference stages alike).
+_amp_setting = "gpu"
+# Where the CPU's flag list names native bf16 arithmetic: x86's AVX512-BF16 or AMX, Arm's BF16.
+NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether the CPU computes bf16 natively (/proc/cpuinfo's flags; False where unknown).
+
+    Without it torch emulates bf16 in fp32 and autocast only adds conversions, so `auto`
+    keeps fp32 there.
+    """
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+                cpuinfo = f.read()
+        except OSError:
+            return False
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() in ("flags", "features") and NATIVE_BF16_FLAGS & set(value.split()):
+            return True
+    return False
+
+
+def set_amp(setting: str) -> None:
+    """Select the precision of what runs next in this process (--amp)."""
+    global _amp_setting
+    check_choice("--amp", setting, AMP_CHOICES)
+    _amp_setting = setting
+
+
 @dataclass(frozen=True)
 class AmpPolicy:
-    """Mixed precision on CUDA (bf16 where supported, else fp16 with a grad scaler); none on CPU."""
+    """Mixed precision: on CUDA bf16 where supported, else fp16 with a grad scaler; on a CPU
+    bf16 where asked for (`--amp bf16`, or `auto` on a CPU with native bf16)."""
 
     device_type: str
     dtype: torch.dtype | None
@@ -83,6 +123,18 @@ class AmpPolicy:
         # bf16 has fp32's exponent range: gradients do not underflow, no scaling needed.
         return self.dtype == torch.float16
 
+    @property
+    def memory_format(self) -> torch.memory_format:
+        """channels_last where it measured faster: CUDA (tensor cores) and the CPU's bf16
+        convolutions (oneDNN's blocked kernels); fp32 on a CPU gains nothing from it
+        (BENCHMARKS.md, precision rows)."""
+        forced = os.environ.get(CHANNELS_LAST_ENV)
+        if forced in ("0", "1"):
+            return torch.channels_last if forced == "1" else torch.contiguous_format
+        if self.device_type == "cuda" or self.enabled:
+            return torch.channels_last
+        return torch.contiguous_format
+
     def autocast(self) -> contextlib.AbstractContextManager:
         if not self.enabled:
             return contextlib.nullcontext()
@@ -92,17 +144,51 @@ class AmpPolicy:
         """A scaler that is a no-op (and saves an empty state) unless fp16 is used."""
         return torch.amp.GradScaler(self.device_type, enabled=self.needs_scaler)
 
+    def keep_outputs_fp32(self, model: nn.Module) -> None:
+        """Make `model` return fp32 under autocast, so that what follows its forward (the
+        losses, the CAM normaliser, the merges, the metric, the walk's sums) runs in fp32."""
+        if self.enabled and not getattr(model, _FP32_HOOKED, False):
+            model.register_forward_hook(_outputs_to_fp32)
+            setattr(model, _FP32_HOOKED, True)
 
-def amp_policy(device: torch.device) -> AmpPolicy:
-    if device.type != "cuda":
+
+CHANNELS_LAST_ENV = "WSSS_CHANNELS_LAST"  # 1 / 0 forces the layout (the benchmark's columns)
+_FP32_HOOKED = "_wsss_fp32_outputs"
+
+
+def _outputs_to_fp32(module: nn.Module, args: Any, output: Any) -> Any:
+    if isinstance(output, torch.Tensor):
+        return output.float() if output.is_floating_point() else output
+    if isinstance(output, dict):
+        return {key: _outputs_to_fp32(module, args, value) for key, value in output.items()}
+    if isinstance(output, (list, tuple)):
+        return type(output)(_outputs_to_fp32(module, args, value) for value in output)
+    return output
+
+
+def amp_policy(device: torch.device, setting: str | None = None) -> AmpPolicy:
+    """The precision `setting` (default: the process's --amp) gives on `device`.
+
+    gpu (the default): CUDA's mixed precision, fp32 on a CPU; auto: also bf16 on a CPU with
+    native bf16; bf16: bf16 on any device; off: fp32 everywhere.
+    """
+    setting = _amp_setting if setting is None else setting
+    check_choice("--amp", setting, AMP_CHOICES)
+    if setting == "off":
         return AmpPolicy(device.type, None)
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return AmpPolicy("cuda", dtype)
+    if device.type == "cuda":
+        if setting == "bf16" and not torch.cuda.is_bf16_supported():
+            raise WsssError("--amp bf16: this GPU has no bf16 (use --amp auto or off)")
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return AmpPolicy("cuda", dtype)
+    if setting == "bf16" or (setting == "auto" and cpu_has_native_bf16()):
+        return AmpPolicy(device.type, torch.bfloat16)
+    return AmpPolicy(device.type, None)
 
 
 def memory_format(device: torch.device) -> torch.memory_format:
-    """channels_last speeds up convolutions with tensor cores; on CPU it brings nothing."""
-    return torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    """The tensor layout the process's precision runs fastest in on `device`."""
+    return amp_policy(device).memory_format
 
 
 def set_seed(seed: int) -> None:

@@ -36,7 +36,6 @@ from wsss.engine import distributed as dist
 from wsss.engine.checkpoint import check_classes, load_checkpoint, save_checkpoint
 from wsss.engine.device import (
     amp_policy,
-    memory_format,
     resolve_device,
     restore_rng_state,
     rng_state,
@@ -62,7 +61,7 @@ LAST, FINAL, BEST = "last.pt", "final.pt", "best.pt"
 METRICS, SUMMARY = "metrics.jsonl", "summary.json"
 # Options a resumed run may change without changing the result.
 # Thread count and device change the bits only, and a resume under others warns.
-RESUMABLE_CHANGES = frozenset({"out", "device", "loader_workers", "resume", "compile",
+RESUMABLE_CHANGES = frozenset({"out", "device", "amp", "loader_workers", "resume", "compile",
                                "eval_every", "eval_split", "threads"})  # fmt: skip
 # Options renamed since a checkpoint may have been saved: old key -> today's.
 RENAMED_ARGS = {"use_pcl": "pcl", "workers": "loader_workers"}
@@ -150,6 +149,7 @@ class LoopConfig:
     compile: bool
     eval_every: int
     threads: int | None  # torch's CPU threads; None: torch's default
+    amp: str = "gpu"  # wsss.engine.device.AMP_CHOICES; the trainers pass their --amp
     momentum: float = 0.9
     nesterov: bool = True
     read_every: int = READ_EVERY
@@ -233,7 +233,7 @@ def fit(
     """Train `task` for `config.epochs` epochs (resuming from `last.pt` with `config.resume`)."""
     if config.threads is not None:
         torch.set_num_threads(config.threads)
-    device = resolve_device(config.device, dist.env_info().local_rank)
+    device = resolve_device(config.device, dist.env_info().local_rank, config.amp)
     dist.init_distributed(device)
     return _Trainer(task, config, device, on_epoch_end).run()
 
@@ -308,8 +308,9 @@ class _Trainer:
         self.data_fingerprint = _fingerprint(task.dataset) if self.is_main else None
         checkpoint = self._checkpoint_to_resume()
 
-        self.fmt = memory_format(device)
+        self.fmt = self.amp.memory_format
         task.objective.to(device=device, memory_format=self.fmt)
+        self.amp.keep_outputs_fp32(task.model)
         if checkpoint is not None:
             with _resume_state(self.out / LAST):
                 task.model.load_state_dict(checkpoint["model"])

@@ -59,6 +59,7 @@ class PipelineConfig:
     sbd: Path | None = None
     prepare_voc: bool = False  # run prepare-voc on `data` (and `sbd`) first
     device: str = "auto"
+    amp: str = "gpu"  # every network stage's --amp
     loader_workers: int | None = None
     crf_workers: int | None = None
     variant: str | None = None  # ablation variant of train-cam (default: the recipe's)
@@ -215,7 +216,7 @@ class Steps:
         self.voc = VocDataset.open(data)
         self.splits = resolve_splits(self.recipe, self.voc)
         self.skipped: dict[str, str] = {}
-        self.device = {"device": config.device}
+        self.device = {"device": config.device, "amp": config.amp}
         if config.loader_workers is not None:
             self.device["loader_workers"] = config.loader_workers
         self.cam_model: Path | None = None  # train-cam's final.pt, once trained
