@@ -48,12 +48,13 @@ DeepLabv3+ (`core.networks.DeepLabv3_Plus('resnet50', use_group_norm=False)` ->
     decoder.classifier.8.*            -> classifier.*
   The golden files use the BatchNorm variant; the reference's default head is GroupNorm
   (`--use_gn True`, wsss `head_norm="gn"`), the same names less the running statistics.
-AffinityNet (`core.networks.AffinityNet('resnet50')` -> `wsss.models.affinity.AffinityNet`):
-the backbone as above (also under the aliases backbone.{0..4}.*), and
+AffinityNet (`core.networks.AffinityNet('resnet50')` -> `wsss.models.affinity.AffinityNet`
+with `head="reference"`, train-aff --aff-head reference): the backbone as above (also under
+the aliases backbone.{0..4}.*), and
+    fc_edge1.{0,1}.*                  -> stem.{0,1}.*               (the stem branch)
     fc_edge{2,3,4,5}.{0,1}.*          -> levels.{0,1,2,3}.{0,1}.*   (conv, GroupNorm)
-    edge_layers.{1,2,3,4}.*           -> the same (aliases of fc_edge2..5)
-    fc_edge1.* (stem branch), fc_edge6.* (160 inputs; wsss `boundary` has 128): no
-    counterpart in wsss today (issue #25 row 7); seeded under "reference-only/<name>".
+    fc_edge6.*                        -> boundary.*                 (160 inputs)
+    edge_layers.{0,...,5}.*           -> the same (aliases of fc_edge1..6)
 A checkpoint of the official code is a DataParallel file: strip "module." first.
 """
 
@@ -143,7 +144,7 @@ def _seed_of(name: str) -> int:
 
 
 def seeded_tensor(name: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-    """The value of the tensor called `name` (a wsss state_dict key, or "reference-only/..."):
+    """The value of the tensor called `name` (a wsss state_dict key):
     conv weights He-normal, norm weights U(0.5, 1), biases N(0, 0.1), BatchNorm running
     means N(0, 0.1) and variances U(0.5, 1.5), counters 0. Same name, same values."""
     rng = np.random.Generator(np.random.PCG64(_seed_of(name)))
@@ -201,8 +202,8 @@ def _canonical_affinity_edge(key: str) -> str | None:
 
 
 def reference_key_map(key: str, kind: str) -> str:
-    """wsss name of a reference state_dict key (`kind`: classifier | deeplab | affinity), or
-    "reference-only/<canonical reference name>" when wsss has no such tensor today."""
+    """wsss name of a reference state_dict key (`kind`: classifier | deeplab | affinity; the
+    affinity net is wsss's with the reference head)."""
     if key.startswith("module."):  # a DataParallel checkpoint
         key = key[len("module.") :]
     if key.startswith("model."):
@@ -226,11 +227,13 @@ def reference_key_map(key: str, kind: str) -> str:
                 return target(m)
     if kind == "affinity":
         canonical = _canonical_affinity_edge(key)
-        if canonical is not None:
-            m = re.fullmatch(r"fc_edge([2-5])\.([01])\.(.*)", canonical)
-            if m:
-                return f"levels.{int(m[1]) - 2}.{m[2]}.{m[3]}"
-            return "reference-only/" + canonical
+        m = re.fullmatch(r"fc_edge([1-6])\.(.*)", canonical or "")
+        if m and m[1] == "1":
+            return f"stem.{m[2]}"
+        if m and m[1] == "6":
+            return f"boundary.{m[2]}"
+        if m:
+            return f"levels.{int(m[1]) - 2}.{m[2]}"
     raise KeyError(f"no wsss name for the reference tensor {key} ({kind})")
 
 
@@ -251,8 +254,6 @@ def check_strict(
     mapping = {key: reference_key_map(key, kind) for key in ref}
     covered = set()
     for key, target in mapping.items():
-        if target.startswith("reference-only/"):
-            continue
         if target not in ours:
             raise AssertionError(f"{key} -> {target}: not a wsss tensor")
         if not torch.equal(ref[key].float(), ours[target].float()):
@@ -567,6 +568,25 @@ def wsss_classifier(dilated: bool = True):
     return model.eval()
 
 
+def build_reference_affinitynet():
+    """The reference AffinityNet, seeded (get_edge and forward need no path index)."""
+    import core.networks as networks
+
+    model = networks.AffinityNet("resnet50")
+    model.load_state_dict(reference_state(model, "affinity"))
+    model.eval()  # its train() override returns None
+    return model
+
+
+def wsss_affinitynet():
+    """wsss's AffinityNet with the reference's head and backbone (rows 7 and 1), seeded."""
+    from wsss.models.affinity import AffinityNet
+
+    model = AffinityNet("resnet50", dilate=False, head="reference")
+    model.load_state_dict(seeded_state(model))
+    return model.eval()
+
+
 def generate(reference: Path, out: Path) -> None:
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -638,7 +658,6 @@ def _row_weights(golden: Golden) -> dict:
     """The key maps, checked strictly against the wsss models, with the tensors' digests."""
     import core.networks as networks
 
-    from wsss.models.affinity import AffinityNet
     from wsss.models.deeplab import DeepLabV3Plus
 
     print("weights and key maps")
@@ -653,18 +672,10 @@ def _row_weights(golden: Golden) -> dict:
     seg.load_state_dict(seeded_state(seg))
     maps["deeplab"] = {"map": check_strict(ref_seg, seg, "deeplab")}
     maps["deeplab"]["digests"] = {k: tensor_digest(v) for k, v in seg.state_dict().items()}
-    ref_aff = networks.AffinityNet("resnet50")
-    state = ref_aff.state_dict()
-    maps["affinity"] = {
-        "map": {
-            k: reference_key_map(k, "affinity") for k in state if not k.startswith("path_indices_")
-        },
-        "note": "partial: fc_edge1 and fc_edge6 have no wsss counterpart (row 7)",
-        "wsss_keys_without_reference": sorted(
-            set(AffinityNet("resnet50").state_dict())
-            - {reference_key_map(k, "affinity") for k in state if not k.startswith("path_")}
-        ),
-    }
+    ref_aff = build_reference_affinitynet()
+    aff = wsss_affinitynet()
+    maps["affinity"] = {"map": check_strict(ref_aff, aff, "affinity")}
+    maps["affinity"]["digests"] = {k: tensor_digest(v) for k, v in aff.state_dict().items()}
     return maps
 
 
@@ -1060,19 +1071,8 @@ def _row_walk(ref: ReferenceRuntime, golden: Golden, out: Path, cams: dict, edge
 
 
 def _row_affinitynet(ref: ReferenceRuntime, golden: Golden, out: Path) -> None:
-    import core.networks as networks
-
     print("AffinityNet on seeded weights (pads to 512: the slow row)")
-    model = networks.AffinityNet("resnet50")  # get_edge needs no path index
-    state = model.state_dict()
-    seeded = {
-        k: v
-        if k.startswith("path_indices_")
-        else seeded_tensor(reference_key_map(k, "affinity"), tuple(v.shape), v.dtype)
-        for k, v in state.items()
-    }
-    model.load_state_dict(seeded)
-    model.eval()
+    model = build_reference_affinitynet()
     arrays = {}
     for name in ("a",):
         images = _images_tensor(out, [name])
@@ -1085,7 +1085,8 @@ def _row_affinitynet(ref: ReferenceRuntime, golden: Golden, out: Path) -> None:
             "row": "AffinityNet edge output on seeded weights (row 7)",
             "reference": "core/networks.py:AffinityNet.get_edge (flip pair, zero pad to 512) "
             "and .forward at the image size",
-            "wsss": "wsss.models.affinity.AffinityNet (four branches: weights do not map)",
+            "wsss": "wsss.models.affinity.AffinityNet(head='reference', dilate=False) and "
+            "wsss.stages.make_rw.predict_boundary (pad_to=edge_input)",
         },
         **arrays,
     )

@@ -53,6 +53,8 @@ def test_make_all_runs_the_reference_profile_end_to_end(tmp_path: Path) -> None:
         assert load_checkpoint(out / folder / "final.pt")["model_config"]["dilate"] is False
     segmenter = load_checkpoint(out / "seg_model" / "final.pt")["model_config"]
     assert segmenter["align_corners"] is True and segmenter["head_norm"] == "gn"  # row 8
+    aff_model = load_checkpoint(out / "aff_model" / "final.pt")["model_config"]
+    assert aff_model["head"] == "reference"  # row 7: make-rw rebuilds the reference's head
     aff = read_json(out / "aff_model" / "manifest.json")
     assert aff["params"]["radius"] == 10 and aff["params"]["pair_sources"] == "cropped"
     # both mIoU conventions, labelled

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 import typer
-from conftest import RW_SIZE
+from conftest import CLASSES, RW_SIZE
 from typer.testing import CliRunner
 
 from cli.commands import register
@@ -268,6 +268,43 @@ def test_rw_normalise_is_recorded_and_part_of_the_signature(
 def test_bad_walk_parameters(changes: dict, message: str) -> None:
     with pytest.raises(WsssError, match=message):
         RwParams(**changes)
+
+
+def test_reference_head_walks_on_the_boundary_of_the_padded_image(
+    rw_setup: dict[str, Path], tmp_path: Path
+) -> None:
+    """A checkpoint with the reference head (train-aff --aff-head reference): make-rw takes
+    the boundary map on the image and its mirror, each zero-padded to 512 at the right and
+    bottom (as the reference's get_edge), not on the image as it is."""
+    from helpers_tinyvoc import save_model
+
+    from wsss.data.transforms import normalize
+    from wsss.models.affinity import AffinityNet
+
+    torch.manual_seed(0)
+    model = AffinityNet("resnet18", head="reference").eval()
+    checkpoint = save_model(tmp_path / "aff.pt", model, CLASSES)
+    out = run(_config(rw_setup, tmp_path / "rw", checkpoint=checkpoint, split="val")).out
+    voc = VocDataset.open(rw_setup["root"])
+    image_id = voc.split_ids("val")[0]
+    image = normalize(voc.load_image(image_id))[None]
+    h, w = strided_size(SIZE, SIZE)
+
+    def boundary(pad: int) -> torch.Tensor:  # the oracle: pad by hand, crop, merge the flip
+        views = torch.cat([image, image.flip(-1)])
+        padded = torch.zeros(2, 3, SIZE + pad, SIZE + pad)
+        padded[..., :SIZE, :SIZE] = views
+        with torch.no_grad():
+            logits = model(padded)[:, 0, :h, :w]
+        return torch.sigmoid((logits[0] + logits[1].flip(-1)) / 2)
+
+    source = load_cam_file(rw_setup["cams"] / f"{image_id}.npy")
+    written = load_cam_file(out / f"{image_id}.npy")
+    params = RwParams(exp_times=4)
+    expected = refine_record(source, boundary(512 - SIZE), params)
+    np.testing.assert_allclose(written.cam, expected.cam, atol=1e-5)
+    unpadded = refine_record(source, boundary(0), params)
+    assert np.abs(written.cam - unpadded.cam).max() > 1e-3  # the padding matters
 
 
 # -- the commands --------------------------------------------------------------------------------

@@ -81,6 +81,33 @@ def test_crf_refinement(seg_setup, tmp_path: Path) -> None:
     assert changed > 0
 
 
+def test_crf_is_fed_the_augmented_probabilities(seg_setup, tmp_path: Path) -> None:
+    """With its pairwise weights at 0 the CRF is the argmax of what it is fed, so the labels
+    show which probabilities reached it: those of every scale and flip, not the image's alone
+    (on the untrained fixture the full CRF gives one label per image whatever it is fed)."""
+    pytest.importorskip("pydensecrf")
+    scales = (0.5, 1.0)
+    changes = {"crf": True, "gaussian_compat": 0.0, "bilateral_compat": 0.0, "crf_iters": 1}
+    run(_config(seg_setup, tmp_path / "crf", split="val", scales=scales, **changes))
+    root, checkpoint = seg_setup
+    voc = VocDataset.open(root)
+    saved = torch.load(checkpoint, weights_only=True)
+    model = DeepLabV3Plus.from_config(saved["model_config"])
+    model.load_state_dict(saved["model"])
+    differ = 0
+    for image_id in voc.split_ids("val"):
+        image = normalize(voc.load_image(image_id))[None]
+        with torch.no_grad():  # the oracle: the views' softmaxes averaged by hand
+            views = [out[0] for out in tta_outputs(model.eval(), image, TtaConfig(scales=scales))]
+            probs = torch.cat([F.interpolate(v, size=image.shape[-2:], mode="bilinear")
+                               for v in views]).softmax(1).mean(0)  # fmt: skip
+            alone = model(image)[0].softmax(0)
+        written = read_label_png(tmp_path / "crf" / f"{image_id}.png")
+        np.testing.assert_array_equal(written, probs.argmax(0).numpy())
+        differ += int((probs.argmax(0) != alone.argmax(0)).sum())
+    assert differ > 0  # the augmentation changes the argmax somewhere: the check can fail
+
+
 def test_merge_logits_and_a_crf_preset(seg_setup, tmp_path: Path) -> None:
     """--merge logits: the softmax of the views' summed logits (the official code); the CRF
     preset `reference` is the official code's prediction CRF (psa's values), an explicit

@@ -94,3 +94,25 @@ def test_train_aff_needs_labels_and_a_fitting_crop(
 
 
 # -- make-rw -------------------------------------------------------------------------------------
+
+
+def test_aff_head_is_recorded_in_the_checkpoint_and_rebuilt(
+    rw_setup: dict[str, Path], tmp_path: Path
+) -> None:
+    """--aff-head reference (row 7) trains the reference's head, and the checkpoint says so:
+    make-rw rebuilds it from the model config alone, with its padding to 512."""
+    from wsss.checkpoints import load_model
+    from wsss.models.affinity import REFERENCE_EDGE_INPUT
+
+    config, _ = _aff_config(rw_setup, tmp_path, tmp_path / "aff", epochs=1, aff_head="reference")
+    result = train_aff(config)
+    final = load_checkpoint(result.final, "affinity")
+    assert final["model_config"]["head"] == "reference"
+    model, _ = load_model(result.final, "affinity", CLASSES)
+    assert model.edge_input == REFERENCE_EDGE_INPUT
+    assert model.boundary.in_channels == 5 * model.level_channels  # the stem's branch too
+    assert "stem.0.weight" in final["model"]
+    with pytest.raises(WsssError, match="aff_head"):
+        train_aff(replace(config, resume=True, aff_head="wsss"))
+    with pytest.raises(WsssError, match="--aff-head reference .* timm"):
+        train_aff(replace(config, backbone="timm:resnest50d", out=tmp_path / "t"))

@@ -75,6 +75,7 @@ class PuzzleConfig:
     puzzle_start: float = 0.0
     re_loss: Literal["l1", "l2"] = "l1"
     re_level: Literal["feature", "cam"] = "feature"
+    pcl_maps: Literal["raw", "level"] = "raw"  # what L_p-cls pools (`puzzle_losses`)
     use_pcl: bool = True
     use_cls: bool = True
 
@@ -87,6 +88,8 @@ class PuzzleConfig:
             raise WsssError(f"reconstruction loss must be l1 or l2, got {self.re_loss!r}")
         if self.re_level not in ("feature", "cam"):
             raise WsssError(f"reconstruction level must be feature or cam, got {self.re_level!r}")
+        if self.pcl_maps not in ("raw", "level"):
+            raise WsssError(f"L_p-cls maps must be raw or level, got {self.pcl_maps!r}")
         if not (self.use_cls or (self.pieces > 1 and (self.use_pcl or self.alpha > 0))):
             raise WsssError("the puzzle options switch off every loss term (cls, p_cls and re)")
 
@@ -122,8 +125,9 @@ def puzzle_losses(
     `model` maps images to class maps (B x C x h x w, before pooling); `alpha` is the
     current schedule value. The tiled forward runs only when a term needs it (p_cls on, or
     re with alpha > 0, and more than one piece), so the plain CAM baseline costs one
-    forward; terms not computed are reported as 0. L_p-cls always pools the RAW merged maps
-    (the reference pooled normalised CAMs at "cam" level, whose GAP is never negative).
+    forward; terms not computed are reported as 0. L_p-cls pools the raw merged maps
+    (`pcl_maps="raw"`) or those L_re compares (`"level"`: the normalised CAMs at "cam" level,
+    as the reference; their GAP is never negative, so it is a weaker loss).
     If H, W are not divisible by 2 x output stride the merged maps are one cell short of
     the whole-image maps and are resized to them bilinearly.
     """
@@ -144,7 +148,10 @@ def puzzle_losses(
         if merged.shape[-2:] != size:
             merged = F.interpolate(merged, size=size, mode="bilinear", align_corners=False)
         if want_pcl:
-            losses["p_cls"] = F.multilabel_soft_margin_loss(CamClassifier.logits(merged), labels)
+            pooled = merged
+            if config.pcl_maps == "level" and config.re_level == "cam":
+                pooled = normalize_cams(merged)
+            losses["p_cls"] = F.multilabel_soft_margin_loss(CamClassifier.logits(pooled), labels)
         if want_re:
             kind, level = config.re_loss, config.re_level
             losses["re"] = reconstruction_loss(maps, merged, labels, kind, level)

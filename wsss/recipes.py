@@ -204,11 +204,12 @@ def pick_variants(short: list[str] | None) -> tuple[str, ...]:
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "wsss": {},
     "reference": {
-        "train_cam": {"backbone_dilation": False},  # row 1: layer4 at stride 1, not dilated
+        # row 1: layer4 at stride 1, not dilated; L_p-cls as the reference at --re-level cam
+        "train_cam": {"backbone_dilation": False, "pcl_maps": "level"},
         "make_cam": {"resize": "pil-bicubic"},  # row 2
         "make_pseudo": {"crf_preset": "reference"},  # row 3: labels unary, srgb 5
         "make_rw": {"rw_normalise": "global", "exp_times": 8},  # rows 4, 5
-        "train_aff": {"radius": 10, "pair_sources": "cropped"},  # row 6
+        "train_aff": {"radius": 10, "pair_sources": "cropped", "aff_head": "reference"},  # 6, 7
         "train_seg": {"backbone_dilation": False, "align_corners": True, "head_norm": "gn"},  # 1, 8
         "predict": {"resize": "pil-bicubic", "merge": "logits", "crf_preset": "reference"},  # 2, 9
     },

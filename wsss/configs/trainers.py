@@ -205,6 +205,12 @@ class TrainCamConfig(Evaluated):
         help="The tile classification loss L_p-cls (--no-pcl drops it).",
         old_keys=("use_pcl",),
     )
+    pcl_maps: str = option(
+        "raw",
+        help="What L_p-cls pools: raw (the merged class maps) or level (the maps L_re compares: "
+        "at --re-level cam the normalised merged CAMs, as the reference; docs/parity.md). "
+        "The same at --re-level feature.",
+    )
 
     def validate(self) -> None:
         super().validate()
@@ -221,6 +227,7 @@ class TrainCamConfig(Evaluated):
                 raise WsssError(f"{flag} is a fraction of training in [0, 1], got {value}")
         check_choice("--re-loss", self.re_loss, ("l1", "l2"))
         check_choice("--re-level", self.re_level, ("feature", "cam"))
+        check_choice("--pcl-maps", self.pcl_maps, ("raw", "level"))
         check_choice("--augment", self.augment, AUGMENT_MODES)
         if self.init is not None and not Path(self.init).is_file():
             raise file_error(self.init, "--init checkpoint not found")
@@ -299,6 +306,12 @@ class TrainAffConfig(TrainOptions):
         help="Pixels whose pairs are trained: all, or cropped as the reference's PathIndex "
         "(none in the last radius-1 rows and first / last radius-1 columns; docs/parity.md).",
     )
+    aff_head: Literal["wsss", "reference"] = option(
+        "wsss",
+        help="The affinity net's head: wsss (four branches, ReLU before the resize) or "
+        "reference (the official code's: a stem branch too, ReLU after the upsampling, and "
+        "make-rw pads the image to 512; docs/parity.md row 7). Recorded in the checkpoint.",
+    )
     epochs: int = 3
     lr: float = 0.01
 
@@ -310,6 +323,11 @@ class TrainAffConfig(TrainOptions):
         if not Path(self.labels).is_dir():
             raise file_error(self.labels, "--labels directory not found")
         pair_offsets(self.radius)
+        if self.aff_head == "reference" and self.backbone.startswith("timm:"):
+            raise WsssError(
+                f"--aff-head reference has a branch on the ResNet stem: timm backbones "
+                f"({self.backbone}) have none"
+            )
         if self.crop < 2 * self.radius * CAM_STRIDE:
             raise WsssError(
                 f"--crop {self.crop} is too small for --radius {self.radius} "

@@ -66,7 +66,8 @@ RESUMABLE_CHANGES = frozenset({"out", "device", "amp", "loader_workers", "resume
 # Options renamed since a checkpoint may have been saved: old key -> today's.
 RENAMED_ARGS = {"use_pcl": "pcl", "workers": "loader_workers"}
 # Options added since a checkpoint may have been saved -> the value it was made with.
-ADDED_ARGS: dict[str, Any] = {"backbone_dilation": True, "align_corners": False, "head_norm": "bn"}
+ADDED_ARGS: dict[str, Any] = {"backbone_dilation": True, "align_corners": False, "head_norm": "bn",
+                              "aff_head": "wsss", "pcl_maps": "raw"}  # fmt: skip
 # Loss values reach the host (a wait for the GPU to finish every queued step) only this often
 # and at an epoch's end, so that the host queues the next steps while the GPU runs.
 READ_EVERY = 20

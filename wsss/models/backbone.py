@@ -31,6 +31,9 @@ from torchvision.models._api import WeightsEnum
 from wsss.errors import WsssError, file_error
 
 STAGES = ("stage1", "stage2", "stage3", "stage4")
+# The stem's output (conv1, bn1, relu, maxpool: stride 4), beside the stages where a backbone
+# has one (the torchvision ResNets); the reference AffinityNet has a branch on it.
+STEM = "stem"
 TIMM_PREFIX = "timm:"
 
 # name -> (constructor, official ImageNet weights, uses Bottleneck blocks)
@@ -50,7 +53,8 @@ BACKBONES: tuple[str, ...] = (
 
 
 class Backbone(nn.Module):
-    """Four feature maps: stage1 at stride 4 (low-level detail) ... stage4 at `output_stride`."""
+    """Four feature maps: stage1 at stride 4 (low-level detail) ... stage4 at `output_stride`;
+    `STEM` too where `channels` names it."""
 
     channels: dict[str, int]
     output_stride: int
@@ -83,12 +87,13 @@ class ResNetBackbone(Backbone):
         )
         expansion = type(net.layer1[0]).expansion
         self.channels = {stage: 64 * 2**i * expansion for i, stage in enumerate(STAGES)}
+        self.channels[STEM] = net.conv1.out_channels
         self.output_stride = output_stride
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         layers = (self.layer1, self.layer2, self.layer3, self.layer4)
-        features = {}
+        features = {STEM: x}
         for stage, layer in zip(STAGES, layers, strict=True):
             x = layer(x)
             features[stage] = x

@@ -1,10 +1,11 @@
 """`wsss make-rw`: CAMs refined by a random walk over learned affinities.
 
-Per image: the affinity net's boundary map (averaged with that of the flipped image), the
-sparse transition matrix of the pairs within `radius` (affinity^beta, row-normalised), the
-stride-4 CAMs masked by 1 - boundary and propagated 2^exp_times steps, upsampled to the
-image like IRN (x4, cropped), and written in the CAM file schema so that `eval-cam` and
-`make-pseudo` read them as CAMs. Same-size images are walked together (`walk_batch`): the
+Per image: the affinity net's boundary map (averaged with that of the flipped image; the
+reference head's on the image zero-padded to 512, as its get_edge), the sparse transition
+matrix of the pairs within `radius` (affinity^beta, row-normalised), the stride-4 CAMs masked
+by 1 - boundary and propagated 2^exp_times steps, upsampled to the image like IRN (x4,
+cropped), and written in the CAM file schema so that `eval-cam` and `make-pseudo` read them
+as CAMs. Same-size images are walked together (`walk_batch`): the
 walk is hundreds of small sparse products in sequence, and on a GPU one product for a
 batch costs about what one for an image did.
 
@@ -50,7 +51,7 @@ from wsss.affinity import (
     random_walk,
     transition_matrix,
 )
-from wsss.cam_math import CAM_STRIDE, normalize_cams
+from wsss.cam_math import CAM_STRIDE, normalize_cams, strided_size
 from wsss.camfile import (
     CamRecord,
     cam_folder_params,
@@ -143,6 +144,7 @@ def run(config: MakeRwConfig) -> MakeRwResult:
     check_count("--loader-workers", config.loader_workers, 0)
     check_count("--overlays", config.overlays, 0)
     voc, ids, predictor, params = open_model_stage(config, AffinityNet.KIND)
+    edge_input = predictor.model.edge_input  # the reference head's padding (row 7)
     cam_folder_params(cams, voc.classes)
     device = predictor.device
     params |= {
@@ -174,7 +176,7 @@ def run(config: MakeRwConfig) -> MakeRwResult:
             images = predictor.to_device(batch["image"])
             size = (int(images.shape[-2]), int(images.shape[-1]))
             records = [load_cam_file(inputs[i], voc.num_classes, size) for i in batch_ids]
-            boundary = predict_boundary(predictor, images, config.flip)
+            boundary = predict_boundary(predictor, images, config.flip, edge_input)
             maps = walk_batch(records, boundary, walk)
             readback.submit(maps, functools.partial(write, batch_ids, records))
     overlays = []
@@ -189,16 +191,24 @@ def rw_batch_size(device: torch.device) -> int:
     return default_batch_size(device) if device.type == "cuda" else 1
 
 
-def predict_boundary(predictor: Predictor, images: torch.Tensor, flip: bool) -> torch.Tensor:
+def predict_boundary(
+    predictor: Predictor, images: torch.Tensor, flip: bool, pad_to: int | None = None
+) -> torch.Tensor:
     """B x h x w boundary maps in [0, 1] of B same-size images (B x 3 x H x W), on the
     stride-4 grid. With `flip` the logits are averaged with those of the flipped image (as
-    Puzzle-CAM)."""
-    batch = images.shape[0]
+    Puzzle-CAM). `pad_to` (the model's `edge_input`): each view, flipped one included, is
+    zero-padded at its right and bottom to that size and the logits cropped back, as the
+    reference's get_edge does; a side already longer is left as it is."""
+    batch, height, width = images.shape[0], images.shape[-2], images.shape[-1]
+    views = torch.cat([images, images.flip(-1)]) if flip else images
+    if pad_to is not None:
+        views = F.pad(views, [0, max(0, pad_to - width), 0, max(0, pad_to - height)])
+    logits = predictor(views).float()
+    if pad_to is not None:
+        h, w = strided_size(height, width, CAM_STRIDE)
+        logits = logits[..., :h, :w]
     if flip:
-        both = predictor(torch.cat([images, images.flip(-1)])).float()
-        logits = (both[:batch] + both[batch:].flip(-1)) / 2
-    else:
-        logits = predictor(images).float()
+        logits = (logits[:batch] + logits[batch:].flip(-1)) / 2
     return torch.sigmoid(logits[:, 0])
 
 

@@ -60,6 +60,14 @@ class AffinityObjective(nn.Module):
         return affinity_loss(affinities, targets)
 
 
+def build_model(config: TrainAffConfig, pretrained: str) -> AffinityNet:
+    """The affinity net these options describe, its backbone starting from `pretrained`."""
+    return AffinityNet(
+        config.backbone, config.output_stride, pretrained, freeze_backbone=config.freeze_backbone,
+        dilate=config.backbone_dilation, head=config.aff_head,
+    )  # fmt: skip
+
+
 def run(
     config: TrainAffConfig, on_epoch_end: Callable[[EpochEnd], None] | None = None
 ) -> TrainAffResult:
@@ -71,10 +79,7 @@ def run(
     set_seed(config.seed)
     resuming = config.resume and (Path(config.out) / LAST).is_file()
     pretrained = "none" if resuming or config.init else config.pretrained
-    model = AffinityNet(
-        config.backbone, config.output_stride, pretrained, freeze_backbone=config.freeze_backbone,
-        dilate=config.backbone_dilation,
-    )  # fmt: skip
+    model = build_model(config, pretrained)
     if config.init is not None and not resuming:
         load_cam_backbone(model, Path(config.init), voc.classes)
     task = TrainTask.of(

@@ -42,6 +42,7 @@ def puzzle_config(config: TrainCamConfig) -> PuzzleConfig:
         puzzle_start=config.puzzle_start,
         re_loss=config.re_loss,  # type: ignore[arg-type]
         re_level=config.re_level,  # type: ignore[arg-type]
+        pcl_maps=config.pcl_maps,  # type: ignore[arg-type]
         use_pcl=config.pcl,
     )
 
