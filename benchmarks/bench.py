@@ -83,6 +83,7 @@ def plan(backbones: Sequence[str]) -> list[Job]:
     jobs = [Job("machine", "machine", {})]
     jobs += [Job(f"make-cam {b}", "make-cam", {"backbone": b}) for b in backbones]
     jobs += [Job(name, name, {}) for name in ("eval-cam", "make-pseudo", "train-cam")]
+    jobs += [Job(f"precision {b}", "precision", {"backbone": b}) for b in backbones]
     return jobs
 
 
@@ -121,6 +122,7 @@ def child_main(spec_path: Path, result_path: Path) -> int:
     import torch
 
     from benchmarks.common import MEASUREMENTS, BenchSettings
+    from benchmarks.precision import measure_precision
 
     spec = json.loads(spec_path.read_text())
     settings = BenchSettings.from_json(spec["settings"])
@@ -128,7 +130,8 @@ def child_main(spec_path: Path, result_path: Path) -> int:
         torch.set_num_threads(settings.threads)
     # What the interpreter holds before the stage starts: torch alone is hundreds of MB.
     imported = _self_peak_rss_mb()
-    numbers = MEASUREMENTS[spec["name"]](settings, **spec["params"])
+    measurements = {**MEASUREMENTS, "precision": measure_precision}
+    numbers = measurements[spec["name"]](settings, **spec["params"])
     numbers["import_rss_mb"] = imported
     write_json(result_path, finite_or_none(numbers))
     return 0
@@ -247,6 +250,19 @@ def targets(backbones: Sequence[str]) -> list[Target]:
             0.10,
             percent=True,
         ),
+    ]
+    # Issue #26: bf16 + channels_last against fp32 NCHW, on a CPU with native bf16.
+    rows += [
+        Target(
+            "CPU bf16",
+            f"{stage} images/s, bf16 + channels_last / fp32 NCHW ({b})",
+            f"precision {b}",
+            f"{stage}|bf16_cl_ratio",
+            False,
+            1.8,
+        )
+        for b in backbones
+        for stage in ("train-cam plain", "train-cam puzzle", "make-cam", "train-seg")
     ]
     return rows
 
@@ -514,6 +530,8 @@ def _stage_tables(report: dict[str, Any]) -> list[str]:
         "",
     ]
 
+    lines += _precision_tables(report)
+
     tr, derived = med["train-cam"], report["derived"]
     lines += [
         f"### train-cam ({s['backbones'][0]}, batch {int(tr['batch'])}, crop {s['size']} px, "
@@ -571,6 +589,41 @@ def _stage_tables(report: dict[str, Any]) -> list[str]:
         "loaded, before the stage starts.",
         "",
     ]
+    return lines
+
+
+def _precision_tables(report: dict[str, Any]) -> list[str]:
+    s, med = report["settings"], report["medians"]
+    lines = [
+        "### Precision: fp32 against bf16 (CPU autocast) and channels_last",
+        "",
+        "Each stage's network work in the four modes, taking turns in one process "
+        "(benchmarks/precision.py says what each row runs); ratios are images/s over fp32 "
+        f"NCHW's, {s['size']} px, training batch {s['train_batch']}. The default CPU mode is "
+        "fp32 NCHW (`--amp gpu`); `--amp bf16` (or `auto` on a CPU with native bf16) runs "
+        "bf16 + channels_last.",
+        "",
+    ]
+    for b in s["backbones"]:
+        row = med.get(f"precision {b}")
+        if row is None:
+            continue
+        # "STAGE|MODE_ratio" keys, in the order measured (the parent imports no torch)
+        keys = [m.groups() for k in row if (m := re.fullmatch(r"(.+)\|(.+)_ratio", k))]
+        stages = list(dict.fromkeys(stage for stage, _ in keys))
+        modes = [mode for mode in dict.fromkeys(mode for _, mode in keys) if mode != "fp32"]
+        lines += [f"{b}:", ""]
+        lines += _table(
+            ["stage", "fp32 images/s", *(f"{mode} / fp32" for mode in modes)],
+            [
+                (
+                    stage,
+                    _fmt(row[f"{stage}|fp32_images_per_s"]),
+                    *(_fmt(row[f"{stage}|{mode}_ratio"]) for mode in modes),
+                )
+                for stage in stages
+            ],
+        )
     return lines
 
 

@@ -39,6 +39,20 @@ FIGURES = {
         "eval_s",
         "eval_share",
     ],
+    "precision resnet18": [
+        f"{stage}|{mode}_{figure}"
+        for stage in (
+            "train-cam plain",
+            "train-cam puzzle",
+            "train-seg",
+            "train-aff",
+            "make-cam",
+            "predict",
+            "make-rw",
+        )
+        for mode in ("fp32", "fp32_cl", "bf16", "bf16_cl")
+        for figure in ("images_per_s", "ratio")
+    ],
 }
 
 
@@ -70,17 +84,21 @@ def test_tiny_bench_reports_every_stage(tmp_path: Path) -> None:
         assert figures["peak_rss_mb"] >= figures["import_rss_mb"]
     batched = report["medians"]["make-cam resnet18"]["b4_max_abs_diff"]
     assert 0 <= batched <= 1e-4  # batching images per scale gives the per-image CAMs
-    assert len(report["targets"]) == 7
+    assert len(report["targets"]) == 11  # 7, and 4 bf16 rows per backbone
+    precision = report["medians"]["precision resnet18"]
+    assert precision["make-cam|fp32_ratio"] == 1.0
     assert all(math.isfinite(row["measured"]) for row in report["targets"])
 
     text = out.read_text()
     for heading in ("## Machine", "## Machine limits", "### make-cam", "### eval-cam",
-                    "### make-pseudo", "### train-cam", "## Targets", "## Findings"):  # fmt: skip
+                    "### make-pseudo", "### train-cam", "### Precision", "## Targets",
+                    "## Findings"):  # fmt: skip
         assert heading in text
     assert "stale numbers" not in text and text.endswith("A profiling note by hand.\n")
     assert report["command"] in text
     target_lines = [line for line in text.splitlines() if line.endswith(("| PASS |", "MISS** |"))]
-    assert len(target_lines) == 7
+    assert len(target_lines) == 11
+    assert "| train-aff | " in text  # a row of the precision table
     matmul = report["medians"]["machine"]["matmul_gflops"]
     assert f"{matmul:.1f} GFLOP/s" in text
     assert not list(json_path.parent.glob("work-*"))  # the scratch folder is removed

@@ -1,0 +1,150 @@
+"""fp32 against bf16 (CPU autocast) and channels_last, every convolution stage side by side.
+
+Each stage's network work runs in one process under each mode in turn (`alternate`), so load
+drifts hit every mode alike and the ratios are measured in one run:
+
+- trainers: one optimiser step of the stage's own objective on a fixed batch (train-cam plain
+  and Puzzle-CAM, train-seg's DeepLabv3+, train-aff's affinity net with its frozen backbone),
+  the models as the stage builds them (demo recipe backbone, output stride 16);
+- make-cam: the stage's whole multi-scale + flip pass (`make_cams`) over one image at a time;
+- predict: `segment_probs` at one scale + flip (the demo recipe's predict);
+- make-rw: the boundary net's forward with its flip (`predict_boundary`; the walk's sparse
+  sums stay in fp32 whatever the mode).
+
+The modes: fp32 NCHW (today's CPU default), fp32 channels_last, bf16 NCHW and bf16
+channels_last (`--amp bf16`; the layout forced by WSSS_CHANNELS_LAST).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from benchmarks.common import BenchSettings, Numbers, alternate, seconds_of
+from wsss.engine.device import CHANNELS_LAST_ENV, amp_policy
+from wsss.inference import Predictor, TtaConfig, make_cams, segment_probs
+from wsss.models.affinity import AffinityNet
+from wsss.models.classifier import CamClassifier
+from wsss.models.deeplab import DeepLabV3Plus
+from wsss.puzzle import PuzzleConfig
+from wsss.stages.make_rw import predict_boundary
+from wsss.stages.train_aff import AffinityObjective
+from wsss.stages.train_cam import PuzzleObjective
+from wsss.stages.train_seg import SegObjective
+
+MODES = {  # name: (--amp, channels_last)
+    "fp32": ("off", "0"),
+    "fp32_cl": ("off", "1"),
+    "bf16": ("bf16", "0"),
+    "bf16_cl": ("bf16", "1"),
+}
+STAGES = ("train-cam plain", "train-cam puzzle", "train-seg", "train-aff", "make-cam",
+          "predict", "make-rw")  # fmt: skip
+CPU = torch.device("cpu")
+
+
+def _in_mode(mode: str) -> Any:
+    amp, channels_last = MODES[mode]
+    os.environ[CHANNELS_LAST_ENV] = channels_last
+    return amp_policy(CPU, amp)
+
+
+Build = Callable[[], torch.nn.Module]
+Timed = Callable[[str], float]  # seconds of one call in a mode
+
+
+def _trainer_step(
+    build: Build, batch: dict[str, torch.Tensor], objective: Callable[[torch.nn.Module], Any]
+) -> Timed:
+    """Seconds of one SGD step of `objective(model)` in a mode; each mode has its own model,
+    built once from the same seed, in the mode's layout."""
+    prepared: dict[str, Any] = {}
+
+    def step(mode: str) -> float:
+        policy = _in_mode(mode)
+        if mode not in prepared:
+            torch.manual_seed(0)
+            model = build().to(memory_format=policy.memory_format).train()
+            policy.keep_outputs_fp32(model)
+            module = objective(model)
+            params = [p for p in module.parameters() if p.requires_grad]
+            prepared[mode] = (module, torch.optim.SGD(params, lr=1e-3, momentum=0.9))
+        module, optimizer = prepared[mode]
+        inputs = {k: v.contiguous(memory_format=policy.memory_format) if v.dim() == 4 else v
+                  for k, v in batch.items()}  # fmt: skip
+
+        def once() -> None:
+            with policy.autocast():
+                loss = module(inputs, 1.0)["loss"]
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+        return seconds_of(once)
+
+    return step
+
+
+def _inference(build: Build, call: Callable[[Predictor], object]) -> Timed:
+    prepared: dict[str, Predictor] = {}
+
+    def run(mode: str) -> float:
+        _in_mode(mode)
+        if mode not in prepared:
+            torch.manual_seed(0)
+            prepared[mode] = Predictor.prepare(build(), CPU)
+        with torch.inference_mode():
+            return seconds_of(lambda: call(prepared[mode]))
+
+    return run
+
+
+def measure_precision(settings: BenchSettings, backbone: str) -> Numbers:
+    """Images per second of each stage in each mode, and each mode's ratio to fp32 NCHW."""
+    size, batch = settings.size, settings.train_batch
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(batch, 3, size, size, generator=generator)
+    classes = 20
+    labels = (torch.rand(batch, classes, generator=generator) < 0.15).float()
+    masks = torch.randint(0, classes + 1, (batch, size, size), generator=generator)
+    one = images[:1]
+    cam_net = lambda: CamClassifier(backbone, classes)  # noqa: E731
+    seg_net = lambda: DeepLabV3Plus(backbone, classes + 1)  # noqa: E731
+    aff_net = lambda: AffinityNet(backbone)  # noqa: E731
+    puzzle = PuzzleConfig()
+    plain = PuzzleConfig(pieces=1, alpha=0.0, use_pcl=False)
+    stages: dict[str, tuple[Timed, int]] = {
+        "train-cam plain": (_trainer_step(cam_net, {"image": images, "label": labels},
+                                          lambda m: PuzzleObjective(m, plain)), batch),
+        "train-cam puzzle": (_trainer_step(cam_net, {"image": images, "label": labels},
+                                           lambda m: PuzzleObjective(m, puzzle)), batch),
+        "train-seg": (_trainer_step(seg_net, {"image": images, "mask": masks},
+                                    SegObjective), batch),
+        "train-aff": (_trainer_step(aff_net, {"image": images, "mask": masks},
+                                    lambda m: AffinityObjective(m, 5)), batch),
+        "make-cam": (_inference(cam_net, lambda p: make_cams(p, one, [[0, 3]], TtaConfig())), 1),
+        "predict": (_inference(seg_net, lambda p: segment_probs(
+            p, images, TtaConfig(scales=(1.0,)))), batch),
+        "make-rw": (_inference(aff_net, lambda p: predict_boundary(p, one, True)), 1),
+    }  # fmt: skip
+    assert tuple(stages) == STAGES
+    out: Numbers = {"size": size, "batch": batch}
+    saved = os.environ.get(CHANNELS_LAST_ENV)
+    try:
+        for stage, (run, count) in stages.items():
+            for mode in MODES:  # warm-up: first calls build the model and oneDNN's kernels
+                run(mode)
+            runs = {mode: (lambda m=mode, r=run: r(m)) for mode in MODES}
+            seconds = alternate(runs, settings.min_seconds, min_rounds=3)
+            for mode in MODES:
+                out[f"{stage}|{mode}_images_per_s"] = count / seconds[mode]
+                out[f"{stage}|{mode}_ratio"] = seconds["fp32"] / seconds[mode]
+    finally:
+        if saved is None:
+            os.environ.pop(CHANNELS_LAST_ENV, None)
+        else:
+            os.environ[CHANNELS_LAST_ENV] = saved
+    return out
