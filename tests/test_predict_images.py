@@ -149,7 +149,7 @@ def test_window_starts_cover_the_axis() -> None:
 def test_windows_of_a_segmenter_stay_close_to_the_whole_image(seg_setup) -> None:
     """An untrained DeepLab sees the whole image through its image pooling and its receptive
     field, so windows differ from it; with two windows over a 90 x 150 image the merged
-    probabilities stay close (measured: 0.02 mean absolute difference)."""
+    probabilities stay close (measured: 0.044 mean absolute difference)."""
     predictor = _model(seg_setup)
     image = to_chw_uint8(_pixels(90, 150, 4))
     tta = TtaConfig(scales=(1.0,))

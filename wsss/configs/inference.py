@@ -88,6 +88,7 @@ class PredictConfig(ImageStage):
         "--batch-size windows per forward, default 1).",
         min=32,
         panel=IMAGES_PANEL,
+        run_level=True,  # stand-alone only: the pipeline predicts a split
     )
     overlap: float = option(
         0.25,
@@ -95,11 +96,13 @@ class PredictConfig(ImageStage):
         min=0.0,
         max=0.9,
         panel=IMAGES_PANEL,
+        run_level=True,  # stand-alone only: the pipeline predicts a split
     )
     overlay: bool = option(
         False,
         help="With --images: also write <image>.overlay.jpg, the image with the label colours.",
         panel=IMAGES_PANEL,
+        run_level=True,  # stand-alone only: the pipeline predicts a split
     )
     save_probs: bool = option(
         False,
@@ -107,6 +110,7 @@ class PredictConfig(ImageStage):
         "(float32, compressed; 'probs' C+1 x H x W and 'classes'). Keeps an image's "
         "probabilities in memory, as --crf does.",
         panel=IMAGES_PANEL,
+        run_level=True,  # stand-alone only: the pipeline predicts a split
     )
     scales: tuple[float, ...] = option((1.0,), help=common.SCALES_HELP)
     flip: bool = common.flip()
