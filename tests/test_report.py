@@ -205,6 +205,10 @@ def test_report_inlines_every_figure_and_shows_the_run(tmp_path: Path) -> None:
     assert states["cams"] == "4 files, complete"
     text = " ".join(page.text)
     assert "random-walk path: not run" in text and "has not run" not in text
+    # what to do after the pipeline: the run's own segmenter on new images, and its export
+    segmenter = run / "seg_model" / "final.pt"
+    assert f"wsss predict --checkpoint {segmenter} --images" in text
+    assert f"wsss export --checkpoint {segmenter}" in text
 
     # Per-class IoU: one row per class (escaped name read back intact), values of the JSONs.
     iou = table_with(page, "background")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,13 +26,15 @@ def weights_error(path: str | Path, problem: str, exc: Exception) -> WsssError:
 
 
 def load_model(
-    path: str | Path, kind: str, classes: tuple[str, ...]
+    path: str | Path, kind: str | Sequence[str], classes: tuple[str, ...] | None
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Model of a checkpoint of `kind`, checked against the dataset's class list."""
-    checkpoint = load_checkpoint(path, kind)
-    check_classes(path, checkpoint, classes)
+    """Model of a checkpoint of `kind` (or of one of several kinds), checked against the
+    dataset's class list (None: the model's own classes are the ones used)."""
+    checkpoint = load_checkpoint(path, kind if isinstance(kind, str) else tuple(kind))
+    if classes is not None:
+        check_classes(path, checkpoint, classes)
     try:
-        model = model_class(kind).from_config(checkpoint["model_config"])
+        model = model_class(checkpoint["kind"]).from_config(checkpoint["model_config"])
         model.load_state_dict(checkpoint["model"])
     except (KeyError, RuntimeError, TypeError, ValueError) as exc:
         raise weights_error(path, "weights do not fit the model it describes", exc) from None
@@ -57,17 +60,25 @@ def open_model_stage(
     the data)."""
     voc = VocDataset.open(config.data, config.class_list)
     ids = voc.split_ids(config.split)
-    model, checkpoint = load_model(config.checkpoint, kind, voc.classes)
-    device = resolve_device(config.device, env_info().local_rank, config.amp)
-    predictor = Predictor.prepare(model, device)
+    predictor, _, params = open_model(
+        config.checkpoint, kind, config.device, voc.classes, config.amp
+    )
+    return voc, ids, predictor, params | {"data": str(config.data), "split": config.split}
+
+
+def open_model(
+    path: Path, kind: str, device: str, classes: tuple[str, ...] | None = None, amp: str = "gpu"
+) -> tuple[Predictor, dict[str, Any], dict[str, Any]]:
+    """The model of a checkpoint ready on its device (this process's GPU under torchrun) in
+    the precision `amp` says, the checkpoint, and the manifest entries that name it."""
+    model, checkpoint = load_model(path, kind, classes)
+    predictor = Predictor.prepare(model, resolve_device(device, env_info().local_rank, amp))
     params = {
-        "checkpoint": str(config.checkpoint),
-        "checkpoint_sha256": file_sha256(config.checkpoint),
+        "checkpoint": str(path),
+        "checkpoint_sha256": file_sha256(path),
         "model_config": checkpoint.get("model_config"),
-        "data": str(config.data),
-        "split": config.split,
     }
-    return voc, ids, predictor, params
+    return predictor, checkpoint, params
 
 
 def load_init_checkpoint(

@@ -1,4 +1,5 @@
-"""Pictures for a quick look: CAM heatmaps over their image, and the threshold curve.
+"""Pictures for a quick look: CAM heatmaps over their image, label colours over their image,
+and the threshold curve.
 
 matplotlib draws through a bare `Figure` (Agg, no display, no pyplot state); its colour maps
 colour the CAMs.
@@ -15,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from wsss.camfile import load_cam_file
+from wsss.data.palette import colorize
 from wsss.data.voc import VocDataset
 from wsss.io import atomic_write_bytes
 from wsss.resume import output_path
@@ -46,6 +48,20 @@ def cam_overlay(image: np.ndarray, cams: np.ndarray, names: Sequence[str]) -> np
     for i, name in enumerate(["image", *names]):
         draw.text((i * width + 2, 0), name, fill=(255, 255, 255))
     return np.asarray(canvas)
+
+
+def label_overlay(image: np.ndarray, label: np.ndarray) -> np.ndarray:
+    """The image with each non-background pixel blended half-and-half with its class's
+    palette colour (background pixels unchanged); integer arithmetic: 2 bytes per value of a
+    possibly very large image, not 8."""
+    blended = ((image.astype(np.uint16) + colorize(label) + 1) // 2).astype(np.uint8)
+    return np.where((label > 0)[..., None], blended, image)
+
+
+def save_jpeg(path: str | Path, pixels: np.ndarray, quality: int = 90) -> Path:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=quality)
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
 def save_png(path: str | Path, pixels: np.ndarray) -> Path:

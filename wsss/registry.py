@@ -10,7 +10,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from wsss.configs.checkpoints import ImportCheckpointConfig
+from wsss.configs.checkpoints import ExportConfig, ImportCheckpointConfig
 from wsss.configs.datasets import DemoDataConfig, PrepareCocoConfig, PrepareVocConfig, ReportConfig
 from wsss.configs.inference import MakeCamConfig, MakeRwConfig, PredictConfig
 from wsss.configs.labels import MakePseudoConfig, PickThresholdConfig
@@ -56,7 +56,7 @@ class Stage:
 STAGES: tuple[Stage, ...] = tuple(map(Stage, (
     DemoDataConfig, PrepareVocConfig, PrepareCocoConfig, TrainCamConfig, MakeCamConfig,
     EvalCamConfig, PickThresholdConfig, MakePseudoConfig, TrainAffConfig, MakeRwConfig,
-    TrainSegConfig, PredictConfig, EvalConfig, ReportConfig, ImportCheckpointConfig,
+    TrainSegConfig, PredictConfig, EvalConfig, ReportConfig, ImportCheckpointConfig, ExportConfig,
 )))  # fmt: skip
 BY_KEY: dict[str, Stage] = {stage.key: stage for stage in STAGES}
 

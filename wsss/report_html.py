@@ -110,6 +110,7 @@ def build_report(run_dir: Path, samples: int = 4) -> Report:
         ("CAM threshold", threshold_section(folders, missing, damaged)),
         ("Per-class IoU", iou_section(folders, missing, damaged)),
         ("Samples", samples_section(run_dir, summary, folders, samples, missing, damaged)),
+        ("What next", next_section(run_dir, folders)),
     ]
     body = [f"<h1>wsss run report</h1><p class=path>{escape(str(run_dir.resolve()))}</p>"]
     if damaged:
@@ -129,6 +130,27 @@ def build_report(run_dir: Path, samples: int = 4) -> Report:
     damaged[:] = dict.fromkeys(damaged)  # a file read by two sections is named once
     sections = [title for title, _ in parts]
     return Report(html=page, sections=sections, missing=missing, damaged=damaged)
+
+
+def next_section(run_dir: Path, folders: Sequence[Folder]) -> str:
+    """What to do with the run's segmenter: segment new images, take it out of wsss."""
+    segmenters = sorted(
+        folder.path / "final.pt" for folder in folders if folder.stage == "train-seg"
+    )
+    model = segmenters[0] if segmenters else run_dir / "seg_model" / "final.pt"
+    ready = model.is_file()
+    commands = (
+        f"wsss predict --checkpoint {model} --images PHOTOS --out {run_dir / 'photos'} --overlay\n"
+        f"wsss export --checkpoint {model} --format onnx --out {run_dir / 'segmenter.onnx'}"
+    )
+    state = "" if ready else " once train-seg has written it"
+    return (
+        f"<p>Segment new images with the segmenter{escape(state)} (no labels, lists or VOC "
+        "layout needed: folders, globs or files, any size; label maps mirror the folders, "
+        "classes.csv gives each image's pixel share per class), and export it to run "
+        "without wsss (TorchScript or ONNX; docs/export.md):</p>"
+        f"<pre>{escape(commands)}</pre>"
+    )
 
 
 # -- reading the run directory ----------------------------------------------------------------

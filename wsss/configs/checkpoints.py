@@ -1,4 +1,5 @@
-"""Options of the stages that make a wsss checkpoint from another code base's: import-checkpoint."""
+"""Options of the stages that move a checkpoint between wsss and other code: import-checkpoint
+(another code base's into wsss), export (wsss's out, to TorchScript or ONNX)."""
 
 from __future__ import annotations
 
@@ -33,3 +34,25 @@ class ImportCheckpointConfig:
     class_list: Path | None = option(
         None, help="The model's class list file (default: VOC's 20 classes)."
     )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExportConfig:
+    """Export a segmenter (train-seg) or CAM classifier (train-cam) to run without wsss.
+
+    TorchScript runs with torch alone, ONNX with onnxruntime alone (pip install
+    'wsss[export]'). The file takes float32 RGB images N x 3 x H x W in 0..255 of any size,
+    normalises them inside, and carries the class names, the normalisation and the input and
+    output layouts as metadata (docs/export.md)."""
+
+    STAGE: ClassVar[str] = "export"
+    OUTPUT: ClassVar[str] = "model"
+    checkpoint: Path = option(
+        help="A DeepLab (train-seg) or CAM classifier (train-cam) checkpoint.", run_level=True
+    )
+    out: Path = common.out("The file to write (model.pt for torchscript, model.onnx for onnx).")
+    format: Literal["torchscript", "onnx"] = option(
+        "torchscript", help="torchscript (torch.jit.load) or onnx (onnxruntime)."
+    )
+    flip: bool = common.flip()
+    merge: Literal["probs", "logits"] = common.merge()

@@ -10,13 +10,18 @@ DEVICE_HELP = "auto (CUDA when available), cpu or cuda."
 SCALES_HELP = "Comma-separated inference scales, each also run flipped unless --no-flip."
 
 
-def data() -> Any:
+def data(alternative: str = "") -> Any:
+    """The dataset root; with `alternative`, optional (another flag names the images)."""
+    if alternative:
+        return option(None, help=f"Dataset root (VOC layout); {alternative}", run_level=True)
     return option(help="Dataset root (VOC layout).", run_level=True)
 
 
 def split(default: Any = ...) -> Any:
     if default is ...:
         return option(help="Split name or list file.", run_level=True)
+    if default is None:
+        return option(None, help="Split name or list file (with --data).", run_level=True)
     return option(default, help="Training split name or list file.", run_level=True)
 
 
@@ -80,6 +85,15 @@ def resize() -> Any:
         help="How an image is resized to a scale: bilinear (the normalised image, on the "
         "device, antialiased below scale 1) or pil-bicubic (the uint8 image with PIL's bicubic "
         "filter, then normalised: the official Puzzle-CAM code; PIL runs in the image loader).",
+    )
+
+
+def merge() -> Any:
+    return option(
+        "probs",
+        help="How the views of --scales and --flip are merged: probs (the mean of their "
+        "softmaxes) or logits (the softmax of their summed logits: the official Puzzle-CAM "
+        "code).",
     )
 
 

@@ -8,11 +8,14 @@ from typing import ClassVar, Literal
 
 from wsss.configs import common
 from wsss.crf import CrfPreset
+from wsss.errors import WsssError
 from wsss.option import option
 
 CamFormat = Literal["npy", "npz"]
 Resize = Literal["bilinear", "pil-bicubic"]
+Merge = Literal["probs", "logits"]
 RW_PANEL = "Random walk"
+IMAGES_PANEL = "Any images (--images)"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,23 +46,76 @@ class MakeCamConfig(ImageStage):
     overlays: int = common.overlays()
 
 
+def parse_images(text: str) -> tuple[str, ...]:
+    """--images: comma-separated entries, unless the whole text names an existing file or
+    folder (a name with a comma in it)."""
+    if Path(text).exists():
+        return (text,)
+    entries = tuple(item.strip() for item in text.split(",") if item.strip())
+    if not entries:
+        raise WsssError(f"--images: '{text}' names no folder, glob or file")
+    return entries
+
+
 @dataclass(frozen=True, kw_only=True)
 class PredictConfig(ImageStage):
-    """Segment a split with a trained DeepLab: palette PNGs, then score them with `wsss eval`."""
+    """Segment images with a trained DeepLab: palette PNGs (score a split's with `wsss eval`).
+
+    The images are a split of a dataset (--data, --split) or any image files (--images:
+    folders, searched recursively, globs or files), whose outputs mirror their folders."""
 
     STAGE: ClassVar[str] = "predict"
     OUTPUT: ClassVar[str] = "labels"
     checkpoint: Path = option(help="DeepLab checkpoint.", run_level=True)
     out: Path = common.out("Output directory for the label PNGs.")
+    data: Path | None = common.data("or --images.")
+    split: str | None = common.split(None)
+    images: tuple[str, ...] | None = option(
+        None,
+        help="Images to segment instead of a split, comma-separated: folders (searched "
+        "recursively), globs in quotes ('shots/**/*.jpg') or files; no labels needed. Outputs "
+        "keep each image's path relative to its folder, at its size, upright (EXIF "
+        "orientation applied), plus classes.csv / classes.json (each image's pixel share per "
+        "class). An unreadable file is named at the end, the others are written.",
+        parse=parse_images,
+        panel=IMAGES_PANEL,
+        run_level=True,
+    )
+    window: int = option(
+        1024,
+        help="With --images: an image larger than N pixels on a side is segmented in N x N "
+        "windows whose probabilities are merged (memory follows N, not the image; "
+        "--batch-size windows per forward, default 1).",
+        min=32,
+        panel=IMAGES_PANEL,
+        run_level=True,  # stand-alone only: the pipeline predicts a split
+    )
+    overlap: float = option(
+        0.25,
+        help="The share of a window that neighbouring windows overlap (--window).",
+        min=0.0,
+        max=0.9,
+        panel=IMAGES_PANEL,
+        run_level=True,  # stand-alone only: the pipeline predicts a split
+    )
+    overlay: bool = option(
+        False,
+        help="With --images: also write <image>.overlay.jpg, the image with the label colours.",
+        panel=IMAGES_PANEL,
+        run_level=True,  # stand-alone only: the pipeline predicts a split
+    )
+    save_probs: bool = option(
+        False,
+        help="With --images: also write <image>.probs.npz, the merged class probabilities "
+        "(float32, compressed; 'probs' C+1 x H x W and 'classes'). Keeps an image's "
+        "probabilities in memory, as --crf does.",
+        panel=IMAGES_PANEL,
+        run_level=True,  # stand-alone only: the pipeline predicts a split
+    )
     scales: tuple[float, ...] = option((1.0,), help=common.SCALES_HELP)
     flip: bool = common.flip()
     resize: Resize = common.resize()
-    merge: Literal["probs", "logits"] = option(
-        "probs",
-        help="How the views of --scales and --flip are merged: probs (the mean of their "
-        "softmaxes) or logits (the softmax of their summed logits: the official Puzzle-CAM "
-        "code).",
-    )
+    merge: Merge = common.merge()
     crf: bool = option(False, help="Refine with a dense CRF.")
     crf_preset: CrfPreset = common.crf_preset(segmenter=True)
     crf_iters: int | None = common.crf_param("crf_iters", min=1)

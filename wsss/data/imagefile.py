@@ -14,7 +14,8 @@ a decompression bomb, a truncated file or an unusual mode gives the same one-lin
   refused: their value range is not defined, any scaling would be a guess.
 - EXIF orientation is ignored on purpose: masks and CAMs are aligned with the stored pixel
   grid (as in VOC and the reference implementations), and rotating only the image would
-  misalign them.
+  misalign them. Images that have no masks (`wsss predict --images`) ask for it
+  (`exif_orientation=True`): the network sees the photo upright, as a viewer shows it.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from wsss.errors import WsssError, file_error
 
@@ -91,10 +92,13 @@ def image_size(path: str | Path) -> tuple[int, int]:
         return image.size
 
 
-def decode_rgb(path: str | Path) -> Image.Image:
-    """Fully decode an image as RGB (truncated files fail here, not in a worker)."""
+def decode_rgb(path: str | Path, exif_orientation: bool = False) -> Image.Image:
+    """Fully decode an image as RGB (truncated files fail here, not in a worker); with
+    `exif_orientation`, turned upright as its EXIF orientation tag says."""
     with open_checked(path) as image:
         image.load()
+        if exif_orientation:
+            image = ImageOps.exif_transpose(image)
         return _to_rgb(image, Path(path))
 
 

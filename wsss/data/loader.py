@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from wsss.data.transforms import pil_bicubic, to_chw_uint8
 from wsss.data.voc import VocDataset, image_size
-from wsss.errors import check_count
+from wsss.errors import WsssError, check_count
 
 
 def default_loader_workers(device: str | torch.device = "auto") -> int:
@@ -109,3 +110,36 @@ def image_loader(
         collate_fn=collate_images,
         pin_memory=device.type == "cuda",
     )
+
+
+class ImageSource(Protocol):
+    def load_image(self, image_id: str) -> Image.Image: ...
+
+
+class TolerantImages(Dataset):
+    """uint8 CHW images one at a time, for a loop that goes on past an unreadable file: its
+    item holds the one-line error instead of the pixels (`wsss predict --images`)."""
+
+    def __init__(self, source: ImageSource, ids: Sequence[str]) -> None:
+        self.source, self.ids = source, list(ids)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        try:
+            image = self.source.load_image(self.ids[index])
+        except WsssError as exc:
+            return {"index": index, "error": str(exc)}
+        return {"index": index, "image": to_chw_uint8(image)}
+
+
+def single_image_loader(
+    source: ImageSource, ids: Sequence[str], workers: int | None, device: torch.device
+) -> DataLoader:
+    """Images of any sizes one by one (`TolerantImages`), decoded ahead in worker processes
+    (default: by device)."""
+    check_count("--workers", workers, 0)
+    if workers is None:
+        workers = default_loader_workers(device)
+    return DataLoader(TolerantImages(source, ids), batch_size=None, num_workers=workers)

@@ -34,8 +34,9 @@ def save_checkpoint(path: str | Path, kind: str, **content: Any) -> Path:
     return atomic_write(path, lambda handle: handle.write(buffer.getbuffer()))
 
 
-def load_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]:
-    """Load safely; a missing, truncated, foreign or wrong-kind file is a one-line error."""
+def load_checkpoint(path: str | Path, kind: str | tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Load safely; a missing, truncated, foreign or wrong-kind file is a one-line error
+    (`kind`: the kind expected, or the kinds that will do)."""
     path = Path(path)
     if not path.is_file():
         raise file_error(path, "checkpoint not found")
@@ -48,8 +49,12 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise file_error(path, "not a wsss checkpoint (no wsss format marker)")
-    if kind is not None and payload.get("kind") != kind:
-        raise file_error(path, f"checkpoint of a '{payload.get('kind')}' model, expected '{kind}'")
+    kinds = (kind,) if isinstance(kind, str) else kind
+    if kinds is not None and payload.get("kind") not in kinds:
+        expected = " or ".join(f"'{k}'" for k in kinds)
+        raise file_error(
+            path, f"checkpoint of a '{payload.get('kind')}' model, expected {expected}"
+        )
     # What later stages read back, field by field (the tensors are checked by load_state_dict).
     for key, types in _FIELDS.items():
         json_field(payload, key, types, path, required=key in ("model", "model_config"))
