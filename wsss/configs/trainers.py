@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 from wsss.configs import common
+from wsss.engine.tensorboard import require_tensorboard
 from wsss.errors import WsssError, check_choice, check_count, check_positive, file_error
 from wsss.option import option
 from wsss.torchrun import env_info, per_process_batch
@@ -138,7 +139,7 @@ class TrainOptions:
             raise file_error(self.class_list, "--class-list file not found")
         per_process_batch(self.batch_size, env_info().world_size, self.accumulate)
         if self.tensorboard is not None:
-            check_tensorboard()
+            require_tensorboard()
 
     def open_split(self) -> tuple[VocDataset, list[str]]:
         """Check the options, open the dataset and list the training ids, all images present."""
@@ -352,13 +353,3 @@ def parse_int_pair(flag: str, text: str | tuple[int, ...] | list[int]) -> tuple[
     if len(values) != 2 or not 0 < values[0] <= values[1]:
         raise WsssError(f"{flag} must be two sizes LOW,HIGH with 0 < LOW <= HIGH, got '{text}'")
     return int(values[0]), int(values[1])
-
-
-def check_tensorboard() -> None:
-    """`--tensorboard` needs the optional package: one line naming the extra, before any work."""
-    import importlib.util
-
-    if importlib.util.find_spec("tensorboard") is None:
-        raise WsssError(
-            "--tensorboard needs the tensorboard package: pip install 'wsss[tensorboard]'"
-        )

@@ -45,6 +45,7 @@ from wsss.engine.device import (
     runtime_info,
 )
 from wsss.engine.optim import LrSchedule, build_optimizer
+from wsss.engine.tensorboard import TensorBoardLog
 from wsss.errors import WsssError, file_error
 from wsss.io import (
     append_jsonl,
@@ -83,6 +84,8 @@ class EvalResult:
     name: str
     metric: float
     details: dict[str, Any] = field(default_factory=dict)
+    # A few pictures of the evaluated images (H x W x 3 uint8) for TensorBoard, by name.
+    images: dict[str, Any] = field(default_factory=dict)
 
 
 Evaluate = Callable[[nn.Module, torch.device], "EvalResult | None"]
@@ -334,6 +337,11 @@ class _Trainer:
                 restore_rng_state(checkpoint["rng"])
                 self.start_epoch = int(checkpoint["epoch"])
                 self.best = checkpoint.get("best")
+        self.board = None
+        if config.tensorboard is not None and self.is_main:
+            # The saved epoch's events sit at its last step: those after it are redone.
+            resumed = self.schedule.step_count + 1 if checkpoint is not None else None
+            self.board = TensorBoardLog(config.tensorboard, purge_step=resumed)
         if config.sync_bn:
             if self.world > 1:
                 # In place: the parameters and buffers stay the objects the optimiser holds.
@@ -551,6 +559,8 @@ class _Trainer:
                 f"{steps}/{self.micro_batches} (lower --lr or check the data; {saved})"
             )
         lr = self.optimizer.param_groups[0]["lr"]
+        if self.board is not None:
+            self.board.scalars("train", {**window, "lr": lr}, self.schedule.step_count)
         status = (
             f"epoch {epoch + 1}/{self.config.epochs}  "
             + "  ".join(
@@ -598,6 +608,7 @@ class _Trainer:
         done = epoch + 1
         dist.sync_buffers(self.task.model)
         due = self.task.evaluate is not None and (done % cfg.eval_every == 0 or done == cfg.epochs)
+        result = None
         if due:
             # rich allows one live display at a time: the evaluation may show its own bar.
             progress.stop()
@@ -613,6 +624,8 @@ class _Trainer:
                     self.best = {"epoch": done, "name": result.name, "metric": result.metric}
                     if self.is_main:
                         self._save(BEST, done, best=self.best)
+        if self.board is not None:
+            self._log_epoch(record, result)
         if self.is_main:
             # Metrics first: a kill in between leaves a line that resume trims, never a gap.
             append_jsonl(self.out / METRICS, record)
@@ -620,6 +633,16 @@ class _Trainer:
         dist.barrier()
         if self.on_epoch_end is not None:
             self.on_epoch_end(EpochEnd(epoch=done, model=self.task.model, metrics=record))
+
+    def _log_epoch(self, record: dict[str, Any], result: EvalResult | None) -> None:
+        assert self.board is not None
+        step = self.schedule.step_count
+        skip = ("epoch", "iterations", "images", "seconds", "eval")
+        self.board.scalars("epoch", {k: v for k, v in record.items() if k not in skip}, step)
+        if result is not None:
+            self.board.scalars("eval", {result.name: result.metric, **result.details}, step)
+            self.board.images("eval", result.images, step)
+        self.board.flush()
 
     def _evaluate(self) -> EvalResult | None:
         assert self.task.evaluate is not None
@@ -699,6 +722,8 @@ class _Trainer:
                 result=result.to_json(),
             )
             release_output_dir(self.out)
+        if self.board is not None:
+            self.board.close()
         dist.barrier()
         return result
 
