@@ -335,6 +335,9 @@ def test_seeds_run_once_each_and_summarise(tmp_path: Path) -> None:
     with one_torch_thread():
         summary = run_seeds(config, [0, 1])
     runs = [read_json(out / f"seed-{seed}" / "summary.json") for seed in (0, 1)]
+    page = (out / "report.html").read_text()  # the seeds table, linking each seed's report
+    assert f"<td class=num>{summary['figures']['seg_miou']['mean']:.2f}</td>" in page
+    assert all((out / f"seed-{seed}" / "report.html").is_file() for seed in (0, 1))
     # --tensorboard: each seed's trainers and figures in its own folder, read back.
     for seed, figures in zip((0, 1), runs, strict=True):
         events = EventAccumulator(str(board / f"seed-{seed}" / "pipeline"))

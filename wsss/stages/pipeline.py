@@ -610,6 +610,10 @@ def run_seeds(config: PipelineConfig, seeds: Sequence[int]) -> dict[str, Any]:
         "figures": {key: value for key, value in {**figures, **rw}.items() if value},
     }
     write_json(out / "summary.json", summary)
+    from wsss.stages.report import ReportConfig
+    from wsss.stages.report import run as write_report
+
+    info(f"report: {write_report(ReportConfig(run_dir=out)).path}")
     print_table(seeds_table(summary))
     return summary
 
