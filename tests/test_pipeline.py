@@ -359,6 +359,9 @@ def test_seeds_run_once_each_and_summarise(tmp_path: Path) -> None:
     with one_torch_thread():
         again = run_seeds(config, [0, 1])
     assert again["figures"] == summary["figures"]
+    events = EventAccumulator(str(board / "seed-0" / "pipeline"))
+    events.Reload()
+    assert len(events.Scalars("pipeline/seg_miou")) == 1  # the re-run's point replaced the first
     assert mtimes == [(out / f"seed-{s}" / "cam_model" / "final.pt").stat().st_mtime_ns
                       for s in (0, 1)]  # fmt: skip
     with pytest.raises(WsssError, match="distinct seeds"):

@@ -207,7 +207,7 @@ def log_figures(folder: Path, summary: dict[str, Any]) -> None:
     walk = summary.get("random_walk") or {}
     figures.update({f"rw_{key.removeprefix('rw_')}": walk.get(key)
                     for key in ("rw_miou", "pseudo_miou", "seg_miou")})  # fmt: skip
-    board = TensorBoardLog(folder)
+    board = TensorBoardLog(folder, purge_step=0)  # a re-run's figures replace the last ones
     board.scalars("pipeline", {k: v for k, v in figures.items() if v is not None}, 0)
     board.close()
 
