@@ -60,6 +60,10 @@ RUN: options.Group = {
     "seeds": (str | None, lambda: typer.Option(
         None, "--seeds", help="Run once per seed (e.g. 0,1,2) into OUT/seed-N; then each "
         "figure's mean, standard deviation and range in OUT/summary.json.")),
+    "tensorboard": (Path | None, lambda: typer.Option(
+        None, "--tensorboard", help="TensorBoard event files of every trainer into DIR/<its "
+        "folder> (losses, lr, evaluation figures, CAM / prediction pictures) and the run's "
+        "figures into DIR/pipeline (pip install 'wsss[tensorboard]').")),
     "dry_run": (bool, lambda: typer.Option(
         False, "--dry-run", help="Print every stage's resolved options and stop.")),
 }  # fmt: skip

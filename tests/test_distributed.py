@@ -240,3 +240,112 @@ def test_two_processes_step_like_one_at_the_same_global_batch_and_resume_exactly
     assert [name for name in two if not torch.equal(two[name], resumed[name])] == []
     stopped = [json.loads(t) for t in (tmp_path / "two" / "stopped" / "metrics.jsonl").open()]
     assert [line["loss"] for line in stopped] == [line["loss"] for line in lines]
+
+
+# -- --sync-bn: two processes' BatchNorm over the whole batch -----------------------------------
+
+# BatchNorm in training mode, no dropout: with --sync-bn two processes at 4 images each must
+# keep the statistics and take the steps of one process at 8; without it they must not.
+SYNC_BN = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+    from torch.utils.data import Dataset
+
+    from wsss.data.transforms import sample_rng
+    from wsss.engine.device import set_seed
+    from wsss.engine.trainer import LoopConfig, TrainTask, fit
+
+
+    class Data(Dataset):
+        def __init__(self):
+            self.epoch = 0
+
+        def set_epoch(self, epoch):
+            self.epoch = epoch
+
+        def __len__(self):
+            return 16
+
+        def __getitem__(self, index):
+            rng = sample_rng(0, self.epoch, index)
+            target = index % 2
+            # Each image its own offset: per-process statistics differ from the batch's.
+            image = torch.from_numpy(rng.normal(index / 4, 1 + index / 8, (3, 6, 6))).float()
+            return {"image": image + (2.0 * target - 1), "target": torch.tensor(target)}
+
+
+    class Objective(nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, batch, progress):
+            conv, bn, fc = self.model
+            x = F.relu(bn(conv(batch["image"]))).mean(dim=(2, 3))
+            return {"loss": F.cross_entropy(fc(x), batch["target"])}
+
+
+    def task():
+        set_seed(0)
+        model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.Linear(4, 2))
+        groups = [{"params": list(model.parameters()), "name": "all"}]
+        return TrainTask(kind="toy", model=model, objective=Objective(model), dataset=Data(),
+                         param_groups=groups, model_config={}, classes=("a", "b"))
+
+
+    def loop(out, sync_bn=False):
+        return LoopConfig(out_dir=Path(out), stage="train-toy", epochs=2, batch_size=8,
+                          lr=0.1, weight_decay=1e-4, schedule="poly", seed=0, device="cpu",
+                          workers=0, resume=False, args={"sync_bn": sync_bn}, optimizer="sgd",
+                          warmup_epochs=0.0, compile=False, eval_every=1, threads=1,
+                          sync_bn=sync_bn)
+
+
+    if __name__ == "__main__":
+        out = sys.argv[1]
+        fit(task(), loop(f"{out}/sync", sync_bn=True))
+        fit(task(), loop(f"{out}/local"))
+    """
+)
+
+
+@pytest.mark.slow
+def test_sync_bn_two_processes_at_4_keep_the_statistics_and_weights_of_one_at_8(
+    tmp_path: Path,
+) -> None:
+    import importlib.util
+
+    script = tmp_path / "sync_worker.py"
+    script.write_text(SYNC_BN)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WSSS_QUIET": "1", "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += ["--nproc_per_node", "2", str(script), str(tmp_path / "two")]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    spec = importlib.util.spec_from_file_location("sync_worker", script)
+    worker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(worker)
+    worker.fit(worker.task(), worker.loop(tmp_path / "one"))
+
+    one = _final_state(tmp_path / "one")
+    synced = _final_state(tmp_path / "two" / "sync")
+    local = _final_state(tmp_path / "two" / "local")
+    initial = worker.task().model.state_dict()
+    for name in one:
+        if name.endswith("num_batches_tracked"):
+            assert synced[name] == one[name] == 4  # 2 epochs x 2 steps
+            continue
+        assert not torch.allclose(one[name], initial[name]), f"{name} did not change"
+        torch.testing.assert_close(synced[name], one[name], rtol=1e-4, atol=1e-5, msg=name)
+    # Without --sync-bn each process normalises its own 4 images: other statistics.
+    assert not torch.allclose(local["1.running_var"], one["1.running_var"], rtol=1e-3)
+    manifest = json.loads((tmp_path / "two" / "sync" / "manifest.json").read_text())
+    assert manifest["effective_batch"] == {
+        "processes": 2, "per_process": 4, "accumulate": 1, "total": 8, "sync_bn": True,
+    }  # fmt: skip

@@ -325,13 +325,29 @@ def test_splits_follow_the_dataset_lists_and_masks(tmp_path: Path) -> None:
 def test_seeds_run_once_each_and_summarise(tmp_path: Path) -> None:
     """`--seeds 0,1`: two complete runs in OUT/seed-N, a mean and standard deviation that
     match their summaries; running again reuses both."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     from wsss.stages.pipeline import run_seeds
 
-    out = tmp_path / "seeds"
-    config = PipelineConfig(out=out, recipe=TINY, device="cpu", loader_workers=0, crf_workers=1)
+    out, board = tmp_path / "seeds", tmp_path / "tb"
+    config = PipelineConfig(out=out, recipe=TINY, device="cpu", loader_workers=0, crf_workers=1,
+                            tensorboard=board)  # fmt: skip
     with one_torch_thread():
         summary = run_seeds(config, [0, 1])
     runs = [read_json(out / f"seed-{seed}" / "summary.json") for seed in (0, 1)]
+    page = (out / "report.html").read_text()  # the seeds table, linking each seed's report
+    assert f"<td class=num>{summary['figures']['seg_miou']['mean']:.2f}</td>" in page
+    assert all((out / f"seed-{seed}" / "report.html").is_file() for seed in (0, 1))
+    # --tensorboard: each seed's trainers and figures in its own folder, read back.
+    for seed, figures in zip((0, 1), runs, strict=True):
+        events = EventAccumulator(str(board / f"seed-{seed}" / "pipeline"))
+        events.Reload()
+        (point,) = events.Scalars("pipeline/seg_miou")
+        assert point.value == pytest.approx(figures["seg_miou"], rel=1e-6)
+        for trainer in ("cam_model", "seg_model"):
+            events = EventAccumulator(str(board / f"seed-{seed}" / trainer))
+            events.Reload()
+            assert {"train/loss", "epoch/loss", "epoch/lr"} <= set(events.Tags()["scalars"])
     assert [r["seed"] for r in runs] == [0, 1] and read_json(out / "summary.json") == summary
     for key in ("cam_miou", "pseudo_miou", "seg_miou"):
         values = [r[key] for r in runs]
@@ -343,6 +359,9 @@ def test_seeds_run_once_each_and_summarise(tmp_path: Path) -> None:
     with one_torch_thread():
         again = run_seeds(config, [0, 1])
     assert again["figures"] == summary["figures"]
+    events = EventAccumulator(str(board / "seed-0" / "pipeline"))
+    events.Reload()
+    assert len(events.Scalars("pipeline/seg_miou")) == 1  # the re-run's point replaced the first
     assert mtimes == [(out / f"seed-{s}" / "cam_model" / "final.pt").stat().st_mtime_ns
                       for s in (0, 1)]  # fmt: skip
     with pytest.raises(WsssError, match="distinct seeds"):

@@ -292,3 +292,23 @@ def test_bad_run_dir_is_one_line_error(tmp_path: Path, capsys, make, message) ->
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and message in lines[0] and str(path) in lines[0], err
     assert not list(tmp_path.rglob("report.html"))
+
+
+def test_a_seeds_run_reports_each_figure_over_the_seeds(tmp_path: Path) -> None:
+    """`pipeline run --seeds`: OUT's page is the seeds table and a link to each seed's page."""
+    from wsss.report_html import build_report
+
+    spread = {"mean": 41.5, "std": 2.1213, "min": 40.0, "max": 43.0, "values": [40.0, 43.0]}
+    damaged = {"mean": "x", "values": [1.0]}
+    summary = {"recipe": "demo", "seeds": [0, 1], "runs": {"0": "seed-0/summary.json"},
+               "figures": {"seg_miou": spread, "cam_miou": damaged}}  # fmt: skip
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    (tmp_path / "seed-0").mkdir()
+    (tmp_path / "seed-0" / "report.html").write_text("<html></html>")
+    report = build_report(tmp_path)
+    assert report.sections == ["Seeds"] and report.missing == []
+    row = "<td>seg_miou</td><td class=num>41.50</td><td class=num>2.12</td>"
+    assert row + "<td class=num>40.00 - 43.00</td><td class=num>40.00 / 43.00</td>" in report.html
+    assert '<a href="seed-0/report.html">' in report.html
+    assert "seed-1/report.html: not written yet" in report.html
+    assert report.damaged == [f"{tmp_path / 'summary.json'}: figure cam_miou is not numbers"]

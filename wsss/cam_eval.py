@@ -226,3 +226,26 @@ def evaluate_model_cams(
     finally:
         model.train(was_training)
     return sweep.result()
+
+
+def cam_previews(
+    model: nn.Module, voc: VocDataset, ids: Sequence[str], device: torch.device
+) -> dict[str, np.ndarray]:
+    """Heatmap strips (the image, then each labelled class's CAM; `wsss.overlay`) of `ids`
+    at one scale, by id: what TensorBoard shows of an evaluation. Rank 0 only."""
+    from wsss.overlay import cam_overlay
+    from wsss.torchrun import env_info
+
+    if not env_info().is_main:
+        return {}
+    predictor = Predictor(model, device)
+    strips = {}
+    for batch in image_loader(voc, list(ids), 1, workers=0, device=device):
+        image_id = ids[batch["index"][0]]
+        classes = [voc.image_classes(image_id)]
+        (record,) = make_cams(predictor, predictor.to_device(batch["image"]), classes,
+                              TtaConfig(scales=(1.0,), flip=False), with_strided=False)  # fmt: skip
+        names = [voc.classes[label - 1] for label in record.labels]
+        image = np.asarray(voc.load_image(image_id).convert("RGB"))
+        strips[f"cam {image_id}"] = cam_overlay(image, record.hr_cam, names)
+    return strips

@@ -100,6 +100,8 @@ def build_report(run_dir: Path, samples: int = 4) -> Report:
     summary = _read_summary(run_dir, missing, damaged)
     if summary is None and not folders:
         raise file_error(run_dir, "not a wsss run directory (no summary.json, no stage manifests)")
+    if summary is not None and "seeds" in summary and not folders:
+        return _report(run_dir, [("Seeds", seeds_section(run_dir, summary, damaged))], [], damaged)
     made = {folder.stage for folder in folders}
     missing += [f"{WHAT[stage]}: {stage} has not run" for stage in PIPELINE if stage not in made]
     if not made & {"train-aff", "make-rw"}:
@@ -112,6 +114,13 @@ def build_report(run_dir: Path, samples: int = 4) -> Report:
         ("Samples", samples_section(run_dir, summary, folders, samples, missing, damaged)),
         ("What next", next_section(run_dir, folders)),
     ]
+    return _report(run_dir, parts, missing, damaged)
+
+
+def _report(
+    run_dir: Path, parts: list[tuple[str, str]], missing: list[str], damaged: list[str]
+) -> Report:
+    """The page of these sections, with the lists of damaged files and of what is missing."""
     body = [f"<h1>wsss run report</h1><p class=path>{escape(str(run_dir.resolve()))}</p>"]
     if damaged:
         items = "".join(f"<li>{escape(line)}</li>" for line in damaged)
@@ -287,6 +296,42 @@ def summary_section(summary: dict[str, Any] | None, folders: Sequence[Folder]) -
             "<table><caption>stage folders</caption><tr><th>folder</th><th>stage</th>"
             f"<th>state</th></tr>{''.join(rows)}</table>"
         )
+    return "".join(html)
+
+
+def seeds_section(run_dir: Path, summary: dict[str, Any], damaged: list[str]) -> str:
+    """A multi-seed run (`pipeline run --seeds`): each figure's mean, standard deviation,
+    range and per-seed values, then a link to each seed's own report."""
+    figures = summary.get("figures")
+    seeds = summary.get("seeds")
+    if not isinstance(figures, dict) or not isinstance(seeds, list):
+        damaged.append(f"{run_dir / 'summary.json'}: a seeds summary without figures or seeds")
+        return note("The seeds summary could not be read.")
+    rows = []
+    for key, spread in figures.items():
+        values = spread.get("values") if isinstance(spread, dict) else None
+        numbers = [spread.get(k) for k in ("mean", "std", "min", "max")] if values else []
+        if not numbers or not all(map(_number, numbers + list(values))):
+            damaged.append(f"{run_dir / 'summary.json'}: figure {key} is not numbers")
+            continue
+        mean, std, low, high = numbers
+        cells = [f"{mean:.2f}", f"{std:.2f}", f"{low:.2f} - {high:.2f}",
+                 " / ".join(f"{v:.2f}" for v in values)]  # fmt: skip
+        rows.append(f"<tr><td>{escape(str(key))}</td>"
+                    + "".join(f"<td class=num>{c}</td>" for c in cells) + "</tr>")  # fmt: skip
+    seed_list = ", ".join(escape(str(seed)) for seed in seeds)
+    html = [
+        f"<table><caption>mIoU % over seeds {seed_list} (standard deviation: n - 1)</caption>"
+        "<tr><th>figure</th><th>mean</th><th>std</th><th>range</th><th>per seed</th></tr>"
+        f"{''.join(rows)}</table>"
+    ]
+    links = []
+    for seed in seeds:
+        page = run_dir / f"seed-{seed}" / REPORT_NAME
+        name = escape(f"seed-{seed}/{REPORT_NAME}")
+        links.append(f'<li><a href="{name}">{name}</a></li>' if page.is_file() else
+                     f"<li>{name}: not written yet</li>")  # fmt: skip
+    html.append(f"<p>Each seed's own report:</p><ul>{''.join(links)}</ul>")
     return "".join(html)
 
 

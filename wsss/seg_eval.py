@@ -38,3 +38,25 @@ def segmenter_scores(
             matrix.update(gt, np.asarray(pred), name=image_id)
     matrix.reduce_from_all_processes()
     return matrix.compute()
+
+
+def segmenter_previews(
+    model: nn.Module, voc: VocDataset, ids: list[str], device: torch.device
+) -> dict[str, np.ndarray]:
+    """The image, the single-scale prediction and the ground truth side by side (VOC colours)
+    for each of `ids`, by id: what TensorBoard shows of an evaluation. Rank 0 only."""
+    from wsss.data.palette import colorize
+    from wsss.torchrun import env_info
+
+    if not env_info().is_main:
+        return {}
+    predictor = Predictor(model, device)
+    strips = {}
+    for batch in image_loader(voc, ids, 1, workers=0, device=device):
+        image_id = ids[batch["index"][0]]
+        probs = segment_probs(predictor, predictor.to_device(batch["image"]), SINGLE_SCALE)
+        pred = probs.argmax(1)[0].to(torch.uint8).cpu().numpy()
+        image = np.asarray(voc.load_image(image_id).convert("RGB"))
+        gt = voc.load_mask(image_id, expect_size=(pred.shape[1], pred.shape[0]))
+        strips[f"prediction {image_id}"] = np.concatenate([image, colorize(pred), colorize(gt)], 1)
+    return strips

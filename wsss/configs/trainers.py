@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 from wsss.configs import common
+from wsss.engine.tensorboard import require_tensorboard
 from wsss.errors import WsssError, check_choice, check_count, check_positive, file_error
 from wsss.option import option
+from wsss.torchrun import env_info, per_process_batch
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -46,7 +48,21 @@ class TrainOptions:
         "(ResNet-18/34 are never dilated; timm backbones always are).",
     )
     epochs: int = option(15, help="Training epochs.")
-    batch_size: int = option(32, help="Images per step, in total over all processes.")
+    batch_size: int = option(
+        32, help="Images per optimiser step, in total over all processes and micro-batches."
+    )
+    accumulate: int = option(
+        1,
+        help="Gradient accumulation: N micro-batches per optimiser step, each process computing "
+        "--batch-size / (processes x N) images at a time; the lr schedule counts steps.",
+        min=1,
+    )
+    sync_bn: bool = option(
+        False,
+        help="Under torchrun: BatchNorm statistics over every process's images (SyncBatchNorm), "
+        "not each process's own; nothing to do on one process.",
+        off="",
+    )
     lr: float = option(0.1, help="Base learning rate (before group multipliers).")
     weight_decay: float = option(1e-4, help="Weight decay (none on biases).")
     optimizer: str = option("sgd", help="sgd (Nesterov, momentum 0.9) or adamw.")
@@ -70,6 +86,12 @@ class TrainOptions:
         run_level=True,
     )
     compile: bool = option(False, help="Compile the model with torch.compile.", off="")
+    tensorboard: Path | None = option(
+        None,
+        help="Write TensorBoard event files into DIR: losses, lr, evaluation figures and a few "
+        "CAM / prediction images per evaluation (pip install 'wsss[tensorboard]').",
+        run_level=True,
+    )
     class_list: Path | None = common.class_list()
 
     # The loop's evaluation, for the trainers that have one (`Evaluated`).
@@ -80,6 +102,7 @@ class TrainOptions:
         """Reject bad values with one line naming the option (the CLI's exit code 2)."""
         check_count("--epochs", self.epochs)
         check_count("--batch-size", self.batch_size)
+        check_count("--accumulate", self.accumulate)
         check_count("--crop", self.crop)
         check_count("--eval-every", self.eval_every)
         check_count("--loader-workers", self.loader_workers, 0)
@@ -117,6 +140,9 @@ class TrainOptions:
             )
         if self.class_list is not None and not Path(self.class_list).is_file():
             raise file_error(self.class_list, "--class-list file not found")
+        per_process_batch(self.batch_size, env_info().world_size, self.accumulate)
+        if self.tensorboard is not None:
+            require_tensorboard()
 
     def open_split(self) -> tuple[VocDataset, list[str]]:
         """Check the options, open the dataset and list the training ids, all images present."""
@@ -265,18 +291,17 @@ class TrainSegConfig(Evaluated):
     scale_range: tuple[int, int] = (256, 1024)
 
     def validate(self) -> None:
-        from wsss.torchrun import env_info
-
         super().validate()
         if self.labels is not None and not Path(self.labels).is_dir():
             raise file_error(self.labels, "--labels directory not found")
         if self.init is not None and not Path(self.init).is_file():
             raise file_error(self.init, "--init checkpoint not found")
-        per_process = self.batch_size // max(1, env_info().world_size)
+        per_process = per_process_batch(self.batch_size, env_info().world_size, self.accumulate)
         if per_process < 2 and self.head_norm == "bn":
             raise WsssError(
-                f"--batch-size {self.batch_size} leaves {per_process} image(s) per process; "
-                "DeepLab's BatchNorm (ASPP image pooling) needs at least 2"
+                f"--batch-size {self.batch_size} leaves {per_process} image(s) per process and "
+                "micro-batch; DeepLab's BatchNorm (ASPP image pooling) needs at least 2 (lower "
+                "--accumulate, or --head-norm gn)"
             )
 
 

@@ -11,6 +11,7 @@ import atexit
 import random
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import numpy as np
 import torch
@@ -101,6 +102,86 @@ def wrap_ddp(module: nn.Module, device: torch.device) -> nn.Module:
         return module
     device_ids = [device.index] if device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(module, device_ids=device_ids)
+
+
+def sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
+    """Every BatchNorm of `module` (in place) normalising over all processes' images.
+
+    On GPUs torch's SyncBatchNorm. It refuses CPU tensors (and DDP refuses it on CPU), so CPU
+    processes (gloo) get `GlooSyncBatchNorm`, the same statistics from all-reduced sums.
+    """
+    if device.type != "cpu":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        return GlooSyncBatchNorm.of(module)
+    for name, child in module.named_children():
+        module.add_module(name, sync_batchnorm(child, device))
+    return module
+
+
+class _SumOverProcesses(torch.autograd.Function):
+    """An all-reduce (sum) whose gradient is the all-reduced gradient: every process's loss
+    depends on every process's inputs through the shared statistics."""
+
+    @staticmethod
+    def forward(ctx: Any, tensor: torch.Tensor, group: Any) -> torch.Tensor:
+        ctx.group = group
+        tensor = tensor.clone()
+        dist.all_reduce(tensor, group=group)
+        return tensor
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return _SumOverProcesses.apply(grad.contiguous(), ctx.group), None
+
+
+class GlooSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """SyncBatchNorm for CPU processes: the batch mean and variance over all processes'
+    images (two all-reduces, the variance around the global mean), the running statistics
+    updated as torch's BatchNorm does (unbiased variance)."""
+
+    @classmethod
+    def of(cls, layer: nn.modules.batchnorm._BatchNorm) -> GlooSyncBatchNorm:
+        """A layer sharing `layer`'s parameters and buffers (the optimiser's objects)."""
+        synced = cls(layer.num_features, layer.eps, layer.momentum, layer.affine,
+                     layer.track_running_stats)  # fmt: skip
+        synced.weight, synced.bias = layer.weight, layer.bias
+        synced.running_mean, synced.running_var = layer.running_mean, layer.running_var
+        synced.num_batches_tracked = layer.num_batches_tracked
+        synced.train(layer.training)
+        return synced
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        if input.dim() < 2:
+            raise ValueError(f"expected at least 2D input (got {input.dim()}D input)")
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if not (self.training and is_initialized() and world_size() > 1):
+            return super().forward(input)
+        group = dist.group.WORLD
+        x = input.float()
+        dims = [0, *range(2, x.dim())]
+        shape = [1, -1] + [1] * (x.dim() - 2)
+        local = torch.cat([x.sum(dims), x.new_tensor([x.numel() / x.size(1)])])
+        total = _SumOverProcesses.apply(local, group)
+        count = total[-1].detach()
+        mean = total[:-1] / count
+        centred = x - mean.view(shape)
+        var = _SumOverProcesses.apply((centred * centred).sum(dims), group) / count
+        if self.track_running_stats and self.running_mean is not None:
+            assert self.running_var is not None and self.num_batches_tracked is not None
+            self.num_batches_tracked.add_(1)
+            factor = self.momentum
+            if factor is None:  # cumulative moving average
+                factor = 1.0 / float(self.num_batches_tracked)
+            with torch.no_grad():
+                unbiased = var * (count / (count - 1).clamp_min(1))
+                self.running_mean.mul_(1 - factor).add_(mean.to(self.running_mean), alpha=factor)
+                self.running_var.mul_(1 - factor).add_(unbiased.to(self.running_var), alpha=factor)
+        out = centred * torch.rsqrt(var + self.eps).view(shape)
+        if self.affine:
+            out = out * self.weight.view(shape) + self.bias.view(shape)
+        return out.to(input.dtype)
 
 
 def make_sampler(dataset: Dataset, seed: int, shuffle: bool = True) -> EpochSampler:

@@ -15,6 +15,8 @@ from wsss.engine.trainer import EvalResult, Evaluate
 
 # The share of training compute that periodic evaluation may take by default.
 EVAL_BUDGET = 0.10
+# Images of the evaluated split shown in TensorBoard after each evaluation.
+PREVIEWS = 4
 
 
 def auto_eval_every(
@@ -51,13 +53,16 @@ def eval_ids(voc: VocDataset, split: str) -> list[str]:
 
 
 Score = Callable[[nn.Module, list[str], torch.device], "tuple[float, dict[str, Any]] | None"]
+# Pictures of a few of the split's images (TensorBoard's), by name; rank 0 only.
+Previews = Callable[[nn.Module, list[str], torch.device], "dict[str, Any]"]
 
 
 def split_evaluator(
-    voc: VocDataset, split: str, name: str, score: Score
+    voc: VocDataset, split: str, name: str, score: Score, previews: Previews | None = None
 ) -> tuple[Evaluate, list[str]]:
     """The periodic evaluation `score(model, ids, device)` -> (metric, details) on a checked
-    split (None where a process leaves the scoring to another), and the split's ids."""
+    split (None where a process leaves the scoring to another), and the split's ids; with
+    `previews`, the pictures of the split's first `PREVIEWS` images too."""
     ids = eval_ids(voc, split)
 
     def evaluate(model: nn.Module, device: torch.device) -> EvalResult | None:
@@ -65,6 +70,7 @@ def split_evaluator(
         if scored is None:
             return None
         metric, details = scored
-        return EvalResult(name=f"{split} {name}", metric=metric, details=details)
+        images = previews(model, ids[:PREVIEWS], device) if previews is not None else {}
+        return EvalResult(name=f"{split} {name}", metric=metric, details=details, images=images)
 
     return evaluate, ids

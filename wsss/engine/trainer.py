@@ -17,11 +17,12 @@ summary.json   the run's outcome;  manifest.json  its parameters and software ve
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ from wsss.engine.device import (
     runtime_info,
 )
 from wsss.engine.optim import LrSchedule, build_optimizer
+from wsss.engine.tensorboard import TensorBoardLog
 from wsss.errors import WsssError, file_error
 from wsss.io import (
     append_jsonl,
@@ -55,6 +57,7 @@ from wsss.io import (
 )
 from wsss.models import CheckpointModel
 from wsss.resume import claim_output_dir, release_output_dir
+from wsss.torchrun import per_process_batch
 from wsss.ui import LineProgress, info, make_progress, warn
 
 LAST, FINAL, BEST = "last.pt", "final.pt", "best.pt"
@@ -62,12 +65,13 @@ METRICS, SUMMARY = "metrics.jsonl", "summary.json"
 # Options a resumed run may change without changing the result.
 # Thread count and device change the bits only, and a resume under others warns.
 RESUMABLE_CHANGES = frozenset({"out", "device", "amp", "loader_workers", "resume", "compile",
-                               "eval_every", "eval_split", "threads"})  # fmt: skip
+                               "eval_every", "eval_split", "threads", "tensorboard"})  # fmt: skip
 # Options renamed since a checkpoint may have been saved: old key -> today's.
 RENAMED_ARGS = {"use_pcl": "pcl", "workers": "loader_workers"}
 # Options added since a checkpoint may have been saved -> the value it was made with.
 ADDED_ARGS: dict[str, Any] = {"backbone_dilation": True, "align_corners": False, "head_norm": "bn",
-                              "aff_head": "wsss", "pcl_maps": "raw"}  # fmt: skip
+                              "aff_head": "wsss", "pcl_maps": "raw", "accumulate": 1,
+                              "sync_bn": False}  # fmt: skip
 # Loss values reach the host (a wait for the GPU to finish every queued step) only this often
 # and at an epoch's end, so that the host queues the next steps while the GPU runs.
 READ_EVERY = 20
@@ -80,6 +84,8 @@ class EvalResult:
     name: str
     metric: float
     details: dict[str, Any] = field(default_factory=dict)
+    # A few pictures of the evaluated images (H x W x 3 uint8) for TensorBoard, by name.
+    images: dict[str, Any] = field(default_factory=dict)
 
 
 Evaluate = Callable[[nn.Module, torch.device], "EvalResult | None"]
@@ -154,6 +160,9 @@ class LoopConfig:
     momentum: float = 0.9
     nesterov: bool = True
     read_every: int = READ_EVERY
+    accumulate: int = 1  # micro-batches per optimiser step; batch_size is the step's total
+    sync_bn: bool = False
+    tensorboard: Path | None = None
     args: dict[str, Any] = field(default_factory=dict)
 
 
@@ -296,11 +305,7 @@ class _Trainer:
         self.world = dist.world_size()
         self.amp = amp_policy(device)
         self.args = jsonable(config.args)
-        if config.batch_size % self.world:
-            raise WsssError(
-                f"--batch-size {config.batch_size} is the total over processes and must be "
-                f"divisible by the number of processes ({self.world})"
-            )
+        self.micro_batch = per_process_batch(config.batch_size, self.world, config.accumulate)
         if self.is_main:
             # Locked, and cleared of a checkpoint write cut short by a kill.
             claim_output_dir(self.out, config.stage)
@@ -334,7 +339,18 @@ class _Trainer:
                 restore_rng_state(checkpoint["rng"])
                 self.start_epoch = int(checkpoint["epoch"])
                 self.best = checkpoint.get("best")
-        self.module = dist.wrap_ddp(task.objective, device)
+        self.board = None
+        if config.tensorboard is not None and self.is_main:
+            # The saved epoch's events sit at its last step: those after it are redone.
+            resumed = self.schedule.step_count + 1 if checkpoint is not None else None
+            self.board = TensorBoardLog(config.tensorboard, purge_step=resumed)
+        if config.sync_bn:
+            if self.world > 1:
+                # In place: the parameters and buffers stay the objects the optimiser holds.
+                dist.sync_batchnorm(task.objective, device)
+            elif self.is_main:
+                info("--sync-bn: one process, nothing to synchronise (BatchNorm as without it)")
+        self.module = self.ddp = dist.wrap_ddp(task.objective, device)
         if config.compile:
             self.module = torch.compile(self.module)
 
@@ -367,13 +383,13 @@ class _Trainer:
 
     def _build_loader(self) -> None:
         cfg = self.config
-        per_rank = cfg.batch_size // self.world
+        per_rank = self.micro_batch
         self.sampler = dist.make_sampler(self.task.dataset, cfg.seed)
         shard = len(self.sampler)
         if shard == 0:
             raise WsssError("the training split is empty")
-        # Full batches only, unless the split is smaller than one batch (tiny runs, tests).
-        drop_last = shard >= per_rank
+        # Full steps only, unless the split is smaller than one step (tiny runs, tests).
+        drop_last = shard >= per_rank * cfg.accumulate
         self.loader = DataLoader(
             dist.EpochDataset(self.task.dataset),
             batch_size=per_rank,
@@ -386,14 +402,20 @@ class _Trainer:
             # The loader's own generator keeps it off the global RNG, which resume restores.
             generator=torch.Generator().manual_seed(cfg.seed),
         )
-        self.iterations = len(self.loader)
-        self.images_per_epoch = self.world * (self.iterations * per_rank if drop_last else shard)
+        # A split smaller than one step makes one step of all its micro-batches.
+        self.accumulate = cfg.accumulate if drop_last else len(self.loader)
+        self.iterations = len(self.loader) // self.accumulate  # optimiser steps per epoch
+        # Micro-batches short of a whole step are dropped, as a short last batch is.
+        self.micro_batches = self.iterations * self.accumulate
+        self.step_images = per_rank * self.accumulate if drop_last else shard
+        self.images_per_epoch = self.world * (self.micro_batches * per_rank if drop_last else shard)
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self) -> FitResult:
         cfg = self.config
         if self.is_main:
-            write_manifest(self.out, cfg.stage, self.args, status="running", kind=self.task.kind)
+            write_manifest(self.out, cfg.stage, self.args, status="running", kind=self.task.kind,
+                           effective_batch=self.effective_batch())  # fmt: skip
             self._trim_metrics()
             if self.start_epoch:
                 info(f"resuming {self.out / LAST} after epoch {self.start_epoch}/{cfg.epochs}")
@@ -417,7 +439,10 @@ class _Trainer:
             )
             for epoch in range(self.start_epoch, cfg.epochs):
                 assert batches is not None
-                record = self._train_epoch(epoch, batches, advance)
+                try:
+                    record = self._train_epoch(epoch, batches, advance)
+                except torch.OutOfMemoryError:
+                    raise WsssError(self._out_of_memory()) from None
                 # The loader processes start on the next epoch while this one is saved.
                 batches = self._epoch_batches(epoch + 1) if epoch + 1 < cfg.epochs else None
                 self._end_epoch(epoch, record, progress)
@@ -428,7 +453,32 @@ class _Trainer:
     def _epoch_batches(self, epoch: int) -> Iterator[dict[str, torch.Tensor]]:
         """The epoch's batches; with loader processes their loading starts at this call."""
         self.sampler.set_epoch(epoch)
-        return iter(self.loader)
+        return itertools.islice(self.loader, self.micro_batches)
+
+    def effective_batch(self) -> dict[str, Any]:
+        """How one optimiser step's images were computed (the manifest's record)."""
+        return {
+            "processes": self.world,
+            "per_process": self.micro_batch,
+            "accumulate": self.config.accumulate,
+            "total": self.config.batch_size,
+            "sync_bn": self.config.sync_bn and self.world > 1,
+        }
+
+    def _out_of_memory(self) -> str:
+        cfg = self.config
+        return (
+            f"out of device memory at {self.micro_batch} image(s) per process and micro-batch: "
+            f"keep --batch-size {cfg.batch_size} and raise --accumulate to "
+            f"{2 * cfg.accumulate}, or spread it over more GPUs (torchrun; README, GPU recipe)"
+        )
+
+    def _no_sync(self, last: bool) -> Any:
+        """Gradients are averaged over processes once per optimiser step, at its last
+        micro-batch; the others only add to each process's own."""
+        if last or not isinstance(self.ddp, nn.parallel.DistributedDataParallel):
+            return nullcontext()
+        return self.ddp.no_sync()
 
     def _train_epoch(
         self,
@@ -444,21 +494,31 @@ class _Trainer:
         # Each batch is counted one batch late, so that the epoch's last count comes with the
         # epoch's losses (a log gets its epoch line from that count).
         held = 0
-        for batch in self._on_device(batches):
-            progress = self.schedule.step_count / self.schedule.total_steps
-            with self.amp.autocast():
-                terms = self.module(batch, progress)
-            sums.add(terms)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(terms["loss"]).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            lr = self.schedule.lr
-            self.schedule.step()
+        for micro, batch in enumerate(self._on_device(batches)):
+            position = micro % self.accumulate
+            first, last = position == 0, position == self.accumulate - 1
             n = len(next(iter(batch.values())))
+            progress = self.schedule.step_count / self.schedule.total_steps
+            with self._no_sync(last):
+                with self.amp.autocast():
+                    terms = self.module(batch, progress)
+                sums.add(terms)
+                if first:
+                    self.optimizer.zero_grad(set_to_none=True)
+                # Each micro-batch's mean loss weighted by its share of the step's images: the
+                # summed gradients are those of the whole step's mean.
+                loss = terms["loss"]
+                if n != self.step_images:
+                    loss = loss * (n / self.step_images)
+                self.scaler.scale(loss).backward()
+            if last:
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                lr = self.schedule.lr
+                self.schedule.step()
             images += n
             status = None
-            if sums.steps % cfg.read_every == 0 and sums.steps < self.iterations:
+            if sums.steps % cfg.read_every == 0 and sums.steps < self.micro_batches:
                 status = self._read(sums, epoch)[1]
             if held or status is not None:
                 advance(held, status)
@@ -467,9 +527,7 @@ class _Trainer:
         advance(held, status)
         seconds = time.perf_counter() - start
         keys = sorted(totals)
-        reduced = dist.all_reduce_sum(
-            [totals[k] for k in keys] + [self.iterations, images], self.device
-        )
+        reduced = dist.all_reduce_sum([totals[k] for k in keys] + [sums.steps, images], self.device)
         count, images = reduced[-2], int(reduced[-1])
         record = {"epoch": epoch + 1, "iterations": self.iterations}
         record.update(
@@ -490,9 +548,8 @@ class _Trainer:
         first = sums.read_steps + 1
         totals, window = sums.read()
         if not math.isfinite(totals["loss"]):
-            steps = (
-                f"iteration {first}" if first == sums.steps else f"iterations {first}-{sums.steps}"
-            )
+            unit = "iteration" if self.accumulate == 1 else "micro-batch"
+            steps = f"{unit} {first}" if first == sums.steps else f"{unit}s {first}-{sums.steps}"
             last = self.out / LAST
             saved = (
                 f"{last} holds the last good epoch"
@@ -501,9 +558,11 @@ class _Trainer:
             )
             raise WsssError(
                 f"training diverged: loss is {totals['loss']} at epoch {epoch + 1}, "
-                f"{steps}/{self.iterations} (lower --lr or check the data; {saved})"
+                f"{steps}/{self.micro_batches} (lower --lr or check the data; {saved})"
             )
         lr = self.optimizer.param_groups[0]["lr"]
+        if self.board is not None:
+            self.board.scalars("train", {**window, "lr": lr}, self.schedule.step_count)
         status = (
             f"epoch {epoch + 1}/{self.config.epochs}  "
             + "  ".join(
@@ -551,6 +610,7 @@ class _Trainer:
         done = epoch + 1
         dist.sync_buffers(self.task.model)
         due = self.task.evaluate is not None and (done % cfg.eval_every == 0 or done == cfg.epochs)
+        result = None
         if due:
             # rich allows one live display at a time: the evaluation may show its own bar.
             progress.stop()
@@ -566,6 +626,8 @@ class _Trainer:
                     self.best = {"epoch": done, "name": result.name, "metric": result.metric}
                     if self.is_main:
                         self._save(BEST, done, best=self.best)
+        if self.board is not None:
+            self._log_epoch(record, result)
         if self.is_main:
             # Metrics first: a kill in between leaves a line that resume trims, never a gap.
             append_jsonl(self.out / METRICS, record)
@@ -573,6 +635,16 @@ class _Trainer:
         dist.barrier()
         if self.on_epoch_end is not None:
             self.on_epoch_end(EpochEnd(epoch=done, model=self.task.model, metrics=record))
+
+    def _log_epoch(self, record: dict[str, Any], result: EvalResult | None) -> None:
+        assert self.board is not None
+        step = self.schedule.step_count
+        skip = ("epoch", "iterations", "images", "seconds", "eval")
+        self.board.scalars("epoch", {k: v for k, v in record.items() if k not in skip}, step)
+        if result is not None:
+            self.board.scalars("eval", {result.name: result.metric, **result.details}, step)
+            self.board.images("eval", result.images, step)
+        self.board.flush()
 
     def _evaluate(self) -> EvalResult | None:
         assert self.task.evaluate is not None
@@ -648,9 +720,12 @@ class _Trainer:
                 self.args,
                 status="complete",
                 kind=self.task.kind,
+                effective_batch=self.effective_batch(),
                 result=result.to_json(),
             )
             release_output_dir(self.out)
+        if self.board is not None:
+            self.board.close()
         dist.barrier()
         return result
 

@@ -40,10 +40,12 @@ from wsss.configs.datasets import generator_args
 from wsss.data.demo import ensure_demo
 from wsss.data.voc import VocDataset
 from wsss.engine.finished import train_unless_finished
+from wsss.engine.tensorboard import require_tensorboard
 from wsss.errors import WsssError
 from wsss.io import ensure_dir, write_json
 from wsss.metrics import REFERENCE_CONVENTION
 from wsss.recipes import COCO, DEMO, RECIPES, VOC, Recipe, Resolved, resolve
+from wsss.torchrun import env_info
 from wsss.ui import info, key_value_table, plain, print_table
 from wsss.walk_check import RECORD as WALK_RECORD
 from wsss.walk_check import WalkCheck, check_walk
@@ -68,6 +70,7 @@ class PipelineConfig:
     seed: int | None = None  # every trainer's seed
     dry_run: bool = False  # print the resolved options, run nothing
     profile: str | None = None  # wsss.recipes.PROFILES (default: the recipe's)
+    tensorboard: Path | None = None  # event files: DIR/<trainer's folder>, DIR/pipeline
 
 
 @dataclass
@@ -90,6 +93,8 @@ class Splits:
 
 def resolve_run(config: PipelineConfig) -> Resolved:
     """Every stage's options for this run (errors before any work)."""
+    if config.tensorboard is not None:
+        require_tensorboard()
     demo_data = config.data is None and config.recipe.demo is not None
     resolved = resolve(config.recipe, config.variant, config.overrides, config.seed,
                        config.random_walk, demo_data, config.profile)  # fmt: skip
@@ -178,6 +183,8 @@ def run(config: PipelineConfig) -> PipelineResult | None:
         "resolved": resolved.to_json(),
     }
     summary_path = write_json(out / "summary.json", summary)
+    if config.tensorboard is not None and env_info().is_main:
+        log_figures(config.tensorboard / "pipeline", summary)
     if {splits.cam, splits.predict} <= splits.scored:
         from wsss.report import pipeline_figures
 
@@ -189,6 +196,21 @@ def run(config: PipelineConfig) -> PipelineResult | None:
     info(f"report: {write_report(ReportConfig(run_dir=out)).path}")
     print_table(summary_table(summary))
     return PipelineResult(summary=summary, summary_path=summary_path)
+
+
+def log_figures(folder: Path, summary: dict[str, Any]) -> None:
+    """The run's figures as TensorBoard scalars (pipeline/<key>, the random-walk path's as
+    pipeline/rw_<key>), one point each: runs side by side (seeds, variants) compare there."""
+    from wsss.engine.tensorboard import TensorBoardLog
+
+    keys = (*SEED_FIGURES, "pseudo_miou_reference", "seg_miou_reference")
+    figures = {key: summary.get(key) for key in keys}
+    walk = summary.get("random_walk") or {}
+    figures.update({f"rw_{key.removeprefix('rw_')}": walk.get(key)
+                    for key in ("rw_miou", "pseudo_miou", "seg_miou")})  # fmt: skip
+    board = TensorBoardLog(folder, purge_step=0)  # a re-run's figures replace the last ones
+    board.scalars("pipeline", {k: v for k, v in figures.items() if v is not None}, 0)
+    board.close()
 
 
 def resolved_table(resolved: Resolved) -> Table:
@@ -221,13 +243,18 @@ class Steps:
             self.device["loader_workers"] = config.loader_workers
         self.cam_model: Path | None = None  # train-cam's final.pt, once trained
 
+    def board(self, folder: str) -> dict[str, Path]:
+        """A trainer's `tensorboard` option: its own folder under the run's, if any."""
+        board = self.config.tensorboard
+        return {} if board is None else {"tensorboard": board / folder}
+
     def train_cam(self) -> Path:
         from wsss.stages.train_cam import TrainCamConfig
         from wsss.stages.train_cam import run as train
 
         return train_unless_finished(train, TrainCamConfig(
             data=self.data, out=self.out / "cam_model", split=self.splits.cam, resume=True,
-            **self.device, **self.options["train_cam"]))  # fmt: skip
+            **self.device, **self.board("cam_model"), **self.options["train_cam"]))  # fmt: skip
 
     def make_cam(self, checkpoint: Path) -> None:
         from wsss.stages.make_cam import MakeCamConfig
@@ -384,7 +411,7 @@ class Steps:
         return train_unless_finished(train, TrainSegConfig(
             data=self.data, out=self.out / f"seg_model{suffix}", split=self.splits.seg,
             labels=labels, init=init, resume=True, **self.device,
-            **self.options["train_seg"]))  # fmt: skip
+            **self.board(f"seg_model{suffix}"), **self.options["train_seg"]))  # fmt: skip
 
     def train_aff(self, cam_model: Path, labels: Path) -> Path:
         from wsss.stages.train_aff import TrainAffConfig
@@ -393,7 +420,8 @@ class Steps:
         init = cam_model if self.switches["aff_init"] else None
         return train_unless_finished(train, TrainAffConfig(
             data=self.data, out=self.out / "aff_model", split=self.splits.cam, labels=labels,
-            init=init, resume=True, **self.device, **self.options["train_aff"]))  # fmt: skip
+            init=init, resume=True, **self.device, **self.board("aff_model"),
+            **self.options["train_aff"]))  # fmt: skip
 
     def make_rw(self, checkpoint: Path, cams: Path, out: Path) -> None:
         from wsss.stages.make_rw import MakeRwConfig
@@ -562,7 +590,10 @@ def run_seeds(config: PipelineConfig, seeds: Sequence[int]) -> dict[str, Any]:
     runs: dict[str, dict[str, Any]] = {}
     for seed in seeds:
         info(f"[bold cyan]=== seed {seed}[/]", markup=True)
-        result = run(dataclasses.replace(config, out=out / f"seed-{seed}", seed=seed))
+        board = None if config.tensorboard is None else config.tensorboard / f"seed-{seed}"
+        result = run(
+            dataclasses.replace(config, out=out / f"seed-{seed}", seed=seed, tensorboard=board)
+        )
         if result is not None:
             runs[str(seed)] = result.summary
     if config.dry_run:
@@ -580,6 +611,10 @@ def run_seeds(config: PipelineConfig, seeds: Sequence[int]) -> dict[str, Any]:
         "figures": {key: value for key, value in {**figures, **rw}.items() if value},
     }
     write_json(out / "summary.json", summary)
+    from wsss.stages.report import ReportConfig
+    from wsss.stages.report import run as write_report
+
+    info(f"report: {write_report(ReportConfig(run_dir=out)).path}")
     print_table(seeds_table(summary))
     return summary
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from wsss.cam_eval import evaluate_model_cams
+from wsss.cam_eval import cam_previews, evaluate_model_cams
 from wsss.checkpoints import load_init_checkpoint, weights_error
 from wsss.configs.trainers import TrainCamConfig
 from wsss.data.datasets import ClassificationDataset
@@ -76,7 +76,7 @@ def run(
     voc, ids = config.open_split()
     evaluate = None
     if config.eval_split:
-        evaluate, eval_list = _cam_evaluator(voc, config.eval_split)
+        evaluate, eval_list = _cam_evaluator(voc, config.eval_split, config.tensorboard is not None)
         config = config.with_eval_every(lambda: default_eval_every(config, voc, ids, eval_list))
     dataset = ClassificationDataset(voc, ids, TrainTransform(augmentation(config)), config.seed)
 
@@ -118,8 +118,9 @@ def default_eval_every(
     return auto_eval_every(voc, eval_list, len(train_ids), config.crop, passes)
 
 
-def _cam_evaluator(voc: VocDataset, split: str) -> tuple[Evaluate, list[str]]:
-    """CAM threshold sweep on `split` (rank 0 only): best mIoU over the dataset's classes."""
+def _cam_evaluator(voc: VocDataset, split: str, previews: bool) -> tuple[Evaluate, list[str]]:
+    """CAM threshold sweep on `split` (rank 0 only): best mIoU over the dataset's classes;
+    with `previews`, heatmaps of a few of its images for TensorBoard."""
 
     def score(model: nn.Module, ids: list[str], device: torch.device) -> tuple[float, dict] | None:
         if not is_main():
@@ -127,4 +128,7 @@ def _cam_evaluator(voc: VocDataset, split: str) -> tuple[Evaluate, list[str]]:
         sweep = evaluate_model_cams(model, voc, ids, device)
         return sweep.best_miou, {"threshold": sweep.best_threshold}
 
-    return split_evaluator(voc, split, "CAM mIoU", score)
+    def pictures(model: nn.Module, ids: list[str], device: torch.device) -> dict:
+        return cam_previews(model, voc, ids, device)
+
+    return split_evaluator(voc, split, "CAM mIoU", score, pictures if previews else None)

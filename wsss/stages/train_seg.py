@@ -23,7 +23,7 @@ from wsss.engine.device import set_seed
 from wsss.engine.evaluation import auto_eval_every, split_evaluator
 from wsss.engine.trainer import LAST, EpochEnd, Evaluate, FitResult, TrainTask, fit
 from wsss.models.deeplab import DeepLabV3Plus
-from wsss.seg_eval import segmenter_scores
+from wsss.seg_eval import segmenter_previews, segmenter_scores
 
 STAGE = "train-seg"
 
@@ -62,7 +62,7 @@ def run(
     dataset = SegmentationDataset(voc, ids, TrainTransform(augment), config.labels, config.seed)
     evaluate = None
     if config.eval_split:
-        evaluate, eval_list = _seg_evaluator(voc, config.eval_split)
+        evaluate, eval_list = _seg_evaluator(voc, config.eval_split, config.tensorboard is not None)
         config = config.with_eval_every(
             lambda: auto_eval_every(voc, eval_list, len(ids), config.crop, train_passes=3)
         )
@@ -87,9 +87,12 @@ def build_model(config: TrainSegConfig, num_classes: int, pretrained: str) -> De
     )  # fmt: skip
 
 
-def _seg_evaluator(voc: VocDataset, split: str) -> tuple[Evaluate, list[str]]:
+def _seg_evaluator(voc: VocDataset, split: str, previews: bool) -> tuple[Evaluate, list[str]]:
     def score(model: nn.Module, ids: list[str], device: torch.device) -> tuple[float, dict] | None:
         scores = segmenter_scores(model, voc, ids, device)
         return scores.miou, {"pixel_accuracy": scores.pixel_accuracy}
 
-    return split_evaluator(voc, split, "mIoU", score)
+    def pictures(model: nn.Module, ids: list[str], device: torch.device) -> dict:
+        return segmenter_previews(model, voc, ids, device)
+
+    return split_evaluator(voc, split, "mIoU", score, pictures if previews else None)
