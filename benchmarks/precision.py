@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from benchmarks.common import BenchSettings, Numbers, alternate, seconds_of
-from wsss.engine.device import CHANNELS_LAST_ENV, amp_policy
+from wsss.engine.device import CHANNELS_LAST_ENV, amp_policy, set_amp
 from wsss.inference import Predictor, TtaConfig, make_cams, segment_probs
 from wsss.models.affinity import AffinityNet
 from wsss.models.classifier import CamClassifier
@@ -47,9 +47,11 @@ CPU = torch.device("cpu")
 
 
 def _in_mode(mode: str) -> Any:
+    """The process in `mode` (what `--amp` does in a stage), and its policy."""
     amp, channels_last = MODES[mode]
     os.environ[CHANNELS_LAST_ENV] = channels_last
-    return amp_policy(CPU, amp)
+    set_amp(amp)
+    return amp_policy(CPU)
 
 
 Build = Callable[[], torch.nn.Module]
@@ -143,6 +145,7 @@ def measure_precision(settings: BenchSettings, backbone: str) -> Numbers:
                 out[f"{stage}|{mode}_images_per_s"] = count / seconds[mode]
                 out[f"{stage}|{mode}_ratio"] = seconds["fp32"] / seconds[mode]
     finally:
+        set_amp("gpu")
         if saved is None:
             os.environ.pop(CHANNELS_LAST_ENV, None)
         else:

@@ -128,3 +128,23 @@ def test_targets_compare_in_the_right_direction() -> None:
     assert ratio.check(0.9) and not ratio.check(0.8)
     assert rows["sweep_ratio"].check(1.2) and not rows["sweep_ratio"].check(1.6)
     assert not rows["eval_share"].check(math.nan)
+
+
+def test_each_precision_mode_reaches_the_trainer_and_the_predictor(monkeypatch) -> None:
+    import torch
+
+    from benchmarks import precision
+    from wsss.engine import device
+    from wsss.inference import Predictor
+
+    monkeypatch.setattr(device, "_amp_setting", "gpu")
+    monkeypatch.setenv(device.CHANNELS_LAST_ENV, "")  # restored (unset) after the test
+    expected = {"fp32": (None, torch.contiguous_format), "fp32_cl": (None, torch.channels_last),
+                "bf16": (torch.bfloat16, torch.contiguous_format),
+                "bf16_cl": (torch.bfloat16, torch.channels_last)}  # fmt: skip
+    assert set(expected) == set(precision.MODES)
+    for mode, (dtype, layout) in expected.items():
+        policy = precision._in_mode(mode)
+        predictor = Predictor(torch.nn.Identity(), torch.device("cpu"))
+        assert (policy.dtype, policy.memory_format) == (dtype, layout), mode
+        assert (predictor.amp.dtype, predictor.memory_format) == (dtype, layout), mode
