@@ -38,6 +38,55 @@ def mass_balance(values: np.ndarray) -> float:
     return float(ordered[min(max(count, 1), len(ordered)) - 1])
 
 
+def otsu_effectiveness(values: np.ndarray, bins: int = 256) -> tuple[float, float]:
+    """Otsu's threshold and its effectiveness eta = between-class / total variance (1: two
+    separated modes, near 0: one mode)."""
+    t = otsu(values, bins)
+    low, high = values[values <= t], values[values > t]
+    total = float(values.var())
+    if total == 0 or not len(low) or not len(high):
+        return t, 0.0
+    w = len(low) / len(values)
+    between = w * (1 - w) * float(high.mean() - low.mean()) ** 2
+    return t, between / total
+
+
+def triangle(values: np.ndarray, bins: int = 256) -> float:
+    """The triangle method: the bin farthest below the line from the histogram's peak to
+    its far end (made for one mode with a long tail)."""
+    hist, edges = np.histogram(values, bins=bins, range=(0.0, 1.0))
+    peak = int(np.argmax(hist))
+    end = int(np.nonzero(hist)[0][-1])
+    if end <= peak + 1:
+        return float(edges[peak + 1])
+    x = np.arange(peak, end + 1)
+    h = hist[peak : end + 1].astype(np.float64)
+    # distance (up to a constant) of each point below the chord from (peak, h0) to (end, h1)
+    chord = h[0] + (h[-1] - h[0]) * (x - peak) / (end - peak)
+    return float(edges[x[int(np.argmax(chord - h))] + 1])
+
+
+def isodata(values: np.ndarray, start: float) -> float:
+    """Ridler-Calvard: t = the midpoint of the two sides' means, iterated from `start`."""
+    t = start
+    for _ in range(100):
+        low, high = values[values <= t], values[values > t]
+        if not len(low) or not len(high):
+            return t
+        new = (float(low.mean()) + float(high.mean())) / 2
+        if abs(new - t) < 1e-4:
+            return new
+        t = new
+    return t
+
+
+def blended(values: np.ndarray) -> float:
+    """Otsu where the strongest-CAM histogram has two modes, mean-cam where it has one,
+    weighted by Otsu's effectiveness."""
+    t, eta = otsu_effectiveness(values)
+    return eta * t + (1 - eta) * float(values.mean())
+
+
 def mean_cam(tops: list[np.ndarray]) -> float:
     mean = MeanCam()
     for top in tops:
@@ -51,10 +100,19 @@ RULES: dict[str, Callable[[list[np.ndarray]], float]] = {
     "Otsu, pooled": lambda tops: otsu(np.concatenate([t.ravel() for t in tops])),
     "Otsu, median per image": lambda tops: float(np.median([otsu(t.ravel()) for t in tops])),
     "mass balance": lambda tops: mass_balance(np.concatenate([t.ravel() for t in tops])),
+    "triangle": lambda tops: triangle(np.concatenate([t.ravel() for t in tops])),
+    "ISODATA from mean": lambda tops: isodata(
+        pooled := np.concatenate([t.ravel() for t in tops]), float(pooled.mean())
+    ),
+    "Otsu-mean blend": lambda tops: blended(np.concatenate([t.ravel() for t in tops])),
 }
 
 
-def measure(cams: Path, data: Path, split: str) -> dict[str, tuple[float, float]]:
+def measure(
+    cams: Path, data: Path, split: str, keep: dict[str, object] | None = None
+) -> dict[str, tuple[float, float]]:
+    """Each rule's (t, mIoU) and the oracle's; `keep` receives the 0.01-step curve and the
+    strongest-CAM maps, for trying more rules without another sweep."""
     voc = VocDataset.open(data)
     ids = voc.split_ids(split)
     records = [load_cam_file(find_cam_file(cams, i), voc.num_classes) for i in ids]
@@ -66,6 +124,9 @@ def measure(cams: Path, data: Path, split: str) -> dict[str, tuple[float, float]
         sweep.update(record.hr_cam, record.labels, voc.load_mask(image_id), name=image_id)
     result = sweep.result()
     miou = dict(result.curve)
+    if keep is not None:
+        keep["curve"] = [[t, miou[t]] for t in grid]
+        keep["tops"] = tops
     scores = {name: (t, miou[float(t)]) for name, t in chosen.items()}
     return {"oracle": (result.best_threshold, result.best_miou), **scores}
 

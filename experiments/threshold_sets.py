@@ -1,0 +1,151 @@
+"""CAMs of a quality set's variants, for choosing the label-free threshold rule (issue #27).
+
+For each dataset variant x seed: the variant's data, then train-cam and make-cam exactly as
+the quality suite's pipeline runs them (the demo recipe scaled to the variant, `recipe_for`),
+and nothing after. Each run resumes. Then every rule of `benchmarks/label_free_threshold.py`
+picks a threshold from the CAMs alone and one sweep against the masks scores each choice and
+the oracle; the table goes to OUT/rules.md and OUT/rules.json.
+
+    python experiments/threshold_sets.py --datasets tuning --out runs/thresholds/tuning
+        [--only NAME,...] [--max-seeds N] [--jobs 2] [--amp gpu|bf16]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import typer
+
+if __package__ in (None, ""):  # run as a script: make the repository's packages importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from experiments.quality_sets import SETS, Variant  # noqa: E402
+
+app = typer.Typer(add_completion=False)
+
+
+def _selected(set_name: str, only: list[str], max_seeds: int | None) -> list[tuple[Variant, int]]:
+    variants = [v for v in SETS[set_name] if not only or v.name in only]
+    return [(v, seed) for v in variants for seed in v.seeds[:max_seeds]]
+
+
+def cams_of(variant: Variant, seed: int, out: Path, amp: str, threads: int) -> dict[str, str]:
+    """train-cam + make-cam of one variant x seed under OUT/NAME-SEED (resumed if there)."""
+    import torch
+
+    from experiments.suite import recipe_for
+    from wsss.stages.pipeline import PipelineConfig, Steps, _prepare_data, resolve_run
+
+    torch.set_num_threads(threads)
+    run_dir = out / f"{variant.name}-{seed}"
+    config = PipelineConfig(out=run_dir, recipe=recipe_for(variant, seed), device="cpu",
+                            amp=amp, loader_workers=0)  # fmt: skip
+    resolved = resolve_run(config)
+    data = _prepare_data(config, resolved, run_dir)
+    steps = Steps(config, resolved, data, run_dir, lambda name, action: action())
+    steps.make_cam(steps.train_cam())  # each skips what is done
+    return {"variant": variant.name, "seed": str(seed), "cams": str(run_dir / "cams"),
+            "data": str(data), "split": steps.splits.cam}  # fmt: skip
+
+
+def _cams_job(args: tuple[Variant, int, Path, str, int]) -> dict[str, str]:
+    return cams_of(*args)
+
+
+@app.command("run")
+def main(
+    out: Path = typer.Option(..., "--out"),
+    set_name: str = typer.Option("tuning", "--datasets"),
+    only: list[str] = typer.Option([], "--only"),
+    max_seeds: int | None = typer.Option(None, "--max-seeds"),
+    jobs: int = typer.Option(1, "--jobs", min=1),
+    amp: str = typer.Option("gpu", "--amp"),
+) -> None:
+    from benchmarks.label_free_threshold import RULES, measure
+
+    only = [name for item in only for name in item.split(",") if name]
+    runs = _selected(set_name, only, max_seeds)
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    out.mkdir(parents=True, exist_ok=True)
+    args = [(variant, seed, out, amp, threads) for variant, seed in runs]
+    if jobs == 1:
+        made = [_cams_job(a) for a in args]
+    else:
+        with ProcessPoolExecutor(jobs) as pool:
+            made = list(pool.map(_cams_job, args))
+    rows: list[dict[str, Any]] = []
+    import numpy as np
+
+    for run in made:
+        kept: dict[str, Any] = {}
+        scores = measure(Path(run["cams"]), Path(run["data"]), run["split"], kept)
+        rows.append({**run, "scores": {k: list(v) for k, v in scores.items()},
+                     "curve": kept["curve"]})  # fmt: skip
+        maps = {f"t{i}": top.astype(np.float16) for i, top in enumerate(kept["tops"])}
+        np.savez_compressed(Path(run["cams"]).parent / "tops.npz", **maps)
+        print(run["variant"], run["seed"], scores, flush=True)
+    (out / "rules.json").write_text(json.dumps(rows, indent=1))
+    names = ["oracle", *RULES]
+    lines = ["| variant, seed | " + " | ".join(f"{n}: t / mIoU" for n in names) + " |",
+             "|---" * (len(names) + 1) + "|"]  # fmt: skip
+    for row in rows:
+        cells = [f"{t:.2f} / {m:.2f}" for t, m in (row["scores"][n] for n in names)]
+        lines.append(f"| {row['variant']}, {row['seed']} | " + " | ".join(cells) + " |")
+    (out / "rules.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def saved_scores(folders: list[Path]) -> list[dict[str, Any]]:
+    """Each saved run's oracle and every rule of RULES (today's, not the run's), scored on
+    its saved 0.01-step curve (linear between steps): new rules need no new sweep."""
+    import numpy as np
+
+    from benchmarks.label_free_threshold import RULES
+
+    rows = []
+    for folder in folders:
+        for run in json.loads((folder / "rules.json").read_text()):
+            grid, miou = np.array(run["curve"]).T
+            best = int(np.argmax(miou))
+            with np.load(Path(run["cams"]).parent / "tops.npz") as saved:
+                tops = [saved[k].astype(np.float32) for k in saved.files]
+            scores = {"oracle": (float(grid[best]), float(miou[best]))}
+            for name, rule in RULES.items():
+                t = float(rule(tops))
+                scores[name] = (t, float(np.interp(t, grid, miou)))
+            rows.append({"set": folder.name, "variant": run["variant"], "seed": run["seed"],
+                         "scores": scores})  # fmt: skip
+    return rows
+
+
+@app.command("table")
+def table(folders: list[Path] = typer.Argument(..., help="--out folders of `run`")) -> None:
+    """Every rule's t / mIoU and its gap to the oracle per saved run, and the summary."""
+    import numpy as np
+
+    from benchmarks.label_free_threshold import RULES
+
+    rows = saved_scores(folders)
+    names = ["oracle", *RULES]
+    lines = ["| set | variant, seed | " + " | ".join(names) + " |",
+             "|---" * (len(names) + 2) + "|"]  # fmt: skip
+    for row in rows:
+        cells = [f"{t:.2f} / {m:.1f}" for t, m in (row["scores"][n] for n in names)]
+        lines.append(f"| {row['set']} | {row['variant']}, {row['seed']} | " + " | ".join(cells)
+                     + " |")  # fmt: skip
+    for label, pick in (("mean gap", np.mean), ("largest gap", np.max)):
+        for set_name in sorted({row["set"] for row in rows}):
+            gaps = {n: [r["scores"]["oracle"][1] - r["scores"][n][1] for r in rows
+                        if r["set"] == set_name] for n in RULES}  # fmt: skip
+            lines.append(f"| {set_name} | {label} | - | "
+                         + " | ".join(f"{pick(gaps[n]):.2f}" for n in RULES) + " |")  # fmt: skip
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    app()
