@@ -29,7 +29,8 @@ Weights: nothing is downloaded. Every tensor is filled from a seed derived from 
 name (`seeded_tensor`), so the reference network and the wsss one get the same values
 through the key maps below, and the tests rebuild the wsss side without any stored weight.
 The key maps (reference state_dict name -> wsss name, strict: every reference tensor has
-exactly one wsss counterpart and every wsss tensor is covered):
+exactly one wsss counterpart and every wsss tensor is covered) are the package's
+(`wsss.checkpoint_import.PREFIXES`, what `wsss import-checkpoint` uses):
 
 Classifier (`core.networks.Classifier('resnet50')` -> `wsss.models.classifier.CamClassifier`)
     model.<rest>                      -> backbone.<rest>   (conv1, bn1, layer1..layer4)
@@ -64,7 +65,6 @@ import argparse
 import contextlib
 import hashlib
 import json
-import re
 import sys
 import tempfile
 import textwrap
@@ -176,65 +176,17 @@ def tensor_digest(tensor: torch.Tensor) -> str:
 
 # -- key maps: reference name -> wsss name ---------------------------------------------------
 
-_STEM = {"0": "conv1", "1": "bn1"}
-_DEEPLAB_RULES = [
-    (r"aspp\.aspp([1-4])\.atrous_conv\.(.*)", lambda m: f"aspp.convs.{int(m[1]) - 1}.0.{m[2]}"),
-    (r"aspp\.aspp([1-4])\.bn\.(.*)", lambda m: f"aspp.convs.{int(m[1]) - 1}.1.{m[2]}"),
-    (r"aspp\.global_avg_pool\.([12])\.(.*)", lambda m: f"aspp.convs.4.{m[1]}.{m[2]}"),
-    (r"aspp\.conv1\.(.*)", lambda m: f"aspp.project.0.{m[1]}"),
-    (r"aspp\.bn1\.(.*)", lambda m: f"aspp.project.1.{m[1]}"),
-    (r"decoder\.conv1\.(.*)", lambda m: f"low_level.0.{m[1]}"),
-    (r"decoder\.bn1\.(.*)", lambda m: f"low_level.1.{m[1]}"),
-    (r"decoder\.classifier\.([0145])\.(.*)", lambda m: f"decoder.{m[1]}.{m[2]}"),
-    (r"decoder\.classifier\.8\.(.*)", lambda m: f"classifier.{m[1]}"),
-]
-
-
-def _canonical_affinity_edge(key: str) -> str | None:
-    """fc_edgeN.* and its alias edge_layers.{N-1}.* -> "fc_edgeN.*"."""
-    m = re.fullmatch(r"fc_edge([1-6])\.(.*)", key)
-    if m:
-        return key
-    m = re.fullmatch(r"edge_layers\.([0-5])\.(.*)", key)
-    if m:
-        return f"fc_edge{int(m[1]) + 1}.{m[2]}"
-    return None
-
 
 def reference_key_map(key: str, kind: str) -> str:
     """wsss name of a reference state_dict key (`kind`: classifier | deeplab | affinity; the
-    affinity net is wsss's with the reference head)."""
-    if key.startswith("module."):  # a DataParallel checkpoint
-        key = key[len("module.") :]
-    if key.startswith("model."):
-        return "backbone." + key[len("model.") :]
-    if kind == "affinity":
-        m = re.fullmatch(r"backbone\.([0-4])\.(.*)", key)  # alias of stage{1..5}
-        if m:
-            key = f"stage{int(m[1]) + 1}.{m[2]}"
-    m = re.fullmatch(r"stage1\.([01])\.(.*)", key)
-    if m:
-        return f"backbone.{_STEM[m[1]]}.{m[2]}"
-    m = re.fullmatch(r"stage([2-5])\.0\.(.*)", key)
-    if m:
-        return f"backbone.layer{int(m[1]) - 1}.{m[2]}"
-    if kind == "classifier" and key == "classifier.weight":
-        return key
-    if kind == "deeplab":
-        for pattern, target in _DEEPLAB_RULES:
-            m = re.fullmatch(pattern, key)
-            if m:
-                return target(m)
-    if kind == "affinity":
-        canonical = _canonical_affinity_edge(key)
-        m = re.fullmatch(r"fc_edge([1-6])\.(.*)", canonical or "")
-        if m and m[1] == "1":
-            return f"stem.{m[2]}"
-        if m and m[1] == "6":
-            return f"boundary.{m[2]}"
-        if m:
-            return f"levels.{int(m[1]) - 2}.{m[2]}"
-    raise KeyError(f"no wsss name for the reference tensor {key} ({kind})")
+    affinity net is wsss's with the reference head): the package's map, the one `wsss
+    import-checkpoint` uses, so the golden files check it."""
+    from wsss.checkpoint_import import PARALLEL_PREFIX, wsss_key
+
+    name = wsss_key(key.removeprefix(PARALLEL_PREFIX), kind)  # a DataParallel checkpoint
+    if name is None:
+        raise KeyError(f"no wsss name for the reference tensor {key} ({kind})")
+    return name
 
 
 def reference_state(reference_model: torch.nn.Module, kind: str) -> dict[str, torch.Tensor]:

@@ -31,6 +31,7 @@ from wsss.checkpoints import load_model
 from wsss.data.classes import VOC_CLASSES
 from wsss.errors import WsssError
 from wsss.inference import TtaConfig, segment_probs
+from wsss.models.affinity import AffinityNet
 from wsss.models.classifier import CamClassifier
 from wsss.models.deeplab import DeepLabV3Plus
 
@@ -42,8 +43,11 @@ _NOT_IN_GN_HEAD = re.compile(r"(aspp|decoder)\..*\.(running_mean|running_var|num
 
 @cache
 def _shapes(kind: str) -> dict[str, tuple[torch.Size, torch.dtype]]:
-    model = CamClassifier("resnet50", NUM_CLASSES) if kind == "classifier" else (
-        DeepLabV3Plus("resnet50", NUM_CLASSES + 1))  # fmt: skip
+    model = {
+        "classifier": lambda: CamClassifier("resnet50", NUM_CLASSES),
+        "deeplab": lambda: DeepLabV3Plus("resnet50", NUM_CLASSES + 1),
+        "affinity": lambda: AffinityNet("resnet50", head="reference"),
+    }[kind]()
     return {k: (v.shape, v.dtype) for k, v in model.state_dict().items()}
 
 
@@ -54,7 +58,7 @@ def reference_state(kind: str, head: str = "bn", prefix: str = "module.") -> dic
     for theirs, ours in mapping.items():
         if head == "gn" and _NOT_IN_GN_HEAD.fullmatch(theirs):
             continue
-        shape, dtype = _shapes("classifier" if kind == "classifier" else "deeplab")[ours]
+        shape, dtype = _shapes(kind)[ours]
         state[prefix + theirs] = seeded_tensor(ours, tuple(shape), dtype)
     return state
 
@@ -199,7 +203,7 @@ def test_wrong_kind_classes_and_source_are_one_line_errors(tmp_path: Path, capsy
     assert import_cli("deeplab", classifier, tmp_path / "o.pt") == 2
     assert "extra key module.classifier.weight" in capsys.readouterr().err
     assert import_cli("affinity", classifier, tmp_path / "o.pt") == 2
-    assert "issue #25 row 7" in capsys.readouterr().err
+    assert "extra key module.classifier.weight" in capsys.readouterr().err
     classes = tmp_path / "classes.txt"
     classes.write_text("cat\ndog\n")
     assert (
@@ -229,7 +233,7 @@ def test_the_package_map_is_the_parity_scripts_map() -> None:
     and each wsss key's reference names are exactly the manifest's."""
     from wsss.checkpoint_import import reference_keys, wsss_key
 
-    for kind in ("classifier", "deeplab"):
+    for kind in ("classifier", "deeplab", "affinity"):
         mapping = manifest()["key_maps"][kind]["map"]
         assert {k: wsss_key(k, kind) for k in mapping} == mapping
         inverse: dict[str, set[str]] = {}
@@ -240,7 +244,8 @@ def test_the_package_map_is_the_parity_scripts_map() -> None:
 
 
 def _primary(name: str) -> int:
-    return 1 if name.startswith("stage") else 0
+    """The aliases: stage1..5 and the AffinityNet's ModuleLists of them and of its branches."""
+    return 1 if name.startswith(("stage", "backbone.", "edge_layers.")) else 0
 
 
 def test_imported_weights_equal_the_file(tmp_path: Path) -> None:
@@ -252,3 +257,57 @@ def test_imported_weights_equal_the_file(tmp_path: Path) -> None:
     ours = model.state_dict()
     assert all(torch.equal(ours[mapping[k]], v) for k, v in state.items())
     assert (len(state), len(ours)) == (637, 319)
+
+
+def test_imported_affinitynet_gives_the_reference_boundary_map(tmp_path: Path) -> None:
+    """A DataParallel AffinityNet file as train_affinitynet.py saves it (the walk's
+    `path_indices_<n>` buffers too): 988 names onto 335 tensors; loaded as make-rw loads it,
+    its boundary map (padded to 512, flip merge) is the reference's get_edge."""
+    from wsss.checkpoints import open_model
+    from wsss.stages.make_rw import predict_boundary
+
+    state = reference_state("affinity")
+    state["module.path_indices_0"] = torch.zeros(3, 4, dtype=torch.int64)
+    out = tmp_path / "aff.pt"
+    assert import_cli("affinity", write(tmp_path, state), out) == 0
+    predictor, checkpoint, _ = open_model(out, AffinityNet.KIND, "cpu", VOC_CLASSES)
+    config = checkpoint["model_config"]
+    assert (config["head"], config["dilate"], config["backbone"]) == ("reference", False,
+                                                                     "resnet50")  # fmt: skip
+    assert (len(checkpoint["model"]), checkpoint["imported"]["kind"]) == (335, "affinity")
+    model = predictor.model
+    assert model.edge_input == 512
+    with torch.no_grad():
+        boundary = predict_boundary(predictor, image_tensor("a"), True, model.edge_input)
+    assert_maps_close(boundary, golden("affinitynet")["edge_a"], what="boundary")
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda s: s.pop("module.fc_edge6.weight"), "missing key fc_edge6.weight"),
+        (lambda s: s.pop("module.edge_layers.2.1.bias"), "missing key edge_layers.2.1.bias"),
+        (
+            lambda s: s.pop("module.backbone.4.0.2.bn3.weight"),
+            "missing key backbone.4.0.2.bn3.weight",
+        ),
+        (
+            lambda s: s.update({"module.fc_edge7.weight": torch.zeros(1)}),
+            "extra key module.fc_edge7.weight",
+        ),
+        (
+            lambda s: s["module.edge_layers.0.1.weight"].add_(1.0),
+            "edge_layers.0.1.weight and module.fc_edge1.1.weight differ",
+        ),
+    ],
+    ids=["missing", "missing-edge-alias", "missing-backbone-alias", "extra", "aliases-differ"],
+)
+def test_an_affinity_file_that_does_not_fit_is_a_one_line_error(
+    tmp_path: Path, capsys, change, message: str
+) -> None:
+    state = reference_state("affinity")
+    change(state)
+    assert import_cli("affinity", write(tmp_path, state), tmp_path / "out.pt") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and re.search(message, err), err
+    assert not (tmp_path / "out.pt").exists()

@@ -13,14 +13,20 @@ key. Only BatchNorm's `num_batches_tracked` may be absent (older torch files lac
 
 The wsss model is built with the reference's architecture: ResNet layer4 at stride 1 without
 dilation (`dilate=False`, issue #25 row 1) and, for DeepLabv3+, `align_corners=True` and the
-file's head normalisation, GroupNorm (the reference's default) or BatchNorm (row 8). The
-backbone (ResNet-50 or -101), the number of classes and the head's normalisation are read
-off the tensors. The reference's AffinityNet is another network than wsss's (row 7) and is
-refused.
+file's head normalisation, GroupNorm (the reference's default) or BatchNorm (row 8); the
+AffinityNet as wsss's `head="reference"` (row 7), whose backbone is also named
+`backbone.{0..4}` and whose branches are also named `edge_layers.{0..5}`. The backbone
+(ResNet-50 or -101), the number of classes and the head's normalisation are read off the
+tensors.
+
+The reference's training and random-walk scripts build the AffinityNet with its walk's pair
+index, whose buffers `path_indices_<n>` are saved with the weights: they are not weights
+(make-rw computes its own pairs), and the import skips them.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +38,7 @@ from torch import Tensor
 from wsss.engine.checkpoint import save_checkpoint
 from wsss.errors import WsssError, file_error
 from wsss.models import CheckpointModel
+from wsss.models.affinity import AffinityNet
 from wsss.models.backbone import read_weights_file
 from wsss.models.classifier import CamClassifier
 from wsss.models.deeplab import DeepLabV3Plus
@@ -71,13 +78,28 @@ PREFIXES: dict[str, tuple[tuple[str, str], ...]] = {
         *((f"decoder.classifier.{i}.", f"decoder.{i}.") for i in (0, 1, 4, 5)),
         ("decoder.classifier.8.", "classifier."),
     ),
+    "affinity": (
+        *_BACKBONE,
+        ("backbone.0.0.", "backbone.conv1."),  # backbone: a ModuleList of stage1..5
+        ("backbone.0.1.", "backbone.bn1."),
+        *((f"backbone.{i + 1}.0.", f"backbone.layer{i + 1}.") for i in range(4)),
+        ("fc_edge1.", "stem."),
+        *((f"fc_edge{i + 2}.", f"levels.{i}.") for i in range(4)),
+        ("fc_edge6.", "boundary."),
+        ("edge_layers.0.", "stem."),  # edge_layers: a ModuleList of fc_edge1..6
+        *((f"edge_layers.{i + 1}.", f"levels.{i}.") for i in range(4)),
+        ("edge_layers.5.", "boundary."),
+    ),
+}
+# The reference AffinityNet's walk index (PathIndex), saved with its weights; not weights.
+_PATH_INDEX = re.compile(r"path_indices_\d+")
+_MODELS: dict[str, type[CheckpointModel]] = {
+    "classifier": CamClassifier,
+    "deeplab": DeepLabV3Plus,
+    "affinity": AffinityNet,
 }
 # ResNet depth by the number of blocks in layer3.
 _RESNET_BY_LAYER3 = {6: "resnet50", 23: "resnet101"}
-ROW_7 = (
-    "the reference's AffinityNet is another network than wsss's (five edge branches, the stem "
-    "too, ReLU after upsampling: issue #25 row 7); importing it is not supported yet"
-)
 
 
 def wsss_key(key: str, kind: str) -> str | None:
@@ -103,7 +125,7 @@ def reference_key(key: str, kind: str) -> str:
 class Imported:
     """What `import_checkpoint` wrote."""
 
-    kind: str  # the reference's kind (classifier | deeplab)
+    kind: str  # the reference's kind (classifier | deeplab | affinity)
     model: CheckpointModel
     reference_keys: int
     classes: tuple[str, ...]
@@ -123,8 +145,6 @@ def import_checkpoint(
         raise WsssError(f"--from must be one of {'|'.join(SOURCES)}, got '{source}'")
     if kind not in KINDS:
         raise WsssError(f"KIND must be one of {'|'.join(KINDS)}, got '{kind}'")
-    if kind == "affinity":
-        raise file_error(path, ROW_7)
     if not Path(path).is_file():
         raise file_error(path, "checkpoint file not found")
     state = read_weights_file(path)
@@ -151,8 +171,6 @@ def reference_model(
 ) -> CheckpointModel:
     """The wsss model holding the reference's `kind` state_dict (strict, see the module's
     docstring); `num_classes`: the foreground classes it must have (None: any)."""
-    if kind == "affinity":
-        raise file_error(source, ROW_7)
     mapped = _mapped(state, kind, source)
     model = _build(mapped, kind, source, num_classes)
     expected = model.state_dict()
@@ -188,6 +206,8 @@ def _mapped(state: Mapping[str, Tensor], kind: str, source: str) -> dict[str, Te
     first: dict[str, str] = {}
     for key, value in state.items():
         name = key[len(PARALLEL_PREFIX) :] if key.startswith(PARALLEL_PREFIX) else key
+        if kind == "affinity" and _PATH_INDEX.fullmatch(name):
+            continue
         ours = wsss_key(name, kind)
         if ours is None:
             raise file_error(source, f"extra key {key}: not a tensor of the reference's {kind}")
@@ -212,24 +232,24 @@ def _build(
         raise file_error(
             source, f"a backbone with {len(blocks)} blocks in layer3: not a ResNet-50 or -101"
         )
-    head = mapped.get("classifier.weight")
-    if head is None:
-        raise file_error(source, f"missing key {reference_key('classifier.weight', kind)}")
-    outputs = int(head.shape[0])
-    config: dict[str, Any] = {"backbone": backbone, "num_classes": outputs, "dilate": False}
-    if kind == "classifier":
-        foreground = outputs
-        cls: type[CheckpointModel] = CamClassifier
+    config: dict[str, Any] = {"backbone": backbone, "dilate": False}
+    if kind == "affinity":
+        config["head"] = "reference"  # the affinity net has no classes to check
     else:
-        foreground = outputs - 1  # DeepLab's outputs count background
-        config["align_corners"] = True
-        config["head_norm"] = "bn" if "aspp.convs.0.1.running_mean" in mapped else "gn"
-        cls = DeepLabV3Plus
-    if num_classes is not None and foreground != num_classes:
-        raise file_error(
-            source,
-            f"the file's {kind} has {foreground} foreground classes, the class list "
-            f"{num_classes} (--class-list)",
-        )
+        head = mapped.get("classifier.weight")
+        if head is None:
+            raise file_error(source, f"missing key {reference_key('classifier.weight', kind)}")
+        outputs = config["num_classes"] = int(head.shape[0])
+        foreground = outputs
+        if kind == "deeplab":
+            foreground = outputs - 1  # DeepLab's outputs count background
+            config["align_corners"] = True
+            config["head_norm"] = "bn" if "aspp.convs.0.1.running_mean" in mapped else "gn"
+        if num_classes is not None and foreground != num_classes:
+            raise file_error(
+                source,
+                f"the file's {kind} has {foreground} foreground classes, the class list "
+                f"{num_classes} (--class-list)",
+            )
     torch.manual_seed(0)  # the initial values are all replaced; fix them anyway
-    return cls(**config)
+    return _MODELS[kind](**config)

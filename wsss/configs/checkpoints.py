@@ -15,14 +15,15 @@ from wsss.option import option
 class ImportCheckpointConfig:
     """Turn a checkpoint of the official Puzzle-CAM code into a wsss checkpoint, strictly.
 
-    KIND: classifier (for make-cam, or --init) or deeplab (for predict). The wsss model gets
-    the reference's architecture: layer4 undilated, and DeepLab's align_corners resizes and
-    the file's head normalisation (docs/parity.md)."""
+    KIND: classifier (for make-cam, or --init), deeplab (for predict) or affinity (for
+    make-rw). The wsss model gets the reference's architecture: layer4 undilated, DeepLab's
+    align_corners resizes and the file's head normalisation, the AffinityNet's head
+    (train-aff --aff-head reference) (docs/parity.md)."""
 
     STAGE: ClassVar[str] = "import-checkpoint"
     OUTPUT: ClassVar[str] = "model"
     kind: Literal["classifier", "deeplab", "affinity"] = option(
-        help="classifier, deeplab or affinity (not supported yet: issue #25 row 7).",
+        help="classifier, deeplab or affinity.",
         argument=True,
         flag="KIND",  # how a bad value's error names it
     )

@@ -24,6 +24,8 @@ class ImportCheckpointResult:
         ]
         if "head_norm" in config:
             rows.append(("head", f"{config['head_norm']}, align_corners={config['align_corners']}"))
+        elif "head" in config:  # the affinity net
+            rows.append(("head", f"{config['head']} (train-aff --aff-head {config['head']})"))
         return [
             *rows,
             ("tensors", f"{done.reference_keys} reference keys -> {done.tensors} wsss tensors"),
