@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -111,6 +112,16 @@ def test_a_checkpoint_that_cannot_be_exported(rw_setup, tmp_path: Path, capsys) 
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and "aff.pt" in error and "deeplab" in error
     assert not (tmp_path / "a.pt").exists()
+
+
+def test_onnx_without_the_onnx_package(seg_setup, tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx raises ImportError
+    out = tmp_path / "seg.onnx"
+    args = ["export", "--checkpoint", str(seg_setup[1]), "--out", str(out), "--format", "onnx"]
+    assert main(args) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "needs the onnx package" in error, error
+    assert not out.exists()
 
 
 def test_a_file_that_differs_is_not_written(seg_setup, tmp_path: Path, monkeypatch, capsys) -> None:
