@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from wsss.cam_eval import ThresholdSweep
-from wsss.cam_threshold import MeanCam, parse_thresholds
+from wsss.cam_threshold import TopStats, parse_thresholds
 from wsss.camfile import find_cam_file, load_cam_file
 from wsss.data.voc import VocDataset
 
@@ -87,15 +87,21 @@ def blended(values: np.ndarray) -> float:
     return eta * t + (1 - eta) * float(values.mean())
 
 
-def mean_cam(tops: list[np.ndarray]) -> float:
-    mean = MeanCam()
-    for top in tops:
-        mean.update(top[None])
-    return mean.result().threshold
+def wsss_rule(rule: str) -> Callable[[list[np.ndarray]], float]:
+    """A rule of `wsss.cam_threshold` as the stages run it (its histogram included)."""
+
+    def pick(tops: list[np.ndarray]) -> float:
+        stats = TopStats()
+        for top in tops:
+            stats.update(top[None])
+        return stats.result(rule).threshold
+
+    return pick
 
 
 RULES: dict[str, Callable[[list[np.ndarray]], float]] = {
-    "mean-cam (chosen)": mean_cam,
+    "lifted-median (chosen)": wsss_rule("lifted-median"),
+    "mean-cam (before)": wsss_rule("mean-cam"),
     "median": lambda tops: float(np.median(np.concatenate([t.ravel() for t in tops]))),
     "Otsu, pooled": lambda tops: otsu(np.concatenate([t.ravel() for t in tops])),
     "Otsu, median per image": lambda tops: float(np.median([otsu(t.ravel()) for t in tops])),
@@ -105,6 +111,14 @@ RULES: dict[str, Callable[[list[np.ndarray]], float]] = {
         pooled := np.concatenate([t.ravel() for t in tops]), float(pooled.mean())
     ),
     "Otsu-mean blend": lambda tops: blended(np.concatenate([t.ravel() for t in tops])),
+    "min(mean, median)": lambda tops: min(
+        float((pooled := np.concatenate([t.ravel() for t in tops])).mean()),
+        float(np.median(pooled)),
+    ),
+    "median of per-image means": lambda tops: float(np.median([t.mean() for t in tops])),
+    "mean of mean and median": lambda tops: (
+        float((pooled := np.concatenate([t.ravel() for t in tops])).mean() + np.median(pooled)) / 2
+    ),
 }
 
 

@@ -1,10 +1,11 @@
 """The background threshold chosen from the CAMs alone, without pixel ground truth.
 
-Rule ("mean-cam"): t = the mean, over every pixel of the split's labelled images, of the
-strongest labelled-class CAM. A pixel is foreground when its strongest CAM is above the
-CAMs' own average level. Measured against the ground-truth best threshold in
-docs/label_free_threshold.md. Images labelled with no class hold no CAM and are left out:
-they are background at any threshold.
+Rules (docs/label_free_threshold.md measures them against the ground-truth best threshold):
+"lifted-median" (the default): the strongest labelled-class CAM's quantile at level
+0.5 + q10, q10 its own 10th percentile, over the split's pixels: half of the pixels are
+background, and more where the CAMs are blurred over the background (a high floor);
+"mean-cam": the mean of the strongest labelled-class CAM. Images labelled with no class hold
+no CAM and are left out: they are background at any threshold.
 
 The confident-region thresholds of the random-walk path derive from the same t.
 """
@@ -12,7 +13,7 @@ The confident-region thresholds of the random-walk path derive from the same t.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,15 +21,14 @@ from typing import Any
 import numpy as np
 
 from wsss.camfile import EVAL_CAM_RECORD, find_cam_file, load_cam_file
-from wsss.errors import WsssError, check_range, file_error
+from wsss.errors import WsssError, check_choice, check_range, file_error
 from wsss.io import dir_writable, read_json, write_json
 from wsss.ui import track, warn
 
-RULE = "mean-cam"
-RULE_TEXT = "mean of the strongest labelled-class CAM over the split's pixels"
-# Written into the CAM folder, so make-pseudo --threshold auto and the pipeline share it.
-RECORD = "label_free_threshold.json"
+RULE = "lifted-median"  # the default rule (RULES below; chosen in docs/label_free_threshold.md)
+RECORD = "label_free_threshold.json"  # in the CAM folder: make-pseudo and the pipeline share it
 CONFIDENT_RULE = "fg = 2 t, bg = t / 2"
+HIST_BINS = 1000  # the strongest-CAM histogram's bins over [0, 1]: rules read t to 0.001
 
 
 @dataclass(frozen=True)
@@ -42,19 +42,21 @@ class ThresholdChoice:
         return {
             "threshold": self.threshold,
             "rule": self.rule,
-            "rule_text": RULE_TEXT,
+            "rule_text": RULES[self.rule].text,
             "images": self.images,
             "pixels": self.pixels,
         }
 
 
-class MeanCam:
-    """Accumulates the strongest CAM of each pixel, image by image."""
+class TopStats:
+    """The strongest labelled-class CAM of every pixel, image by image: its exact sum and a
+    histogram, which is all a rule reads."""
 
     def __init__(self) -> None:
         self.total = 0.0
         self.pixels = 0
         self.images = 0
+        self.hist = np.zeros(HIST_BINS, np.int64)
 
     def update(self, cams: np.ndarray) -> None:
         """One image's K x H x W CAMs (K may be 0: nothing to add)."""
@@ -64,20 +66,66 @@ class MeanCam:
         self.total += float(top.sum(dtype=np.float64))
         self.pixels += int(top.size)
         self.images += 1
+        bins = np.clip((top * HIST_BINS).astype(np.int64), 0, HIST_BINS - 1)
+        self.hist += np.bincount(bins.ravel(), minlength=HIST_BINS)
 
-    def result(self) -> ThresholdChoice:
+    @property
+    def mean(self) -> float:
+        return self.total / self.pixels
+
+    def quantile(self, q: float) -> float:
+        """The value below which a share q of the pixels lie, to the histogram's bin (the
+        bin's upper edge: a pixel exactly at it counts as below, as thresholds do)."""
+        below = np.cumsum(self.hist)
+        index = int(np.searchsorted(below, q * self.pixels, side="left"))
+        return min(index + 1, HIST_BINS) / HIST_BINS
+
+    def result(self, rule: str = RULE) -> ThresholdChoice:
         if self.pixels == 0:
             raise WsssError("no image with a labelled class: no CAM to pick a threshold from")
-        threshold = round(min(max(self.total / self.pixels, 0.0), 1.0), 4)
-        return ThresholdChoice(threshold, RULE, self.images, self.pixels)
+        check_rule(rule)
+        threshold = round(min(max(RULES[rule].pick(self), 0.0), 1.0), 4)
+        return ThresholdChoice(threshold, rule, self.images, self.pixels)
 
 
-def label_free_threshold(cam_dir: Path, ids: Sequence[str], num_classes: int) -> ThresholdChoice:
+@dataclass(frozen=True)
+class Rule:
+    text: str  # what the rule does, in a line (records and summaries)
+    pick: Callable[[TopStats], float]
+
+
+def lifted_median(stats: TopStats) -> float:
+    """The quantile 0.5 + q10 of the strongest CAM (q10: its 10th percentile): half the pixels
+    background, more where even the weakest tenth of the pixels holds activation (CAMs
+    blurred over the background), at most 95 %."""
+    return stats.quantile(min(0.95, 0.5 + stats.quantile(0.1)))
+
+
+RULES: dict[str, Rule] = {
+    "lifted-median": Rule(
+        "the strongest labelled-class CAM's quantile 0.5 + q10 over the split's pixels "
+        "(q10: its 10th percentile)",
+        lifted_median,
+    ),
+    "mean-cam": Rule(
+        "mean of the strongest labelled-class CAM over the split's pixels", lambda s: s.mean
+    ),
+}
+
+
+def check_rule(rule: str) -> None:
+    check_choice("--threshold-rule", rule, tuple(RULES))
+
+
+def label_free_threshold(
+    cam_dir: Path, ids: Sequence[str], num_classes: int, rule: str = RULE
+) -> ThresholdChoice:
     """The rule's threshold for the CAM files of `ids` (one pass over them)."""
-    mean = MeanCam()
+    check_rule(rule)
+    stats = TopStats()
     for image_id in track(ids, len(ids), "pick-threshold"):
-        mean.update(load_cam_file(find_cam_file(cam_dir, image_id), num_classes).hr_cam)
-    return mean.result()
+        stats.update(load_cam_file(find_cam_file(cam_dir, image_id), num_classes).hr_cam)
+    return stats.result(rule)
 
 
 @dataclass(frozen=True)
@@ -89,26 +137,34 @@ class Recorded:
     pending: dict[str, Any] | None = field(default=None, compare=False)
 
 
-def pick_threshold(cam_dir: Path, ids: Sequence[str], num_classes: int) -> ThresholdChoice:
+def pick_threshold(
+    cam_dir: Path, ids: Sequence[str], num_classes: int, rule: str = RULE
+) -> ThresholdChoice:
     """`pick_and_record` without an `elsewhere`: the choice alone."""
-    return pick_and_record(cam_dir, ids, num_classes)[0]
+    return pick_and_record(cam_dir, ids, num_classes, rule=rule)[0]
 
 
 def pick_and_record(
-    cam_dir: Path, ids: Sequence[str], num_classes: int, elsewhere: Path | None = None
+    cam_dir: Path,
+    ids: Sequence[str],
+    num_classes: int,
+    elsewhere: Path | None = None,
+    rule: str = RULE,
 ) -> tuple[ThresholdChoice, Recorded]:
     """`label_free_threshold`, recorded in `<cam_dir>/label_free_threshold.json` and read
     back from there when it was made for the same images. A CAM folder that takes no file
     (read-only) gets none: the record goes to `elsewhere` (the stage's own output folder,
-    left to the stage to write), else it is not kept (a warning says so)."""
+    left to the stage to write), else it is not kept (a warning says so). A record holds one
+    rule's choice: another rule's is made anew (and replaces it)."""
+    check_rule(rule)
     cam_dir = Path(cam_dir)
     digest = hashlib.sha1("\n".join(ids).encode()).hexdigest()
     places = [cam_dir / RECORD, *([Path(elsewhere) / RECORD] if elsewhere is not None else [])]
     for record in places:
-        saved = _saved_choice(record, digest)
+        saved = _saved_choice(record, digest, rule)
         if saved is not None:
             return saved, Recorded(record)
-    choice = label_free_threshold(cam_dir, ids, num_classes)
+    choice = label_free_threshold(cam_dir, ids, num_classes, rule)
     content = {**choice.to_json(), "ids_sha1": digest, "ids": len(ids)}
     if dir_writable(cam_dir):
         return choice, Recorded(write_json(cam_dir / RECORD, content))
@@ -118,15 +174,15 @@ def pick_and_record(
     return choice, Recorded(None)
 
 
-def _saved_choice(record: Path, digest: str) -> ThresholdChoice | None:
+def _saved_choice(record: Path, digest: str, rule: str) -> ThresholdChoice | None:
     if not record.is_file():
         return None
     saved = read_json(record)
     same = isinstance(saved, dict) and saved.get("ids_sha1") == digest
-    if same and saved.get("rule") == RULE:
+    if same and saved.get("rule") == rule:
         try:
             return ThresholdChoice(
-                float(saved["threshold"]), RULE, int(saved["images"]), int(saved["pixels"])
+                float(saved["threshold"]), rule, int(saved["images"]), int(saved["pixels"])
             )
         except (KeyError, TypeError, ValueError):
             pass  # a damaged record is made again, not trusted
@@ -151,16 +207,18 @@ def resolve_threshold(
     ids: Sequence[str],
     num_classes: int,
     elsewhere: Path | None = None,
+    rule: str = RULE,
 ) -> ThresholdSetting:
     """make-pseudo's `--threshold` (a number, 'auto' or 'oracle') as a number; the pipeline
     reads the threshold of its make-pseudo step through this too. `elsewhere`: where the
-    label-free record goes when the CAM folder is read-only (`pick_threshold`)."""
+    label-free record goes when the CAM folder is read-only (`pick_threshold`); `rule`: the
+    label-free rule of 'auto' (RULES)."""
     cam_dir = Path(cam_dir)
     if setting == "auto":
-        choice, recorded = pick_and_record(cam_dir, ids, num_classes, elsewhere)
+        choice, recorded = pick_and_record(cam_dir, ids, num_classes, elsewhere, rule)
         pending = (recorded.path, recorded.pending) if recorded.pending is not None else None
-        source = f"label-free rule {RULE} ({RULE_TEXT})"
-        return ThresholdSetting(choice.threshold, RULE, source, pending)  # type: ignore[arg-type]
+        source = f"label-free rule {rule} ({RULES[rule].text})"
+        return ThresholdSetting(choice.threshold, rule, source, pending)  # type: ignore[arg-type]
     if setting == "oracle":
         value, source = _oracle(cam_dir / EVAL_CAM_RECORD)
         return ThresholdSetting(value, "oracle", source)

@@ -47,6 +47,19 @@ def amp() -> Any:
     return option("gpu", help=AMP_HELP, run_level=True)
 
 
+# wsss.cam_threshold.RULES names the same (a test pins them); the first is the default.
+ThresholdRule = Literal["lifted-median", "mean-cam"]
+
+
+def threshold_rule() -> Any:
+    return option(
+        get_args(ThresholdRule)[0],
+        help="The label-free rule of --threshold auto (docs/label_free_threshold.md): "
+        + ", ".join(get_args(ThresholdRule))
+        + ".",
+    )
+
+
 def workers(help: str, minimum: int) -> Any:
     """Worker processes; --workers is the spelling of the first release, kept as an alias."""
     return option(

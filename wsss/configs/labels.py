@@ -22,8 +22,8 @@ def _crf(name: str, **spec: Any) -> Any:
 
 @dataclass(frozen=True, kw_only=True)
 class PickThresholdConfig:
-    """The background threshold from the CAMs alone (no masks): the mean of the strongest
-    labelled-class CAM over the split's pixels; recorded in CAMS/label_free_threshold.json."""
+    """The background threshold from the CAMs alone (no masks), by a label-free rule (default:
+    lifted-median); recorded in CAMS/label_free_threshold.json."""
 
     STAGE: ClassVar[str] = "pick-threshold"
     OUTPUT: ClassVar[str] = "threshold"
@@ -31,6 +31,7 @@ class PickThresholdConfig:
     data: Path = common.data()
     split: str = common.split()
     class_list: Path | None = common.class_list()
+    threshold_rule: common.ThresholdRule = common.threshold_rule()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,10 +46,11 @@ class MakePseudoConfig:
     out: Path = common.out("Output directory for the label PNGs.")
     threshold: float | Literal["auto", "oracle"] = option(
         "auto",
-        help="Background threshold in [0, 1]; 'auto': the label-free rule, the mean of the "
-        "strongest labelled-class CAM (docs/label_free_threshold.md); 'oracle': best_threshold "
+        help="Background threshold in [0, 1]; 'auto': the label-free rule of --threshold-rule "
+        "(docs/label_free_threshold.md); 'oracle': best_threshold "
         "of CAMS/eval_cam.json from `wsss eval-cam`, picked on ground truth.",
     )
+    threshold_rule: common.ThresholdRule = common.threshold_rule()
     crf_workers: int | None = common.workers("CRF worker processes (default: all cores).", 1)
     score: bool | None = option(
         None,

@@ -71,7 +71,7 @@ class MakePseudoResult(PerImageResult):
     ignored_pixels: int = 0
     scores: SegmentationScores | None = None
     eval_path: Path | None = None
-    rule: str = ""  # how the background threshold was chosen: mean-cam, fixed or oracle
+    rule: str = ""  # how the background threshold was chosen: a label-free rule, fixed or oracle
     confident: tuple[float, float] | None = None  # (fg, bg) in confident mode
 
     def tables(self) -> list[Table]:
@@ -296,7 +296,9 @@ def _pseudo_params(
         given = ThresholdSetting(config.bg_threshold, "fixed", "--fg-threshold / --bg-threshold")
         confident = (config.fg_threshold, config.bg_threshold)
         return PseudoParams(crf=crf, bg_power=config.bg_power, confident=confident), given
-    threshold = resolve_threshold(cams, config.threshold, ids, voc.num_classes, Path(config.out))
+    threshold = resolve_threshold(
+        cams, config.threshold, ids, voc.num_classes, Path(config.out), config.threshold_rule
+    )
     if not config.confident_mode:
         return PseudoParams(threshold.value, crf, config.bg_power), threshold
     derived = confident_thresholds(threshold.value)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from wsss.cam_threshold import RULE_TEXT, ThresholdChoice, pick_and_record
+from wsss.cam_threshold import RULES, ThresholdChoice, pick_and_record
 from wsss.configs.labels import PickThresholdConfig
 from wsss.data.voc import VocDataset
 from wsss.errors import file_error
@@ -24,7 +24,7 @@ class PickThresholdResult:
     def summary_rows(self) -> list[tuple[str, object]]:
         return [
             ("threshold", f"{self.choice.threshold:.4f}"),
-            ("rule", f"{self.choice.rule}: {RULE_TEXT}"),
+            ("rule", f"{self.choice.rule}: {RULES[self.choice.rule].text}"),
             ("images with CAMs", self.choice.images),
             ("JSON", self.json_path or "not recorded (the CAM folder is read-only)"),
         ]
@@ -35,5 +35,6 @@ def run(config: PickThresholdConfig) -> PickThresholdResult:
     if not cams.is_dir():
         raise file_error(cams, "CAM directory not found")
     voc = VocDataset.open(config.data, config.class_list)
-    choice, recorded = pick_and_record(cams, voc.split_ids(config.split), voc.num_classes)
+    ids = voc.split_ids(config.split)
+    choice, recorded = pick_and_record(cams, ids, voc.num_classes, rule=config.threshold_rule)
     return PickThresholdResult(choice=choice, json_path=recorded.path)

@@ -33,6 +33,7 @@ from rich.table import Table
 from wsss.cam_threshold import (
     CONFIDENT_RULE,
     DEFAULT_THRESHOLDS,
+    RULE,
     ThresholdSetting,
     resolve_threshold,
 )
@@ -367,7 +368,8 @@ class Steps:
     def threshold(self, cams: Path, setting: float | str) -> ThresholdSetting:
         """make-pseudo's background threshold, the way make-pseudo itself resolves it."""
         ids = self.voc.split_ids(self.splits.cam)
-        return resolve_threshold(cams, setting, ids, self.voc.num_classes)
+        rule = self.options["make_pseudo"].get("threshold_rule", RULE)
+        return resolve_threshold(cams, setting, ids, self.voc.num_classes, rule=rule)
 
     def eval_cam(self, cams: Path, threshold: float | None) -> dict[str, Any]:
         """The sweep with the chosen threshold among its points: mIoU there, and the best
