@@ -100,7 +100,8 @@ def wsss_rule(rule: str) -> Callable[[list[np.ndarray]], float]:
 
 
 RULES: dict[str, Callable[[list[np.ndarray]], float]] = {
-    "lifted-median (chosen)": wsss_rule("lifted-median"),
+    "blend (chosen)": wsss_rule("blend"),
+    "lifted-median": wsss_rule("lifted-median"),
     "mean-cam (before)": wsss_rule("mean-cam"),
     "median": lambda tops: float(np.median(np.concatenate([t.ravel() for t in tops]))),
     "Otsu, pooled": lambda tops: otsu(np.concatenate([t.ravel() for t in tops])),

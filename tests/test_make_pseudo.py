@@ -155,13 +155,14 @@ def test_confident_mode_writes_ignore_and_scores_only_the_rest(tiny, tmp_path):
     assert read_json(tmp_path / "out" / "manifest.json")["params"]["mode"] == "confident"
 
 
-def lifted_median_of(voc, cams) -> float:
-    """The default rule computed here from numpy's quantiles (the stage reads a histogram of
-    0.001 bins): the quantile 0.5 + q10 of the strongest CAM."""
+def blend_of(voc, cams) -> float:
+    """The default rule computed here from numpy (the stage reads a histogram of 0.001 bins):
+    the average of the strongest CAM's mean and its quantile 0.5 + q10."""
     tops = [load_cam_file(cams / f"{i}.npy", voc.num_classes).hr_cam.max(axis=0)
             for i in voc.split_ids("train")]  # fmt: skip
     pooled = np.concatenate([t.ravel() for t in tops])
-    return float(np.quantile(pooled, min(0.95, 0.5 + float(np.quantile(pooled, 0.1)))))
+    lifted = float(np.quantile(pooled, min(0.95, 0.5 + float(np.quantile(pooled, 0.1)))))
+    return (lifted + float(pooled.mean())) / 2
 
 
 def test_threshold_is_the_label_free_rule_unless_the_oracle_is_asked_for(tiny, tmp_path):
@@ -169,9 +170,9 @@ def test_threshold_is_the_label_free_rule_unless_the_oracle_is_asked_for(tiny, t
     write_json(cams / "eval_cam.json", {"best_threshold": 0.35, "best_miou": 50.0})
     default = run(config(voc, cams, tmp_path / "a", threshold="auto"))
     # the rule, even where an eval-cam record exists (it is an oracle: picked on masks)
-    assert default.threshold == pytest.approx(lifted_median_of(voc, cams), abs=2e-3)
-    assert "label-free rule lifted-median" in default.threshold_source
-    assert default.rule == "lifted-median"
+    assert default.threshold == pytest.approx(blend_of(voc, cams), abs=2e-3)
+    assert "label-free rule blend" in default.threshold_source
+    assert default.rule == "blend"
     assert read_json(cams / "label_free_threshold.json")["threshold"] == default.threshold
     recorded = run(config(voc, cams, tmp_path / "b", threshold="oracle"))
     assert recorded.threshold == 0.35 and recorded.rule == "oracle"

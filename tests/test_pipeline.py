@@ -121,7 +121,7 @@ def test_every_stage_runs_and_writes_valid_outputs(
     # The threshold is the label-free rule's; its mIoU is a point of eval-cam's sweep, whose
     # best is the oracle, marked so in the table.
     t = summary["cam_threshold"]
-    assert summary["cam_threshold_rule"] == "lifted-median"
+    assert summary["cam_threshold_rule"] == "blend"
     assert t == read_json(out / "cams" / RECORD)["threshold"]
     curve = dict(map(tuple, read_json(out / "cams" / "eval_cam.json")["curve"]))
     assert curve[t] == pytest.approx(summary["cam_miou"])

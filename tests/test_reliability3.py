@@ -574,7 +574,7 @@ def test_read_only_cam_folder(files: Files, capsys) -> None:
     with read_only(files.cams):
         succeeds(args, capsys)
         record = json.loads((files.out / "label_free_threshold.json").read_text())
-        assert record["rule"] == "lifted-median" and record["ids"] == 4
+        assert record["rule"] == "blend" and record["ids"] == 4
         succeeds(args, capsys)  # read back from the labels' folder
         err = succeeds(["pick-threshold", "--cams", str(files.cams), "--data",
                         str(files.root), "--split", "train"], capsys)  # fmt: skip

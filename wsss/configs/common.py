@@ -48,7 +48,7 @@ def amp() -> Any:
 
 
 # wsss.cam_threshold.RULES names the same (a test pins them); the first is the default.
-ThresholdRule = Literal["lifted-median", "mean-cam"]
+ThresholdRule = Literal["blend", "lifted-median", "mean-cam"]
 
 
 def threshold_rule() -> Any:
