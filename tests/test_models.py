@@ -168,7 +168,8 @@ def test_bottleneck_stages_are_dilated_and_basic_ones_only_unstrided() -> None:
     assert r18.layer4[0].downsample[0].stride == (1, 1)
     assert r18.layer4[1].conv1.dilation == (1, 1)
     assert r18.layer3[0].conv1.stride == (2, 2)
-    assert r18.channels == {"stage1": 64, "stage2": 128, "stage3": 256, "stage4": 512}
+    assert r18.channels == {"stem": 64, "stage1": 64, "stage2": 128, "stage3": 256,
+                            "stage4": 512}  # fmt: skip
     assert r50.channels["stage4"] == 2048
 
 

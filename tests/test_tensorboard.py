@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +76,13 @@ def test_a_resumed_run_continues_its_curves(tmp_path: Path) -> None:
     killed.objective.forward = dies_in_epoch_3
     with pytest.raises(Interrupt):
         fit(killed, loop(tmp_path / "run", epochs=3, tensorboard=board, read_every=1))
+    # TensorBoard reads a folder's event files in name order, and a name starts with the
+    # second it was made in (then a per-process counter, which sorts "10" before "9"): a
+    # resume comes seconds later in use; here the resumed file must too, or it may be read
+    # first and its purge find nothing to purge yet.
+    started = int(time.time())
+    while int(time.time()) == started:
+        time.sleep(0.05)
     fit(task(), loop(tmp_path / "run", epochs=3, tensorboard=board, read_every=1, resume=True))
     events = read_events(board)
     # Step 5, written before the kill, is dropped for the resumed run's own: no point twice.

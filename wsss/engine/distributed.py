@@ -8,6 +8,7 @@ GPUs and gloo on CPU; only rank 0 logs and writes files.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import random
 from collections.abc import Iterator
 from datetime import timedelta
@@ -62,9 +63,22 @@ def barrier() -> None:
         dist.barrier()
 
 
+# How long a process at exit waits for the others before leaving the group anyway.
+EXIT_BARRIER_TIMEOUT = timedelta(seconds=60)
+
+
 def cleanup() -> None:
-    if is_initialized():
-        dist.destroy_process_group()
+    """Leave the group at exit, after the others reach their exit too: a gloo process that
+    tears its group down while another still holds a connection can abort that one (seen
+    under load as `terminate called without an active exception` in a rank that had
+    finished). A rank that died makes the barrier time out, and the group is left anyway."""
+    if not is_initialized():
+        return
+    if dist.get_backend() == "gloo":
+        # RuntimeError: another process is gone, nothing left to wait for.
+        with contextlib.suppress(RuntimeError):
+            dist.monitored_barrier(timeout=EXIT_BARRIER_TIMEOUT)
+    dist.destroy_process_group()
 
 
 def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
