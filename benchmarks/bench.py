@@ -51,6 +51,8 @@ DEFAULT_SIZES: dict[str, Any] = {
     "batch_sizes": [1, 4],
     "backbones": ["resnet18", "resnet50"],
     "min_seconds": 2.0,
+    "large_sides": [1024, 2048, 4096],  # predict --images: 1 window, 6, 20
+    "predict_window": 1024,
 }
 TINY_SIZES: dict[str, Any] = {
     **DEFAULT_SIZES,
@@ -64,6 +66,8 @@ TINY_SIZES: dict[str, Any] = {
     "matmul_size": 256,
     "backbones": ["resnet18"],
     "min_seconds": 0.1,
+    "large_sides": [48, 96],
+    "predict_window": 64,
 }
 
 
@@ -79,11 +83,14 @@ class Job:
     params: dict[str, Any]
 
 
-def plan(backbones: Sequence[str]) -> list[Job]:
+def plan(backbones: Sequence[str], large_sides: Sequence[int]) -> list[Job]:
     jobs = [Job("machine", "machine", {})]
     jobs += [Job(f"make-cam {b}", "make-cam", {"backbone": b}) for b in backbones]
     jobs += [Job(name, name, {}) for name in ("eval-cam", "make-pseudo", "train-cam")]
     jobs += [Job(f"precision {b}", "precision", {"backbone": b}) for b in backbones]
+    for side in large_sides:
+        jobs.append(Job(f"predict-images {side}", "predict-images", {"side": side}))
+        jobs.append(Job(f"segment-forward {side}", "segment-forward", {"side": side}))
     return jobs
 
 
@@ -123,6 +130,7 @@ def child_main(spec_path: Path, result_path: Path) -> int:
 
     from benchmarks.common import MEASUREMENTS, BenchSettings
     from benchmarks.precision import measure_precision
+    from benchmarks.predict_images import measure_predict_images, measure_segment_forward
 
     spec = json.loads(spec_path.read_text())
     settings = BenchSettings.from_json(spec["settings"])
@@ -130,7 +138,12 @@ def child_main(spec_path: Path, result_path: Path) -> int:
         torch.set_num_threads(settings.threads)
     # What the interpreter holds before the stage starts: torch alone is hundreds of MB.
     imported = _self_peak_rss_mb()
-    measurements = {**MEASUREMENTS, "precision": measure_precision}
+    measurements = {
+        **MEASUREMENTS,
+        "precision": measure_precision,
+        "predict-images": measure_predict_images,
+        "segment-forward": measure_segment_forward,
+    }
     numbers = measurements[spec["name"]](settings, **spec["params"])
     numbers["import_rss_mb"] = imported
     write_json(result_path, finite_or_none(numbers))
@@ -531,6 +544,7 @@ def _stage_tables(report: dict[str, Any]) -> list[str]:
     ]
 
     lines += _precision_tables(report)
+    lines += _predict_images_table(report)
 
     tr, derived = med["train-cam"], report["derived"]
     lines += [
@@ -587,6 +601,49 @@ def _stage_tables(report: dict[str, Any]) -> list[str]:
         "The peak covers the process and every process it started (loader workers, the CRF "
         "pool): the largest of them. 'After imports' is the interpreter with torch and wsss "
         "loaded, before the stage starts.",
+        "",
+    ]
+    return lines
+
+
+def _predict_images_table(report: dict[str, Any]) -> list[str]:
+    s, med = report["settings"], report["medians"]
+    rows = []
+    for side in s.get("large_sides", []):
+        stage, forward = med.get(f"predict-images {side}"), med.get(f"segment-forward {side}")
+        if stage is None or forward is None:
+            continue
+        rows.append(
+            (
+                f"{side} x {side * 3 // 4}",
+                _fmt(stage["megapixels"], digits=1),
+                int(stage["windows"]),
+                _fmt(stage["seconds"], digits=1),
+                _fmt(stage["megapixels_per_s"], digits=3),
+                f"{stage['peak_rss_mb']:.0f}",
+                _fmt(forward["seconds"], digits=1),
+                f"{forward['peak_rss_mb']:.0f}",
+                _fmt(forward["seconds"] / stage["seconds"]),
+            )
+        )
+    if not rows:
+        return []
+    lines = [
+        f"### predict --images on large images (DeepLabv3+ resnet18, scale 1 + flip, "
+        f"--window {int(s['predict_window'])}, overlap 0.25)",
+        "",
+    ]
+    lines += _table(
+        ["image (w x h)", "MP", "windows", "predict s", "MP/s", "predict peak RSS MB",
+         "whole-image forward s", "forward peak RSS MB", "forward s / predict s"],
+        rows,
+    )  # fmt: skip
+    lines += [
+        "One image per process, each process measured alone (benchmarks/predict_images.py): "
+        "predict is the whole stage (checkpoint load, decode, windows, merge, PNG write); the "
+        "forward is the same network and views on the whole image at once, in memory. "
+        "Windows overlap, so they compute more pixels than the image has; the forward's "
+        "memory grows with the image, predict's stops at one window's.",
         "",
     ]
     return lines
@@ -715,7 +772,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prepared = run_child(Job("prepare", "prepare", {}), spec, log)
         runs: dict[str, list[dict[str, float]]] = {}
         for repeat in range(args.repeats):
-            for job in plan(spec["backbones"]):
+            for job in plan(spec["backbones"], spec["large_sides"]):
                 numbers = run_child(job, spec, log)
                 runs.setdefault(job.key, []).append(numbers)
                 say(

@@ -65,6 +65,8 @@ class BenchSettings:
     batch_sizes: tuple[int, ...]  # make-cam batch sizes of the first backbone (1 first)
     backbones: tuple[str, ...]
     min_seconds: float  # short measurements are repeated until they last this long
+    large_sides: tuple[int, ...] = ()  # predict --images on one image this wide (4:3)
+    predict_window: int = 1024  # its --window
     threads: int | None = None  # torch threads per process; None: torch's default (all cores)
 
     @property
@@ -76,7 +78,7 @@ class BenchSettings:
 
     @classmethod
     def from_json(cls, values: dict[str, Any]) -> BenchSettings:
-        tuples = {k: tuple(values[k]) for k in ("batch_sizes", "backbones")}
+        tuples = {k: tuple(values[k]) for k in ("batch_sizes", "backbones", "large_sides")}
         return cls(**{**values, "work": Path(values["work"]), **tuples})
 
 

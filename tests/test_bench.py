@@ -53,6 +53,9 @@ FIGURES = {
         for mode in ("fp32", "fp32_cl", "bf16", "bf16_cl")
         for figure in ("images_per_s", "ratio")
     ],
+    "predict-images 48": ["megapixels", "seconds", "megapixels_per_s", "windows"],
+    "predict-images 96": ["megapixels", "seconds", "megapixels_per_s", "windows"],
+    "segment-forward 96": ["megapixels", "seconds", "megapixels_per_s"],
 }
 
 
@@ -99,6 +102,10 @@ def test_tiny_bench_reports_every_stage(tmp_path: Path) -> None:
     target_lines = [line for line in text.splitlines() if line.endswith(("| PASS |", "MISS** |"))]
     assert len(target_lines) == 11
     assert "| train-aff | " in text  # a row of the precision table
+    # predict --images: 48 x 36 fits the tiny preset's 64 px window; 96 x 72 takes 2 x 2
+    assert report["medians"]["predict-images 48"]["windows"] == 1
+    assert report["medians"]["predict-images 96"]["windows"] == 4
+    assert "| 96 x 72 | " in text and "### predict --images on large images" in text
     matmul = report["medians"]["machine"]["matmul_gflops"]
     assert f"{matmul:.1f} GFLOP/s" in text
     assert not list(json_path.parent.glob("work-*"))  # the scratch folder is removed
