@@ -24,6 +24,7 @@ class Stage:
     suffix: str
     other_settings: dict[str, Any]  # a change of a setting the folder's files depend on
     refusal: str  # what the refusal names
+    ids: list[str] | None = None  # the images in order (default: the data's train split)
 
 
 def make_cam(request: pytest.FixtureRequest) -> Stage:
@@ -74,7 +75,22 @@ def predict(request: pytest.FixtureRequest) -> Stage:
     return Stage(run, config, setup[0], ".png", {"flip": True}, "flip")
 
 
-@pytest.fixture(params=[make_cam, make_rw, make_pseudo, predict], ids=lambda f: f.__name__)
+def predict_images(request: pytest.FixtureRequest) -> Stage:
+    """predict --images: a folder of image files instead of a split."""
+    from wsss.stages.predict import PredictConfig, run
+
+    root, checkpoint = request.getfixturevalue("seg_setup")
+    config = lambda out: PredictConfig(  # noqa: E731
+        checkpoint=checkpoint, images=(str(root / "JPEGImages"),), out=out, flip=False,
+        device="cpu", loader_workers=0,
+    )  # fmt: skip
+    ids = sorted(p.stem for p in (root / "JPEGImages").glob("*.jpg"))
+    return Stage(run, config, root, ".png", {"window": 32}, "window", ids)
+
+
+@pytest.fixture(
+    params=[make_cam, make_rw, make_pseudo, predict, predict_images], ids=lambda f: f.__name__
+)
 def stage(request: pytest.FixtureRequest, one_thread: None) -> Stage:
     return request.param(request)
 
@@ -99,7 +115,7 @@ def test_a_shard_writes_its_share(stage: Stage, tmp_path: Path, monkeypatch: pyt
     monkeypatch.setenv("WORLD_SIZE", "2")
     out = tmp_path / "out"
     result = stage.run(stage.config(out))
-    ids = VocDataset.open(stage.data).split_ids("train")
+    ids = stage.ids or VocDataset.open(stage.data).split_ids("train")
     assert sorted(p.stem for p in out.glob(f"*{stage.suffix}")) == ids[1::2]
     assert result.written == len(ids[1::2])
     assert not (out / "manifest.json").exists()  # rank 0 writes it
