@@ -66,13 +66,15 @@ ablation: install
 	$(BIN)/python experiments/ablation.py --out runs/ablation
 
 # The quality suite (docs/quality.md): QUALITY_SET=tuning|report|smoke, QUALITY_JOBS=N
-# (default: from the device and cores), QUALITY_VARIANTS=baseline,pcl,full (default: pcl).
+# (default: from the device and cores), QUALITY_VARIANTS=baseline,pcl,full (default: pcl),
+# QUALITY_AMP=bf16 (every stage's --amp; give it its own QUALITY_OUT).
 QUALITY_SET ?= tuning
 QUALITY_OUT ?= runs/quality/$(QUALITY_SET)
 QUALITY_JOBS ?=
 QUALITY_VARIANTS ?=
+QUALITY_AMP ?=
 quality: install
-	$(BIN)/python experiments/quality.py --datasets $(QUALITY_SET) --out $(QUALITY_OUT) $(if $(QUALITY_JOBS),--jobs $(QUALITY_JOBS),) $(if $(QUALITY_VARIANTS),--loss-variants $(QUALITY_VARIANTS),)
+	$(BIN)/python experiments/quality.py --datasets $(QUALITY_SET) --out $(QUALITY_OUT) $(if $(QUALITY_JOBS),--jobs $(QUALITY_JOBS),) $(if $(QUALITY_VARIANTS),--loss-variants $(QUALITY_VARIANTS),) $(if $(QUALITY_AMP),--amp $(QUALITY_AMP),)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache *.egg-info build dist

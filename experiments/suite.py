@@ -95,6 +95,7 @@ class SuiteConfig:
     # "stage.option=value" on top of the demo recipe, for every run of the suite (a tuning
     # arm); recorded in each run's spec, so an arm needs its own --out
     overrides: tuple[str, ...] = ()
+    amp: str = "gpu"  # every stage's --amp (issue #26: bf16 on the CPU is an arm of its own)
 
 
 @dataclass
@@ -115,6 +116,7 @@ class Task:
     out: Path
     overrides: tuple[str, ...] = ()
     bound: Path | None = None
+    amp: str = "gpu"
 
     def bound_task(self) -> Task | None:
         """The supervised bound run after this pipeline run (its CAM classifier starts the
@@ -152,13 +154,14 @@ def run(config: SuiteConfig) -> SuiteResult:
             ensure_demo(data, variant.demo_args(seed))
             runs = out / "runs" / variant.name / f"seed{seed}"
             tasks += [Task(variant, seed, a, data, runs / a, config.overrides,
-                           runs / SUPERVISED if i == 0 else None)
+                           runs / SUPERVISED if i == 0 else None, config.amp)
                       for i, a in enumerate(ablations)]  # fmt: skip
     todo = [task for task in tasks if not is_done(task)]
     info(f"quality suite '{config.set_name}': {len(tasks) - len(todo)} of {len(tasks)} "
          f"runs done, {len(todo)} to run")  # fmt: skip
     failed = _execute_all(todo, config)
     quality = collect(config.set_name, variants, ablations, out)
+    quality["amp"] = config.amp  # the runs' precision (their specs hold it where not "gpu")
     json_path = write_json(out / "quality.json", quality)
     print_table(quality_table(quality))
     if failed:
@@ -321,7 +324,8 @@ def _spec(task: Task) -> dict[str, Any]:
     recipe = recipe_for(task.variant, task.seed)
     spec = {"variant": task.variant.name, "seed": task.seed, "ablation": task.ablation,
             "recipe": dataclasses.asdict(recipe),
-            **({"overrides": list(task.overrides)} if task.overrides else {})}  # fmt: skip
+            **({"overrides": list(task.overrides)} if task.overrides else {}),
+            **({"amp": task.amp} if task.amp != "gpu" else {})}  # fmt: skip
     return json.loads(json.dumps(spec, default=str))
 
 
@@ -351,7 +355,8 @@ def _pipeline_run(task: Task, setup: JobSetup) -> None:
     pipeline.run(
         pipeline.PipelineConfig(
             out=task.out, recipe=recipe_for(task.variant, task.seed), overrides=task.overrides,
-            device=setup.device, variant=task.ablation, random_walk=True, **_workers(setup),
+            device=setup.device, amp=task.amp, variant=task.ablation, random_walk=True,
+            **_workers(setup),
         )
     )  # fmt: skip
 
@@ -370,7 +375,7 @@ def _supervised_bound(task: Task, run: Path, setup: JobSetup) -> None:
     start = time.perf_counter()
     config = pipeline.PipelineConfig(out=task.out, recipe=recipe_for(task.variant, task.seed),
                                      overrides=task.overrides, device=setup.device,
-                                     **_workers(setup))  # fmt: skip
+                                     amp=task.amp, **_workers(setup))  # fmt: skip
     resolved = pipeline.resolve_run(config)
     steps = pipeline.Steps(config, resolved, task.data, task.out, lambda _name, action: action())
     steps.cam_model = run / "cam_model" / "final.pt"

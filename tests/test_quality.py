@@ -138,6 +138,7 @@ def test_smoke_set_runs_end_to_end_and_resumes(tmp_path: Path, monkeypatch) -> N
                          workers=0)  # fmt: skip
     first = suite.run(config)
     assert_complete(first.quality)
+    assert first.quality["amp"] == "gpu"  # recorded: a bf16 arm says so
     assert json.loads(first.json_path.read_text()) == first.quality
     assert (tmp_path / "q" / "data" / "smoke" / "seed901" / "classes.txt").is_file()
     (run,) = first.quality["runs"]
@@ -188,7 +189,8 @@ def test_the_quality_script_runs_from_anywhere_and_errors_in_one_line(tmp_path: 
     run = [sys.executable, str(SCRIPT)]
     shown = subprocess.run([*run, "--help"], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert shown.returncode == 0, shown.stderr
-    for option in ("--variant-set", "--variants", "--jobs", "--only", "--max-seeds", "--set"):
+    for option in ("--variant-set", "--variants", "--jobs", "--only", "--max-seeds", "--set",
+                   "--amp"):  # fmt: skip
         assert option in shown.stdout
     bad = [*run, "--variant-set", "nope", "--out", str(tmp_path / "q")]
     refused = subprocess.run(bad, capture_output=True, text=True, cwd=tmp_path, env=env)
@@ -216,3 +218,8 @@ def test_a_tuning_arm_picks_variants_seeds_and_recipe_changes(tmp_path: Path) ->
     suite._claim(task)
     with pytest.raises(WsssError, match="other settings"):
         suite._claim(replace(task, overrides=()))
+    # so is a bf16 arm's (issue #26), while a default run's spec stays as it was
+    assert "amp" not in suite._spec(task)
+    assert suite._spec(replace(task, amp="bf16"))["amp"] == "bf16"
+    with pytest.raises(WsssError, match="other settings"):
+        suite._claim(replace(task, amp="bf16"))
