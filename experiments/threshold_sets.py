@@ -34,20 +34,27 @@ def _selected(set_name: str, only: list[str], max_seeds: int | None) -> list[tup
     return [(v, seed) for v in variants for seed in v.seeds[:max_seeds]]
 
 
-def cams_of(variant: Variant, seed: int, out: Path, amp: str, threads: int) -> dict[str, str]:
-    """train-cam + make-cam of one variant x seed under OUT/NAME-SEED (resumed if there)."""
-    import torch
-
+def _steps(variant: Variant, seed: int, out: Path, amp: str) -> Any:
+    """The pipeline's steps of one variant x seed under OUT/NAME-SEED (its data made once)."""
     from experiments.suite import recipe_for
     from wsss.stages.pipeline import PipelineConfig, Steps, _prepare_data, resolve_run
 
-    torch.set_num_threads(threads)
     run_dir = out / f"{variant.name}-{seed}"
     config = PipelineConfig(out=run_dir, recipe=recipe_for(variant, seed), device="cpu",
                             amp=amp, loader_workers=0)  # fmt: skip
     resolved = resolve_run(config)
     data = _prepare_data(config, resolved, run_dir)
-    steps = Steps(config, resolved, data, run_dir, lambda name, action: action())
+    return Steps(config, resolved, data, run_dir, lambda name, action: action())
+
+
+def cams_of(variant: Variant, seed: int, out: Path, amp: str, threads: int) -> dict[str, str]:
+    """train-cam + make-cam of one variant x seed under OUT/NAME-SEED (resumed if there)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    run_dir = out / f"{variant.name}-{seed}"
+    steps = _steps(variant, seed, out, amp)
+    data = steps.data
     steps.make_cam(steps.train_cam())  # each skips what is done
     return {"variant": variant.name, "seed": str(seed), "cams": str(run_dir / "cams"),
             "data": str(data), "split": steps.splits.cam}  # fmt: skip
@@ -89,6 +96,10 @@ def main(
         maps = {f"t{i}": top.astype(np.float16) for i, top in enumerate(kept["tops"])}
         np.savez_compressed(Path(run["cams"]).parent / "tops.npz", **maps)
         print(run["variant"], run["seed"], scores, flush=True)
+    # Runs of other invocations (other --only / --max-seeds) stay; this one's replace theirs.
+    done = {(row["variant"], row["seed"]) for row in rows}
+    earlier = json.loads((out / "rules.json").read_text()) if (out / "rules.json").is_file() else []
+    rows = [r for r in earlier if (r["variant"], r["seed"]) not in done] + rows
     (out / "rules.json").write_text(json.dumps(rows, indent=1))
     names = ["oracle", *RULES]
     lines = ["| variant, seed | " + " | ".join(f"{n}: t / mIoU" for n in names) + " |",
@@ -121,6 +132,49 @@ def saved_scores(folders: list[Path]) -> list[dict[str, Any]]:
             rows.append({"set": folder.name, "variant": run["variant"], "seed": run["seed"],
                          "scores": scores})  # fmt: skip
     return rows
+
+
+PSEUDO_RULES = ("oracle", "blend", "lifted-median", "mean-cam")
+
+
+@app.command("pseudo")
+def pseudo(
+    out: Path = typer.Option(..., "--out"),
+    set_name: str = typer.Option("tuning", "--datasets"),
+    only: list[str] = typer.Option([], "--only"),
+    max_seeds: int | None = typer.Option(None, "--max-seeds"),
+    amp: str = typer.Option("gpu", "--amp"),
+) -> None:
+    """Pseudo labels (threshold + CRF, as the pipeline makes them) of every saved run at the
+    oracle's t and at each rule's, scored on the masks; OUT/pseudo.json and a table."""
+    only = [name for item in only for name in item.split(",") if name]
+    saved = {(r["variant"], r["seed"]): r for r in json.loads((out / "rules.json").read_text())}
+    results = (
+        json.loads((out / "pseudo.json").read_text()) if (out / "pseudo.json").is_file() else {}
+    )
+    for variant, seed in _selected(set_name, only, max_seeds):
+        run = saved.get((variant.name, str(seed)))
+        if run is None:
+            continue  # CAMs not made yet: `run` first
+        steps = _steps(variant, seed, out, amp)
+        key = f"{variant.name}-{seed}"
+        for name in PSEUDO_RULES:
+            options = dict(steps.options["make_pseudo"])
+            if name == "oracle":
+                options.update(threshold=run["scores"]["oracle"][0])
+            else:
+                options.update(threshold="auto", threshold_rule=name)
+            steps.options = {**steps.options, "make_pseudo": options}
+            made = steps.make_pseudo(Path(run["cams"]), out / key / f"pseudo_{name}")
+            results.setdefault(key, {})[name] = [made.threshold, made.scores.miou]
+            print(key, name, results[key][name], flush=True)
+        (out / "pseudo.json").write_text(json.dumps(results, indent=1))
+    lines = ["| variant, seed | " + " | ".join(f"{n}: t / mIoU" for n in PSEUDO_RULES) + " |",
+             "|---" * (len(PSEUDO_RULES) + 1) + "|"]  # fmt: skip
+    for key, row in results.items():
+        lines.append(f"| {key} | " + " | ".join(f"{t:.2f} / {m:.2f}" for t, m in
+                                                (row[n] for n in PSEUDO_RULES)) + " |")  # fmt: skip
+    print("\n".join(lines))
 
 
 @app.command("table")

@@ -1,0 +1,108 @@
+"""bf16 against fp32 on the CAMs and pseudo labels of a quality set (issue #26).
+
+Reads two `experiments/threshold_sets.py` folders made from the same variants and seeds, one
+with `--amp gpu` (fp32 on the CPU) and one with `--amp bf16`, each after `run` and `pseudo`,
+and prints, per variant, each precision's figures per data seed, the fp32 seed spread (the
+two seeds' difference) and bf16's difference from fp32 on the same data; the check is that
+each variant's bf16 mean lies within its fp32 seed spread of the fp32 mean.
+
+    python experiments/precision_quality.py runs/thresholds/tuning runs/thresholds/tuning-bf16
+        [--json OUT.json]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+app = typer.Typer(add_completion=False)
+
+# figure name -> how to read it from one run's rules.json row and pseudo.json entry
+FIGURES = ("CAMs, oracle t", "CAMs, blend t", "pseudo labels, blend t", "pseudo labels, oracle t")
+
+
+def figures_of(folder: Path) -> dict[tuple[str, str], dict[str, float]]:
+    """(variant, seed) -> each figure (mIoU %) of one threshold_sets folder."""
+    rules = json.loads((folder / "rules.json").read_text())
+    pseudo_path = folder / "pseudo.json"
+    pseudo = json.loads(pseudo_path.read_text()) if pseudo_path.is_file() else {}
+    out: dict[tuple[str, str], dict[str, float]] = {}
+    for row in rules:
+        key = (row["variant"], str(row["seed"]))
+        labels = pseudo.get(f"{key[0]}-{key[1]}", {})
+        values = {
+            FIGURES[0]: row["scores"]["oracle"][1],
+            FIGURES[1]: row["scores"]["blend"][1],
+        }
+        if "blend" in labels:
+            values[FIGURES[2]] = labels["blend"][1]
+        if "oracle" in labels:
+            values[FIGURES[3]] = labels["oracle"][1]
+        out[key] = values
+    return out
+
+
+def compare(fp32: Path, bf16: Path) -> list[dict[str, Any]]:
+    """One row per variant and figure where both precisions have both seeds."""
+    a, b = figures_of(fp32), figures_of(bf16)
+    variants = list(dict.fromkeys(variant for variant, _ in a))
+    rows = []
+    for variant in variants:
+        seeds = sorted(seed for v, seed in a if v == variant)
+        if len(seeds) < 2 or any((variant, s) not in b for s in seeds):
+            continue
+        for figure in FIGURES:
+            if any(figure not in x[(variant, s)] for x in (a, b) for s in seeds):
+                continue
+            full = [a[(variant, s)][figure] for s in seeds]
+            half = [b[(variant, s)][figure] for s in seeds]
+            spread = max(full) - min(full)
+            shift = sum(half) / len(half) - sum(full) / len(full)
+            rows.append({
+                "variant": variant, "figure": figure, "seeds": seeds, "fp32": full,
+                "bf16": half, "fp32_seed_spread": spread, "bf16_minus_fp32_mean": shift,
+                "paired": [h - f for h, f in zip(half, full, strict=True)],
+                "within_spread": abs(shift) <= spread,
+            })  # fmt: skip
+    return rows
+
+
+@app.command()
+def main(
+    fp32: Path = typer.Argument(..., help="threshold_sets folder made with --amp gpu (CPU fp32)"),
+    bf16: Path = typer.Argument(..., help="the same variants made with --amp bf16"),
+    json_out: Path | None = typer.Option(None, "--json"),
+) -> None:
+    rows = compare(fp32, bf16)
+    lines = [
+        "| variant | figure | fp32 (seeds) | bf16 (seeds) | fp32 seed spread | "
+        "bf16 - fp32 (means) | bf16 - fp32 per seed | within |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['variant']} | {r['figure']} | "
+            + " / ".join(f"{v:.2f}" for v in r["fp32"]) + " | "
+            + " / ".join(f"{v:.2f}" for v in r["bf16"]) + " | "
+            + f"{r['fp32_seed_spread']:.2f} | {r['bf16_minus_fp32_mean']:+.2f} | "
+            + " / ".join(f"{v:+.2f}" for v in r["paired"]) + " | "
+            + ("yes" if r["within_spread"] else "**no**") + " |"
+        )  # fmt: skip
+    for figure in FIGURES:
+        chosen = [r for r in rows if r["figure"] == figure]
+        if chosen:
+            inside = sum(r["within_spread"] for r in chosen)
+            mean = sum(r["bf16_minus_fp32_mean"] for r in chosen) / len(chosen)
+            lines.append(f"| all | {figure} | | | | mean {mean:+.2f} | | "
+                         f"{inside} of {len(chosen)} |")  # fmt: skip
+    print("\n".join(lines))
+    if json_out is not None:
+        json_out.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    sys.exit(app())
