@@ -67,14 +67,16 @@ ablation: install
 
 # The quality suite (docs/quality.md): QUALITY_SET=tuning|report|smoke, QUALITY_JOBS=N
 # (default: from the device and cores), QUALITY_VARIANTS=baseline,pcl,full (default: pcl),
-# QUALITY_AMP=bf16 (every stage's --amp; give it its own QUALITY_OUT).
+# QUALITY_AMP=bf16 (every stage's --amp), QUALITY_PROFILE=reference (the official code's
+# settings, docs/parity.md); an arm of either needs its own QUALITY_OUT.
 QUALITY_SET ?= tuning
 QUALITY_OUT ?= runs/quality/$(QUALITY_SET)
 QUALITY_JOBS ?=
 QUALITY_VARIANTS ?=
 QUALITY_AMP ?=
+QUALITY_PROFILE ?=
 quality: install
-	$(BIN)/python experiments/quality.py --datasets $(QUALITY_SET) --out $(QUALITY_OUT) $(if $(QUALITY_JOBS),--jobs $(QUALITY_JOBS),) $(if $(QUALITY_VARIANTS),--loss-variants $(QUALITY_VARIANTS),) $(if $(QUALITY_AMP),--amp $(QUALITY_AMP),)
+	$(BIN)/python experiments/quality.py --datasets $(QUALITY_SET) --out $(QUALITY_OUT) $(if $(QUALITY_JOBS),--jobs $(QUALITY_JOBS),) $(if $(QUALITY_VARIANTS),--loss-variants $(QUALITY_VARIANTS),) $(if $(QUALITY_AMP),--amp $(QUALITY_AMP),) $(if $(QUALITY_PROFILE),--profile $(QUALITY_PROFILE),)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache *.egg-info build dist

@@ -63,13 +63,19 @@ def quality(
         help="Every stage's --amp (gpu, auto, bf16, off): a bf16 run on the CPU is an arm of "
         "its own, give it its own --out.",
     ),
+    profile: str | None = typer.Option(
+        None,
+        "--profile",
+        help="A settings profile under the recipe (wsss, reference: the official Puzzle-CAM "
+        "code's, docs/parity.md); an arm of its own, give it its own --out.",
+    ),
 ) -> None:
     """The demo recipe on a set of dataset variants x seeds: one table and quality.json."""
     from experiments.suite import SuiteConfig, run
 
     run(SuiteConfig(out=out, set_name=set_name, ablations=entry.names(variants), jobs=jobs,
                     device=device, only=entry.names(only), max_seeds=max_seeds,
-                    overrides=tuple(overrides or ()), amp=amp))  # fmt: skip
+                    overrides=tuple(overrides or ()), amp=amp, profile=profile))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -96,6 +96,7 @@ class SuiteConfig:
     # arm); recorded in each run's spec, so an arm needs its own --out
     overrides: tuple[str, ...] = ()
     amp: str = "gpu"  # every stage's --amp (issue #26: bf16 on the CPU is an arm of its own)
+    profile: str | None = None  # wsss.recipes.PROFILES (issue #25: the reference's settings)
 
 
 @dataclass
@@ -117,6 +118,7 @@ class Task:
     overrides: tuple[str, ...] = ()
     bound: Path | None = None
     amp: str = "gpu"
+    profile: str | None = None
 
     def bound_task(self) -> Task | None:
         """The supervised bound run after this pipeline run (its CAM classifier starts the
@@ -145,7 +147,8 @@ def run(config: SuiteConfig) -> SuiteResult:
     ablations = ablation_names(config.ablations)
     variants = select_variants(SETS[config.set_name], config.only, config.max_seeds)
     for variant in variants:  # a bad --set fails before any work
-        resolve(recipe_for(variant, variant.seeds[0]), None, config.overrides, random_walk=True)
+        resolve(recipe_for(variant, variant.seeds[0]), None, config.overrides, random_walk=True,
+                profile=config.profile)  # fmt: skip
     out = ensure_dir(config.out)
     tasks: list[Task] = []
     for variant in variants:
@@ -154,7 +157,8 @@ def run(config: SuiteConfig) -> SuiteResult:
             ensure_demo(data, variant.demo_args(seed))
             runs = out / "runs" / variant.name / f"seed{seed}"
             tasks += [Task(variant, seed, a, data, runs / a, config.overrides,
-                           runs / SUPERVISED if i == 0 else None, config.amp)
+                           runs / SUPERVISED if i == 0 else None, config.amp,
+                           config.profile)
                       for i, a in enumerate(ablations)]  # fmt: skip
     todo = [task for task in tasks if not is_done(task)]
     info(f"quality suite '{config.set_name}': {len(tasks) - len(todo)} of {len(tasks)} "
@@ -162,6 +166,7 @@ def run(config: SuiteConfig) -> SuiteResult:
     failed = _execute_all(todo, config)
     quality = collect(config.set_name, variants, ablations, out)
     quality["amp"] = config.amp  # the runs' precision (their specs hold it where not "gpu")
+    quality["profile"] = config.profile  # None: the demo recipe's own (wsss)
     json_path = write_json(out / "quality.json", quality)
     print_table(quality_table(quality))
     if failed:
@@ -325,7 +330,8 @@ def _spec(task: Task) -> dict[str, Any]:
     spec = {"variant": task.variant.name, "seed": task.seed, "ablation": task.ablation,
             "recipe": dataclasses.asdict(recipe),
             **({"overrides": list(task.overrides)} if task.overrides else {}),
-            **({"amp": task.amp} if task.amp != "gpu" else {})}  # fmt: skip
+            **({"amp": task.amp} if task.amp != "gpu" else {}),
+            **({"profile": task.profile} if task.profile is not None else {})}  # fmt: skip
     return json.loads(json.dumps(spec, default=str))
 
 
@@ -355,8 +361,8 @@ def _pipeline_run(task: Task, setup: JobSetup) -> None:
     pipeline.run(
         pipeline.PipelineConfig(
             out=task.out, recipe=recipe_for(task.variant, task.seed), overrides=task.overrides,
-            device=setup.device, amp=task.amp, variant=task.ablation, random_walk=True,
-            **_workers(setup),
+            device=setup.device, amp=task.amp, profile=task.profile, variant=task.ablation,
+            random_walk=True, **_workers(setup),
         )
     )  # fmt: skip
 
@@ -375,7 +381,8 @@ def _supervised_bound(task: Task, run: Path, setup: JobSetup) -> None:
     start = time.perf_counter()
     config = pipeline.PipelineConfig(out=task.out, recipe=recipe_for(task.variant, task.seed),
                                      overrides=task.overrides, device=setup.device,
-                                     amp=task.amp, **_workers(setup))  # fmt: skip
+                                     amp=task.amp, profile=task.profile,
+                                     **_workers(setup))  # fmt: skip
     resolved = pipeline.resolve_run(config)
     steps = pipeline.Steps(config, resolved, task.data, task.out, lambda _name, action: action())
     steps.cam_model = run / "cam_model" / "final.pt"

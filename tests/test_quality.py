@@ -190,7 +190,7 @@ def test_the_quality_script_runs_from_anywhere_and_errors_in_one_line(tmp_path: 
     shown = subprocess.run([*run, "--help"], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert shown.returncode == 0, shown.stderr
     for option in ("--variant-set", "--variants", "--jobs", "--only", "--max-seeds", "--set",
-                   "--amp"):  # fmt: skip
+                   "--amp", "--profile"):  # fmt: skip
         assert option in shown.stdout
     bad = [*run, "--variant-set", "nope", "--out", str(tmp_path / "q")]
     refused = subprocess.run(bad, capture_output=True, text=True, cwd=tmp_path, env=env)
@@ -223,3 +223,9 @@ def test_a_tuning_arm_picks_variants_seeds_and_recipe_changes(tmp_path: Path) ->
     assert suite._spec(replace(task, amp="bf16"))["amp"] == "bf16"
     with pytest.raises(WsssError, match="other settings"):
         suite._claim(replace(task, amp="bf16"))
+    # and a profile's (issue #25: the reference's settings on the tuning set)
+    assert suite._spec(replace(task, profile="reference"))["profile"] == "reference"
+    with pytest.raises(WsssError, match="other settings"):
+        suite._claim(replace(task, profile="reference"))
+    with pytest.raises(WsssError, match="profile"):  # a bad name fails before any work
+        suite.run(SuiteConfig(out=tmp_path / "q", set_name="smoke", profile="paper"))
