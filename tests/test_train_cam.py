@@ -168,7 +168,7 @@ def test_options_added_later_match_checkpoints_saved_before_them(tmp_path: Path)
 
 def test_warm_start_refuses_a_checkpoint_of_another_kind(voc4: Path, tmp_path: Path) -> None:
     foreign = save_checkpoint(tmp_path / "seg.pt", "deeplab", model={}, classes=["cat", "dog"])
-    with pytest.raises(WsssError, match="seg.pt: checkpoint of a 'deeplab' model"):
+    with pytest.raises(WsssError, match="seg.pt: checkpoint of kind 'deeplab'"):
         run(TrainCamConfig(data=voc4, out=tmp_path / "run", epochs=1, init=foreign, **TINY))
 
 

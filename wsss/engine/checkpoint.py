@@ -53,7 +53,7 @@ def load_checkpoint(path: str | Path, kind: str | tuple[str, ...] | None = None)
     if kinds is not None and payload.get("kind") not in kinds:
         expected = " or ".join(f"'{k}'" for k in kinds)
         raise file_error(
-            path, f"checkpoint of a '{payload.get('kind')}' model, expected {expected}"
+            path, f"checkpoint of kind '{payload.get('kind')}', expected {expected}"
         )
     # What later stages read back, field by field (the tensors are checked by load_state_dict).
     for key, types in _FIELDS.items():
