@@ -177,6 +177,73 @@ def pseudo(
     print("\n".join(lines))
 
 
+def walk_of(variant: Variant, seed: int, out: Path, amp: str, threads: int) -> dict[str, Any]:
+    """The pipeline's random-walk path on one saved run, under the default rule (blend):
+    confident labels -> train-aff -> make-rw -> the walked maps' label-free and oracle
+    thresholds -> walked pseudo labels -> the walk check against the CRF labels (the run's
+    `pseudo_blend`); no segmenter. Each step resumes."""
+    import torch
+
+    torch.set_num_threads(threads)
+    steps = _steps(variant, seed, out, amp)
+    run_dir = out / f"{variant.name}-{seed}"
+    crf = run_dir / "pseudo"  # the walk check reads the CRF labels here, as in a pipeline run
+    if not crf.exists():
+        crf.symlink_to("pseudo_blend", target_is_directory=True)
+    cams = run_dir / "cams"
+    labelled = steps.make_pseudo(cams, run_dir / "pseudo_confident", confident=True)
+    aff_model = steps.train_aff(run_dir / "cam_model" / "final.pt", run_dir / "pseudo_confident")
+    steps.make_rw(aff_model, cams, run_dir / "rw")
+    walked = steps.cams_to_labels(run_dir / "rw", tag="rw")
+    check = steps.walk_check()
+    crf_miou = json.loads((out / "pseudo.json").read_text())[f"{variant.name}-{seed}"]["blend"][1]
+    return {"key": f"{variant.name}-{seed}", "confident": list(labelled.confident),
+            "rw_t": walked["cam_threshold"], "rw_miou": walked["cam_miou"],
+            "rw_t_oracle": walked["cam_threshold_oracle"],
+            "rw_miou_oracle": walked["cam_miou_oracle"], "walked_pseudo": walked["pseudo_miou"],
+            "crf_pseudo": crf_miou, "agreement": check.agreement, "keep": check.keep_walk,
+            "right": check.keep_walk == (walked["pseudo_miou"] >= crf_miou)}  # fmt: skip
+
+
+def _walk_job(args: tuple[Variant, int, Path, str, int]) -> dict[str, Any]:
+    return walk_of(*args)
+
+
+@app.command("walk")
+def walk(
+    out: Path = typer.Option(..., "--out"),
+    set_name: str = typer.Option("tuning", "--datasets"),
+    only: list[str] = typer.Option([], "--only"),
+    max_seeds: int | None = typer.Option(None, "--max-seeds"),
+    jobs: int = typer.Option(1, "--jobs", min=1),
+    amp: str = typer.Option("gpu", "--amp"),
+) -> None:
+    """The random-walk path of every saved run that has its pseudo labels (`run`, then
+    `pseudo`): OUT/walk.json and a table (issue #27: the walk's thresholds by the rule, and
+    whether the walk check decides right)."""
+    only = [name for item in only for name in item.split(",") if name]
+    labelled = json.loads((out / "pseudo.json").read_text())
+    runs = [(v, seed) for v, seed in _selected(set_name, only, max_seeds)
+            if f"{v.name}-{seed}" in labelled]  # fmt: skip
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    args = [(variant, seed, out, amp, threads) for variant, seed in runs]
+    path = out / "walk.json"
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    with ProcessPoolExecutor(jobs) as pool:
+        for row in pool.map(_walk_job, args):  # each run's row saved as it comes
+            results[row.pop("key")] = row
+            path.write_text(json.dumps(results, indent=1))
+    lines = ["| variant, seed | rw t / mIoU (blend) | rw oracle t / mIoU | walked labels | "
+             "CRF labels | agreement | kept | right |", "|---" * 8 + "|"]  # fmt: skip
+    for key, r in results.items():
+        kept, right = "yes" if r["keep"] else "no", "yes" if r["right"] else "**no**"
+        lines.append(f"| {key} | {r['rw_t']:.2f} / {r['rw_miou']:.2f} | "
+                     f"{r['rw_t_oracle']:.2f} / {r['rw_miou_oracle']:.2f} | "
+                     f"{r['walked_pseudo']:.2f} | {r['crf_pseudo']:.2f} | {r['agreement']:.1f} | "
+                     f"{kept} | {right} |")  # fmt: skip
+    print("\n".join(lines))
+
+
 @app.command("table")
 def table(folders: list[Path] = typer.Argument(..., help="--out folders of `run`")) -> None:
     """Every rule's t / mIoU and its gap to the oracle per saved run, and the summary."""
