@@ -135,6 +135,9 @@ def saved_scores(folders: list[Path]) -> list[dict[str, Any]]:
 
 
 PSEUDO_RULES = ("oracle", "blend", "lifted-median", "mean-cam")
+# their names among benchmarks/label_free_threshold.py's candidates
+CAM_NAMES = {"oracle": "oracle", "blend": "blend (chosen)", "lifted-median": "lifted-median",
+             "mean-cam": "mean-cam (before)"}  # fmt: skip
 
 
 @app.command("pseudo")
@@ -265,6 +268,47 @@ def table(folders: list[Path] = typer.Argument(..., help="--out folders of `run`
                         if r["set"] == set_name] for n in RULES}  # fmt: skip
             lines.append(f"| {set_name} | {label} | - | "
                          + " | ".join(f"{pick(gaps[n]):.2f}" for n in RULES) + " |")  # fmt: skip
+    print("\n".join(lines))
+
+
+@app.command("summary")
+def summary(
+    folders: list[Path] = typer.Argument(..., help="--out folders of `run` + `pseudo`"),
+) -> None:
+    """The package's rules (and the oracle) per run on CAMs and pseudo labels, t / mIoU, then
+    each rule's mean and largest gap to the oracle per folder: docs/label_free_threshold.md's
+    two-seed tables."""
+    import numpy as np
+
+    rows = saved_scores(folders)
+    names = PSEUDO_RULES
+    lines = ["| set | variant, seed | " + " | ".join(f"CAMs: {n}" for n in names) + " | "
+             + " | ".join(f"labels: {n}" for n in names) + " |",
+             "|---" * (2 * len(names) + 2) + "|"]  # fmt: skip
+    gaps: dict[tuple[str, str, str], list[float]] = {}
+    for folder in folders:
+        labels = json.loads((folder / "pseudo.json").read_text())
+        for row in (r for r in rows if r["set"] == folder.name):
+            key = f"{row['variant']}-{row['seed']}"
+            cams = [row["scores"][CAM_NAMES[n]] for n in names]
+            made = labels.get(key, {})
+            marks = [made.get(n) for n in names]
+            lines.append(f"| {folder.name} | {row['variant']}, {row['seed']} | "
+                         + " | ".join(f"{t:.2f} / {m:.2f}" for t, m in cams) + " | "
+                         + " | ".join("-" if x is None else f"{x[0]:.2f} / {x[1]:.2f}"
+                                      for x in marks) + " |")  # fmt: skip
+            for n in names[1:]:
+                gaps.setdefault((folder.name, "CAMs", n), []).append(
+                    row["scores"]["oracle"][1] - row["scores"][CAM_NAMES[n]][1]
+                )
+                if n in made and "oracle" in made:
+                    gaps.setdefault((folder.name, "labels", n), []).append(
+                        made["oracle"][1] - made[n][1])  # fmt: skip
+    lines += ["", "| set | maps | rule | runs | mean gap to the oracle | largest gap |",
+              "|---|---|---|---|---|---|"]  # fmt: skip
+    for (set_name, maps, rule), values in gaps.items():
+        lines.append(f"| {set_name} | {maps} | {rule} | {len(values)} | "
+                     f"{np.mean(values):.2f} | {np.max(values):.2f} |")  # fmt: skip
     print("\n".join(lines))
 
 
