@@ -274,6 +274,7 @@ def table(folders: list[Path] = typer.Argument(..., help="--out folders of `run`
 @app.command("summary")
 def summary(
     folders: list[Path] = typer.Argument(..., help="--out folders of `run` + `pseudo`"),
+    json_out: Path | None = typer.Option(None, "--json", help="the rows, for docs/measurements"),
 ) -> None:
     """The package's rules (and the oracle) per run on CAMs and pseudo labels, t / mIoU, then
     each rule's mean and largest gap to the oracle per folder: docs/label_free_threshold.md's
@@ -286,6 +287,7 @@ def summary(
              + " | ".join(f"labels: {n}" for n in names) + " |",
              "|---" * (2 * len(names) + 2) + "|"]  # fmt: skip
     gaps: dict[tuple[str, str, str], list[float]] = {}
+    records: list[dict[str, Any]] = []
     for folder in folders:
         labels = json.loads((folder / "pseudo.json").read_text())
         for row in (r for r in rows if r["set"] == folder.name):
@@ -293,6 +295,9 @@ def summary(
             cams = [row["scores"][CAM_NAMES[n]] for n in names]
             made = labels.get(key, {})
             marks = [made.get(n) for n in names]
+            records.append({"set": folder.name, "variant": row["variant"], "seed": row["seed"],
+                            "cams": dict(zip(names, cams, strict=True)),
+                            "labels": {n: made[n] for n in names if n in made}})  # fmt: skip
             lines.append(f"| {folder.name} | {row['variant']}, {row['seed']} | "
                          + " | ".join(f"{t:.2f} / {m:.2f}" for t, m in cams) + " | "
                          + " | ".join("-" if x is None else f"{x[0]:.2f} / {x[1]:.2f}"
@@ -310,6 +315,8 @@ def summary(
         lines.append(f"| {set_name} | {maps} | {rule} | {len(values)} | "
                      f"{np.mean(values):.2f} | {np.max(values):.2f} |")  # fmt: skip
     print("\n".join(lines))
+    if json_out is not None:
+        json_out.write_text(json.dumps(records, indent=1) + "\n")
 
 
 if __name__ == "__main__":
