@@ -19,6 +19,11 @@ from typing import Any
 
 import typer
 
+if __package__ in (None, ""):  # run as a script: make the repository's packages importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from experiments.threshold_sets import CAM_NAMES  # noqa: E402
+
 app = typer.Typer(add_completion=False)
 
 # figure name -> how to read it from one run's rules.json row and pseudo.json entry
@@ -36,7 +41,7 @@ def figures_of(folder: Path) -> dict[tuple[str, str], dict[str, float]]:
         labels = pseudo.get(f"{key[0]}-{key[1]}", {})
         values = {
             FIGURES[0]: row["scores"]["oracle"][1],
-            FIGURES[1]: row["scores"]["blend"][1],
+            FIGURES[1]: row["scores"][CAM_NAMES["blend"]][1],
         }
         if "blend" in labels:
             values[FIGURES[2]] = labels["blend"][1]

@@ -15,7 +15,7 @@ def _folder(path: Path, cams: dict[tuple[str, str], tuple[float, float]],
             labels: dict[str, float]) -> Path:  # fmt: skip
     """rules.json rows with (oracle, blend) CAM mIoU; pseudo.json with blend labels."""
     path.mkdir()
-    rows = [{"variant": v, "seed": s, "scores": {"oracle": [0.3, o], "blend": [0.28, b]}}
+    rows = [{"variant": v, "seed": s, "scores": {"oracle": [0.3, o], "blend (chosen)": [0.28, b]}}
             for (v, s), (o, b) in cams.items()]  # fmt: skip
     (path / "rules.json").write_text(json.dumps(rows))
     pseudo = {key: {"blend": [0.28, value]} for key, value in labels.items()}
