@@ -52,9 +52,7 @@ def load_checkpoint(path: str | Path, kind: str | tuple[str, ...] | None = None)
     kinds = (kind,) if isinstance(kind, str) else kind
     if kinds is not None and payload.get("kind") not in kinds:
         expected = " or ".join(f"'{k}'" for k in kinds)
-        raise file_error(
-            path, f"checkpoint of kind '{payload.get('kind')}', expected {expected}"
-        )
+        raise file_error(path, f"checkpoint of kind '{payload.get('kind')}', expected {expected}")
     # What later stages read back, field by field (the tensors are checked by load_state_dict).
     for key, types in _FIELDS.items():
         json_field(payload, key, types, path, required=key in ("model", "model_config"))
