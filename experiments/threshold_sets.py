@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,27 @@ app = typer.Typer(add_completion=False)
 
 
 def _selected(set_name: str, only: list[str], max_seeds: int | None) -> list[tuple[Variant, int]]:
-    variants = [v for v in SETS[set_name] if not only or v.name in only]
+    """The (variant, seed) runs of a set; `only`: --only values, repeatable or comma-separated."""
+    names = [name for item in only for name in item.split(",") if name]
+    variants = [v for v in SETS[set_name] if not names or v.name in names]
     return [(v, seed) for v in variants for seed in v.seeds[:max_seeds]]
+
+
+def _call(args: tuple[Any, ...]) -> Any:
+    return args[0](*args[1:])
+
+
+def _in_parallel(job: Any, runs: list[tuple[Variant, int]], out: Path, amp: str,
+                 jobs: int) -> Iterator[Any]:  # fmt: skip
+    """job(variant, seed, out, amp, threads) of each run in order, `jobs` processes at a time
+    with cores / jobs torch threads each (one job: in this process)."""
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    args = [(job, variant, seed, out, amp, threads) for variant, seed in runs]
+    if jobs == 1:
+        yield from map(_call, args)
+        return
+    with ProcessPoolExecutor(jobs) as pool:
+        yield from pool.map(_call, args)
 
 
 def _steps(variant: Variant, seed: int, out: Path, amp: str) -> Any:
@@ -60,10 +80,6 @@ def cams_of(variant: Variant, seed: int, out: Path, amp: str, threads: int) -> d
             "data": str(data), "split": steps.splits.cam}  # fmt: skip
 
 
-def _cams_job(args: tuple[Variant, int, Path, str, int]) -> dict[str, str]:
-    return cams_of(*args)
-
-
 @app.command("run")
 def main(
     out: Path = typer.Option(..., "--out"),
@@ -75,16 +91,8 @@ def main(
 ) -> None:
     from benchmarks.label_free_threshold import RULES, measure
 
-    only = [name for item in only for name in item.split(",") if name]
-    runs = _selected(set_name, only, max_seeds)
-    threads = max(1, (os.cpu_count() or 1) // jobs)
     out.mkdir(parents=True, exist_ok=True)
-    args = [(variant, seed, out, amp, threads) for variant, seed in runs]
-    if jobs == 1:
-        made = [_cams_job(a) for a in args]
-    else:
-        with ProcessPoolExecutor(jobs) as pool:
-            made = list(pool.map(_cams_job, args))
+    made = list(_in_parallel(cams_of, _selected(set_name, only, max_seeds), out, amp, jobs))
     rows: list[dict[str, Any]] = []
     import numpy as np
 
@@ -150,7 +158,6 @@ def pseudo(
 ) -> None:
     """Pseudo labels (threshold + CRF, as the pipeline makes them) of every saved run at the
     oracle's t and at each rule's, scored on the masks; OUT/pseudo.json and a table."""
-    only = [name for item in only for name in item.split(",") if name]
     saved = {(r["variant"], r["seed"]): r for r in json.loads((out / "rules.json").read_text())}
     results = (
         json.loads((out / "pseudo.json").read_text()) if (out / "pseudo.json").is_file() else {}
@@ -208,10 +215,6 @@ def walk_of(variant: Variant, seed: int, out: Path, amp: str, threads: int) -> d
             "right": check.keep_walk == (walked["pseudo_miou"] >= crf_miou)}  # fmt: skip
 
 
-def _walk_job(args: tuple[Variant, int, Path, str, int]) -> dict[str, Any]:
-    return walk_of(*args)
-
-
 @app.command("walk")
 def walk(
     out: Path = typer.Option(..., "--out"),
@@ -224,18 +227,14 @@ def walk(
     """The random-walk path of every saved run that has its pseudo labels (`run`, then
     `pseudo`): OUT/walk.json and a table (issue #27: the walk's thresholds by the rule, and
     whether the walk check decides right)."""
-    only = [name for item in only for name in item.split(",") if name]
     labelled = json.loads((out / "pseudo.json").read_text())
     runs = [(v, seed) for v, seed in _selected(set_name, only, max_seeds)
             if f"{v.name}-{seed}" in labelled]  # fmt: skip
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    args = [(variant, seed, out, amp, threads) for variant, seed in runs]
     path = out / "walk.json"
     results = json.loads(path.read_text()) if path.is_file() else {}
-    with ProcessPoolExecutor(jobs) as pool:
-        for row in pool.map(_walk_job, args):  # each run's row saved as it comes
-            results[row.pop("key")] = row
-            path.write_text(json.dumps(results, indent=1))
+    for row in _in_parallel(walk_of, runs, out, amp, jobs):  # each run's row saved as it comes
+        results[row.pop("key")] = row
+        path.write_text(json.dumps(results, indent=1))
     lines = ["| variant, seed | rw t / mIoU (blend) | rw oracle t / mIoU | walked labels | "
              "CRF labels | agreement | kept | right |", "|---" * 8 + "|"]  # fmt: skip
     for key, r in results.items():
