@@ -1,7 +1,8 @@
 """bf16 against fp32 on the CAMs and pseudo labels of a quality set (issue #26).
 
 Reads two `experiments/threshold_sets.py` folders made from the same variants and seeds, one
-with `--amp gpu` (fp32 on the CPU) and one with `--amp bf16`, each after `run` and `pseudo`,
+with `--amp gpu` (fp32 on the CPU) and one with `--amp bf16`, each after `run` and `pseudo`
+(and `experiments/run_arms.py run --arms seg` for the segmenter, in the folder's precision),
 and prints, per variant, each precision's figures per data seed, the fp32 seed spread (the
 two seeds' difference) and bf16's difference from fp32 on the same data; the check is that
 each variant's bf16 mean lies within its fp32 seed spread of the fp32 mean.
@@ -27,7 +28,13 @@ from experiments.threshold_sets import CAM_NAMES  # noqa: E402
 app = typer.Typer(add_completion=False)
 
 # figure name -> how to read it from one run's rules.json row and pseudo.json entry
-FIGURES = ("CAMs, oracle t", "CAMs, blend t", "pseudo labels, blend t", "pseudo labels, oracle t")
+FIGURES = (
+    "CAMs, oracle t",
+    "CAMs, blend t",
+    "pseudo labels, blend t",
+    "pseudo labels, oracle t",
+    "segmenter (val)",
+)
 
 
 def figures_of(folder: Path) -> dict[tuple[str, str], dict[str, float]]:
@@ -35,6 +42,8 @@ def figures_of(folder: Path) -> dict[tuple[str, str], dict[str, float]]:
     rules = json.loads((folder / "rules.json").read_text())
     pseudo_path = folder / "pseudo.json"
     pseudo = json.loads(pseudo_path.read_text()) if pseudo_path.is_file() else {}
+    arms_path = folder / "arms.json"  # experiments/run_arms.py's `seg` arm: the segmenter
+    arms = json.loads(arms_path.read_text()) if arms_path.is_file() else {}
     out: dict[tuple[str, str], dict[str, float]] = {}
     for row in rules:
         key = (row["variant"], str(row["seed"]))
@@ -47,6 +56,9 @@ def figures_of(folder: Path) -> dict[tuple[str, str], dict[str, float]]:
             values[FIGURES[2]] = labels["blend"][1]
         if "oracle" in labels:
             values[FIGURES[3]] = labels["oracle"][1]
+        segmenter = arms.get(f"{key[0]}-{key[1]}", {}).get("seg")
+        if segmenter is not None:
+            values[FIGURES[4]] = segmenter["seg_miou"]
         out[key] = values
     return out
 

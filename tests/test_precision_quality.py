@@ -38,3 +38,16 @@ def test_bf16_is_judged_against_the_fp32_seed_spread(tmp_path: Path) -> None:
     blend = rows["CAMs, blend t"]  # spread 3, means 50.5 vs 46.5: 4 below, outside
     assert blend["bf16_minus_fp32_mean"] == pytest.approx(-4.0) and not blend["within_spread"]
     assert rows["pseudo labels, blend t"]["within_spread"]  # spread 1, shift 0.5
+
+
+def test_the_segmenter_is_read_from_run_arms_seg_arm(tmp_path: Path) -> None:
+    cams = {("a", "1"): (50.0, 49.0), ("a", "2"): (54.0, 52.0)}
+    fp32 = _folder(tmp_path / "fp32", cams, {})
+    bf16 = _folder(tmp_path / "bf16", cams, {})
+    (fp32 / "arms.json").write_text(json.dumps({"a-1": {"seg": {"seg_miou": 40.0}},
+                                                "a-2": {"seg": {"seg_miou": 42.0}}}))  # fmt: skip
+    (bf16 / "arms.json").write_text(json.dumps({"a-1": {"seg": {"seg_miou": 37.0}},
+                                                "a-2": {"seg": {"seg_miou": 39.0}}}))  # fmt: skip
+    seg = {r["figure"]: r for r in compare(fp32, bf16)}["segmenter (val)"]
+    assert seg["fp32"] == [40.0, 42.0] and seg["paired"] == [-3.0, -3.0]
+    assert seg["fp32_seed_spread"] == 2.0 and not seg["within_spread"]  # 3 below, spread 2

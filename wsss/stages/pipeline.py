@@ -257,13 +257,13 @@ class Steps:
             data=self.data, out=self.out / "cam_model", split=self.splits.cam, resume=True,
             **self.device, **self.board("cam_model"), **self.options["train_cam"]))  # fmt: skip
 
-    def make_cam(self, checkpoint: Path) -> None:
+    def make_cam(self, checkpoint: Path, out: Path | None = None) -> None:
         from wsss.stages.make_cam import MakeCamConfig
         from wsss.stages.make_cam import run as make_cam
 
         make_cam(MakeCamConfig(
-            checkpoint=checkpoint, data=self.data, split=self.splits.cam, out=self.out / "cams",
-            **self.device, **self.options["make_cam"]))  # fmt: skip
+            checkpoint=checkpoint, data=self.data, split=self.splits.cam,
+            out=out or self.out / "cams", **self.device, **self.options["make_cam"]))  # fmt: skip
 
     def cams_to_segmenter(self, cams: Path, tag: str = "") -> dict[str, Any]:
         """pick-threshold -> eval-cam (where masks) -> make-pseudo -> train-seg -> predict ->

@@ -1,0 +1,205 @@
+"""Arms on saved threshold-set runs: each changes one setting of one stage and reruns the
+chain from that stage on, reusing what lies upstream (the run's CAM classifier, CAMs, CRF
+labels at blend's t, affinity net).
+
+Issue #25 asks for each of wsss's own settings to be measured against the reference's on the
+tuning set (rows 2-5, 8, 9 of docs/parity.md here); issue #26 for the segmenter half of the
+bf16 check; issue #27 for the segmenter's length. Every arm writes its own folders under the
+run (`cams_pil`, `rw_global`, `seg_model_30ep`, ...) and resumes; OUT/arms.json keeps each
+run's figures per arm, merged across invocations.
+
+    python experiments/run_arms.py run --out runs/thresholds/tuning --arms seg,predict-logits
+        [--datasets tuning] [--only NAME,...] [--jobs 2] [--amp gpu|bf16]
+    python experiments/run_arms.py table runs/thresholds/tuning [--json OUT.json]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import typer
+
+if __package__ in (None, ""):  # run as a script: make the repository's packages importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from experiments.quality_sets import Variant  # noqa: E402
+from experiments.threshold_sets import _in_parallel, _selected, _steps  # noqa: E402
+
+app = typer.Typer(add_completion=False)
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One setting changed: `options` per stage on top of the run's recipe; `kind` says where
+    the chain restarts; `base` is the arm it is compared with (None: a baseline)."""
+
+    kind: str  # "cams" | "labels" | "walk" | "seg" | "predict"
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    base: str | None = None
+    row: str = ""  # docs/parity.md's row, or the issue the arm answers
+
+
+ARMS: dict[str, Arm] = {
+    # baselines: the pipeline's own settings, scored the way their arms are
+    "cams": Arm("cams"),
+    "rw": Arm("walk"),
+    "seg": Arm("seg"),
+    # issue #25: the reference's value of one row each
+    "cam-pil-bicubic": Arm("cams", {"make_cam": {"resize": "pil-bicubic"}}, "cams", "2"),
+    "crf-reference": Arm("labels", {"make_pseudo": {"crf_preset": "reference"}}, "cams", "3"),
+    "rw-global": Arm("walk", {"make_rw": {"rw_normalise": "global"}}, "rw", "4"),
+    "rw-8": Arm("walk", {"make_rw": {"exp_times": 8}}, "rw", "5"),
+    "rw-reference": Arm(
+        "walk", {"make_rw": {"rw_normalise": "global", "exp_times": 8}}, "rw", "4+5"
+    ),  # fmt: skip
+    "seg-reference-head": Arm(
+        "seg", {"train_seg": {"align_corners": True, "head_norm": "gn"}}, "seg", "8"
+    ),  # fmt: skip
+    "predict-logits": Arm("predict", {"predict": {"merge": "logits"}}, "seg", "9"),
+    # issue #27: the segmenter's length
+    "seg-30ep": Arm("seg", {"train_seg": {"epochs": 30}}, "seg", "#27"),
+}
+
+
+def _folder(name: str, base: str) -> str:
+    """An arm's folder under the run: the baseline's own name, or it suffixed by the arm."""
+    return base if name in ("cams", "rw", "seg") else f"{base}_{name.replace('-', '_')}"
+
+
+def _arm_of(name: str, steps: Any, run_dir: Path) -> dict[str, Any]:
+    """One arm on one saved run; the figures of what it changed (mIoU %)."""
+    arm = ARMS[name]
+    steps.options = {stage: {**opts, **arm.options.get(stage, {})}
+                     for stage, opts in steps.options.items()}  # fmt: skip
+    steps.cam_model = run_dir / "cam_model" / "final.pt"
+    tag = name.replace("-", "_")
+    if arm.kind == "cams":
+        cams = run_dir / _folder(name, "cams")
+        steps.make_cam(steps.cam_model, cams)  # skips the files already there
+        return steps.cams_to_labels(cams, tag=tag)
+    if arm.kind == "labels":
+        return steps.cams_to_labels(run_dir / "cams", tag=tag)
+    if arm.kind == "walk":
+        walked = run_dir / _folder(name, "rw")
+        steps.make_rw(run_dir / "aff_model" / "final.pt", run_dir / "cams", walked)
+        return steps.cams_to_labels(walked, tag=tag)
+    labels = run_dir / "pseudo"  # the CRF labels at blend's t, as a pipeline run has them
+    if not labels.exists():
+        labels.symlink_to("pseudo_blend", target_is_directory=True)
+    if arm.kind == "seg":
+        model = steps.train_seg(labels, "" if name == "seg" else f"_{tag}")
+    else:  # "predict": the baseline's segmenter, predicted otherwise
+        model = run_dir / "seg_model" / "final.pt"
+    pred = run_dir / _folder(name, f"pred_{steps.splits.predict}")
+    steps.predict(model, pred)
+    scores = steps.evaluate(pred)
+    return {"seg_miou": scores["miou"], "seg_miou_reference": scores["miou_reference"]}
+
+
+def arms_of(variant: Variant, seed: int, out: Path, amp: str, threads: int,
+            arms: tuple[str, ...] = ()) -> dict[str, Any]:  # fmt: skip
+    """The arms, in order, on one saved run (each on the run's recipe afresh)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    run_dir = out / f"{variant.name}-{seed}"
+    figures = {name: _arm_of(name, _steps(variant, seed, out, amp), run_dir) for name in arms}
+    return {"key": f"{variant.name}-{seed}", "arms": figures}
+
+
+@app.command("run")
+def run(
+    out: Path = typer.Option(..., "--out"),
+    arms: str = typer.Option(..., "--arms", help="comma-separated names of ARMS, in order"),
+    set_name: str = typer.Option("tuning", "--datasets"),
+    only: list[str] = typer.Option([], "--only"),
+    max_seeds: int | None = typer.Option(None, "--max-seeds"),
+    jobs: int = typer.Option(1, "--jobs", min=1),
+    amp: str = typer.Option("gpu", "--amp"),
+) -> None:
+    names = tuple(name for name in arms.split(",") if name)
+    unknown = [name for name in names if name not in ARMS]
+    if unknown:
+        raise typer.BadParameter(f"unknown arm(s) {unknown}; known: {', '.join(ARMS)}")
+    saved = {f"{r['variant']}-{r['seed']}" for r in json.loads((out / "rules.json").read_text())}
+    runs = [(v, s) for v, s in _selected(set_name, only, max_seeds) if f"{v.name}-{s}" in saved]
+    path = out / "arms.json"
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    job: Callable[..., Any] = partial(arms_of, arms=names)
+    for row in _in_parallel(job, runs, out, amp, jobs):  # saved as each run ends
+        results.setdefault(row["key"], {}).update(row["arms"])
+        path.write_text(json.dumps(results, indent=1))
+        print(row["key"], json.dumps(row["arms"]), flush=True)
+
+
+# the figures an arm changes, per kind, and their names in the table
+FIGURES = {
+    "cams": (("cam_miou_oracle", "CAMs, oracle t"), ("cam_miou", "CAMs, blend t"),
+             ("pseudo_miou", "labels, blend t")),
+    "labels": (("pseudo_miou", "labels, blend t"),),
+    "walk": (("cam_miou_oracle", "walked maps, oracle t"), ("cam_miou", "walked maps, blend t"),
+             ("pseudo_miou", "walked labels")),
+    "seg": (("seg_miou", "segmenter (val)"),),
+    "predict": (("seg_miou", "segmenter (val)"),),
+}  # fmt: skip
+
+
+def compared(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per arm with a base and per figure: every run's arm - base, and its variant means."""
+    rows = []
+    for name, arm in ARMS.items():
+        if arm.base is None:
+            continue
+        for key, label in FIGURES[arm.kind]:
+            pairs = {run: (r[name][key], r[arm.base][key]) for run, r in results.items()
+                     if name in r and arm.base in r and r[name].get(key) is not None}  # fmt: skip
+            if not pairs:
+                continue
+            diffs = {run: a - b for run, (a, b) in pairs.items()}
+            variants: dict[str, list[float]] = {}
+            for run, d in diffs.items():
+                variants.setdefault(run.rsplit("-", 1)[0], []).append(d)
+            means = {v: sum(ds) / len(ds) for v, ds in variants.items()}
+            rows.append({
+                "arm": name, "row": arm.row, "figure": label, "runs": len(diffs),
+                "mean_diff": sum(diffs.values()) / len(diffs),
+                "arm_wins": sum(d > 0 for d in diffs.values()),
+                "variant_mean_diff": means, "per_run": {r: list(p) for r, p in pairs.items()},
+                "worst": min(diffs.values()), "best": max(diffs.values()),
+            })  # fmt: skip
+    return rows
+
+
+@app.command("table")
+def table(
+    folders: list[Path] = typer.Argument(..., help="--out folders of `run`"),
+    json_out: Path | None = typer.Option(None, "--json"),
+) -> None:
+    """Each arm against its base on every run of the folders: mean, range, wins, and the
+    variants where the variant mean falls on either side."""
+    results: dict[str, dict[str, Any]] = {}
+    for folder in folders:
+        for run_key, figures in json.loads((folder / "arms.json").read_text()).items():
+            results[f"{folder.name}/{run_key}"] = figures
+    rows = compared(results)
+    lines = ["| arm (row) | figure | runs | arm - base, mean | range | arm ahead on | "
+             "variants ahead (mean of seeds) |", "|---" * 7 + "|"]  # fmt: skip
+    for r in rows:
+        ahead = sum(d > 0 for d in r["variant_mean_diff"].values())
+        lines.append(f"| {r['arm']} ({r['row']}) | {r['figure']} | {r['runs']} | "
+                     f"{r['mean_diff']:+.2f} | {r['worst']:+.2f} to {r['best']:+.2f} | "
+                     f"{r['arm_wins']} of {r['runs']} | {ahead} of "
+                     f"{len(r['variant_mean_diff'])} |")  # fmt: skip
+    print("\n".join(lines))
+    if json_out is not None:
+        json_out.write_text(json.dumps(rows, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    app()

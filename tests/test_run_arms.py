@@ -1,0 +1,51 @@
+"""experiments/run_arms.py: each arm against its base, per run and per variant, on hand-made
+arms.json records; and an unknown arm refused before any work."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from experiments.run_arms import ARMS, app, compared
+
+
+def test_arms_are_compared_with_their_base_run_by_run() -> None:
+    results = {
+        "v-1": {"rw": {"cam_miou": 50.0, "cam_miou_oracle": 55.0, "pseudo_miou": 60.0},
+                "rw-8": {"cam_miou": 52.0, "cam_miou_oracle": 54.0, "pseudo_miou": 61.0},
+                "seg": {"seg_miou": 40.0}, "predict-logits": {"seg_miou": 39.0}},
+        "v-2": {"rw": {"cam_miou": 40.0, "cam_miou_oracle": 45.0, "pseudo_miou": 50.0},
+                "rw-8": {"cam_miou": 39.0, "cam_miou_oracle": 46.0, "pseudo_miou": 49.0},
+                "seg": {"seg_miou": 30.0}},  # predict-logits not run here: left out
+        "w-1": {"rw": {"cam_miou": 20.0, "cam_miou_oracle": 25.0, "pseudo_miou": 30.0},
+                "rw-8": {"cam_miou": 26.0, "cam_miou_oracle": 25.0, "pseudo_miou": 30.0}},
+    }  # fmt: skip
+    rows = {(r["arm"], r["figure"]): r for r in compared(results)}
+    blend = rows[("rw-8", "walked maps, blend t")]
+    assert blend["runs"] == 3 and blend["mean_diff"] == pytest.approx((2 - 1 + 6) / 3)
+    assert blend["arm_wins"] == 2 and (blend["worst"], blend["best"]) == (-1.0, 6.0)
+    assert blend["variant_mean_diff"] == {"v": pytest.approx(0.5), "w": pytest.approx(6.0)}
+    assert blend["per_run"]["v-1"] == [52.0, 50.0] and blend["row"] == ARMS["rw-8"].row
+    assert rows[("rw-8", "walked labels")]["arm_wins"] == 1  # a tie is not a win
+    logits = rows[("predict-logits", "segmenter (val)")]
+    assert logits["runs"] == 1 and logits["mean_diff"] == -1.0
+    assert not any(arm == "seg-30ep" for arm, _ in rows)  # no run has it
+
+
+def test_an_unknown_arm_is_refused_before_any_work(tmp_path: Path) -> None:
+    (tmp_path / "rules.json").write_text(json.dumps([]))
+    result = CliRunner().invoke(app, ["run", "--out", str(tmp_path), "--arms", "seg,rw-9"])
+    assert result.exit_code != 0 and "rw-9" in result.output
+    assert not (tmp_path / "arms.json").exists()
+
+
+def test_every_arm_with_a_base_changes_a_setting_and_compares_with_a_baseline() -> None:
+    for name, arm in ARMS.items():
+        if arm.base is None:
+            assert not arm.options, name
+        else:
+            assert arm.options and ARMS[arm.base].base is None, name
+            assert ARMS[arm.base].kind == arm.kind or arm.kind in ("labels", "predict"), name
