@@ -3,10 +3,10 @@ chain from that stage on, reusing what lies upstream (the run's CAM classifier, 
 labels at blend's t, affinity net).
 
 Issue #25 asks for each of wsss's own settings to be measured against the reference's on the
-tuning set (rows 2-5, 8, 9 of docs/parity.md here); issue #26 for the segmenter half of the
+tuning set (rows 2-9 of docs/parity.md here); issue #26 for the segmenter half of the
 bf16 check; issue #27 for the segmenter's length. Every arm writes its own folders under the
-run (`cams_pil`, `rw_global`, `seg_model_30ep`, ...) and resumes; OUT/arms.json keeps each
-run's figures per arm, merged across invocations.
+run (its base's name and its own: `rw_rw_global`, `aff_model_aff_reference_head`, ...) and
+resumes; OUT/arms.json keeps each run's figures per arm, merged across invocations.
 
     python experiments/run_arms.py run --out runs/thresholds/tuning --arms seg,predict-logits
         [--datasets tuning] [--only NAME,...] [--jobs 2] [--amp gpu|bf16]
@@ -39,7 +39,7 @@ class Arm:
     """One setting changed: `options` per stage on top of the run's recipe; `kind` says where
     the chain restarts; `base` is the arm it is compared with (None: a baseline)."""
 
-    kind: str  # "cams" | "labels" | "walk" | "seg" | "predict"
+    kind: str  # "cams" | "labels" | "walk" | "aff" | "seg" | "predict"
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     base: str | None = None
     row: str = ""  # docs/parity.md's row, or the issue the arm answers
@@ -58,6 +58,10 @@ ARMS: dict[str, Arm] = {
     "rw-reference": Arm(
         "walk", {"make_rw": {"rw_normalise": "global", "exp_times": 8}}, "rw", "4+5"
     ),  # fmt: skip
+    "aff-reference-pairs": Arm(
+        "aff", {"train_aff": {"radius": 10, "pair_sources": "cropped"}}, "rw", "6"
+    ),
+    "aff-reference-head": Arm("aff", {"train_aff": {"aff_head": "reference"}}, "rw", "7"),
     "seg-reference-head": Arm(
         "seg", {"train_seg": {"align_corners": True, "head_norm": "gn"}}, "seg", "8"
     ),  # fmt: skip
@@ -85,9 +89,13 @@ def _arm_of(name: str, steps: Any, run_dir: Path) -> dict[str, Any]:
         return steps.cams_to_labels(cams, tag=tag)
     if arm.kind == "labels":
         return steps.cams_to_labels(run_dir / "cams", tag=tag)
-    if arm.kind == "walk":
+    if arm.kind in ("walk", "aff"):
+        aff_model = run_dir / "aff_model" / "final.pt"
+        if arm.kind == "aff":  # retrained on the run's confident labels
+            aff_model = steps.train_aff(steps.cam_model, run_dir / "pseudo_confident",
+                                        run_dir / _folder(name, "aff_model"))  # fmt: skip
         walked = run_dir / _folder(name, "rw")
-        steps.make_rw(run_dir / "aff_model" / "final.pt", run_dir / "cams", walked)
+        steps.make_rw(aff_model, run_dir / "cams", walked)
         return steps.cams_to_labels(walked, tag=tag)
     labels = run_dir / "pseudo"  # the CRF labels at blend's t, as a pipeline run has them
     if not labels.exists():
@@ -139,12 +147,14 @@ def run(
 
 
 # the figures an arm changes, per kind, and their names in the table
+WALKED = (("cam_miou_oracle", "walked maps, oracle t"), ("cam_miou", "walked maps, blend t"),
+          ("pseudo_miou", "walked labels"))  # fmt: skip
 FIGURES = {
     "cams": (("cam_miou_oracle", "CAMs, oracle t"), ("cam_miou", "CAMs, blend t"),
              ("pseudo_miou", "labels, blend t")),
     "labels": (("pseudo_miou", "labels, blend t"),),
-    "walk": (("cam_miou_oracle", "walked maps, oracle t"), ("cam_miou", "walked maps, blend t"),
-             ("pseudo_miou", "walked labels")),
+    "walk": WALKED,
+    "aff": WALKED,
     "seg": (("seg_miou", "segmenter (val)"),),
     "predict": (("seg_miou", "segmenter (val)"),),
 }  # fmt: skip

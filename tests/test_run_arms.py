@@ -48,4 +48,4 @@ def test_every_arm_with_a_base_changes_a_setting_and_compares_with_a_baseline() 
             assert not arm.options, name
         else:
             assert arm.options and ARMS[arm.base].base is None, name
-            assert ARMS[arm.base].kind == arm.kind or arm.kind in ("labels", "predict"), name
+            assert ARMS[arm.base].kind == arm.kind or arm.kind in ("labels", "aff", "predict"), name

@@ -415,13 +415,13 @@ class Steps:
             labels=labels, init=init, resume=True, **self.device,
             **self.board(f"seg_model{suffix}"), **self.options["train_seg"]))  # fmt: skip
 
-    def train_aff(self, cam_model: Path, labels: Path) -> Path:
+    def train_aff(self, cam_model: Path, labels: Path, out: Path | None = None) -> Path:
         from wsss.stages.train_aff import TrainAffConfig
         from wsss.stages.train_aff import run as train
 
         init = cam_model if self.switches["aff_init"] else None
         return train_unless_finished(train, TrainAffConfig(
-            data=self.data, out=self.out / "aff_model", split=self.splits.cam, labels=labels,
+            data=self.data, out=out or self.out / "aff_model", split=self.splits.cam, labels=labels,
             init=init, resume=True, **self.device, **self.board("aff_model"),
             **self.options["train_aff"]))  # fmt: skip
 
