@@ -163,16 +163,15 @@ def run(config: SuiteConfig) -> SuiteResult:
     todo = [task for task in tasks if not is_done(task)]
     info(f"quality suite '{config.set_name}': {len(tasks) - len(todo)} of {len(tasks)} "
          f"runs done, {len(todo)} to run")  # fmt: skip
-    failed = _execute_all(todo, config)
+    failed, logged = _execute_all(todo, config)
     quality = collect(config.set_name, variants, ablations, out)
     quality["amp"] = config.amp  # the runs' precision (their specs hold it where not "gpu")
     quality["profile"] = config.profile  # None: the demo recipe's own (wsss)
     json_path = write_json(out / "quality.json", quality)
     print_table(quality_table(quality))
     if failed:
-        raise WsssError(
-            f"{len(failed)} quality run(s) failed: {', '.join(failed)} (see their suite.log)"
-        )
+        where = "see their suite.log" if logged else "their errors are above"
+        raise WsssError(f"{len(failed)} quality run(s) failed: {', '.join(failed)} ({where})")
     return SuiteResult(quality=quality, json_path=json_path)
 
 
@@ -249,23 +248,24 @@ def pick_jobs(
     return JobSetup(jobs=jobs, threads=threads, workers=workers, device=device, log=jobs > 1)
 
 
-def _execute_all(tasks: list[Task], config: SuiteConfig) -> list[str]:
-    """Run the tasks, in parallel processes when there are several jobs; the failed labels."""
+def _execute_all(tasks: list[Task], config: SuiteConfig) -> tuple[list[str], bool]:
+    """Run the tasks, in parallel processes when there are several jobs; the failed labels,
+    and whether the runs logged to their suite.log (several jobs) or to the console."""
     if not tasks:
-        return []
+        return [], False
     setup = pick_jobs(config.jobs, config.device, len(tasks), config.threads, config.workers)
     failed: list[str] = []
     if not setup.log:
         for task in tasks:
             _report(task, execute(task, setup), failed)
-        return failed
+        return failed, False
     info(f"{setup.jobs} parallel jobs x {setup.threads} threads; each run logs to its suite.log")
     context = multiprocessing.get_context("spawn")  # no forked torch thread pools
     with ProcessPoolExecutor(max_workers=setup.jobs, mp_context=context) as pool:
         futures = [(task, pool.submit(execute, task, setup)) for task in tasks]
         for task, future in futures:
             _report(task, future.result(), failed)
-    return failed
+    return failed, True
 
 
 def _report(task: Task, error: str | None, failed: list[str]) -> None:

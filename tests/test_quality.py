@@ -229,3 +229,47 @@ def test_a_tuning_arm_picks_variants_seeds_and_recipe_changes(tmp_path: Path) ->
         suite._claim(replace(task, profile="reference"))
     with pytest.raises(WsssError, match="profile"):  # a bad name fails before any work
         suite.run(SuiteConfig(out=tmp_path / "q", set_name="smoke", profile="paper"))
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_failed_run_is_named_with_where_its_error_went(tmp_path: Path, monkeypatch,
+                                                         jobs: int) -> None:  # fmt: skip
+    """One job logs to the console, several to each run's suite.log: the final line says which."""
+
+    def boom(task, setup) -> None:
+        raise ValueError("boom")
+
+    monkeypatch.setattr(suite, "_pipeline_run", boom)
+    monkeypatch.setattr(suite, "pick_jobs", lambda *a: suite.JobSetup(
+        jobs=jobs, threads=1, workers=0, device="cpu", log=jobs > 1))  # fmt: skip
+    monkeypatch.setattr(suite, "ProcessPoolExecutor", _InProcessPool)
+    config = SuiteConfig(out=tmp_path / "q", set_name="smoke", device="cpu", threads=1,
+                         workers=0, jobs=jobs)  # fmt: skip
+    with pytest.raises(WsssError, match="1 quality run\\(s\\) failed: smoke") as failure:
+        suite.run(config)
+    logs = list((tmp_path / "q").rglob("suite.log"))
+    if jobs == 1:
+        assert "errors are above" in str(failure.value) and not logs
+    else:
+        assert "see their suite.log" in str(failure.value)
+        assert len(logs) == 1 and "ValueError: boom" in logs[0].read_text()
+
+
+class _InProcessPool:
+    """ProcessPoolExecutor's shape, run here: the monkeypatched run must reach the jobs."""
+
+    def __init__(self, max_workers: int, mp_context=None) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def submit(self, fn, *args):
+        from concurrent.futures import Future
+
+        future: Future = Future()
+        future.set_result(fn(*args))
+        return future
