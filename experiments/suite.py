@@ -304,14 +304,21 @@ def _logging_to(log: Path | None) -> Iterator[None]:
     if log is None:
         yield
         return
+    before = os.environ.get("WSSS_QUIET")
     os.environ["WSSS_QUIET"] = "1"  # no progress bars in a file
     ensure_dir(log.parent)
-    with (
-        open(log, "a") as handle,
-        contextlib.redirect_stdout(handle),
-        contextlib.redirect_stderr(handle),
-    ):
-        yield
+    try:
+        with (
+            open(log, "a") as handle,
+            contextlib.redirect_stdout(handle),
+            contextlib.redirect_stderr(handle),
+        ):
+            yield
+    finally:  # a job run in this process leaves the console as it found it
+        if before is None:
+            os.environ.pop("WSSS_QUIET", None)
+        else:
+            os.environ["WSSS_QUIET"] = before
 
 
 def is_done(task: Task) -> bool:

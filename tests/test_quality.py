@@ -245,8 +245,10 @@ def test_a_failed_run_is_named_with_where_its_error_went(tmp_path: Path, monkeyp
     monkeypatch.setattr(suite, "ProcessPoolExecutor", _InProcessPool)
     config = SuiteConfig(out=tmp_path / "q", set_name="smoke", device="cpu", threads=1,
                          workers=0, jobs=jobs)  # fmt: skip
+    monkeypatch.delenv("WSSS_QUIET", raising=False)
     with pytest.raises(WsssError, match="1 quality run\\(s\\) failed: smoke") as failure:
         suite.run(config)
+    assert "WSSS_QUIET" not in os.environ  # the log's quiet console was not left behind
     logs = list((tmp_path / "q").rglob("suite.log"))
     if jobs == 1:
         assert "errors are above" in str(failure.value) and not logs
