@@ -270,6 +270,28 @@ def table(folders: list[Path] = typer.Argument(..., help="--out folders of `run`
     print("\n".join(lines))
 
 
+@app.command("histogram")
+def histogram(folders: list[Path] = typer.Argument(..., help="--out folders of `run`")) -> None:
+    """Per saved run: the oracle's and blend's t beside the pooled strongest-CAM histogram's
+    mean and quantiles, which every pooled rule reads (two runs with the same histogram get
+    the same t from any such rule, whatever their oracles)."""
+    import numpy as np
+
+    lines = ["| set | variant, seed | oracle t | blend t | mean | q10 | q25 | q50 | q75 | q90 |",
+             "|---" * 10 + "|"]  # fmt: skip
+    for folder in folders:
+        for run in json.loads((folder / "rules.json").read_text()):
+            grid, miou = np.array(run["curve"]).T
+            with np.load(Path(run["cams"]).parent / "tops.npz") as saved:
+                pooled = np.concatenate([saved[k].astype(np.float32).ravel() for k in saved.files])
+            quantiles = np.quantile(pooled, [0.1, 0.25, 0.5, 0.75, 0.9])
+            blend = run["scores"].get("blend (chosen)", [float("nan")])[0]
+            lines.append(f"| {folder.name} | {run['variant']}, {run['seed']} | "
+                         f"{grid[int(np.argmax(miou))]:.2f} | {blend:.2f} | {pooled.mean():.2f} | "
+                         + " | ".join(f"{q:.2f}" for q in quantiles) + " |")  # fmt: skip
+    print("\n".join(lines))
+
+
 @app.command("summary")
 def summary(
     folders: list[Path] = typer.Argument(..., help="--out folders of `run` + `pseudo`"),

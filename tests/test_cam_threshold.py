@@ -191,3 +191,18 @@ def test_the_default_rule_lands_near_the_best_threshold(kind: str, high: bool) -
     assert (best > 0.5) is high  # the scenes are the regimes they are meant to be
     assert stats.result().rule == "blend"
     assert abs(stats.result().threshold - best) <= 0.1
+
+
+def test_the_steepest_contour_of_a_blurred_disk_is_its_half_level() -> None:
+    """The candidate rule of benchmarks/label_free_threshold.py (measured, not adopted): a
+    straight blurred step is steepest at half its height; a blob smaller than its blur (a
+    Gaussian) at exp(-1/2) = 0.61 of its peak."""
+    from scipy.ndimage import gaussian_filter
+
+    from benchmarks.label_free_threshold import steepest_contour
+
+    step = gaussian_filter(np.repeat((np.arange(80) >= 40)[None].astype(float), 80, 0), 4.0)
+    assert steepest_contour([step / step.max()]) == pytest.approx(0.5, abs=0.03)
+    yy, xx = np.mgrid[:80, :80]
+    blob = np.exp(-0.5 * (np.hypot(yy - 40, xx - 40) / 12.0) ** 2)
+    assert steepest_contour([blob]) == pytest.approx(np.exp(-0.5), abs=0.03)
