@@ -98,7 +98,8 @@ def steepest_contour(tops: list[np.ndarray], bins: int = 100) -> float:
         grad_sum += np.bincount(index, np.hypot(gx, gy).ravel(), bins)
         count += np.bincount(index, None, bins)
     window = np.ones(5)
-    smooth = np.convolve(grad_sum, window, "same") / np.maximum(np.convolve(count, window, "same"), 1)
+    counts = np.maximum(np.convolve(count, window, "same"), 1)
+    smooth = np.convolve(grad_sum, window, "same") / counts
     low, high = bins // 20, bins - bins // 20
     return float((np.argmax(smooth[low:high]) + low + 0.5) / bins)
 
