@@ -182,8 +182,19 @@ def compared(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
                 "arm_wins": sum(d > 0 for d in diffs.values()),
                 "variant_mean_diff": means, "per_run": {r: list(p) for r, p in pairs.items()},
                 "worst": min(diffs.values()), "best": max(diffs.values()),
+                "paired_t": paired_t(list(diffs.values())),
             })  # fmt: skip
     return rows
+
+
+def paired_t(diffs: list[float]) -> float | None:
+    """The paired t statistic of arm - base over the runs (mean / its standard error); None
+    below two runs or with no spread. |t| < 2 is read as a tie (docs/parity.md)."""
+    if len(diffs) < 2:
+        return None
+    mean = sum(diffs) / len(diffs)
+    var = sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)
+    return None if var == 0 else mean / (var / len(diffs)) ** 0.5
 
 
 @app.command("table")
@@ -198,12 +209,13 @@ def table(
         for run_key, figures in json.loads((folder / "arms.json").read_text()).items():
             results[f"{folder.name}/{run_key}"] = figures
     rows = compared(results)
-    lines = ["| arm (row) | figure | runs | arm - base, mean | range | arm ahead on | "
-             "variants ahead (mean of seeds) |", "|---" * 7 + "|"]  # fmt: skip
+    lines = ["| arm (row) | figure | runs | arm - base, mean | paired t | range | arm ahead on | "
+             "variants ahead (mean of seeds) |", "|---" * 8 + "|"]  # fmt: skip
     for r in rows:
         ahead = sum(d > 0 for d in r["variant_mean_diff"].values())
+        t = "-" if r["paired_t"] is None else f"{r['paired_t']:+.2f}"
         lines.append(f"| {r['arm']} ({r['row']}) | {r['figure']} | {r['runs']} | "
-                     f"{r['mean_diff']:+.2f} | {r['worst']:+.2f} to {r['best']:+.2f} | "
+                     f"{r['mean_diff']:+.2f} | {t} | {r['worst']:+.2f} to {r['best']:+.2f} | "
                      f"{r['arm_wins']} of {r['runs']} | {ahead} of "
                      f"{len(r['variant_mean_diff'])} |")  # fmt: skip
     print("\n".join(lines))

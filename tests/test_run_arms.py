@@ -29,9 +29,11 @@ def test_arms_are_compared_with_their_base_run_by_run() -> None:
     assert blend["arm_wins"] == 2 and (blend["worst"], blend["best"]) == (-1.0, 6.0)
     assert blend["variant_mean_diff"] == {"v": pytest.approx(0.5), "w": pytest.approx(6.0)}
     assert blend["per_run"]["v-1"] == [52.0, 50.0] and blend["row"] == ARMS["rw-8"].row
+    # by hand: diffs 2, -1, 6; mean 7/3, sample variance 37/3, t = (7/3) / sqrt(37/9)
+    assert blend["paired_t"] == pytest.approx((7 / 3) / (37 / 9) ** 0.5)
     assert rows[("rw-8", "walked labels")]["arm_wins"] == 1  # a tie is not a win
     logits = rows[("predict-logits", "segmenter (val)")]
-    assert logits["runs"] == 1 and logits["mean_diff"] == -1.0
+    assert logits["runs"] == 1 and logits["mean_diff"] == -1.0 and logits["paired_t"] is None
     assert not any(arm == "seg-30ep" for arm, _ in rows)  # no run has it
 
 
