@@ -119,6 +119,14 @@ def main(
     print("\n".join(lines))
 
 
+def _saved_tops(run: dict[str, Any]) -> list[Any]:
+    """The strongest-CAM maps `run` saved beside its CAMs (tops.npz), as float32."""
+    import numpy as np
+
+    with np.load(Path(run["cams"]).parent / "tops.npz") as saved:
+        return [saved[k].astype(np.float32) for k in saved.files]
+
+
 def saved_scores(folders: list[Path]) -> list[dict[str, Any]]:
     """Each saved run's oracle and every rule of RULES (today's, not the run's), scored on
     its saved 0.01-step curve (linear between steps): new rules need no new sweep."""
@@ -131,8 +139,7 @@ def saved_scores(folders: list[Path]) -> list[dict[str, Any]]:
         for run in json.loads((folder / "rules.json").read_text()):
             grid, miou = np.array(run["curve"]).T
             best = int(np.argmax(miou))
-            with np.load(Path(run["cams"]).parent / "tops.npz") as saved:
-                tops = [saved[k].astype(np.float32) for k in saved.files]
+            tops = _saved_tops(run)
             scores = {"oracle": (float(grid[best]), float(miou[best]))}
             for name, rule in RULES.items():
                 t = float(rule(tops))
@@ -282,8 +289,7 @@ def histogram(folders: list[Path] = typer.Argument(..., help="--out folders of `
     for folder in folders:
         for run in json.loads((folder / "rules.json").read_text()):
             grid, miou = np.array(run["curve"]).T
-            with np.load(Path(run["cams"]).parent / "tops.npz") as saved:
-                pooled = np.concatenate([saved[k].astype(np.float32).ravel() for k in saved.files])
+            pooled = np.concatenate([top.ravel() for top in _saved_tops(run)])
             quantiles = np.quantile(pooled, [0.1, 0.25, 0.5, 0.75, 0.9])
             blend = run["scores"].get("blend (chosen)", [float("nan")])[0]
             lines.append(f"| {folder.name} | {run['variant']}, {run['seed']} | "

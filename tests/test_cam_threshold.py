@@ -193,7 +193,7 @@ def test_the_default_rule_lands_near_the_best_threshold(kind: str, high: bool) -
     assert abs(stats.result().threshold - best) <= 0.1
 
 
-def test_the_steepest_contour_of_a_blurred_disk_is_its_half_level() -> None:
+def test_the_steepest_contour_of_a_blurred_step_and_of_a_blob() -> None:
     """The candidate rule of benchmarks/label_free_threshold.py (measured, not adopted): a
     straight blurred step is steepest at half its height; a blob smaller than its blur (a
     Gaussian) at exp(-1/2) = 0.61 of its peak."""
