@@ -3,6 +3,8 @@ loss with identical data, recipe and seed on the demo data, and compare their CA
 (experiments/puzzle_ablation.py; README, "Puzzle-CAM on the demo data").
 
     python experiments/ablation.py --out runs/ablation [--variant pcl ...] [--alpha 1] ...
+    python experiments/ablation.py --out runs/ablation-reference --profile reference \
+        --backbone resnet50 [--seed 1]   # the paper's network (issue #25)
 """
 
 from __future__ import annotations
@@ -32,6 +34,12 @@ def ablation(
         None, "--init", help="Warm start from a classifier checkpoint."
     ),
     output_stride: int | None = typer.Option(None, "--output-stride", help="8 or 16."),
+    backbone: str | None = typer.Option(
+        None, "--backbone", help="resnet18|resnet50|... (recipe: resnet18, from scratch)."
+    ),
+    profile: str = typer.Option(
+        "wsss", "--profile", help="wsss|reference: the reference's train-cam and make-cam settings."
+    ),
     pieces: int | None = typer.Option(None, "--pieces", help="Puzzle tiles, 4, 9... (recipe: 4)."),
     lr: float | None = typer.Option(None, "--lr", help="Learning rate (recipe: 1e-3)."),
     seed: int | None = typer.Option(None, "--seed", help="Seed of every variant (recipe: 0)."),
@@ -40,17 +48,18 @@ def ablation(
         None, "--variant", help="Only these variants (repeatable): baseline, pcl, re, full."
     ),
     device: str = typer.Option("auto", "--device", help=entry.DEVICE_HELP),
+    amp: str = typer.Option("gpu", "--amp", help="gpu|auto|bf16|off, as every stage's --amp."),
     workers: int | None = typer.Option(None, "--workers", help="Loader worker processes."),
 ) -> None:
     """Train the baseline, L_cls+L_p-cls, L_cls+L_re and full Puzzle-CAM alike; compare CAMs."""
     from experiments.puzzle_ablation import AblationConfig, run
-    from wsss.recipes import pick_variants
+    from wsss.recipes import DEMO, pick_variants, profile_name
 
     overrides = {
         key: value
         for key, value in (("re_level", re_level), ("alpha", alpha), ("puzzle_start", puzzle_start),
                            ("init", init), ("output_stride", output_stride), ("epochs", epochs),
-                           ("pieces", pieces), ("lr", lr), ("seed", seed))
+                           ("pieces", pieces), ("lr", lr), ("seed", seed), ("backbone", backbone))
         if value is not None
     }  # fmt: skip
     run(
@@ -59,7 +68,9 @@ def ablation(
             recipe_overrides=overrides,
             variants=pick_variants(variant),
             device=device,
+            amp=amp,
             workers=workers,
+            profile=profile_name(DEMO, profile),
         )
     )
 

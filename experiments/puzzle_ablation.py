@@ -17,12 +17,13 @@ from typing import Any
 import numpy as np
 
 from wsss.camfile import find_cam_file, load_cam_file
+from wsss.configs.datasets import generator_args
 from wsss.data.demo import PART_DIR, ensure_demo
 from wsss.data.palette import read_label_png
 from wsss.data.voc import VocDataset
 from wsss.engine.finished import train_unless_finished
 from wsss.io import ensure_dir, read_json, safe_child, write_json
-from wsss.recipes import DEMO, VARIANTS
+from wsss.recipes import DEMO, PROFILES, VARIANTS
 from wsss.ui import print_table
 
 
@@ -32,8 +33,20 @@ class AblationConfig:
     recipe_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. {"re_level": "cam"}
     variants: tuple[str, ...] = tuple(VARIANTS)
     device: str = "auto"
+    amp: str = "gpu"  # every network stage's --amp
     workers: int | None = None
     scales: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0)
+    # the reference's settings under the recipe's (docs/parity.md, "The reference profile")
+    profile: str = "wsss"
+
+    def train_cam_options(self) -> dict[str, Any]:
+        """train-cam's settings: the profile's under the recipe's under the overrides."""
+        profile = PROFILES[self.profile].get("train_cam", {})
+        return {**profile, **DEMO.train_cam, **self.recipe_overrides}
+
+    def make_cam_options(self) -> dict[str, Any]:
+        """make-cam's settings besides the scales: the profile's (its resize)."""
+        return dict(PROFILES[self.profile].get("make_cam", {}))
 
 
 @dataclass
@@ -44,7 +57,7 @@ class AblationResult:
 
 def run(config: AblationConfig) -> AblationResult:
     out = ensure_dir(config.out)
-    data = ensure_demo(out / "data", DEMO.demo or {})
+    data = ensure_demo(out / "data", generator_args(DEMO.demo or {}))
     voc = VocDataset.open(data)
     for name in config.variants:
         result_path = out / _slug(name) / "result.json"
@@ -55,7 +68,8 @@ def run(config: AblationConfig) -> AblationResult:
         for name in VARIANTS
         if (out / _slug(name) / "result.json").is_file()
     ]
-    summary = {"recipe": {**DEMO.train_cam, **config.recipe_overrides}, "rows": rows}
+    summary = {"recipe": config.train_cam_options(), "profile": config.profile,
+               "make_cam": config.make_cam_options(), "rows": rows}  # fmt: skip
     json_path = write_json(out / "ablation.json", summary)
     from wsss.report import cam_comparison_figure
 
@@ -75,22 +89,25 @@ def _run_variant(
     from wsss.stages.train_cam import TrainCamConfig
     from wsss.stages.train_cam import run as train_cam
 
-    options = {**DEMO.train_cam, **config.recipe_overrides, **VARIANTS[name]}
+    options = {**config.train_cam_options(), **VARIANTS[name]}
     extra = {"loader_workers": config.workers} if config.workers is not None else {}
     checkpoint = train_unless_finished(
         train_cam,
         TrainCamConfig(data=data, out=out / "cam_model", split=DEMO.cam_split, resume=True,
-                       device=config.device, **options, **extra),
+                       device=config.device, amp=config.amp, **options, **extra),
     )  # fmt: skip
     cams = out / "cams"
     make_cam(MakeCamConfig(checkpoint=checkpoint, data=data, split=DEMO.cam_split, out=cams,
-                           scales=config.scales, device=config.device))  # fmt: skip
+                           scales=config.scales, device=config.device, amp=config.amp,
+                           **config.make_cam_options()))  # fmt: skip
     sweep = eval_cam(EvalCamConfig(cams=cams, gt=data, split=DEMO.cam_eval_split)).sweep
     inside, outside = part_body_means(voc, cams, voc.split_ids(DEMO.cam_eval_split))
     return {
         "variant": name,
         "options": VARIANTS[name],
         "overrides": {key: str(value) for key, value in config.recipe_overrides.items()},
+        "profile": config.profile,
+        "amp": config.amp,
         # both picked on ground truth: a comparison of CAMs at their best, an oracle figure
         "cam_miou": sweep.best_miou,
         "best_threshold": sweep.best_threshold,

@@ -51,8 +51,26 @@ def test_the_ablation_script_takes_the_levers(tmp_path: Path) -> None:
                            text=True, cwd=tmp_path, env=env)  # fmt: skip
     assert shown.returncode == 0, shown.stderr
     for option in ("--re-level", "--alpha", "--puzzle-start", "--init", "--output-stride",
-                   "--pieces", "--lr", "--seed", "--epochs", "--variant", "--workers"):  # fmt: skip
+                   "--pieces", "--lr", "--seed", "--epochs", "--variant", "--workers",
+                   "--backbone", "--profile", "--amp"):  # fmt: skip
         assert option in shown.stdout
+
+
+def test_the_reference_profile_sits_under_the_recipe_and_the_levers(tmp_path: Path) -> None:
+    """Issue #25's ablation under the reference's network: the profile's train-cam and
+    make-cam settings reach the stages, a lever given on the command line still wins."""
+    from experiments.puzzle_ablation import AblationConfig
+    from wsss.recipes import DEMO, PROFILES
+
+    plain = AblationConfig(out=tmp_path)
+    assert plain.train_cam_options() == DEMO.train_cam and plain.make_cam_options() == {}
+    levers = {"backbone": "resnet50", "pcl_maps": "raw"}
+    reference = AblationConfig(out=tmp_path, profile="reference", recipe_overrides=levers)
+    options = reference.train_cam_options()
+    assert options["backbone_dilation"] is False  # row 1: the reference's ResNet
+    assert options["backbone"] == "resnet50" and options["pcl_maps"] == "raw"  # the levers win
+    assert options["epochs"] == DEMO.train_cam["epochs"]  # the recipe is kept
+    assert reference.make_cam_options() == PROFILES["reference"]["make_cam"]  # row 2's resize
 
 
 @pytest.mark.slow
@@ -73,7 +91,8 @@ def test_run_trains_each_variant_once_and_records_its_measurements(
 
     tiny = replace(
         DEMO,
-        demo={"n_train": 8, "n_val": 4, "size": 64, "seed": 3},
+        # the recipe's names (train, val), not the generator's: run must translate them
+        demo={"train": 8, "val": 4, "size": 64, "seed": 3},
         train_cam={**DEMO.train_cam, "epochs": 1, "batch_size": 4, "crop": 64,
                    "warmup_epochs": 0},
     )  # fmt: skip
