@@ -37,6 +37,11 @@ def ablation(
     backbone: str | None = typer.Option(
         None, "--backbone", help="resnet18|resnet50|... (recipe: resnet18, from scratch)."
     ),
+    backbone_dilation: bool | None = typer.Option(
+        None,
+        "--backbone-dilation/--no-backbone-dilation",
+        help="Dilate layer4 of a ResNet-50/101 (row 1 of docs/parity.md; the profile's else).",
+    ),
     profile: str = typer.Option(
         "wsss", "--profile", help="wsss|reference: the reference's train-cam and make-cam settings."
     ),
@@ -59,7 +64,8 @@ def ablation(
         key: value
         for key, value in (("re_level", re_level), ("alpha", alpha), ("puzzle_start", puzzle_start),
                            ("init", init), ("output_stride", output_stride), ("epochs", epochs),
-                           ("pieces", pieces), ("lr", lr), ("seed", seed), ("backbone", backbone))
+                           ("pieces", pieces), ("lr", lr), ("seed", seed), ("backbone", backbone),
+                           ("backbone_dilation", backbone_dilation))
         if value is not None
     }  # fmt: skip
     run(

@@ -52,7 +52,7 @@ def test_the_ablation_script_takes_the_levers(tmp_path: Path) -> None:
     assert shown.returncode == 0, shown.stderr
     for option in ("--re-level", "--alpha", "--puzzle-start", "--init", "--output-stride",
                    "--pieces", "--lr", "--seed", "--epochs", "--variant", "--workers",
-                   "--backbone", "--profile", "--amp"):  # fmt: skip
+                   "--backbone", "--backbone-dilation", "--profile", "--amp"):  # fmt: skip
         assert option in shown.stdout
 
 
