@@ -18,6 +18,8 @@ if __package__ in (None, ""):  # run as a script: make the repository's `experim
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from experiments import entry  # noqa: E402
+from wsss.configs.common import AMP_HELP  # noqa: E402
+from wsss.recipes import PROFILES  # noqa: E402
 
 app = entry.app()
 
@@ -43,7 +45,9 @@ def ablation(
         help="Dilate layer4 of a ResNet-50/101 (row 1 of docs/parity.md; the profile's else).",
     ),
     profile: str = typer.Option(
-        "wsss", "--profile", help="wsss|reference: the reference's train-cam and make-cam settings."
+        "wsss",
+        "--profile",
+        help=f"{'|'.join(PROFILES)}: the profile's train-cam and make-cam settings.",
     ),
     pieces: int | None = typer.Option(None, "--pieces", help="Puzzle tiles, 4, 9... (recipe: 4)."),
     lr: float | None = typer.Option(None, "--lr", help="Learning rate (recipe: 1e-3)."),
@@ -53,7 +57,7 @@ def ablation(
         None, "--variant", help="Only these variants (repeatable): baseline, pcl, re, full."
     ),
     device: str = typer.Option("auto", "--device", help=entry.DEVICE_HELP),
-    amp: str = typer.Option("gpu", "--amp", help="gpu|auto|bf16|off, as every stage's --amp."),
+    amp: str = typer.Option("gpu", "--amp", help=AMP_HELP),
     workers: int | None = typer.Option(None, "--workers", help="Loader worker processes."),
 ) -> None:
     """Train the baseline, L_cls+L_p-cls, L_cls+L_re and full Puzzle-CAM alike; compare CAMs."""
