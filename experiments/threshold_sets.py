@@ -113,7 +113,9 @@ def main(
     lines = ["| variant, seed | " + " | ".join(f"{n}: t / mIoU" for n in names) + " |",
              "|---" * (len(names) + 1) + "|"]  # fmt: skip
     for row in rows:
-        cells = [f"{t:.2f} / {m:.2f}" for t, m in (row["scores"][n] for n in names)]
+        # rows of an earlier run lack the rules added since (`table` rescores them all)
+        cells = ["-" if n not in row["scores"] else "{:.2f} / {:.2f}".format(*row["scores"][n])
+                 for n in names]  # fmt: skip
         lines.append(f"| {row['variant']}, {row['seed']} | " + " | ".join(cells) + " |")
     (out / "rules.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -1,0 +1,281 @@
+"""Threshold rules that look beyond the CAM histogram (issue #27): the classifier, the CRF.
+
+Both read a saved `threshold_sets.py run` folder (its CAMs, data and CAM classifier), on the
+split's first 100 labelled images, and write per-run curves beside the CAMs; `table` turns
+them into one threshold per run for each candidate rule and scores it on the run's saved
+CAM sweep, as `threshold_sets.py table` does for the histogram rules.
+
+- classifier: per labelled (image, class) pair, the run's own CAM classifier scores the
+  image with the class's CAM region kept (masked in: pixels below t set to the dataset mean,
+  0 after normalisation) and removed (masked out), t = 0.05 ... 0.95 (classifier_curves.npz);
+- crf: per image and t = 0.05 ... 0.85, the CAMs thresholded at t against the same labels
+  after the pipeline's dense CRF (crf_curves.npz): where t sits on the objects' edges the
+  CRF, which follows colour edges, should change little.
+
+Measured on the tuning runs (docs/label_free_threshold.md): neither is near the oracle; the
+classifier needs only the objects' parts, and the CRF shrinks the foreground at every t.
+
+    python experiments/guided_threshold.py classifier-curves runs/thresholds/tuning --jobs 2
+    python experiments/guided_threshold.py crf-curves runs/thresholds/tuning \\
+        --only sparse-small-191,strong-body-big-131,weak-body-clutter-101
+    python experiments/guided_threshold.py table classifier runs/thresholds/tuning [--json F]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import typer
+
+if __package__ in (None, ""):  # run as a script: make the repository's packages importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+app = typer.Typer(add_completion=False)
+CLASSIFIER_GRID = np.round(np.arange(0.05, 0.951, 0.05), 2)
+CRF_GRID = np.round(np.arange(0.05, 0.851, 0.05), 2)
+CLASSIFIER_CURVES, CRF_CURVES = "classifier_curves.npz", "crf_curves.npz"
+
+
+def classifier_curves_of(run: dict[str, Any], threads: int, max_images: int = 100) -> str:
+    """RUN/classifier_curves.npz for one saved run (kept when there), from the split's first
+    `max_images` labelled images (the rules read medians over pairs: a hundred images hold
+    enough, at a fraction of the forwards)."""
+    import torch
+
+    from wsss.camfile import find_cam_file, load_cam_file
+    from wsss.checkpoints import load_model
+    from wsss.data.transforms import normalize
+    from wsss.data.voc import VocDataset
+    from wsss.models.classifier import CamClassifier
+
+    torch.set_num_threads(threads)
+    cams = Path(run["cams"])
+    target = cams.parent / CLASSIFIER_CURVES
+    if target.is_file():
+        return str(target)
+    voc = VocDataset.open(Path(run["data"]), None)
+    model, _ = load_model(cams.parent / "cam_model" / "final.pt", CamClassifier.KIND, voc.classes)
+    model.eval()
+    grid = torch.tensor(CLASSIFIER_GRID, dtype=torch.float32)
+    rows: dict[str, list[Any]] = {"full": [], "inside": [], "outside": [], "area": [],
+                                  "cls": [], "image": []}  # fmt: skip
+    ids = [i for i in voc.split_ids(run["split"]) if voc.image_classes(i)][:max_images]
+    with torch.inference_mode():
+        for index, image_id in enumerate(ids):
+            classes = voc.image_classes(image_id)  # sorted, as the CAM file's maps
+            record = load_cam_file(find_cam_file(cams, image_id), len(voc.classes))
+            x = normalize(voc.load_image(image_id))  # 3 x H x W
+            for k, c in enumerate(classes):
+                cam = torch.from_numpy(record.hr_cam[k])
+                keep = (cam[None] >= grid[:, None, None]).float()[:, None]  # T x 1 x H x W
+                batch = torch.cat([x[None], x[None] * keep, x[None] * (1 - keep)])
+                probs = torch.sigmoid(CamClassifier.logits(model(batch)))[:, c]
+                rows["full"].append(float(probs[0]))
+                rows["inside"].append(probs[1 : 1 + len(CLASSIFIER_GRID)].numpy())
+                rows["outside"].append(probs[1 + len(CLASSIFIER_GRID) :].numpy())
+                rows["area"].append(keep.mean(dim=(1, 2, 3)).numpy())
+                rows["cls"].append(c)
+                rows["image"].append(index)
+    arrays = {k: np.asarray(v, dtype=np.float32 if k not in ("cls", "image") else np.int32)
+              for k, v in rows.items()}  # fmt: skip
+    tmp = target.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, grid=CLASSIFIER_GRID, **arrays)
+    tmp.replace(target)
+    return str(target)
+
+
+def crf_curves_of(run: dict[str, Any], max_images: int = 100, unary: str = "scores") -> str:
+    """RUN/crf_curves.npz (crf_curves_labels.npz with the labels unary): per image and t, the
+    foreground pixels before and after the CRF, those in both, the background in both, all."""
+    from wsss.camfile import find_cam_file, load_cam_file
+    from wsss.crf import CrfParams
+    from wsss.data.voc import VocDataset
+    from wsss.pseudo import refined_indices, threshold_indices
+
+    cams_dir = Path(run["cams"])
+    target = cams_dir.parent / (CRF_CURVES if unary == "scores" else f"crf_curves_{unary}.npz")
+    if target.is_file():
+        return str(target)
+    voc = VocDataset.open(Path(run["data"]), None)
+    ids = [i for i in voc.split_ids(run["split"]) if voc.image_classes(i)][:max_images]
+    counts = np.zeros((len(ids), len(CRF_GRID), 5), np.int64)
+    for n, image_id in enumerate(ids):
+        cams = np.asarray(
+            load_cam_file(find_cam_file(cams_dir, image_id), len(voc.classes)).hr_cam, np.float32
+        )
+        image = np.asarray(voc.load_image(image_id).convert("RGB"), np.uint8)
+        for k, t in enumerate(CRF_GRID):
+            before = threshold_indices(cams, float(t)) > 0
+            after = refined_indices(image, cams, float(t), CrfParams(unary=unary)) > 0
+            counts[n, k] = (before.sum(), after.sum(), (before & after).sum(),
+                            (~before & ~after).sum(), before.size)  # fmt: skip
+    tmp = target.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, grid=CRF_GRID, counts=counts)
+    tmp.replace(target)
+    return str(target)
+
+
+def _runs(folders: list[Path], only: str = "") -> list[dict[str, Any]]:
+    """The saved runs of `threshold_sets.py run` folders (`only`: NAME-SEED,... of them)."""
+    chosen = {name for name in only.split(",") if name}
+    runs = [dict(run, set=folder.name) for folder in folders
+            for run in json.loads((folder / "rules.json").read_text())]  # fmt: skip
+    return [r for r in runs if not chosen or f"{r['variant']}-{r['seed']}" in chosen]
+
+
+def _each(job: Callable[..., str], args: Iterable[list[Any]], jobs: int) -> None:
+    """job(*a) for every a, `jobs` processes at a time, printing each file made."""
+    if jobs == 1:
+        for a in args:
+            print(job(*a), flush=True)
+        return
+    with ProcessPoolExecutor(jobs) as pool:
+        for made in pool.map(job, *zip(*args, strict=True)):
+            print(made, flush=True)
+
+
+ONLY = typer.Option("", "--only", help="NAME-SEED,... (default: every saved run)")
+
+
+@app.command("classifier-curves")
+def classifier_curves(
+    folders: list[Path], jobs: int = typer.Option(1, "--jobs", min=1), only: str = ONLY
+) -> None:
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    _each(classifier_curves_of, ([run, threads] for run in _runs(folders, only)), jobs)
+
+
+@app.command("crf-curves")
+def crf_curves(
+    folders: list[Path],
+    jobs: int = typer.Option(1, "--jobs", min=1),
+    only: str = ONLY,
+    max_images: int = typer.Option(100, "--max-images", min=1),
+    unary: str = typer.Option("scores", "--unary", help="the CRF's unary: scores | labels"),
+) -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    _each(crf_curves_of, ([run, max_images, unary] for run in _runs(folders, only)), jobs)
+
+
+def _first_below(values: np.ndarray, limit: np.ndarray) -> np.ndarray:
+    """Per row, the grid's t just before the first t at which `values` < `limit` (rising t);
+    the last t where it never falls below."""
+    below = values < limit[:, None]
+    first = np.where(below.any(axis=1), below.argmax(axis=1), len(CLASSIFIER_GRID))
+    return CLASSIFIER_GRID[np.clip(first - 1, 0, len(CLASSIFIER_GRID) - 1)]
+
+
+def _last_below(values: np.ndarray, limit: np.ndarray) -> np.ndarray:
+    """Per row, the largest t at which `values` < `limit` (the class gone once the region at
+    t is removed); the lowest t where it never is."""
+    below = values < limit[:, None]
+    last = np.where(below.any(axis=1), len(CLASSIFIER_GRID) - 1 - below[:, ::-1].argmax(axis=1), 0)
+    return CLASSIFIER_GRID[last]
+
+
+def classifier_rules(path: Path) -> dict[str, float]:
+    with np.load(path) as saved:
+        full, inside, outside = saved["full"], saved["inside"], saved["outside"]
+    rules: dict[str, float] = {}
+    for rho in (0.5, 0.7, 0.9):
+        t_in = _first_below(inside, rho * full)
+        t_out = _last_below(outside, rho * full)
+        rules[f"in{rho}-median"] = float(np.median(t_in))
+        rules[f"in{rho}-mean"] = float(np.mean(t_in))
+        rules[f"out{rho}-median"] = float(np.median(t_out))
+        rules[f"out{rho}-mean"] = float(np.mean(t_out))
+    half = np.full_like(full, 0.5)  # a probability of one half, whatever the full image's
+    rules["in-abs0.5-median"] = float(np.median(_first_below(inside, half)))
+    rules["out-abs0.5-median"] = float(np.median(_last_below(outside, half)))
+    return rules
+
+
+def agreement(counts: np.ndarray) -> dict[str, np.ndarray]:
+    """Per t, the thresholded CAMs' agreement with their CRF: pooled over the images, and the
+    median of per-image figures."""
+    fg_b, fg_a, fg_both, bg_both, size = (counts[..., i].astype(np.float64) for i in range(5))
+    fg_union = fg_b + fg_a - fg_both
+    bg_union = 2 * size - fg_b - fg_a - bg_both
+    pooled = (fg_both.sum(0) / np.maximum(fg_union.sum(0), 1)
+              + bg_both.sum(0) / np.maximum(bg_union.sum(0), 1)) / 2  # fmt: skip
+    per_image = (fg_both / np.maximum(fg_union, 1) + bg_both / np.maximum(bg_union, 1)) / 2
+    changed = (fg_union - fg_both).sum(0) / size.sum(0)  # share of pixels the CRF flips
+    return {"pooled": pooled, "median": np.median(per_image, axis=0), "changed": changed}
+
+
+def crf_rules(path: Path) -> dict[str, float]:
+    with np.load(path) as saved:
+        counts = saved["counts"]
+    curves = agreement(counts)
+    rules = {
+        "crf-pooled-max": float(CRF_GRID[int(np.argmax(curves["pooled"]))]),
+        "crf-median-max": float(CRF_GRID[int(np.argmax(curves["median"]))]),
+        "crf-changed-min": float(CRF_GRID[int(np.argmin(curves["changed"]))]),
+    }
+    # per image: its own best t, then the median over the images
+    fg_b, fg_a, fg_both, bg_both, size = (counts[..., i].astype(np.float64) for i in range(5))
+    per_image = (fg_both / np.maximum(fg_b + fg_a - fg_both, 1)
+                 + bg_both / np.maximum(2 * size - fg_b - fg_a - bg_both, 1)) / 2  # fmt: skip
+    rules["crf-per-image-median"] = float(np.median(CRF_GRID[np.argmax(per_image, axis=1)]))
+    return rules
+
+
+KINDS: dict[str, tuple[str, Callable[[Path], dict[str, float]]]] = {
+    "classifier": (CLASSIFIER_CURVES, classifier_rules),
+    "crf": (CRF_CURVES, crf_rules),
+}
+
+
+@app.command()
+def table(
+    kind: str = typer.Argument(..., help="classifier | crf"),
+    folders: list[Path] = typer.Argument(...),
+    json_out: Path | None = typer.Option(None, "--json"),
+) -> None:
+    """Each candidate's t / CAM mIoU per run (and averaged with blend's t), then every
+    candidate's mean and largest gap to the oracle, best worst case first."""
+    from experiments.threshold_sets import saved_scores
+
+    curves_file, rules_of = KINDS[kind]
+    histogram = {(r["set"], r["variant"], r["seed"]): r["scores"] for r in saved_scores(folders)}
+    out: list[dict[str, Any]] = []
+    for run in _runs(folders):
+        path = Path(run["cams"]).parent / curves_file
+        if not path.is_file():
+            continue
+        grid, miou = np.array(run["curve"]).T
+        scores = dict(histogram[(run["set"], run["variant"], run["seed"])])
+        blend_t = scores["blend (chosen)"][0]
+        for name, t in rules_of(path).items():
+            scores[name] = (t, float(np.interp(t, grid, miou)))
+            mixed = (blend_t + t) / 2
+            scores[f"blend+{name}"] = (mixed, float(np.interp(mixed, grid, miou)))
+        out.append({"set": run["set"], "variant": run["variant"], "seed": run["seed"],
+                    "scores": scores})  # fmt: skip
+    if not out:
+        raise SystemExit(f"no run holds {curves_file}: run {kind}-curves first")
+    shown = ("oracle", "blend (chosen)", "mean-cam (before)")
+    new = [n for n in out[0]["scores"] if n not in histogram[next(iter(histogram))]]
+    names = [*shown, *new]
+    for set_name in dict.fromkeys(r["set"] for r in out):
+        rows = [r for r in out if r["set"] == set_name]
+        print(f"## {set_name}")
+        gaps = {n: [r["scores"]["oracle"][1] - r["scores"][n][1] for r in rows] for n in names}
+        for r in rows:
+            cells = " ".join("{:.2f}/{:.1f}".format(*r["scores"][n]) for n in names[:2] + new[:2])
+            print(f"{r['variant']}-{r['seed']}: {cells}")
+        for n in sorted(names, key=lambda n: (max(gaps[n]), np.mean(gaps[n]))):
+            print(f"  {n:32s} mean gap {np.mean(gaps[n]):5.2f}  largest {max(gaps[n]):5.2f}")
+    if json_out is not None:
+        json_out.write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    app()
