@@ -6,7 +6,9 @@ drifts hit every mode alike and the ratios are measured in one run:
 - trainers: one optimiser step of the stage's own objective on a fixed batch (train-cam plain
   and Puzzle-CAM, train-seg's DeepLabv3+, train-aff's affinity net with its frozen backbone),
   the models as the stage builds them (demo recipe backbone, output stride 16);
-- make-cam: the stage's whole multi-scale + flip pass (`make_cams`) over one image at a time;
+- make-cam: the stage's whole multi-scale + flip pass (`make_cams`) over one image at a time,
+  and over a batch of the stage's own CPU batch size (`make-cam x4`: what the stage runs on
+  same-size images);
 - predict: `segment_probs` at one scale + flip (the demo recipe's predict);
 - make-rw: the boundary net's forward with its flip (`predict_boundary`; the walk's sparse
   sums stay in fp32 whatever the mode).
@@ -25,7 +27,7 @@ import torch
 
 from benchmarks.common import BenchSettings, Numbers, alternate, seconds_of
 from wsss.engine.device import CHANNELS_LAST_ENV, amp_policy, set_amp
-from wsss.inference import Predictor, TtaConfig, make_cams, segment_probs
+from wsss.inference import Predictor, TtaConfig, default_batch_size, make_cams, segment_probs
 from wsss.models.affinity import AffinityNet
 from wsss.models.classifier import CamClassifier
 from wsss.models.deeplab import DeepLabV3Plus
@@ -41,8 +43,10 @@ MODES = {  # name: (--amp, channels_last)
     "bf16": ("bf16", "0"),
     "bf16_cl": ("bf16", "1"),
 }
+CAM_BATCH = default_batch_size(torch.device("cpu"))
+CAM_BATCHED = f"make-cam x{CAM_BATCH}"
 STAGES = ("train-cam plain", "train-cam puzzle", "train-seg", "train-aff", "make-cam",
-          "predict", "make-rw")  # fmt: skip
+          CAM_BATCHED, "predict", "make-rw")  # fmt: skip
 CPU = torch.device("cpu")
 
 
@@ -113,6 +117,7 @@ def measure_precision(settings: BenchSettings, backbone: str) -> Numbers:
     labels = (torch.rand(batch, classes, generator=generator) < 0.15).float()
     masks = torch.randint(0, classes + 1, (batch, size, size), generator=generator)
     one = images[:1]
+    cam_images = torch.randn(CAM_BATCH, 3, size, size, generator=generator)
     cam_net = lambda: CamClassifier(backbone, classes)  # noqa: E731
     seg_net = lambda: DeepLabV3Plus(backbone, classes + 1)  # noqa: E731
     aff_net = lambda: AffinityNet(backbone)  # noqa: E731
@@ -128,6 +133,8 @@ def measure_precision(settings: BenchSettings, backbone: str) -> Numbers:
         "train-aff": (_trainer_step(aff_net, {"image": images, "mask": masks},
                                     lambda m: AffinityObjective(m, 5)), batch),
         "make-cam": (_inference(cam_net, lambda p: make_cams(p, one, [[0, 3]], TtaConfig())), 1),
+        CAM_BATCHED: (_inference(cam_net, lambda p: make_cams(
+            p, cam_images, [[0, 3]] * CAM_BATCH, TtaConfig())), CAM_BATCH),
         "predict": (_inference(seg_net, lambda p: segment_probs(
             p, images, TtaConfig(scales=(1.0,)))), batch),
         "make-rw": (_inference(aff_net, lambda p: predict_boundary(p, one, True)), 1),

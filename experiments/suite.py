@@ -385,7 +385,7 @@ def _supervised_bound(task: Task, run: Path, setup: JobSetup) -> None:
     """The recipe's segmenter trained on the ground-truth masks (train-seg's default labels),
     started from the CAM classifier of the pipeline run in `run` where the recipe says so."""
     _claim(task)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), pipeline.cpu_seconds()
     config = pipeline.PipelineConfig(out=task.out, recipe=recipe_for(task.variant, task.seed),
                                      overrides=task.overrides, device=setup.device,
                                      amp=task.amp, profile=task.profile,
@@ -399,8 +399,9 @@ def _supervised_bound(task: Task, run: Path, setup: JobSetup) -> None:
     steps.predict(model, pred)
     scores = steps.evaluate(pred)
     seconds = round(time.perf_counter() - start, 1)
+    cpu = round(pipeline.cpu_seconds() - cpu_start, 1)
     write_json(task.out / RESULT, {"seg_miou": scores["miou"], "seg_split": split,
-                                   "seconds": seconds})  # fmt: skip
+                                   "seconds": seconds, "cpu_seconds": cpu})  # fmt: skip
 
 
 # -- the table and JSON ----------------------------------------------------------------------
@@ -470,10 +471,13 @@ def collect(
                 summary = read_json(summary_path)
                 stages = run_stages(summary, bound)
                 seeds[str(seed)] = stages
-                # wall seconds of the run and of its bound, to check the set's time budget
+                # wall and CPU seconds of the run and of its bound, to check the set's time
+                # budget (CPU seconds hold on a shared machine; older runs have none)
                 seconds = {
                     "pipeline": summary.get("total_seconds"),
                     "supervised": None if bound is None else bound.get("seconds"),
+                    "pipeline_cpu": summary.get("total_cpu_seconds"),
+                    "supervised_cpu": None if bound is None else bound.get("cpu_seconds"),
                 }
                 runs.append({"variant": variant.name, "seed": seed, "ablation": ablation,
                              "stages": stages, "checks": checks(stages),

@@ -47,6 +47,7 @@ FIGURES = {
             "train-seg",
             "train-aff",
             "make-cam",
+            "make-cam x4",
             "predict",
             "make-rw",
         )
@@ -87,7 +88,7 @@ def test_tiny_bench_reports_every_stage(tmp_path: Path) -> None:
         assert figures["peak_rss_mb"] >= figures["import_rss_mb"]
     batched = report["medians"]["make-cam resnet18"]["b4_max_abs_diff"]
     assert 0 <= batched <= 1e-4  # batching images per scale gives the per-image CAMs
-    assert len(report["targets"]) == 11  # 7, and 4 bf16 rows per backbone
+    assert len(report["targets"]) == 12  # 7, and 5 bf16 rows per backbone
     precision = report["medians"]["precision resnet18"]
     assert precision["make-cam|fp32_ratio"] == 1.0
     assert all(math.isfinite(row["measured"]) for row in report["targets"])
@@ -100,7 +101,7 @@ def test_tiny_bench_reports_every_stage(tmp_path: Path) -> None:
     assert "stale numbers" not in text and text.endswith("A profiling note by hand.\n")
     assert report["command"] in text
     target_lines = [line for line in text.splitlines() if line.endswith(("| PASS |", "MISS** |"))]
-    assert len(target_lines) == 11
+    assert len(target_lines) == 12
     assert "| train-aff | " in text  # a row of the precision table
     # predict --images: 48 x 36 fits the tiny preset's 64 px window; 96 x 72 takes 2 x 2
     assert report["medians"]["predict-images 48"]["windows"] == 1
@@ -155,3 +156,16 @@ def test_each_precision_mode_reaches_the_trainer_and_the_predictor(monkeypatch) 
         predictor = Predictor(torch.nn.Identity(), torch.device("cpu"))
         assert (policy.dtype, policy.memory_format) == (dtype, layout), mode
         assert (predictor.amp.dtype, predictor.memory_format) == (dtype, layout), mode
+
+
+def test_the_batched_make_cam_row_is_named_for_the_stage_s_cpu_batch() -> None:
+    """bench.py names the row without importing torch; precision.py measures it at the batch
+    make-cam runs on the CPU."""
+    import torch
+
+    from benchmarks import precision
+    from wsss.inference import default_batch_size
+
+    assert load_script().CAM_BATCHED == precision.CAM_BATCHED
+    assert default_batch_size(torch.device("cpu")) == precision.CAM_BATCH
+    assert f"make-cam x{precision.CAM_BATCH}" == precision.CAM_BATCHED

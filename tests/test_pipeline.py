@@ -4,6 +4,7 @@ the same with the random-walk path; `wsss pipeline run` on a tiny dataset withou
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -23,6 +24,7 @@ from wsss.errors import WsssError
 from wsss.io import read_json
 from wsss.metrics import ConfusionMatrix
 from wsss.recipes import DEMO
+from wsss.stages import pipeline
 from wsss.stages.eval_cam import EvalCamConfig
 from wsss.stages.eval_cam import run as eval_cam
 from wsss.stages.pipeline import PipelineConfig, resolve_splits, run, summary_rows
@@ -120,6 +122,11 @@ def test_every_stage_runs_and_writes_valid_outputs(
     assert summary["cam_miou"] > summary["cam_miou_oracle"] - 2.0
     assert summary["pseudo_miou"] > trivial + MARGIN
     assert set(summary["seconds"]) >= {"train-cam", "make-cam", "make-pseudo", "train-seg", "eval"}
+    # CPU seconds per step beside the wall seconds; training takes CPU, and the total is the sum
+    assert set(summary["cpu_seconds"]) == set(summary["seconds"])
+    assert summary["cpu_seconds"]["train-cam"] > 0
+    assert summary["total_cpu_seconds"] == pytest.approx(sum(summary["cpu_seconds"].values()),
+                                                         abs=0.1)  # fmt: skip
     assert summary["skipped"] == {} and summary["overrides"] == []
 
     # The threshold is the label-free rule's; its mIoU is a point of eval-cam's sweep, whose
@@ -371,3 +378,10 @@ def test_seeds_run_once_each_and_summarise(tmp_path: Path) -> None:
                       for s in (0, 1)]  # fmt: skip
     with pytest.raises(WsssError, match="distinct seeds"):
         run_seeds(config, [1, 1])
+
+
+def test_cpu_seconds_count_the_process_and_its_finished_children(monkeypatch) -> None:
+    """The CRF pool's and loader workers' CPU time is the children's share of os.times."""
+    fake = os.times_result((1.5, 0.25, 4.0, 0.75, 99.0))
+    monkeypatch.setattr(pipeline.os, "times", lambda: fake)
+    assert pipeline.cpu_seconds() == 1.5 + 0.25 + 4.0 + 0.75

@@ -107,7 +107,8 @@ def test_quality_json_aggregates_per_variant_stage_and_target(tmp_path: Path) ->
     assert shares["walk_check_right"]["passing"] == ["a"]
     assert len(quality["runs"]) == 3
     assert set(quality["checks"]) == {*CHECKS, suite.CHECK_RIGHT}
-    assert set(quality["runs"][0]["seconds"]) == {"pipeline", "supervised"}
+    assert set(quality["runs"][0]["seconds"]) == {"pipeline", "supervised", "pipeline_cpu",
+                                                  "supervised_cpu"}  # fmt: skip
     assert set(quality["variants"]) == {"a", "b"}
     assert isinstance(suite.quality_table(quality).row_count, int)
 
@@ -143,6 +144,7 @@ def test_smoke_set_runs_end_to_end_and_resumes(tmp_path: Path, monkeypatch) -> N
     assert (tmp_path / "q" / "data" / "smoke" / "seed901" / "classes.txt").is_file()
     (run,) = first.quality["runs"]
     assert run["seconds"]["pipeline"] > 0 and run["seconds"]["supervised"] > 0
+    assert run["seconds"]["pipeline_cpu"] > 0 and run["seconds"]["supervised_cpu"] > 0
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was run again")
