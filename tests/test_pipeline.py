@@ -380,8 +380,10 @@ def test_seeds_run_once_each_and_summarise(tmp_path: Path) -> None:
         run_seeds(config, [1, 1])
 
 
-def test_cpu_seconds_count_the_process_and_its_finished_children(monkeypatch) -> None:
-    """The CRF pool's and loader workers' CPU time is the children's share of os.times."""
+def test_cpu_seconds_count_the_process_its_children_and_the_crf_pool(monkeypatch) -> None:
+    """Loader workers are finished children (os.times); the CRF pool's workers are the
+    forkserver's, counted by wsss.pool (tests/test_pool.py)."""
     fake = os.times_result((1.5, 0.25, 4.0, 0.75, 99.0))
     monkeypatch.setattr(pipeline.os, "times", lambda: fake)
-    assert pipeline.cpu_seconds() == 1.5 + 0.25 + 4.0 + 0.75
+    monkeypatch.setattr(pipeline, "worker_cpu_seconds", lambda: 2.0)
+    assert pipeline.cpu_seconds() == 1.5 + 0.25 + 4.0 + 0.75 + 2.0

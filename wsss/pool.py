@@ -19,6 +19,19 @@ from wsss.torchrun import env_info
 
 Worker = Callable[[Any], Any]
 _worker: Worker | None = None
+# CPU seconds the pools' workers spent on items, summed in the parent: the workers are
+# children of the forkserver, so the parent's os.times() never counts them.
+_worker_cpu = [0.0]
+
+
+def worker_cpu_seconds() -> float:
+    """CPU seconds spent on items in pool workers since this process started."""
+    return _worker_cpu[0]
+
+
+def _process_cpu() -> float:
+    times = os.times()
+    return times.user + times.system
 
 
 def map_in_processes(
@@ -42,7 +55,9 @@ def map_in_processes(
     try:
         futures = [pool.submit(call_worker, item) for item in items]
         for future in as_completed(futures):
-            yield future.result()
+            value, cpu = future.result()
+            _worker_cpu[0] += cpu
+            yield value
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -68,10 +83,13 @@ def _exit_with_parent() -> None:
         watcher.start()
 
 
-def call_worker(item: Any) -> Any:
+def call_worker(item: Any) -> tuple[Any, float]:
+    """The worker's value for `item` and the CPU seconds it took."""
     if _worker is None:
         raise RuntimeError("init_worker was not called in this process")
-    return _worker(item)
+    start = _process_cpu()
+    value = _worker(item)
+    return value, _process_cpu() - start
 
 
 def default_workers() -> int:

@@ -46,6 +46,7 @@ from wsss.engine.tensorboard import require_tensorboard
 from wsss.errors import WsssError
 from wsss.io import ensure_dir, write_json
 from wsss.metrics import REFERENCE_CONVENTION
+from wsss.pool import worker_cpu_seconds
 from wsss.recipes import COCO, DEMO, RECIPES, VOC, Recipe, Resolved, resolve
 from wsss.torchrun import env_info
 from wsss.ui import info, key_value_table, plain, print_table
@@ -144,10 +145,11 @@ def check_backbone_name(name: str, key: str) -> None:
 
 
 def cpu_seconds() -> float:
-    """CPU seconds of this process and of its finished children (the CRF pool, loader
-    workers): what a run costs on a shared machine, where its wall time says little."""
+    """CPU seconds of this process, its finished children (loader workers) and the CRF
+    pool's workers: what a run costs on a shared machine, where its wall time says little."""
     times = os.times()
-    return times.user + times.system + times.children_user + times.children_system
+    own = times.user + times.system + times.children_user + times.children_system
+    return own + worker_cpu_seconds()
 
 
 def run(config: PipelineConfig) -> PipelineResult | None:
