@@ -243,6 +243,8 @@ def table(
     candidate's mean and largest gap to the oracle, best worst case first."""
     from experiments.threshold_sets import saved_scores
 
+    if kind not in KINDS:
+        raise typer.BadParameter(f"KIND must be one of {', '.join(KINDS)}, got '{kind}'")
     curves_file, rules_of = KINDS[kind]
     histogram = {(r["set"], r["variant"], r["seed"]): r["scores"] for r in saved_scores(folders)}
     out: list[dict[str, Any]] = []
