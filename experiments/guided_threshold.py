@@ -1,4 +1,5 @@
-"""Threshold rules that look beyond the CAM histogram (issue #27): the classifier, the CRF.
+"""Threshold rules that look beyond the CAM histogram (issue #27): the classifier, the CRF,
+the image's own edges.
 
 Both read a saved `threshold_sets.py run` folder (its CAMs, data and CAM classifier), on the
 split's first 100 labelled images, and write per-run curves beside the CAMs; `table` turns
@@ -10,14 +11,20 @@ CAM sweep, as `threshold_sets.py table` does for the histogram rules.
   0 after normalisation) and removed (masked out), t = 0.05 ... 0.95 (classifier_curves.npz);
 - crf: per image and t = 0.05 ... 0.85, the CAMs thresholded at t against the same labels
   after the pipeline's dense CRF (crf_curves.npz): where t sits on the objects' edges the
-  CRF, which follows colour edges, should change little.
+  CRF, which follows colour edges, should change little;
+- edge: per image and t = 0.04 ... 0.90, the image's colour gradient (Gaussian sigma 2, then
+  Sobel) summed over the pixels where the thresholded CAMs' labels change, and their count
+  (edge_curves.npz): where t sits on the objects' outlines the contour runs along the
+  objects' colour edges.
 
-Measured on the tuning runs (docs/label_free_threshold.md): neither is near the oracle; the
-classifier needs only the objects' parts, and the CRF shrinks the foreground at every t.
+Measured on the tuning runs (docs/label_free_threshold.md): none is near the oracle; the
+classifier needs only the objects' parts, the CRF shrinks the foreground at every t, and the
+strongest edges the contours meet are the parts' own, at high t.
 
     python experiments/guided_threshold.py classifier-curves runs/thresholds/tuning --jobs 2
     python experiments/guided_threshold.py crf-curves runs/thresholds/tuning \\
         --only sparse-small-191,strong-body-big-131,weak-body-clutter-101
+    python experiments/guided_threshold.py edge-curves runs/thresholds/tuning --jobs 2
     python experiments/guided_threshold.py table classifier runs/thresholds/tuning [--json F]
 """
 
@@ -40,7 +47,12 @@ if __package__ in (None, ""):  # run as a script: make the repository's packages
 app = typer.Typer(add_completion=False)
 CLASSIFIER_GRID = np.round(np.arange(0.05, 0.951, 0.05), 2)
 CRF_GRID = np.round(np.arange(0.05, 0.851, 0.05), 2)
+EDGE_GRID = np.round(np.arange(0.04, 0.901, 0.02), 2)
 CLASSIFIER_CURVES, CRF_CURVES = "classifier_curves.npz", "crf_curves.npz"
+EDGE_CURVES = "edge_curves.npz"
+# The colour gradient's smoothing: the generator's stripes (period about 6 px) average out,
+# object outlines stay steps.
+EDGE_SIGMA = 2.0
 
 
 def classifier_curves_of(run: dict[str, Any], threads: int, max_images: int = 100) -> str:
@@ -122,6 +134,61 @@ def crf_curves_of(run: dict[str, Any], max_images: int = 100, unary: str = "scor
     return str(target)
 
 
+def colour_gradient(image: np.ndarray, sigma: float = EDGE_SIGMA) -> np.ndarray:
+    """|grad| of an H x W x 3 image after Gaussian smoothing, over the three channels."""
+    from scipy import ndimage
+
+    smooth = ndimage.gaussian_filter(image.astype(np.float32), (sigma, sigma, 0))
+    gx, gy = ndimage.sobel(smooth, axis=1), ndimage.sobel(smooth, axis=0)
+    return np.sqrt((gx**2 + gy**2).sum(axis=-1))
+
+
+def contour(labels: np.ndarray) -> np.ndarray:
+    """The pixels whose label differs from their right or lower neighbour's, both sides."""
+    edge = np.zeros(labels.shape, bool)
+    right, down = labels[:, 1:] != labels[:, :-1], labels[1:] != labels[:-1]
+    edge[:, 1:] |= right
+    edge[:, :-1] |= right
+    edge[1:] |= down
+    edge[:-1] |= down
+    return edge
+
+
+def edge_counts(image: np.ndarray, cams: np.ndarray, grid: np.ndarray = EDGE_GRID) -> np.ndarray:
+    """Per t of the grid: [the colour gradient summed over the thresholded CAMs' contour,
+    the contour's pixels]."""
+    from wsss.pseudo import threshold_indices
+
+    gradient = colour_gradient(image)
+    counts = np.zeros((len(grid), 2))
+    for k, t in enumerate(grid):
+        edge = contour(threshold_indices(cams, float(t)))
+        counts[k] = gradient[edge].sum(), edge.sum()
+    return counts
+
+
+def edge_curves_of(run: dict[str, Any], max_images: int = 100) -> str:
+    """RUN/edge_curves.npz: edge_counts of the split's first `max_images` labelled images."""
+    from wsss.camfile import find_cam_file, load_cam_file
+    from wsss.data.voc import VocDataset
+
+    cams_dir = Path(run["cams"])
+    target = cams_dir.parent / EDGE_CURVES
+    if target.is_file():
+        return str(target)
+    voc = VocDataset.open(Path(run["data"]), None)
+    ids = [i for i in voc.split_ids(run["split"]) if voc.image_classes(i)][:max_images]
+    counts = np.zeros((len(ids), len(EDGE_GRID), 2))
+    for n, image_id in enumerate(ids):
+        record = load_cam_file(find_cam_file(cams_dir, image_id), len(voc.classes))
+        image = np.asarray(voc.load_image(image_id).convert("RGB"), np.uint8)
+        counts[n] = edge_counts(image, np.asarray(record.hr_cam, np.float32))
+    tmp = target.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, grid=EDGE_GRID, counts=counts)
+    tmp.replace(target)
+    return str(target)
+
+
 def _runs(folders: list[Path], only: str = "") -> list[dict[str, Any]]:
     """The saved runs of `threshold_sets.py run` folders (`only`: NAME-SEED,... of them)."""
     chosen = {name for name in only.split(",") if name}
@@ -162,6 +229,16 @@ def crf_curves(
 ) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     _each(crf_curves_of, ([run, max_images, unary] for run in _runs(folders, only)), jobs)
+
+
+@app.command("edge-curves")
+def edge_curves(
+    folders: list[Path],
+    jobs: int = typer.Option(1, "--jobs", min=1),
+    only: str = ONLY,
+    max_images: int = typer.Option(100, "--max-images", min=1),
+) -> None:
+    _each(edge_curves_of, ([run, max_images] for run in _runs(folders, only)), jobs)
 
 
 def _first_below(values: np.ndarray, limit: np.ndarray) -> np.ndarray:
@@ -227,15 +304,47 @@ def crf_rules(path: Path) -> dict[str, float]:
     return rules
 
 
-KINDS: dict[str, tuple[str, Callable[[Path], dict[str, float]]]] = {
-    "classifier": (CLASSIFIER_CURVES, classifier_rules),
-    "crf": (CRF_CURVES, crf_rules),
+def first_peak(curve: np.ndarray, half_width: int = 2) -> int:
+    """The first index that is the largest of its +-half_width neighbours and above the
+    curve's start (the curve smoothed by a moving average of 2 half_width + 1 first); the
+    largest where there is none."""
+    size = 2 * half_width + 1
+    smooth = np.convolve(np.pad(curve, half_width, mode="edge"), np.ones(size) / size, "valid")
+    for k in range(half_width, len(smooth) - half_width):
+        if smooth[k] == smooth[k - half_width : k + half_width + 1].max() and smooth[k] > smooth[0]:
+            return k
+    return int(np.argmax(smooth))
+
+
+def edge_rules(path: Path, scores: dict[str, Any]) -> dict[str, float]:
+    """The mean gradient on the contour per t, pooled over the images: its largest, its first
+    peak, the median of per-image largest; and a choice between blend's and Otsu's t (the
+    two histogram rules right on different regimes) by whose contour is the stronger."""
+    with np.load(path) as saved:
+        grid, counts = saved["grid"], saved["counts"]
+    pooled = counts[..., 0].sum(0) / np.maximum(counts[..., 1].sum(0), 1)
+    per_image = counts[..., 0] / np.maximum(counts[..., 1], 1)
+    blend_t, otsu_t = scores["blend (chosen)"][0], scores["Otsu, pooled"][0]
+    stronger = np.interp(otsu_t, grid, pooled) > np.interp(blend_t, grid, pooled)
+    return {
+        "edge-max": float(grid[int(np.argmax(pooled))]),
+        "edge-first-peak": float(grid[first_peak(pooled)]),
+        "edge-per-image-median": float(np.median(grid[np.argmax(per_image, axis=1)])),
+        "edge-picks-blend-or-otsu": float(otsu_t if stronger else blend_t),
+    }
+
+
+KINDS: dict[str, tuple[str, Callable[[Path, dict[str, Any]], dict[str, float]]]] = {
+    # rules_of(curves file, the run's histogram rules' (t, mIoU)): only edge reads the latter
+    "classifier": (CLASSIFIER_CURVES, lambda path, _: classifier_rules(path)),
+    "crf": (CRF_CURVES, lambda path, _: crf_rules(path)),
+    "edge": (EDGE_CURVES, edge_rules),
 }
 
 
 @app.command()
 def table(
-    kind: str = typer.Argument(..., help="classifier | crf"),
+    kind: str = typer.Argument(..., help="classifier | crf | edge"),
     folders: list[Path] = typer.Argument(...),
     json_out: Path | None = typer.Option(None, "--json"),
 ) -> None:
@@ -255,7 +364,7 @@ def table(
         grid, miou = np.array(run["curve"]).T
         scores = dict(histogram[(run["set"], run["variant"], run["seed"])])
         blend_t = scores["blend (chosen)"][0]
-        for name, t in rules_of(path).items():
+        for name, t in rules_of(path, scores).items():
             scores[name] = (t, float(np.interp(t, grid, miou)))
             mixed = (blend_t + t) / 2
             scores[f"blend+{name}"] = (mixed, float(np.interp(mixed, grid, miou)))

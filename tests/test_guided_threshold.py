@@ -55,3 +55,40 @@ def test_crf_agreement_by_hand(tmp_path: Path) -> None:
     path = tmp_path / "crf.npz"
     np.savez(path, counts=padded)
     assert guided.crf_rules(path)["crf-pooled-max"] == pytest.approx(0.20)
+
+
+def _disk_scene(radius: float, spread: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """A flat disk of one colour on a flat background of another, and one class's CAM: a
+    Gaussian bump on the disk's centre. Returns image, cams (1 x H x W) and the CAM's level on
+    the disk's outline, the t at which the thresholded CAM traces the disk."""
+    yy, xx = np.mgrid[:96, :96]
+    r2 = (yy - 48.0) ** 2 + (xx - 48.0) ** 2
+    image = np.where(r2[..., None] <= radius**2, [200, 40, 40], [40, 90, 160]).astype(np.uint8)
+    cams = np.exp(-r2 / (2 * spread**2))[None].astype(np.float32)
+    return image, cams, float(np.exp(-(radius**2) / (2 * spread**2)))
+
+
+@pytest.mark.parametrize(("radius", "spread"), [(28.0, 16.0), (12.0, 16.0)])
+def test_edge_curve_peaks_where_the_contour_traces_the_object(radius: float, spread: float) -> None:
+    # a large disk under a narrow bump (outline low on it: 0.22) and a small one under a wide
+    # bump (outline high: 0.76): the contour's mean gradient is largest at that level
+    image, cams, level = _disk_scene(radius, spread)
+    counts = guided.edge_counts(image, cams)
+    curve = counts[:, 0] / np.maximum(counts[:, 1], 1)
+    assert guided.EDGE_GRID[int(np.argmax(curve))] == pytest.approx(level, abs=0.04)
+    assert guided.EDGE_GRID[guided.first_peak(curve)] == pytest.approx(level, abs=0.04)
+
+
+def test_edge_rules_read_the_pooled_curve(tmp_path: Path) -> None:
+    grid = guided.EDGE_GRID
+    # the mean gradient per t: a bump at 0.30, then a rise to the grid's end (the parts)
+    mean = np.exp(-((grid - 0.30) ** 2) / 0.002) + np.clip(grid - 0.6, 0, None) * 8
+    counts = np.stack([mean * 50, np.full_like(grid, 50.0)], axis=-1)[None]
+    path = tmp_path / "edge.npz"
+    np.savez(path, grid=grid, counts=counts)
+    scores = {"blend (chosen)": (0.30, 0.0), "Otsu, pooled": (0.50, 0.0)}
+    rules = guided.edge_rules(path, scores)
+    assert rules["edge-max"] == pytest.approx(0.90)
+    assert rules["edge-first-peak"] == pytest.approx(0.30)
+    assert rules["edge-per-image-median"] == pytest.approx(0.90)
+    assert rules["edge-picks-blend-or-otsu"] == pytest.approx(0.30)  # 0.30's contour is stronger
