@@ -128,6 +128,9 @@ def test_the_option_names_the_rules_and_their_default() -> None:
     for config in (MakePseudoConfig, PickThresholdConfig):
         field = config.__dataclass_fields__["threshold_rule"]
         assert field.default == RULE
+    # the command's own help names the default too (it once named the rule before blend)
+    described = (PickThresholdConfig.__doc__ or "").split("(default:")[1].split(")")[0]
+    assert described.strip() == RULE
 
 
 def test_the_histogram_quantile_is_the_bin_edge_below_which_the_share_lies() -> None:

@@ -23,7 +23,7 @@ def _crf(name: str, **spec: Any) -> Any:
 @dataclass(frozen=True, kw_only=True)
 class PickThresholdConfig:
     """The background threshold from the CAMs alone (no masks), by a label-free rule (default:
-    lifted-median); recorded in CAMS/label_free_threshold.json."""
+    blend); recorded in CAMS/label_free_threshold.json."""
 
     STAGE: ClassVar[str] = "pick-threshold"
     OUTPUT: ClassVar[str] = "threshold"
