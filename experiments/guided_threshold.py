@@ -209,12 +209,12 @@ def _each(job: Callable[..., str], args: Iterable[list[Any]], jobs: int) -> None
 
 
 ONLY = typer.Option("", "--only", help="NAME-SEED,... (default: every saved run)")
+JOBS = typer.Option(1, "--jobs", min=1)
+MAX_IMAGES = typer.Option(100, "--max-images", min=1)
 
 
 @app.command("classifier-curves")
-def classifier_curves(
-    folders: list[Path], jobs: int = typer.Option(1, "--jobs", min=1), only: str = ONLY
-) -> None:
+def classifier_curves(folders: list[Path], jobs: int = JOBS, only: str = ONLY) -> None:
     threads = max(1, (os.cpu_count() or 1) // jobs)
     _each(classifier_curves_of, ([run, threads] for run in _runs(folders, only)), jobs)
 
@@ -222,9 +222,9 @@ def classifier_curves(
 @app.command("crf-curves")
 def crf_curves(
     folders: list[Path],
-    jobs: int = typer.Option(1, "--jobs", min=1),
+    jobs: int = JOBS,
     only: str = ONLY,
-    max_images: int = typer.Option(100, "--max-images", min=1),
+    max_images: int = MAX_IMAGES,
     unary: str = typer.Option("scores", "--unary", help="the CRF's unary: scores | labels"),
 ) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -233,10 +233,7 @@ def crf_curves(
 
 @app.command("edge-curves")
 def edge_curves(
-    folders: list[Path],
-    jobs: int = typer.Option(1, "--jobs", min=1),
-    only: str = ONLY,
-    max_images: int = typer.Option(100, "--max-images", min=1),
+    folders: list[Path], jobs: int = JOBS, only: str = ONLY, max_images: int = MAX_IMAGES
 ) -> None:
     _each(edge_curves_of, ([run, max_images] for run in _runs(folders, only)), jobs)
 
