@@ -1,7 +1,7 @@
 """Threshold rules that look beyond the CAM histogram (issue #27): the classifier, the CRF,
 the image's own edges.
 
-Both read a saved `threshold_sets.py run` folder (its CAMs, data and CAM classifier), on the
+Each reads a saved `threshold_sets.py run` folder (its CAMs, data, CAM classifier), on the
 split's first 100 labelled images, and write per-run curves beside the CAMs; `table` turns
 them into one threshold per run for each candidate rule and scores it on the run's saved
 CAM sweep, as `threshold_sets.py table` does for the histogram rules.
