@@ -2,7 +2,7 @@
 the image's own edges.
 
 Each reads a saved `threshold_sets.py run` folder (its CAMs, data, CAM classifier), on the
-split's first 100 labelled images, and write per-run curves beside the CAMs; `table` turns
+split's first 100 labelled images, and writes per-run curves beside the CAMs; `table` turns
 them into one threshold per run for each candidate rule and scores it on the run's saved
 CAM sweep, as `threshold_sets.py table` does for the histogram rules.
 
