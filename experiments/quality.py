@@ -2,6 +2,7 @@
 
 python experiments/quality.py --datasets tuning|report|smoke --out runs/quality/tuning
     [--loss-variants pcl,full] [--jobs N] [--only NAME,...] [--max-seeds N] [--set S.O=V ...]
+    [--no-bound]
 
 "Variant" meant two things here: the dataset variants of a set and train-cam's loss variants.
 They are --datasets (a set of dataset variants; --only picks some) and --loss-variants; the
@@ -69,13 +70,21 @@ def quality(
         help="A settings profile under the recipe (wsss, reference: the official Puzzle-CAM "
         "code's, docs/parity.md); an arm of its own, give it its own --out.",
     ),
+    bound: bool = typer.Option(
+        True,
+        "--bound/--no-bound",
+        help="Train each seed's supervised bound (the segmenter on the masks) after its run; "
+        "--no-bound leaves it out (the set in about half the time). A later run with --bound "
+        "adds the bounds, reusing the pipeline runs.",
+    ),
 ) -> None:
     """The demo recipe on a set of dataset variants x seeds: one table and quality.json."""
     from experiments.suite import SuiteConfig, run
 
     run(SuiteConfig(out=out, set_name=set_name, ablations=entry.names(variants), jobs=jobs,
                     device=device, only=entry.names(only), max_seeds=max_seeds,
-                    overrides=tuple(overrides or ()), amp=amp, profile=profile))  # fmt: skip
+                    overrides=tuple(overrides or ()), amp=amp, profile=profile,
+                    bound=bound))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -97,6 +97,7 @@ class SuiteConfig:
     overrides: tuple[str, ...] = ()
     amp: str = "gpu"  # every stage's --amp (issue #26: bf16 on the CPU is an arm of its own)
     profile: str | None = None  # wsss.recipes.PROFILES (issue #25: the reference's settings)
+    bound: bool = True  # each seed's supervised bound after its first run (half the set's time)
 
 
 @dataclass
@@ -157,7 +158,7 @@ def run(config: SuiteConfig) -> SuiteResult:
             ensure_demo(data, variant.demo_args(seed))
             runs = out / "runs" / variant.name / f"seed{seed}"
             tasks += [Task(variant, seed, a, data, runs / a, config.overrides,
-                           runs / SUPERVISED if i == 0 else None, config.amp,
+                           runs / SUPERVISED if i == 0 and config.bound else None, config.amp,
                            config.profile)
                       for i, a in enumerate(ablations)]  # fmt: skip
     todo = [task for task in tasks if not is_done(task)]

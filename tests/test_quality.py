@@ -277,3 +277,29 @@ class _InProcessPool:
         future: Future = Future()
         future.set_result(fn(*args))
         return future
+
+
+def test_no_bound_leaves_the_bound_out_and_a_later_run_adds_it(tmp_path: Path, monkeypatch) -> None:
+    calls: list[str] = []
+
+    def pipeline_run(task, setup) -> None:
+        suite._claim(task)
+        calls.append("pipeline")
+        write_json(task.out / "summary.json", {"cam_miou": 40.0, "pseudo_miou": 50.0,
+                                               "seg_miou": 45.0})  # fmt: skip
+
+    def bound_run(task, run, setup) -> None:
+        suite._claim(task)
+        calls.append("bound")
+        write_json(task.out / suite.RESULT, {"seg_miou": 70.0})
+
+    monkeypatch.setattr(suite, "_pipeline_run", pipeline_run)
+    monkeypatch.setattr(suite, "_supervised_bound", bound_run)
+    monkeypatch.setattr(suite, "ProcessPoolExecutor", _InProcessPool)
+    config = SuiteConfig(out=tmp_path / "q", set_name="smoke", device="cpu", threads=1,
+                         workers=0, jobs=1, bound=False)  # fmt: skip
+    first = suite.run(config)
+    assert calls == ["pipeline"] and first.quality["runs"][0]["stages"]["supervised_seg"] is None
+    second = suite.run(replace(config, bound=True))
+    assert calls == ["pipeline", "bound"]  # the finished pipeline run is reused
+    assert second.quality["runs"][0]["stages"]["supervised_seg"] == 70.0
