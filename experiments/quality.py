@@ -74,7 +74,7 @@ def quality(
         True,
         "--bound/--no-bound",
         help="Train each seed's supervised bound (the segmenter on the masks) after its run; "
-        "--no-bound leaves it out (the set in about half the time). A later run with --bound "
+        "--no-bound leaves it out (about a third of the set's time). A later run with --bound "
         "adds the bounds, reusing the pipeline runs.",
     ),
 ) -> None:

@@ -97,7 +97,7 @@ class SuiteConfig:
     overrides: tuple[str, ...] = ()
     amp: str = "gpu"  # every stage's --amp (issue #26: bf16 on the CPU is an arm of its own)
     profile: str | None = None  # wsss.recipes.PROFILES (issue #25: the reference's settings)
-    bound: bool = True  # each seed's supervised bound after its first run (half the set's time)
+    bound: bool = True  # each seed's supervised bound after its first run (a third of the set)
 
 
 @dataclass
