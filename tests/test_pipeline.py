@@ -155,6 +155,19 @@ def test_every_stage_runs_and_writes_valid_outputs(
     for key in ("cam_miou", "pseudo_miou", "seg_miou"):
         assert again.summary[key] == pytest.approx(summary[key])
 
+    # The run folder moved, its data and models inside it: it is the same run (before, every
+    # stage refused its own outputs as made with data=<the old path>).
+    moved = tmp_path / "moved" / "run"
+    shutil.move(out, moved)
+    with one_torch_thread():
+        there = run(
+            PipelineConfig(out=moved, recipe=TINY, device="cpu", loader_workers=0, crf_workers=1)
+        )
+    assert (moved / "cam_model" / "final.pt").stat().st_mtime_ns == mtime
+    for key in ("cam_miou", "pseudo_miou", "seg_miou"):
+        assert there.summary[key] == pytest.approx(summary[key])
+    shutil.move(moved, out)
+
     # A changed recipe does not silently reuse the model trained with the old one.
     changed = replace(TINY, train_cam={**TINY.train_cam, "lr": 5e-4})
     with pytest.raises(WsssError, match=r"final\.pt: saved with lr=0\.001, this run has 0\.0005"):

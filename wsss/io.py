@@ -369,6 +369,8 @@ def write_manifest(out_dir: str | Path, stage: str, params: dict[str, Any], **ex
         # Relative paths in `params` (a `--data data/mine`) are relative to this: a reader
         # started elsewhere (`wsss report`) resolves them against it.
         "cwd": os.getcwd(),
+        # Where the folder was when written: a folder moved with its inputs since resumes.
+        "out": str(Path(out_dir).resolve()),
         **extra,
     }
     return write_json(Path(out_dir) / MANIFEST_NAME, manifest)

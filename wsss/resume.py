@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -121,6 +122,20 @@ def _names(classes: Sequence[str]) -> str:
     return ", ".join(classes[:5]) + (", ..." if len(classes) > 5 else "")
 
 
+def moved_with_run(old: Any, new: Any, old_out: Any, new_out: Any) -> bool:
+    """Whether path option `old` (recorded by a run whose folder was `old_out`) and `new` (this
+    run's, its folder `new_out`) name the same place relative to their run folders: a run
+    folder moved or copied with the inputs it holds (the demo's data, the CAM model a
+    segmenter starts from) resumes. Their content is checked apart, where it matters (a
+    training set's fingerprint, a CAM checkpoint's sha256)."""
+    if old == new:
+        return True
+    values = (old, new, old_out, new_out)
+    if not all(isinstance(value, str) and value for value in values):
+        return False
+    return os.path.relpath(old, old_out) == os.path.relpath(new, new_out)
+
+
 def release_output_dir(out: str | Path) -> None:
     """Give the folder's lock back (a no-op where this process holds none)."""
     unguard_output_dir(out)
@@ -140,6 +155,8 @@ class SplitPlan:
 # Signature keys added after folders were first written: the value a manifest without the
 # key was made with, so that upgrading wsss does not refuse to resume an unchanged run.
 ADDED_KEYS: dict[str, Any] = {"resize": "bilinear", "merge": "probs", "rw_normalise": "class"}
+# Signature keys that name a folder: the same where it moved with this one (`moved_with_run`).
+PATH_PARAMS = frozenset({"cams"})
 
 
 def plan_outputs(
@@ -161,7 +178,11 @@ def plan_outputs(
             made = previous.get("params", {})
             old = made[key] if key in made else ADDED_KEYS.get(key)
             new = jsonable(params[key]) if key in params else ADDED_KEYS.get(key)
-            if old != new:
+            if not (
+                old == new
+                or key in PATH_PARAMS
+                and moved_with_run(old, new, previous.get("out"), str(out.resolve()))
+            ):
                 raise file_error(
                     out,
                     f"holds {stage} outputs made with {key}={old} (now {new}); "

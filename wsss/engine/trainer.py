@@ -56,7 +56,7 @@ from wsss.io import (
     write_manifest,
 )
 from wsss.models import CheckpointModel
-from wsss.resume import claim_output_dir, release_output_dir
+from wsss.resume import claim_output_dir, moved_with_run, release_output_dir
 from wsss.torchrun import per_process_batch
 from wsss.ui import LineProgress, info, make_progress, warn
 
@@ -66,6 +66,9 @@ METRICS, SUMMARY = "metrics.jsonl", "summary.json"
 # Thread count and device change the bits only, and a resume under others warns.
 RESUMABLE_CHANGES = frozenset({"out", "device", "amp", "loader_workers", "resume", "compile",
                                "eval_every", "eval_split", "threads", "tensorboard"})  # fmt: skip
+# Path options: equal where they name the same place relative to the run folder, so that a run
+# moved with its inputs resumes (`moved_with_run`); the training set's content is checked apart.
+PATH_ARGS = frozenset({"data", "labels", "init", "pretrained", "class_list"})
 # Options renamed since a checkpoint may have been saved: old key -> today's.
 RENAMED_ARGS = {"use_pcl": "pcl", "workers": "loader_workers"}
 # Options added since a checkpoint may have been saved -> the value it was made with.
@@ -256,7 +259,12 @@ def check_same_args(path: Path, saved: dict[str, Any], args: dict[str, Any]) -> 
     changed = sorted(
         key
         for key in set(saved) | set(args)
-        if key not in RESUMABLE_CHANGES and saved.get(key) != args.get(key)
+        if key not in RESUMABLE_CHANGES
+        and saved.get(key) != args.get(key)
+        and not (
+            key in PATH_ARGS
+            and moved_with_run(saved.get(key), args.get(key), saved.get("out"), args.get("out"))
+        )
     )
     if changed:
         key = changed[0]
