@@ -146,26 +146,21 @@ def test_every_stage_runs_and_writes_valid_outputs(
     assert len(oracle_rows) == 1 and "ground truth" in oracle_rows[0]
 
     # A second run finds everything finished: no stage retrains, the numbers are the same.
+    # Then the run folder moves, its data and models inside it: still the same run (before,
+    # every stage refused its own outputs as made with data=<the old path>).
     mtime = (out / "cam_model" / "final.pt").stat().st_mtime_ns
-    with one_torch_thread():
-        again = run(
-            PipelineConfig(out=out, recipe=TINY, device="cpu", loader_workers=0, crf_workers=1)
-        )
-    assert (out / "cam_model" / "final.pt").stat().st_mtime_ns == mtime
-    for key in ("cam_miou", "pseudo_miou", "seg_miou"):
-        assert again.summary[key] == pytest.approx(summary[key])
-
-    # The run folder moved, its data and models inside it: it is the same run (before, every
-    # stage refused its own outputs as made with data=<the old path>).
     moved = tmp_path / "moved" / "run"
-    shutil.move(out, moved)
-    with one_torch_thread():
-        there = run(
-            PipelineConfig(out=moved, recipe=TINY, device="cpu", loader_workers=0, crf_workers=1)
-        )
-    assert (moved / "cam_model" / "final.pt").stat().st_mtime_ns == mtime
-    for key in ("cam_miou", "pseudo_miou", "seg_miou"):
-        assert there.summary[key] == pytest.approx(summary[key])
+    for folder in (out, moved):
+        if folder == moved:
+            shutil.move(out, moved)
+        with one_torch_thread():
+            config = PipelineConfig(
+                out=folder, recipe=TINY, device="cpu", loader_workers=0, crf_workers=1
+            )
+            again = run(config)
+        assert (folder / "cam_model" / "final.pt").stat().st_mtime_ns == mtime
+        for key in ("cam_miou", "pseudo_miou", "seg_miou"):
+            assert again.summary[key] == pytest.approx(summary[key])
     shutil.move(moved, out)
 
     # A changed recipe does not silently reuse the model trained with the old one.
