@@ -90,6 +90,7 @@ def plan(backbones: Sequence[str], large_sides: Sequence[int]) -> list[Job]:
     jobs += [Job(f"make-cam {b}", "make-cam", {"backbone": b}) for b in backbones]
     jobs += [Job(name, name, {}) for name in ("eval-cam", "make-pseudo", "train-cam")]
     jobs += [Job(f"precision {b}", "precision", {"backbone": b}) for b in backbones]
+    jobs += [Job(f"fold {b}", "fold", {"backbone": b}) for b in backbones]
     for side in large_sides:
         jobs.append(Job(f"predict-images {side}", "predict-images", {"side": side}))
         jobs.append(Job(f"segment-forward {side}", "segment-forward", {"side": side}))
@@ -131,7 +132,7 @@ def child_main(spec_path: Path, result_path: Path) -> int:
     import torch
 
     from benchmarks.common import MEASUREMENTS, BenchSettings
-    from benchmarks.precision import measure_precision
+    from benchmarks.precision import measure_folding, measure_precision
     from benchmarks.predict_images import measure_predict_images, measure_segment_forward
 
     spec = json.loads(spec_path.read_text())
@@ -143,6 +144,7 @@ def child_main(spec_path: Path, result_path: Path) -> int:
     measurements = {
         **MEASUREMENTS,
         "precision": measure_precision,
+        "fold": measure_folding,
         "predict-images": measure_predict_images,
         "segment-forward": measure_segment_forward,
     }
@@ -652,38 +654,56 @@ def _predict_images_table(report: dict[str, Any]) -> list[str]:
 
 
 def _precision_tables(report: dict[str, Any]) -> list[str]:
-    s, med = report["settings"], report["medians"]
-    lines = [
+    s = report["settings"]
+    precision = _mode_tables(
+        report,
+        "precision",
         "### Precision: fp32 against bf16 (CPU autocast) and channels_last",
-        "",
         "Each stage's network work in the four modes, taking turns in one process "
         "(benchmarks/precision.py says what each row runs); ratios are images/s over fp32 "
         f"NCHW's, {s['size']} px, training batch {s['train_batch']}. The default CPU mode is "
         "fp32 NCHW (`--amp gpu`); `--amp bf16` (or `auto` on a CPU with native bf16) runs "
         "bf16 + channels_last.",
-        "",
-    ]
-    for b in s["backbones"]:
-        row = med.get(f"precision {b}")
+    )
+    folding = _mode_tables(
+        report,
+        "fold",
+        "### Inference with BatchNorm folded into the convolutions",
+        "The inference rows above as the stages ran them before (BatchNorm layers of their "
+        "own; under bf16 autocast casting every convolution's weights on every call) and as "
+        "`Predictor.prepare` runs them now (`_folded`: BatchNorm folded, in bf16 the "
+        "convolutions cast once), in fp32 NCHW and bf16 + channels_last, taking turns in one "
+        "process; ratios are images/s over the unfolded fp32 run's.",
+    )
+    return precision + folding
+
+
+def _mode_tables(report: dict[str, Any], job: str, heading: str, text: str) -> list[str]:
+    """One table per backbone of a job whose numbers are "STAGE|MODE_images_per_s" and
+    "STAGE|MODE_ratio" (over the first mode)."""
+    med = report["medians"]
+    lines = [heading, "", text, ""]
+    for b in report["settings"]["backbones"]:
+        row = med.get(f"{job} {b}")
         if row is None:
             continue
         # "STAGE|MODE_ratio" keys, in the order measured (the parent imports no torch)
         keys = [m.groups() for k in row if (m := re.fullmatch(r"(.+)\|(.+)_ratio", k))]
         stages = list(dict.fromkeys(stage for stage, _ in keys))
-        modes = [mode for mode in dict.fromkeys(mode for _, mode in keys) if mode != "fp32"]
+        first, *modes = list(dict.fromkeys(mode for _, mode in keys))
         lines += [f"{b}:", ""]
         lines += _table(
-            ["stage", "fp32 images/s", *(f"{mode} / fp32" for mode in modes)],
+            ["stage", f"{first} images/s", *(f"{mode} / {first}" for mode in modes)],
             [
                 (
                     stage,
-                    _fmt(row[f"{stage}|fp32_images_per_s"]),
+                    _fmt(row[f"{stage}|{first}_images_per_s"]),
                     *(_fmt(row[f"{stage}|{mode}_ratio"]) for mode in modes),
                 )
                 for stage in stages
             ],
         )
-    return lines
+    return lines if len(lines) > 4 else []
 
 
 def findings(report: dict[str, Any]) -> list[str]:

@@ -15,6 +15,11 @@ drifts hit every mode alike and the ratios are measured in one run:
 
 The modes: fp32 NCHW (today's CPU default), fp32 channels_last, bf16 NCHW and bf16
 channels_last (`--amp bf16`; the layout forced by WSSS_CHANNELS_LAST).
+
+`measure_folding` (the `fold` job): the four inference rows with the model prepared as the
+stages prepare it (`Predictor.prepare`: BatchNorm folded into the convolutions, in bf16 the
+convolutions cast once) and as they did before (eval mode and layout only), in fp32 NCHW and
+bf16 + channels_last, taking turns.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ MODES = {  # name: (--amp, channels_last)
 }
 CAM_BATCH = default_batch_size(torch.device("cpu"))
 CAM_BATCHED = f"make-cam x{CAM_BATCH}"
+CLASSES = 20
 STAGES = ("train-cam plain", "train-cam puzzle", "train-seg", "train-aff", "make-cam",
           CAM_BATCHED, "predict", "make-rw")  # fmt: skip
 CPU = torch.device("cpu")
@@ -94,18 +100,47 @@ def _trainer_step(
     return step
 
 
-def _inference(build: Build, call: Callable[[Predictor], object]) -> Timed:
+def _inference(build: Build, call: Callable[[Predictor], object], fold: bool = True) -> Timed:
+    """Seconds of one `call` in a mode; `fold=False` prepares the model as before BatchNorm
+    was folded (eval mode and layout only: `fold` rows)."""
     prepared: dict[str, Predictor] = {}
 
     def run(mode: str) -> float:
-        _in_mode(mode)
+        policy = _in_mode(mode)
         if mode not in prepared:
             torch.manual_seed(0)
-            prepared[mode] = Predictor.prepare(build(), CPU)
+            model = build()
+            prepared[mode] = (
+                Predictor.prepare(model, CPU)
+                if fold
+                else Predictor(model.eval().to(memory_format=policy.memory_format), CPU)
+            )
         with torch.inference_mode():
             return seconds_of(lambda: call(prepared[mode]))
 
     return run
+
+
+Call = Callable[[Predictor], object]
+
+
+def _inference_stages(settings: BenchSettings, backbone: str) -> dict[str, tuple[Build, Call, int]]:
+    """The inference rows: (network, one call, images per call)."""
+    size, batch = settings.size, settings.train_batch
+    generator = torch.Generator().manual_seed(2)
+    images = torch.randn(batch, 3, size, size, generator=generator)
+    one = images[:1]
+    cam_images = torch.randn(CAM_BATCH, 3, size, size, generator=generator)
+    cam_net = lambda: CamClassifier(backbone, CLASSES)  # noqa: E731
+    seg_net = lambda: DeepLabV3Plus(backbone, CLASSES + 1)  # noqa: E731
+    aff_net = lambda: AffinityNet(backbone)  # noqa: E731
+    return {
+        "make-cam": (cam_net, lambda p: make_cams(p, one, [[0, 3]], TtaConfig()), 1),
+        CAM_BATCHED: (cam_net, lambda p: make_cams(p, cam_images, [[0, 3]] * CAM_BATCH,
+                                                   TtaConfig()), CAM_BATCH),
+        "predict": (seg_net, lambda p: segment_probs(p, images, TtaConfig(scales=(1.0,))), batch),
+        "make-rw": (aff_net, lambda p: predict_boundary(p, one, True), 1),
+    }  # fmt: skip
 
 
 def measure_precision(settings: BenchSettings, backbone: str) -> Numbers:
@@ -113,16 +148,14 @@ def measure_precision(settings: BenchSettings, backbone: str) -> Numbers:
     size, batch = settings.size, settings.train_batch
     generator = torch.Generator().manual_seed(0)
     images = torch.randn(batch, 3, size, size, generator=generator)
-    classes = 20
-    labels = (torch.rand(batch, classes, generator=generator) < 0.15).float()
-    masks = torch.randint(0, classes + 1, (batch, size, size), generator=generator)
-    one = images[:1]
-    cam_images = torch.randn(CAM_BATCH, 3, size, size, generator=generator)
-    cam_net = lambda: CamClassifier(backbone, classes)  # noqa: E731
-    seg_net = lambda: DeepLabV3Plus(backbone, classes + 1)  # noqa: E731
+    labels = (torch.rand(batch, CLASSES, generator=generator) < 0.15).float()
+    masks = torch.randint(0, CLASSES + 1, (batch, size, size), generator=generator)
+    cam_net = lambda: CamClassifier(backbone, CLASSES)  # noqa: E731
+    seg_net = lambda: DeepLabV3Plus(backbone, CLASSES + 1)  # noqa: E731
     aff_net = lambda: AffinityNet(backbone)  # noqa: E731
     puzzle = PuzzleConfig()
     plain = PuzzleConfig(pieces=1, alpha=0.0, use_pcl=False)
+    inference = _inference_stages(settings, backbone)
     stages: dict[str, tuple[Timed, int]] = {
         "train-cam plain": (_trainer_step(cam_net, {"image": images, "label": labels},
                                           lambda m: PuzzleObjective(m, plain)), batch),
@@ -132,29 +165,62 @@ def measure_precision(settings: BenchSettings, backbone: str) -> Numbers:
                                     SegObjective), batch),
         "train-aff": (_trainer_step(aff_net, {"image": images, "mask": masks},
                                     lambda m: AffinityObjective(m, 5)), batch),
-        "make-cam": (_inference(cam_net, lambda p: make_cams(p, one, [[0, 3]], TtaConfig())), 1),
-        CAM_BATCHED: (_inference(cam_net, lambda p: make_cams(
-            p, cam_images, [[0, 3]] * CAM_BATCH, TtaConfig())), CAM_BATCH),
-        "predict": (_inference(seg_net, lambda p: segment_probs(
-            p, images, TtaConfig(scales=(1.0,)))), batch),
-        "make-rw": (_inference(aff_net, lambda p: predict_boundary(p, one, True)), 1),
+        **{name: (_inference(build, call), count)
+           for name, (build, call, count) in inference.items()},
     }  # fmt: skip
     assert tuple(stages) == STAGES
-    out: Numbers = {"size": size, "batch": batch}
+    seconds = _alternating(
+        {stage: {mode: (lambda m=mode, r=run: r(m)) for mode in MODES}
+         for stage, (run, _) in stages.items()}, settings
+    )  # fmt: skip
+    return {"size": size, "batch": batch, **_rates(seconds, {s: c for s, (_, c) in stages.items()})}
+
+
+def measure_folding(settings: BenchSettings, backbone: str) -> Numbers:
+    """The inference rows with BatchNorm folded (and, in bf16, the convolutions cast once:
+    `Predictor.prepare`) and without, in fp32 and in bf16 + channels_last, taking turns;
+    ratios over the unfolded fp32 run."""
+    stages, counts = {}, {}
+    for stage, (build, call, count) in _inference_stages(settings, backbone).items():
+        folded, plain = _inference(build, call), _inference(build, call, fold=False)
+        stages[stage] = {
+            "fp32": lambda r=plain: r("fp32"),
+            "fp32_folded": lambda r=folded: r("fp32"),
+            "bf16_cl": lambda r=plain: r("bf16_cl"),
+            "bf16_cl_folded": lambda r=folded: r("bf16_cl"),
+        }
+        counts[stage] = count
+    return {"size": settings.size, **_rates(_alternating(stages, settings), counts)}
+
+
+def _alternating(
+    stages: dict[str, dict[str, Callable[[], float]]], settings: BenchSettings
+) -> dict[str, dict[str, float]]:
+    """Median seconds of each run of each stage, a stage's runs taking turns after one
+    warm-up call each (it builds the model and oneDNN's kernels); the process's precision
+    settings restored after."""
     saved = os.environ.get(CHANNELS_LAST_ENV)
     try:
-        for stage, (run, count) in stages.items():
-            for mode in MODES:  # warm-up: first calls build the model and oneDNN's kernels
-                run(mode)
-            runs = {mode: (lambda m=mode, r=run: r(m)) for mode in MODES}
-            seconds = alternate(runs, settings.min_seconds, min_rounds=3)
-            for mode in MODES:
-                out[f"{stage}|{mode}_images_per_s"] = count / seconds[mode]
-                out[f"{stage}|{mode}_ratio"] = seconds["fp32"] / seconds[mode]
+        seconds = {}
+        for stage, runs in stages.items():
+            for run in runs.values():
+                run()
+            seconds[stage] = alternate(runs, settings.min_seconds, min_rounds=3)
+        return seconds
     finally:
         set_amp("gpu")
         if saved is None:
             os.environ.pop(CHANNELS_LAST_ENV, None)
         else:
             os.environ[CHANNELS_LAST_ENV] = saved
+
+
+def _rates(seconds: dict[str, dict[str, float]], counts: dict[str, int]) -> Numbers:
+    """ "STAGE|RUN_images_per_s" and "STAGE|RUN_ratio" (over the stage's first run)."""
+    out: Numbers = {}
+    for stage, runs in seconds.items():
+        first = next(iter(runs.values()))
+        for name, value in runs.items():
+            out[f"{stage}|{name}_images_per_s"] = counts[stage] / value
+            out[f"{stage}|{name}_ratio"] = first / value
     return out

@@ -185,10 +185,13 @@ def voc4(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def cam_setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """Six 40 px images and an untrained ResNet-18 CAM classifier: (root, checkpoint)."""
+    import torch
+
     from wsss.models.classifier import CamClassifier
 
     base = tmp_path_factory.mktemp("make_cam")
     root = make_tiny_voc(base / "voc", n=6, size=40, classes=CLASSES)
+    torch.manual_seed(0)  # one network every session: figures such as bf16's error repeat
     return root, save_model(base / "cls.pt", CamClassifier("resnet18", len(CLASSES)), CLASSES)
 
 

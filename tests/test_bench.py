@@ -54,6 +54,12 @@ FIGURES = {
         for mode in ("fp32", "fp32_cl", "bf16", "bf16_cl")
         for figure in ("images_per_s", "ratio")
     ],
+    "fold resnet18": [
+        f"{stage}|{run}_{figure}"
+        for stage in ("make-cam", "make-cam x4", "predict", "make-rw")
+        for run in ("fp32", "fp32_folded", "bf16_cl", "bf16_cl_folded")
+        for figure in ("images_per_s", "ratio")
+    ],
     "predict-images 48": ["megapixels", "seconds", "megapixels_per_s", "windows"],
     "predict-images 96": ["megapixels", "seconds", "megapixels_per_s", "windows"],
     "segment-forward 96": ["megapixels", "seconds", "megapixels_per_s"],
@@ -95,7 +101,8 @@ def test_tiny_bench_reports_every_stage(tmp_path: Path) -> None:
 
     text = out.read_text()
     for heading in ("## Machine", "## Machine limits", "### make-cam", "### eval-cam",
-                    "### make-pseudo", "### train-cam", "### Precision", "## Targets",
+                    "### make-pseudo", "### train-cam", "### Precision",
+                    "### Inference with BatchNorm folded", "## Targets",
                     "## Findings"):  # fmt: skip
         assert heading in text
     assert "stale numbers" not in text and text.endswith("A profiling note by hand.\n")
@@ -103,6 +110,7 @@ def test_tiny_bench_reports_every_stage(tmp_path: Path) -> None:
     target_lines = [line for line in text.splitlines() if line.endswith(("| PASS |", "MISS** |"))]
     assert len(target_lines) == 12
     assert "| train-aff | " in text  # a row of the precision table
+    assert "| make-rw | " in text.split("### Inference with BatchNorm folded")[1]
     # predict --images: 48 x 36 fits the tiny preset's 64 px window; 96 x 72 takes 2 x 2
     assert report["medians"]["predict-images 48"]["windows"] == 1
     assert report["medians"]["predict-images 96"]["windows"] == 4

@@ -37,6 +37,7 @@ from wsss.camfile import CamRecord
 from wsss.data.transforms import normalize_uint8, scaled_size
 from wsss.engine.device import amp_policy
 from wsss.errors import WsssError
+from wsss.models.fold import fold_batchnorm
 from wsss.transfers import upload
 
 DEFAULT_SCALES: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0)
@@ -252,7 +253,12 @@ class Predictor:
 
     @classmethod
     def prepare(cls, model: nn.Module, device: torch.device) -> Predictor:
-        model.eval().to(device=device, memory_format=amp_policy(device).memory_format)
+        """`model` made an inference network: eval mode, BatchNorm folded into the
+        convolutions, the layout and the convolutions' dtype of the process's precision."""
+        policy = amp_policy(device)
+        fold_batchnorm(model.eval())
+        model.to(device=device, memory_format=policy.memory_format)
+        policy.cast_convolutions(model)
         return cls(model, device)
 
     def to_device(self, images: torch.Tensor) -> torch.Tensor:

@@ -140,6 +140,16 @@ class AmpPolicy:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device_type, dtype=self.dtype)
 
+    def cast_convolutions(self, model: nn.Module) -> None:
+        """Inference only: every Conv2d's weight and bias in the autocast dtype. Autocast
+        casts them on every call otherwise (it caches casts only of tensors that require
+        grad); the convolutions give the same bits either way. A model cast so runs only
+        under `autocast()`."""
+        if self.enabled:
+            for module in model.modules():
+                if isinstance(module, nn.Conv2d):
+                    module.to(self.dtype)
+
     def grad_scaler(self) -> torch.amp.GradScaler:
         """A scaler that is a no-op (and saves an empty state) unless fp16 is used."""
         return torch.amp.GradScaler(self.device_type, enabled=self.needs_scaler)
