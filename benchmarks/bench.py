@@ -669,11 +669,12 @@ def _precision_tables(report: dict[str, Any]) -> list[str]:
         report,
         "fold",
         "### Inference with BatchNorm folded into the convolutions",
-        "The inference rows above as the stages ran them before (BatchNorm layers of their "
-        "own; under bf16 autocast casting every convolution's weights on every call) and as "
-        "`Predictor.prepare` runs them now (`_folded`: BatchNorm folded, in bf16 the "
-        "convolutions cast once), in fp32 NCHW and bf16 + channels_last, taking turns in one "
-        "process; ratios are images/s over the unfolded fp32 run's.",
+        "The inference rows above in bf16 + channels_last as the stages ran them before "
+        "(BatchNorm layers of their own, autocast casting every convolution's weights on "
+        "every call) and as `Predictor.prepare` runs them now (`_folded`: BatchNorm folded "
+        "into the convolutions, which are cast once), beside fp32 NCHW (never folded, so "
+        "that its bits stay those of every figure measured before), taking turns in one "
+        "process; ratios are images/s over fp32's.",
     )
     return precision + folding
 

@@ -57,7 +57,7 @@ FIGURES = {
     "fold resnet18": [
         f"{stage}|{run}_{figure}"
         for stage in ("make-cam", "make-cam x4", "predict", "make-rw")
-        for run in ("fp32", "fp32_folded", "bf16_cl", "bf16_cl_folded")
+        for run in ("fp32", "bf16_cl", "bf16_cl_folded")
         for figure in ("images_per_s", "ratio")
     ],
     "predict-images 48": ["megapixels", "seconds", "megapixels_per_s", "windows"],
