@@ -126,8 +126,9 @@ def moved_with_run(old: Any, new: Any, old_out: Any, new_out: Any) -> bool:
     """Whether path option `old` (recorded by a run whose folder was `old_out`) and `new` (this
     run's, its folder `new_out`) name the same place relative to their run folders: a run
     folder moved or copied with the inputs it holds (the demo's data, the CAM model a
-    segmenter starts from) resumes. Their content is checked apart, where it matters (a
-    training set's fingerprint, a CAM checkpoint's sha256)."""
+    segmenter starts from) resumes. What they hold is checked where the stages check it
+    (a training set's fingerprint, a model's sha256); a CAM folder is known by its place
+    only, as it was by its spelling before."""
     if old == new:
         return True
     values = (old, new, old_out, new_out)
