@@ -66,6 +66,7 @@ def _in_mode(mode: str) -> Any:
 
 Build = Callable[[], torch.nn.Module]
 Timed = Callable[[str], float]  # seconds of one call in a mode
+Call = Callable[[Predictor], object]  # one inference call of a stage
 
 
 def _trainer_step(
@@ -100,7 +101,7 @@ def _trainer_step(
     return step
 
 
-def _inference(build: Build, call: Callable[[Predictor], object], fold: bool = True) -> Timed:
+def _inference(build: Build, call: Call, fold: bool = True) -> Timed:
     """Seconds of one `call` in a mode; `fold=False` prepares the model as before BatchNorm
     was folded (eval mode and layout only: `fold` rows)."""
     prepared: dict[str, Predictor] = {}
@@ -119,9 +120,6 @@ def _inference(build: Build, call: Callable[[Predictor], object], fold: bool = T
             return seconds_of(lambda: call(prepared[mode]))
 
     return run
-
-
-Call = Callable[[Predictor], object]
 
 
 def _inference_stages(settings: BenchSettings, backbone: str) -> dict[str, tuple[Build, Call, int]]:
