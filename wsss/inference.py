@@ -261,7 +261,7 @@ class Predictor:
         if policy.enabled:
             # One bf16 layer instead of two, closer to fp32 (BENCHMARKS.md "Inference with
             # BatchNorm folded"). fp32 keeps its layers, so that its bits stay those every
-            # figure of README and docs was measured with; the fold gains 2-6 % there.
+            # figure of README and docs was measured with; the fold gains little there.
             fold_batchnorm(model)
         model.to(device=device, memory_format=policy.memory_format)
         policy.cast_convolutions(model)
