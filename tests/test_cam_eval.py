@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from wsss.data.transforms import normalize
 from wsss.data.voc import VocDataset
 from wsss.errors import WsssError
 from wsss.inference import TtaConfig, make_cams
+from wsss.io import write_manifest
 from wsss.metrics import ConfusionMatrix
 
 CLASSES = ("cat", "dog", "bird")
@@ -188,6 +190,38 @@ def test_eval_cam_bare_gt_dir_and_missing_cam(tmp_path: Path, capsys) -> None:
     assert main(["eval-cam", "--cams", str(cam_dir), "--gt", str(root), "--split", "train"]) == 2
     error = capsys.readouterr().err
     assert "img_003" in error and "not found" in error
+
+
+def test_eval_cam_on_the_few_images_a_mask_folder_holds(tmp_path: Path, capsys) -> None:
+    """A bare mask folder chooses the images: masks drawn for a few of them pick the
+    threshold (then `make-pseudo --threshold oracle`); a folder with none of them is an error."""
+    root = make_tiny_voc(tmp_path / "voc", n=6, size=32)
+    voc = VocDataset.open(root)
+    cam_dir = tmp_path / "cams"
+    ids = voc.split_ids("train")
+    _write_cams(cam_dir, voc, ids)
+    # as make-cam leaves it: a manifest naming the dataset's split, which a bare folder lacks
+    write_manifest(cam_dir, "make-cam", {"data": str(root), "split": "train",
+                                         "classes": list(voc.classes)})  # fmt: skip
+    few = tmp_path / "few_masks"
+    few.mkdir()
+    for image_id in ids[:2]:
+        shutil.copy(root / "SegmentationClass" / f"{image_id}.png", few)
+    args = ["eval-cam", "--cams", str(cam_dir), "--gt", str(few), "--no-plot",
+            "--class-list", str(root / "classes.txt"), "--thresholds", "0.1:0.9:0.1"]  # fmt: skip
+    assert main(args) == 0
+    record = json.loads((cam_dir / "eval_cam.json").read_text())
+    assert record["images"] == 2
+    said = capsys.readouterr()
+    assert "masks for 2 of 6 CAM files" in said.out + said.err
+    # the oracle of those two images, by hand: 100 where 0.2 turns background
+    assert record["best_threshold"] == 0.2 and record["best_miou"] == 100.0
+    empty = tmp_path / "no_masks"
+    empty.mkdir()
+    args[4] = str(empty)
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert str(empty) in error and "no mask" in error and "Traceback" not in error
 
 
 @pytest.mark.parametrize("text", ["0.05:0.95:0.05", "0:1:0.1", "0.1,0.2,0.25,0.9", "0.5"])

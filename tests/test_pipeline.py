@@ -15,6 +15,7 @@ from helpers_tinyvoc import make_tiny_voc, one_torch_thread
 
 from cli.main import main
 from wsss import walk_check
+from wsss.cam_eval import DEFAULT_THRESHOLDS
 from wsss.cam_threshold import RECORD
 from wsss.camfile import load_cam_file
 from wsss.data.palette import read_label_png
@@ -22,6 +23,7 @@ from wsss.data.voc import VocDataset
 from wsss.engine.checkpoint import load_checkpoint
 from wsss.errors import WsssError
 from wsss.io import read_json
+from wsss.mask_threshold import MASK_GRID
 from wsss.metrics import ConfusionMatrix
 from wsss.recipes import DEMO
 from wsss.stages import pipeline
@@ -321,6 +323,86 @@ def test_pipeline_run_on_a_dataset_without_masks(tmp_path: Path, monkeypatch) ->
     with one_torch_thread():
         assert main(args) == 0  # resumed: nothing to redo
     assert (out / "seg_model" / "final.pt").stat().st_mtime_ns == mtime
+
+
+@pytest.mark.slow
+def test_oracle_threshold_from_the_few_images_with_masks(tmp_path: Path, monkeypatch,
+                                                          cams_miou) -> None:  # fmt: skip
+    """threshold=oracle on a split where only some images have masks: eval-cam's sweep runs
+    on those (listed in the run folder), its best threshold is the run's, said so."""
+    monkeypatch.setenv("WSSS_QUIET", "1")
+    data = make_tiny_voc(tmp_path / "data", n=8, size=48)
+    voc = VocDataset.open(data)
+    unmasked = voc.split_ids("train")[5:]  # not in val (its first half): val stays scored
+    for image_id in unmasked:
+        (data / "SegmentationClass" / f"{image_id}.png").unlink()
+    out = tmp_path / "run"
+    args = ["pipeline", "run", "--data", str(data), "--recipe", "demo", "--out", str(out),
+            "--device", "cpu", "--workers", "0"]  # fmt: skip
+    sets = [*TINY_SETS, "make_pseudo.threshold=oracle"]
+    args += [part for text in sets for part in ("--set", text)]
+    with one_torch_thread():
+        assert main(args) == 0
+    summary = read_json(out / "summary.json")
+    masked = (out / "masked_train.txt").read_text().split()
+    assert masked == voc.split_ids("train")[:5]
+    assert summary["cam_threshold_rule"] == "oracle" and summary["cam_eval_images"] == 5
+    # the oracle by hand: the best of eval-cam's default thresholds on the five masked images
+    curve = {t: cams_miou(voc, out / "cams", str(out / "masked_train.txt"), t)
+             for t in DEFAULT_THRESHOLDS}  # fmt: skip
+    best = max(curve, key=lambda t: (curve[t], -t))
+    assert summary["cam_threshold"] == pytest.approx(best)
+    assert summary["cam_miou"] == pytest.approx(curve[best])
+    assert summary["seg_miou"] is not None
+    assert "masks for only 5 of the 8 images" in summary["skipped"]["make-pseudo scores"]
+    assert any("the 5 images with masks" in str(label) for label, _ in summary_rows(summary))
+
+
+@pytest.mark.slow
+def test_threshold_from_the_labels_of_the_images_with_masks(tmp_path: Path, monkeypatch) -> None:
+    """threshold=masks: the t whose pseudo labels (threshold + the run's CRF) score best on
+    the images that have masks; checked against make-pseudo run at every t of the grid."""
+    monkeypatch.setenv("WSSS_QUIET", "1")
+    data = make_tiny_voc(tmp_path / "data", n=8, size=48)
+    voc = VocDataset.open(data)
+    masked = voc.split_ids("train")[:5]
+    for image_id in voc.split_ids("train")[5:]:
+        (data / "SegmentationClass" / f"{image_id}.png").unlink()
+    out = tmp_path / "run"
+    args = ["pipeline", "run", "--data", str(data), "--recipe", "demo", "--out", str(out),
+            "--device", "cpu", "--workers", "0", "--crf-workers", "1"]  # fmt: skip
+    sets = [*TINY_SETS, "make_pseudo.threshold=masks"]
+    args += [part for text in sets for part in ("--set", text)]
+    with one_torch_thread():
+        assert main(args) == 0
+    summary = read_json(out / "summary.json")
+    assert summary["cam_threshold_rule"] == "masks" and "eval-cam" in summary["skipped"]
+    # by hand: make-pseudo at each t of the grid, its labels scored on the masked images
+    scores = {}
+    for t in MASK_GRID:
+        labels = tmp_path / f"labels_{t}"
+        assert main(["make-pseudo", "--cams", str(out / "cams"), "--data", str(data),
+                     "--split", "train", "--out", str(labels), "--threshold", str(t),
+                     "--workers", "1"]) == 0  # fmt: skip
+        matrix = ConfusionMatrix(voc.num_classes + 1)
+        for image_id in masked:
+            matrix.update(voc.load_mask(image_id), read_label_png(labels / f"{image_id}.png"))
+        scores[t] = matrix.compute().miou
+    best = max(MASK_GRID, key=lambda t: (scores[t], -t))
+    assert summary["cam_threshold"] == pytest.approx(best)
+    params = read_json(out / "pseudo" / "manifest.json")["params"]
+    assert params["threshold"] == pytest.approx(best)
+    assert "on the 5 images of split train with masks" in params["threshold_source"]
+
+
+def test_oracle_threshold_needs_some_masks(tmp_path: Path) -> None:
+    data = make_tiny_voc(tmp_path / "data", n=4, size=16)
+    shutil.rmtree(data / "SegmentationClass")
+    config = PipelineConfig(out=tmp_path / "run", recipe=DEMO, device="cpu")
+    steps = pipeline.Steps(config, pipeline.resolve_run(config), data, tmp_path / "run",
+                           lambda name, action: action())  # fmt: skip
+    with pytest.raises(WsssError, match="masks of some images of split train; it has none"):
+        steps._masked_list("train")
 
 
 def test_splits_follow_the_dataset_lists_and_masks(tmp_path: Path) -> None:

@@ -231,7 +231,7 @@ def resolve_threshold(
         return ThresholdSetting(value, "oracle", source)
     if isinstance(setting, (str, bool)):
         raise WsssError(
-            f"--threshold must be a number in [0, 1], 'auto' or 'oracle', got {setting!r}"
+            f"--threshold must be a number in [0, 1], 'auto', 'oracle' or 'masks', got {setting!r}"
         )
     check_range("--threshold", setting, 0.0, 1.0)
     return ThresholdSetting(float(setting), "fixed", "--threshold")
@@ -252,7 +252,9 @@ def _oracle(record: Path) -> tuple[float, str]:
         )
     if isinstance(best, bool) or not isinstance(best, int | float) or not 0.0 <= best <= 1.0:
         raise file_error(record, f"'best_threshold' must be a number in [0, 1], got {best!r}")
-    source = f"oracle: best of {record}, picked on ground truth"
+    images = content.get("images")
+    counted = f" ({images} images)" if isinstance(images, int) else ""
+    source = f"oracle: best of {record}{counted}, picked on ground truth"
     if best == _lowest_swept(content.get("curve")):
         source += "; the lowest eval-cam tried, the CAMs may be best below it (--thresholds)"
     return float(best), source

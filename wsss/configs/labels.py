@@ -44,11 +44,12 @@ class MakePseudoConfig:
     data: Path = common.data()
     split: str = common.split()
     out: Path = common.out("Output directory for the label PNGs.")
-    threshold: float | Literal["auto", "oracle"] = option(
+    threshold: float | Literal["auto", "oracle", "masks"] = option(
         "auto",
         help="Background threshold in [0, 1]; 'auto': the label-free rule of --threshold-rule "
         "(docs/label_free_threshold.md); 'oracle': best_threshold "
-        "of CAMS/eval_cam.json from `wsss eval-cam`, picked on ground truth.",
+        "of CAMS/eval_cam.json from `wsss eval-cam`, picked on ground truth; 'masks': the "
+        "best pseudo labels on the split's images that have masks (a few are enough).",
     )
     threshold_rule: common.ThresholdRule = common.threshold_rule()
     crf_workers: int | None = common.workers("CRF worker processes (default: all cores).", 1)

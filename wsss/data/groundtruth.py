@@ -41,6 +41,11 @@ class GroundTruth:
         check_mask(mask, path, len(self.classes))
         return mask
 
+    def has_mask(self, image_id: str) -> bool:
+        if self.dataset is not None:
+            return self.dataset.has_mask(image_id)
+        return safe_child(self.path, image_id, ".png").is_file()
+
     def default_ids(self) -> list[str]:
         if self.dataset is not None:
             raise WsssError(

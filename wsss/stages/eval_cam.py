@@ -27,7 +27,7 @@ from wsss.data.voc import read_id_list
 from wsss.errors import WsssError, file_error
 from wsss.io import dir_writable, ensure_dir, write_json
 from wsss.overlay import plot_curve
-from wsss.ui import Table, scores_table, track, warn
+from wsss.ui import Table, info, scores_table, track, warn
 
 STAGE = "eval-cam"
 UNDEFINED = (
@@ -69,7 +69,9 @@ def run(config: EvalCamConfig) -> EvalCamResult:
     made_with = cam_folder_params(cam_dir, gt.classes if known else None)
     if not known and made_with.get("classes"):
         gt.classes = tuple(made_with["classes"])
-    split = config.split or made_with.get("split")
+    # A bare mask folder chooses the images itself where no --split is given: the manifest's
+    # split names a list of a dataset root the folder is not.
+    split = config.split or (made_with.get("split") if gt.dataset is not None else None)
     json_path = Path(config.json_path) if config.json_path else cam_dir / EVAL_CAM_RECORD
     _check_writable(json_path, given=config.json_path is not None)
     ids = _image_ids(gt, cam_dir, split)
@@ -108,7 +110,7 @@ def _check_writable(json_path: Path, given: bool) -> None:
 
 
 def _image_ids(gt: GroundTruth, cam_dir: Path, split: str | None) -> list[str]:
-    """The split's ids when known, else every CAM file in the folder."""
+    """The split's ids when known, else the CAM files that have a mask in a bare folder."""
     if split is not None:
         if gt.dataset is not None:
             return gt.dataset.split_ids(split)
@@ -122,7 +124,14 @@ def _image_ids(gt: GroundTruth, cam_dir: Path, split: str | None) -> list[str]:
     ids = sorted({p.stem for suffix in SUFFIXES.values() for p in cam_dir.glob(f"*{suffix}")})
     if not ids:
         raise file_error(cam_dir, "no CAM files (.npy / .npz) found")
-    return ids
+    # A bare mask folder is itself the choice of images: masks drawn for a few of them are
+    # enough to pick the threshold (docs/label_free_threshold.md, "A few masks").
+    masked = [image_id for image_id in ids if gt.has_mask(image_id)]
+    if not masked:
+        raise file_error(gt.path, f"no mask (ID.png) for any of the {len(ids)} CAM files")
+    if len(masked) < len(ids):
+        info(f"{gt.path}: masks for {len(masked)} of {len(ids)} CAM files; scoring those")
+    return masked
 
 
 def summary_rows(result: EvalCamResult) -> list[tuple[str, Any]]:

@@ -9,8 +9,10 @@ takes its own shard of the split and the scores are summed over processes at the
 
 The background threshold defaults to the label-free rule of `wsss.cam_threshold`
 (`--threshold auto`), the same stand-alone and in the pipeline; `--threshold oracle` takes the
-best one `wsss eval-cam` recorded for these CAMs (picked on ground truth). The manifest says
-which. Confident mode's two thresholds derive from the same threshold unless given.
+best one `wsss eval-cam` recorded for these CAMs (picked on ground truth); `--threshold masks`
+the one whose pseudo labels score best on the split's images that have masks
+(`wsss.mask_threshold`: a few masks where the rule misses). The manifest says which.
+Confident mode's two thresholds derive from the same threshold unless given.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from wsss.data.palette import IGNORE, read_label_png, save_label_png
 from wsss.data.voc import VocDataset
 from wsss.errors import WsssError, check_count, file_error
 from wsss.io import note_runtime, write_json
+from wsss.mask_threshold import MASK_RULE, pick_on_masks
 from wsss.metrics import ConfusionMatrix, SegmentationScores
 from wsss.perimage import PerImageResult, PerImageRun
 from wsss.pool import default_workers, map_in_processes, peak_rss_mb
@@ -296,9 +299,7 @@ def _pseudo_params(
         given = ThresholdSetting(config.bg_threshold, "fixed", "--fg-threshold / --bg-threshold")
         confident = (config.fg_threshold, config.bg_threshold)
         return PseudoParams(crf=crf, bg_power=config.bg_power, confident=confident), given
-    threshold = resolve_threshold(
-        cams, config.threshold, ids, voc.num_classes, Path(config.out), config.threshold_rule
-    )
+    threshold = threshold_setting(config, cams, voc, ids)
     if not config.confident_mode:
         return PseudoParams(threshold.value, crf, config.bg_power), threshold
     derived = confident_thresholds(threshold.value)
@@ -307,6 +308,18 @@ def _pseudo_params(
     params = PseudoParams(crf=crf, bg_power=config.bg_power, confident=(fg, bg))
     source = f"{CONFIDENT_RULE} from t = {threshold.value:g} ({threshold.source})"
     return params, ThresholdSetting(threshold.value, threshold.rule, source, threshold.pending)
+
+
+def threshold_setting(
+    config: MakePseudoConfig, cams: Path, voc: VocDataset, ids: list[str]
+) -> ThresholdSetting:
+    """`--threshold` as a number and where it came from; the pipeline reads it here too."""
+    if config.threshold == MASK_RULE:
+        pick = pick_on_masks(cams, voc, ids, crf_params(config), config.bg_power)
+        return ThresholdSetting(pick.threshold, MASK_RULE, pick.source(config.split))
+    return resolve_threshold(
+        cams, config.threshold, ids, voc.num_classes, Path(config.out), config.threshold_rule
+    )
 
 
 def crf_params(config: MakePseudoConfig) -> CrfParams | None:

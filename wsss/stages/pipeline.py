@@ -44,7 +44,8 @@ from wsss.data.voc import VocDataset
 from wsss.engine.finished import train_unless_finished
 from wsss.engine.tensorboard import require_tensorboard
 from wsss.errors import WsssError
-from wsss.io import ensure_dir, write_json
+from wsss.io import atomic_write_bytes, ensure_dir, write_json
+from wsss.mask_threshold import MASK_RULE
 from wsss.metrics import REFERENCE_CONVENTION
 from wsss.pool import worker_cpu_seconds
 from wsss.recipes import COCO, DEMO, RECIPES, VOC, Recipe, Resolved, resolve
@@ -294,16 +295,15 @@ class Steps:
         scored = self._scored(name("eval-cam"), splits.cam_eval)
         cam_eval = None
         if setting == "oracle":  # the threshold comes from eval-cam's sweep
-            if not scored:
-                raise WsssError("make_pseudo.threshold=oracle needs ground-truth masks of "
-                                f"split {splits.cam_eval}")  # fmt: skip
-            cam_eval = self.step(name("eval-cam"), lambda: self.eval_cam(cams, None))
-        threshold = self.step(name("pick-threshold"), lambda: self.threshold(cams, setting))
+            images = splits.cam_eval if scored else self._masked_list(splits.cam_eval)
+            cam_eval = self.step(name("eval-cam"), lambda: self.eval_cam(cams, None, images))
+        labels = self.out / f"pseudo{_suffix(tag)}"
+        threshold = self.step(name("pick-threshold"),
+                              lambda: self.threshold(cams, setting, labels))  # fmt: skip
         if scored and cam_eval is None:
             cam_eval = self.step(name("eval-cam"), lambda: self.eval_cam(cams, threshold.value))
         if cam_eval is not None and setting == "oracle":
             cam_eval["miou"] = cam_eval["best_miou"]
-        labels = self.out / f"pseudo{_suffix(tag)}"
         self._scored(name("make-pseudo scores"), splits.cam)
         pseudo = self.step(name("make-pseudo"), lambda: self.make_pseudo(cams, labels))
         return {
@@ -312,6 +312,9 @@ class Steps:
             "cam_miou": cam_eval["miou"] if cam_eval else None,
             "cam_threshold_oracle": cam_eval["best_threshold"] if cam_eval else None,
             "cam_miou_oracle": cam_eval["best_miou"] if cam_eval else None,
+            # the images the CAM figures are of: fewer than the split's where the oracle
+            # threshold was picked on the images with masks alone
+            "cam_eval_images": cam_eval.get("images") if cam_eval else None,
             "pseudo_miou": pseudo.scores.miou if pseudo.scores is not None else None,
             "pseudo_miou_reference": pseudo.scores.miou_reference if pseudo.scores else None,
         }
@@ -379,21 +382,41 @@ class Steps:
 
     # -- one stage each ------------------------------------------------------------------
 
-    def threshold(self, cams: Path, setting: float | str) -> ThresholdSetting:
+    def threshold(self, cams: Path, setting: float | str, labels: Path) -> ThresholdSetting:
         """make-pseudo's background threshold, the way make-pseudo itself resolves it."""
         ids = self.voc.split_ids(self.splits.cam)
+        if setting == MASK_RULE:  # needs the CRF settings: make-pseudo's own function
+            from wsss.stages.make_pseudo import threshold_setting
+
+            return threshold_setting(self._pseudo_config(cams, labels), cams, self.voc, ids)
         rule = self.options["make_pseudo"].get("threshold_rule", RULE)
         return resolve_threshold(cams, setting, ids, self.voc.num_classes, rule=rule)
 
-    def eval_cam(self, cams: Path, threshold: float | None) -> dict[str, Any]:
-        """The sweep with the chosen threshold among its points: mIoU there, and the best
-        (oracle) threshold of the sweep."""
+    def _masked_list(self, split: str) -> str:
+        """A list of the images of `split` that have masks, for the oracle threshold where
+        only some do (a few masks pick it well: docs/label_free_threshold.md); its path."""
+        ids = self.voc.split_ids(split)
+        masked = [image_id for image_id in ids if self.voc.has_mask(image_id)]
+        if not masked:
+            raise WsssError(f"make_pseudo.threshold=oracle needs ground-truth masks of some "
+                            f"images of split {split}; it has none")  # fmt: skip
+        path = self.out / f"masked_{split}.txt"
+        atomic_write_bytes(path, "".join(f"{image_id}\n" for image_id in masked).encode())
+        info(f"threshold=oracle: picked on the {len(masked)} of {len(ids)} images of split "
+             f"{split} that have masks ({path.name})")  # fmt: skip
+        return str(path)
+
+    def eval_cam(self, cams: Path, threshold: float | None,
+                 split: str | None = None) -> dict[str, Any]:  # fmt: skip
+        """The sweep (of `split`, default the CAM evaluation split) with the chosen threshold
+        among its points: mIoU there, and the best (oracle) threshold of the sweep."""
         from wsss.stages.eval_cam import EvalCamConfig
         from wsss.stages.eval_cam import run as eval_cam
 
         extra = set() if threshold is None else {threshold}
         thresholds = tuple(sorted({*DEFAULT_THRESHOLDS, *extra}))
-        sweep = eval_cam(EvalCamConfig(cams=cams, gt=self.data, split=self.splits.cam_eval,
+        sweep = eval_cam(EvalCamConfig(cams=cams, gt=self.data,
+                                       split=split or self.splits.cam_eval,
                                        thresholds=thresholds)).sweep  # fmt: skip
         at = (
             0
@@ -403,20 +426,24 @@ class Steps:
             )
         )
         return {"miou": sweep.scores[at].miou, "best_miou": sweep.best_miou,
-                "best_threshold": sweep.best_threshold}  # fmt: skip
+                "best_threshold": sweep.best_threshold, "images": sweep.best.images}  # fmt: skip
 
     def make_pseudo(self, cams: Path, out: Path, confident: bool = False) -> Any:
         """Pseudo labels; the confident thresholds apply to the confident labels only."""
-        from wsss.stages.make_pseudo import MakePseudoConfig
         from wsss.stages.make_pseudo import run as make_pseudo
+
+        return make_pseudo(self._pseudo_config(cams, out, confident))
+
+    def _pseudo_config(self, cams: Path, out: Path, confident: bool = False) -> Any:
+        from wsss.stages.make_pseudo import MakePseudoConfig
 
         options = dict(self.options["make_pseudo"])
         if not confident:
             options.update(fg_threshold=None, bg_threshold=None)
         workers = self.config.crf_workers
-        return make_pseudo(MakePseudoConfig(
+        return MakePseudoConfig(
             cams=cams, data=self.data, split=self.splits.cam, out=out, crf_workers=workers,
-            confident=confident, **options))  # fmt: skip
+            confident=confident, **options)  # fmt: skip
 
     def train_seg(self, labels: Path | None, suffix: str) -> Path:
         """DeepLab on these pseudo labels (None: on the ground-truth masks)."""
@@ -466,7 +493,14 @@ class Steps:
         """Whether `split` has masks; if not, the step is recorded as skipped."""
         if split in self.splits.scored:
             return True
-        self.skipped[step] = f"no ground-truth masks for split {split}"
+        ids = self.voc.split_ids(split)
+        masked = sum(self.voc.has_mask(image_id) for image_id in ids)
+        self.skipped[step] = (
+            f"no ground-truth masks for split {split}"
+            if not masked
+            else f"masks for only {masked} of the {len(ids)} images of split {split} "
+            "(make_pseudo.threshold=oracle picks the threshold on those)"
+        )
         info(f"{step} skipped: {self.skipped[step]}")
         return False
 
@@ -525,9 +559,17 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
+def _cam_split_text(summary: dict[str, Any]) -> str:
+    """The CAM figures' split, and their image count where it is part of the split."""
+    images = summary.get("cam_eval_images")
+    if images is not None and summary.get("cam_threshold_rule") == "oracle":
+        return f"{summary['cam_split']}: the {images} images with masks"
+    return summary["cam_split"]
+
+
 def summary_rows(summary: dict[str, Any]) -> list[tuple[str, object]]:
     """The CRF path's results, one row each (the table without the random-walk path)."""
-    split = summary["cam_split"]
+    split = _cam_split_text(summary)
     rows: list[tuple[str, object]] = [
         (f"CAMs ({split}, threshold {summary['cam_threshold']:.2f}, "
          f"{summary['cam_threshold_rule']})", _pct(summary["cam_miou"])),
@@ -554,7 +596,9 @@ def summary_table(summary: dict[str, Any]) -> Table:
     for column in ("", "CRF path", "random-walk path"):
         table.add_column(column, justify="right" if column else "left")
     table.add_row(
-        plain(f"CAMs / random-walk maps ({summary['cam_split']}, {summary['cam_threshold_rule']})"),
+        plain(
+            f"CAMs / random-walk maps ({_cam_split_text(summary)}, {summary['cam_threshold_rule']})"
+        ),
         f"{_pct(summary['cam_miou'])} (t {summary['cam_threshold']:.2f})",
         f"{_pct(rw['rw_miou'])} (t {rw['rw_threshold']:.2f})",
     )
