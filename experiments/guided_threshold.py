@@ -1,5 +1,5 @@
 """Threshold rules that look beyond the CAM histogram (issue #27): the classifier, the CRF,
-the image's own edges.
+the image's own edges and colours.
 
 Each reads a saved `threshold_sets.py run` folder (its CAMs, data, CAM classifier), on the
 split's first 100 labelled images, and writes per-run curves beside the CAMs; `table` turns
@@ -15,16 +15,21 @@ CAM sweep, as `threshold_sets.py table` does for the histogram rules.
 - edge: per image and t = 0.04 ... 0.90, the image's colour gradient (Gaussian sigma 2, then
   Sobel) summed over the pixels where the thresholded CAMs' labels change, and their count
   (edge_curves.npz): where t sits on the objects' outlines the contour runs along the
-  objects' colour edges.
+  objects' colour edges;
+- colour: per image and t = 0.04 ... 0.90, the mutual information between the thresholded
+  CAMs' foreground and the image's quantised colour (4 and 8 levels a channel;
+  colour_curves.npz): where the foreground is the objects, their colours should explain it.
 
 Measured on the tuning runs (docs/label_free_threshold.md): none is near the oracle; the
-classifier needs only the objects' parts, the CRF shrinks the foreground at every t, and the
-strongest edges the contours meet are the parts' own, at high t.
+classifier needs only the objects' parts, the CRF shrinks the foreground at every t, the
+strongest edges the contours meet are the parts' own, at high t, and the colour information
+favours the larger foreground of a low t (with look-alike distractors in the background).
 
     python experiments/guided_threshold.py classifier-curves runs/thresholds/tuning --jobs 2
     python experiments/guided_threshold.py crf-curves runs/thresholds/tuning \\
         --only sparse-small-191,strong-body-big-131,weak-body-clutter-101
     python experiments/guided_threshold.py edge-curves runs/thresholds/tuning --jobs 2
+    python experiments/guided_threshold.py colour-curves runs/thresholds/tuning --jobs 2
     python experiments/guided_threshold.py table classifier runs/thresholds/tuning [--json F]
 """
 
@@ -49,7 +54,7 @@ CLASSIFIER_GRID = np.round(np.arange(0.05, 0.951, 0.05), 2)
 CRF_GRID = np.round(np.arange(0.05, 0.851, 0.05), 2)
 EDGE_GRID = np.round(np.arange(0.04, 0.901, 0.02), 2)
 CLASSIFIER_CURVES, CRF_CURVES = "classifier_curves.npz", "crf_curves.npz"
-EDGE_CURVES = "edge_curves.npz"
+EDGE_CURVES, COLOUR_CURVES = "edge_curves.npz", "colour_curves.npz"
 # The colour gradient's smoothing: the generator's stripes (period about 6 px) average out,
 # object outlines stay steps.
 EDGE_SIGMA = 2.0
@@ -167,26 +172,73 @@ def edge_counts(image: np.ndarray, cams: np.ndarray, grid: np.ndarray = EDGE_GRI
     return counts
 
 
-def edge_curves_of(run: dict[str, Any], max_images: int = 100) -> str:
-    """RUN/edge_curves.npz: edge_counts of the split's first `max_images` labelled images."""
+def per_image_curves(
+    run: dict[str, Any], filename: str, measure: Callable[..., np.ndarray], max_images: int
+) -> str:
+    """RUN/filename: measure(image, cams) of the split's first `max_images` labelled images,
+    stacked as `values`, with the images' pixel counts and the grid."""
     from wsss.camfile import find_cam_file, load_cam_file
     from wsss.data.voc import VocDataset
 
     cams_dir = Path(run["cams"])
-    target = cams_dir.parent / EDGE_CURVES
+    target = cams_dir.parent / filename
     if target.is_file():
         return str(target)
     voc = VocDataset.open(Path(run["data"]), None)
     ids = [i for i in voc.split_ids(run["split"]) if voc.image_classes(i)][:max_images]
-    counts = np.zeros((len(ids), len(EDGE_GRID), 2))
-    for n, image_id in enumerate(ids):
+    values, pixels = [], []
+    for image_id in ids:
         record = load_cam_file(find_cam_file(cams_dir, image_id), len(voc.classes))
         image = np.asarray(voc.load_image(image_id).convert("RGB"), np.uint8)
-        counts[n] = edge_counts(image, np.asarray(record.hr_cam, np.float32))
+        values.append(measure(image, np.asarray(record.hr_cam, np.float32)))
+        pixels.append(image.shape[0] * image.shape[1])
     tmp = target.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, grid=EDGE_GRID, counts=counts)
+    np.savez_compressed(tmp, grid=EDGE_GRID, values=np.stack(values), pixels=np.array(pixels))
     tmp.replace(target)
     return str(target)
+
+
+def edge_curves_of(run: dict[str, Any], max_images: int = 100) -> str:
+    """RUN/edge_curves.npz: edge_counts of the split's first `max_images` labelled images."""
+    return per_image_curves(run, EDGE_CURVES, edge_counts, max_images)
+
+
+COLOUR_LEVELS = (4, 8)  # levels per channel of the quantised colour: 64 and 512 bins
+
+
+def quantised_colour(image: np.ndarray, levels: int) -> np.ndarray:
+    """H x W bin index of an H x W x 3 uint8 image, `levels` bins per channel."""
+    q = (image.astype(np.int64) * levels) // 256
+    return (q[..., 0] * levels + q[..., 1]) * levels + q[..., 2]
+
+
+def mutual_information(mask: np.ndarray, bins: np.ndarray, count: int) -> float:
+    """I(mask; colour) in nats of one image: how much of the mask its colours explain."""
+    joint = np.bincount((bins + count * mask).ravel(), minlength=2 * count).reshape(2, count)
+    p = joint / joint.sum()
+    outer = p.sum(1, keepdims=True) * p.sum(0, keepdims=True)
+    seen = p > 0
+    return float((p[seen] * np.log(p[seen] / outer[seen])).sum())
+
+
+def colour_information(image: np.ndarray, cams: np.ndarray,
+                       grid: np.ndarray = EDGE_GRID) -> np.ndarray:  # fmt: skip
+    """Per colour quantisation and t of the grid: I(foreground at t; colour) of one image."""
+    from wsss.pseudo import threshold_indices
+
+    out = np.zeros((len(COLOUR_LEVELS), len(grid)))
+    for q, levels in enumerate(COLOUR_LEVELS):
+        bins = quantised_colour(image, levels)
+        for k, t in enumerate(grid):
+            mask = (threshold_indices(cams, float(t)) > 0).astype(np.int64)
+            out[q, k] = mutual_information(mask, bins, levels**3)
+    return out
+
+
+def colour_curves_of(run: dict[str, Any], max_images: int = 100) -> str:
+    """RUN/colour_curves.npz: colour_information of the split's first `max_images` labelled
+    images."""
+    return per_image_curves(run, COLOUR_CURVES, colour_information, max_images)
 
 
 def _runs(folders: list[Path], only: str = "") -> list[dict[str, Any]]:
@@ -236,6 +288,13 @@ def edge_curves(
     folders: list[Path], jobs: int = JOBS, only: str = ONLY, max_images: int = MAX_IMAGES
 ) -> None:
     _each(edge_curves_of, ([run, max_images] for run in _runs(folders, only)), jobs)
+
+
+@app.command("colour-curves")
+def colour_curves(
+    folders: list[Path], jobs: int = JOBS, only: str = ONLY, max_images: int = MAX_IMAGES
+) -> None:
+    _each(colour_curves_of, ([run, max_images] for run in _runs(folders, only)), jobs)
 
 
 def _first_below(values: np.ndarray, limit: np.ndarray) -> np.ndarray:
@@ -318,7 +377,7 @@ def edge_rules(path: Path, scores: dict[str, Any]) -> dict[str, float]:
     peak, the median of per-image largest; and a choice between blend's and Otsu's t (the
     two histogram rules right on different regimes) by whose contour is the stronger."""
     with np.load(path) as saved:
-        grid, counts = saved["grid"], saved["counts"]
+        grid, counts = saved["grid"], saved["values"]
     pooled = counts[..., 0].sum(0) / np.maximum(counts[..., 1].sum(0), 1)
     per_image = counts[..., 0] / np.maximum(counts[..., 1], 1)
     blend_t, otsu_t = scores["blend (chosen)"][0], scores["Otsu, pooled"][0]
@@ -331,17 +390,33 @@ def edge_rules(path: Path, scores: dict[str, Any]) -> dict[str, float]:
     }
 
 
+def colour_rules(path: Path) -> dict[str, float]:
+    """The t whose foreground its colours explain best: I(foreground; colour) pooled over the
+    images (weighted by their pixels) at its largest, and the median of per-image largest."""
+    with np.load(path) as saved:
+        grid, info, pixels = saved["grid"], saved["values"], saved["pixels"]
+    rules: dict[str, float] = {}
+    for q, levels in enumerate(COLOUR_LEVELS):
+        pooled = (info[:, q] * pixels[:, None]).sum(0)
+        rules[f"colour{levels}-max"] = float(grid[int(np.argmax(pooled))])
+        rules[f"colour{levels}-per-image-median"] = float(
+            np.median(grid[np.argmax(info[:, q], axis=1)])
+        )
+    return rules
+
+
 KINDS: dict[str, tuple[str, Callable[[Path, dict[str, Any]], dict[str, float]]]] = {
     # rules_of(curves file, the run's histogram rules' (t, mIoU)): only edge reads the latter
     "classifier": (CLASSIFIER_CURVES, lambda path, _: classifier_rules(path)),
     "crf": (CRF_CURVES, lambda path, _: crf_rules(path)),
     "edge": (EDGE_CURVES, edge_rules),
+    "colour": (COLOUR_CURVES, lambda path, _: colour_rules(path)),
 }
 
 
 @app.command()
 def table(
-    kind: str = typer.Argument(..., help="classifier | crf | edge"),
+    kind: str = typer.Argument(..., help="classifier | crf | edge | colour"),
     folders: list[Path] = typer.Argument(...),
     json_out: Path | None = typer.Option(None, "--json"),
 ) -> None:

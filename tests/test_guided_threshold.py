@@ -85,10 +85,27 @@ def test_edge_rules_read_the_pooled_curve(tmp_path: Path) -> None:
     mean = np.exp(-((grid - 0.30) ** 2) / 0.002) + np.clip(grid - 0.6, 0, None) * 8
     counts = np.stack([mean * 50, np.full_like(grid, 50.0)], axis=-1)[None]
     path = tmp_path / "edge.npz"
-    np.savez(path, grid=grid, counts=counts)
+    np.savez(path, grid=grid, values=counts)
     scores = {"blend (chosen)": (0.30, 0.0), "Otsu, pooled": (0.50, 0.0)}
     rules = guided.edge_rules(path, scores)
     assert rules["edge-max"] == pytest.approx(0.90)
     assert rules["edge-first-peak"] == pytest.approx(0.30)
     assert rules["edge-per-image-median"] == pytest.approx(0.90)
     assert rules["edge-picks-blend-or-otsu"] == pytest.approx(0.30)  # 0.30's contour is stronger
+
+
+@pytest.mark.parametrize(("radius", "spread"), [(28.0, 16.0), (12.0, 16.0)])
+def test_colour_information_peaks_where_the_mask_is_the_disk(radius: float, spread: float) -> None:
+    # the same scenes: the foreground's colours explain it best where it is the disk
+    image, cams, level = _disk_scene(radius, spread)
+    info = guided.colour_information(image, cams)
+    for q in range(len(guided.COLOUR_LEVELS)):
+        assert guided.EDGE_GRID[int(np.argmax(info[q]))] == pytest.approx(level, abs=0.04)
+
+
+def test_mutual_information_by_hand() -> None:
+    # a mask that is exactly one of two equally common colours: I = H(mask) = ln 2
+    bins = np.array([[0, 0, 1, 1]])
+    assert guided.mutual_information(np.array([[0, 0, 1, 1]]), bins, 2) == pytest.approx(np.log(2))
+    # a mask independent of the colour: 0
+    assert guided.mutual_information(np.array([[0, 1, 0, 1]]), bins, 2) == pytest.approx(0.0)
