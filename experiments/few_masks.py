@@ -28,6 +28,7 @@ app = typer.Typer(add_completion=False)
 GRID = np.round(np.arange(0.01, 0.951, 0.01), 2)  # the sweep of threshold_sets.py run
 COUNTS = (1, 3, 5, 10, 20, 40)
 WITHIN = 1.5  # issue #27's target on the report set, in mIoU points
+MARGINS = (0.0, 1.0, 2.0, 5.0)  # mIoU points by which the masks' best must beat blend's t
 
 
 def per_image_matrices(run: dict[str, Any]) -> np.ndarray:
@@ -218,6 +219,12 @@ def table(
                 entry["labels"] = _gap_stats(oracle - grid_labels[label_pick])
                 entry["labels_by_cam_t"] = _gap_stats(oracle - np.interp(cam_t, LABEL_GRID,
                                                                          grid_labels))  # fmt: skip
+                # blend's t unless the drawn images' best beats it on them by a margin
+                drawn = miou_curves(labels[picks].sum(1))
+                ahead = drawn[np.arange(draws), label_pick] - drawn[:, -1]
+                for margin in MARGINS:
+                    chosen = np.where(ahead > margin, grid_labels[label_pick], full_labels[-1])
+                    entry[f"labels_blend_unless_{margin:g}"] = _gap_stats(oracle - chosen)
             row[f"k{count}"] = entry
         rows.append(row)
     _print_tables(rows)
