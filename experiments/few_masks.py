@@ -67,7 +67,7 @@ def per_image_label_matrices(run: dict[str, Any], blend_t: float) -> np.ndarray:
     from experiments.threshold_sets import _steps
     from wsss.camfile import find_cam_file, load_cam_file
     from wsss.data.voc import VocDataset
-    from wsss.pseudo import PseudoParams, pseudo_label
+    from wsss.mask_threshold import label_matrices
     from wsss.stages.make_pseudo import MakePseudoConfig, crf_params
 
     target = Path(run["cams"]).parent / "few_masks_labels.npz"
@@ -82,20 +82,15 @@ def per_image_label_matrices(run: dict[str, Any], blend_t: float) -> np.ndarray:
                               split=run["split"], out=out / "unused", **options)  # fmt: skip
     crf = crf_params(config)
     voc = VocDataset.open(Path(run["data"]))
-    n = voc.num_classes + 1
     thresholds = [*LABEL_GRID.tolist(), blend_t]
     out_matrices = []
     for image_id in voc.split_ids(run["split"]):
         record = load_cam_file(find_cam_file(Path(run["cams"]), image_id), voc.num_classes)
         image = np.asarray(voc.load_image(image_id).convert("RGB"), np.uint8)
-        gt = voc.load_mask(image_id).reshape(-1).astype(np.int64)
-        valid = gt != 255
-        rows = []
-        for t in thresholds:
-            labels = pseudo_label(image, record, PseudoParams(t, crf, config.bg_power))
-            index = gt[valid] * n + labels.reshape(-1)[valid].astype(np.int64)
-            rows.append(np.bincount(index, minlength=n * n).reshape(n, n))
-        out_matrices.append(np.stack(rows))
+        gt = voc.load_mask(image_id)
+        matrices = label_matrices(image, record, gt, voc.num_classes, crf, config.bg_power,
+                                  thresholds)  # fmt: skip
+        out_matrices.append(matrices)
     matrices = np.stack(out_matrices).astype(np.int32)
     tmp = target.with_suffix(".tmp.npz")
     np.savez_compressed(tmp, matrices=matrices)

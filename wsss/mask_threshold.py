@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wsss.camfile import find_cam_file, load_cam_file
+from wsss.camfile import CamRecord, find_cam_file, load_cam_file
 from wsss.crf import CrfParams
 from wsss.data.voc import VocDataset
 from wsss.errors import WsssError
@@ -43,6 +43,25 @@ class MaskPick:
                 f"{split} with masks, picked on ground truth")  # fmt: skip
 
 
+def label_matrices(
+    image: np.ndarray,
+    cam: CamRecord,
+    gt: np.ndarray,
+    num_classes: int,
+    crf: CrfParams | None,
+    bg_power: float | None,
+    grid: Sequence[float] = MASK_GRID,
+) -> np.ndarray:
+    """T x N x N: one image's pseudo labels at each t of `grid` (threshold + `crf`) against
+    its mask, as confusion matrices (rows ground truth)."""
+    out = np.zeros((len(grid), num_classes + 1, num_classes + 1), np.int64)
+    for k, t in enumerate(grid):
+        matrix = ConfusionMatrix(num_classes + 1)
+        matrix.update(gt, pseudo_label(image, cam, PseudoParams(t, crf, bg_power)))
+        out[k] = matrix.matrix
+    return out
+
+
 def pick_on_masks(
     cam_dir: Path,
     voc: VocDataset,
@@ -59,17 +78,22 @@ def pick_on_masks(
             f"--threshold masks needs ground-truth masks of some of the {len(ids)} images; "
             f"{voc.root / 'SegmentationClass'} holds none of them"
         )
-    matrices = [ConfusionMatrix(voc.num_classes + 1) for _ in grid]
+    total = np.zeros((len(grid), voc.num_classes + 1, voc.num_classes + 1), np.int64)
     for image_id in track(masked, len(masked), "threshold on masks"):
         record = load_cam_file(find_cam_file(cam_dir, image_id), voc.num_classes)
         image = np.asarray(voc.load_image(image_id))
         gt = voc.load_mask(image_id)
-        for matrix, t in zip(matrices, grid, strict=True):
-            matrix.update(gt, pseudo_label(image, record, PseudoParams(t, crf, bg_power)))
-    curve = [(float(t), m.compute().miou) for t, m in zip(grid, matrices, strict=True)]
+        total += label_matrices(image, record, gt, voc.num_classes, crf, bg_power, grid)
+    curve = [(float(t), _miou(matrix, len(masked))) for t, matrix in zip(grid, total, strict=True)]
     if all(np.isnan(miou) for _, miou in curve):
         raise WsssError(f"--threshold masks: the masks of the {len(masked)} images with masks "
                         "label no pixel (all 255 = ignore)")  # fmt: skip
     curve = [(t, -np.inf if np.isnan(miou) else miou) for t, miou in curve]
     best = max(range(len(curve)), key=lambda k: (curve[k][1], -k))
     return MaskPick(curve[best][0], curve[best][1], curve, len(masked))
+
+
+def _miou(matrix: np.ndarray, images: int) -> float:
+    confusion = ConfusionMatrix(len(matrix))
+    confusion.matrix, confusion.images = matrix, images
+    return confusion.compute().miou
