@@ -7,7 +7,7 @@ picks a threshold from the CAMs alone and one sweep against the masks scores eac
 the oracle; the table goes to OUT/rules.md and OUT/rules.json.
 
     python experiments/threshold_sets.py --datasets tuning --out runs/thresholds/tuning
-        [--only NAME,...] [--max-seeds N] [--jobs 2] [--amp gpu|bf16]
+        [--only NAME|NAME-SEED,...] [--max-seeds N] [--jobs 2] [--amp gpu|bf16]
 """
 
 from __future__ import annotations
@@ -31,10 +31,11 @@ app = typer.Typer(add_completion=False)
 
 
 def _selected(set_name: str, only: list[str], max_seeds: int | None) -> list[tuple[Variant, int]]:
-    """The (variant, seed) runs of a set; `only`: --only values, repeatable or comma-separated."""
-    names = [name for item in only for name in item.split(",") if name]
-    variants = [v for v in SETS[set_name] if not names or v.name in names]
-    return [(v, seed) for v in variants for seed in v.seeds[:max_seeds]]
+    """The (variant, seed) runs of a set; `only`: --only values, repeatable or comma-separated,
+    each a variant's name (its seeds) or NAME-SEED (that one run)."""
+    names = {name for item in only for name in item.split(",") if name}
+    runs = [(v, seed) for v in SETS[set_name] for seed in v.seeds[:max_seeds]]
+    return [(v, s) for v, s in runs if not names or names & {v.name, f"{v.name}-{s}"}]
 
 
 def _call(args: tuple[Any, ...]) -> Any:

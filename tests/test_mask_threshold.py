@@ -82,3 +82,42 @@ def test_make_pseudo_threshold_masks(tmp_path: Path, capsys) -> None:
     error = capsys.readouterr().err
     assert "SegmentationClass" in error and "holds none of them" in error
     assert "Traceback" not in error
+
+
+def test_the_pick_is_recorded_and_made_again_when_a_mask_changes(tmp_path: Path,
+                                                                 monkeypatch) -> None:  # fmt: skip
+    import wsss.mask_threshold as mask_threshold
+
+    root = make_tiny_voc(tmp_path / "voc", n=6, size=48)
+    cams = tmp_path / "cams"
+    voc = _ringed_cams(root, cams)
+    ids = voc.split_ids("train")
+    first = pick_on_masks(cams, voc, ids, crf=None, bg_power=None)
+    record = json.loads((cams / mask_threshold.RECORD).read_text())
+    assert record["threshold"] == pytest.approx(0.30) and record["images"] == 6
+
+    def no_labels(*args, **kwargs):
+        raise AssertionError("labelled again although nothing changed")
+
+    monkeypatch.setattr(mask_threshold, "label_matrices", no_labels)
+    assert pick_on_masks(cams, voc, ids, crf=None, bg_power=None) == first
+    # another CRF setting, a redrawn mask or a damaged record: picked again
+    labelled = []
+    monkeypatch.undo()
+    real = mask_threshold.label_matrices
+    monkeypatch.setattr(mask_threshold, "label_matrices",
+                        lambda *a, **k: labelled.append(1) or real(*a, **k))  # fmt: skip
+    pick_on_masks(cams, voc, ids, crf=None, bg_power=1.0)
+    assert len(labelled) == 6
+    pick_on_masks(cams, voc, ids, crf=None, bg_power=1.0)  # now the recorded setting
+    assert len(labelled) == 6
+    mask = root / "SegmentationClass" / f"{ids[0]}.png"
+    gt = voc.load_mask(ids[0])
+    from PIL import Image
+
+    Image.fromarray(np.where(gt == IGNORE, 0, gt).astype(np.uint8)).save(mask)  # no border
+    pick_on_masks(cams, voc, ids, crf=None, bg_power=1.0)
+    assert len(labelled) == 12
+    (cams / mask_threshold.RECORD).write_text('{"threshold": 0.')
+    assert pick_on_masks(cams, voc, ids, crf=None, bg_power=1.0).threshold == pytest.approx(0.30)
+    assert len(labelled) == 18

@@ -373,10 +373,18 @@ def test_threshold_from_the_labels_of_the_images_with_masks(tmp_path: Path, monk
             "--device", "cpu", "--workers", "0", "--crf-workers", "1"]  # fmt: skip
     sets = [*TINY_SETS, "make_pseudo.threshold=masks"]
     args += [part for text in sets for part in ("--set", text)]
+    import wsss.mask_threshold as mask_threshold
+
+    labelled: list[int] = []
+    real = mask_threshold.label_matrices
+    monkeypatch.setattr(mask_threshold, "label_matrices",
+                        lambda *a, **k: labelled.append(1) or real(*a, **k))  # fmt: skip
     with one_torch_thread():
         assert main(args) == 0
     summary = read_json(out / "summary.json")
     assert summary["cam_threshold_rule"] == "masks" and "eval-cam" in summary["skipped"]
+    # picked once (the summary's threshold and make-pseudo's read the record of the first)
+    assert len(labelled) == 5 and (out / "cams" / mask_threshold.RECORD).is_file()
     # by hand: make-pseudo at each t of the grid, its labels scored on the masked images
     scores = {}
     for t in MASK_GRID:
