@@ -11,6 +11,7 @@ import base64
 import html
 import io
 import json
+import math
 import shutil
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -312,3 +313,24 @@ def test_a_seeds_run_reports_each_figure_over_the_seeds(tmp_path: Path) -> None:
     assert '<a href="seed-0/report.html">' in report.html
     assert "seed-1/report.html: not written yet" in report.html
     assert report.damaged == [f"{tmp_path / 'summary.json'}: figure cam_miou is not numbers"]
+
+
+def test_the_masks_pick_is_drawn_and_listed(tmp_path: Path) -> None:
+    """A run without full masks whose threshold came from `--threshold masks`: no eval-cam
+    sweep, but the pick's pseudo-label curve and its row."""
+    from wsss.mask_threshold import RECORD, MaskPick
+
+    run = make_run(tmp_path, masks=False)
+    curve = [(0.05, 40.0), (0.10, 55.5), (0.15, None)]
+    pick = MaskPick(0.10, 55.5, [(t, -math.inf if m is None else m) for t, m in curve], 3)
+    write_json(run / "cams" / RECORD, {**pick.to_json(), "key_sha1": "x"})
+    page, _ = report(run)
+    text = " ".join(page.text)
+    assert "No threshold sweep" not in text and "--threshold masks" in text
+    assert len(page.images) == 5  # the pick's curve besides the curves and the grids
+    rows = [row for row in table_with(page, "maps") if "(--threshold masks)" in row[0]]
+    assert [row[1:] for row in rows] == [["the images with masks", "3", "0.10", "55.50"]]
+    (run / "cams" / RECORD).write_text(json.dumps({**pick.to_json(), "images": 0}))
+    page, _ = report(run)
+    text = " ".join(page.text)
+    assert "'images' 0 is not a count of images" in text and "No threshold sweep" in text

@@ -15,7 +15,7 @@ import base64
 import io
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from html import escape
@@ -31,6 +31,7 @@ from wsss.data.palette import voc_colormap
 from wsss.data.voc import VocDataset
 from wsss.errors import WsssError, file_error
 from wsss.io import MANIFEST_NAME, read_json, read_manifest, read_text_lines
+from wsss.mask_threshold import RECORD as MASK_RECORD
 from wsss.overlay import curves_png, figure_png
 from wsss.report import Column, sample_grid
 
@@ -426,14 +427,19 @@ def training_png(records: Sequence[dict[str, Any]], title: str) -> bytes:
     return figure_png(figure)
 
 
+def _valid_curve(curve: Any) -> bool:
+    """[[threshold in [0, 1], mIoU % or null], ...], as eval-cam and the masks pick write it."""
+    return isinstance(curve, list) and all(
+        isinstance(p, list) and len(p) == 2 and _number(p[0], 0.0, 1.0) and _percent_or_null(p[1])
+        for p in curve
+    )
+
+
 def check_sweep(path: Path, record: dict[str, Any]) -> str | None:
     """What makes an eval-cam record unusable here, or None. A sweep without a best
     threshold (masks that are all ignore: `best_threshold` null) is valid and shown so."""
     curve = record.get("curve")
-    if not isinstance(curve, list) or not all(
-        isinstance(p, list) and len(p) == 2 and _number(p[0], 0.0, 1.0) and _percent_or_null(p[1])
-        for p in curve
-    ):
+    if not _valid_curve(curve):
         return f"{path}: 'curve' must be [[threshold, mIoU %], ...], got {curve!r:.60}"
     if not (record.get("best_threshold") is None or _number(record["best_threshold"], 0.0, 1.0)):
         return f"{path}: 'best_threshold' {record['best_threshold']!r:.40} is not in [0, 1]"
@@ -442,31 +448,64 @@ def check_sweep(path: Path, record: dict[str, Any]) -> str | None:
     return None
 
 
-def threshold_section(folders: Sequence[Folder], missing: list[str], damaged: list[str]) -> str:
-    cam_folders = [f for f in folders if f.stage in CAM_MAKERS]
-    if not cam_folders:
-        return note("No CAMs in this run yet.")
-    sweeps = {}
-    for folder in cam_folders:
-        path = folder.path / EVAL_CAM_RECORD
+def check_mask_pick(path: Path, record: dict[str, Any]) -> str | None:
+    """What makes a `--threshold masks` record unusable here, or None."""
+    curve = record.get("curve")
+    if not curve or not _valid_curve(curve):
+        return f"{path}: 'curve' must be [[threshold, mIoU %], ...], got {curve!r:.60}"
+    if not _number(record.get("threshold"), 0.0, 1.0):
+        return f"{path}: 'threshold' {record.get('threshold')!r:.40} is not in [0, 1]"
+    if not _percent_or_null(record.get("miou")) or record.get("miou") is None:
+        return f"{path}: 'miou' {record.get('miou')!r:.40} is not a percentage"
+    images = record.get("images")
+    if isinstance(images, bool) or not isinstance(images, int) or images < 1:
+        return f"{path}: 'images' {images!r:.40} is not a count of images"
+    return None
+
+
+def _records(
+    folders: Sequence[Folder],
+    name: str,
+    check: Callable[[Path, dict[str, Any]], str | None],
+    damaged: list[str],
+    missing: list[str] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """The usable `name` records of the folders that have one, by folder label; a damaged
+    one is noted in `damaged`, an absent one in `missing` when given."""
+    records = {}
+    for folder in folders:
+        path = folder.path / name
         if not path.is_file():
-            missing.append(f"{folder.name}/{EVAL_CAM_RECORD}: not scored (eval-cam has not run "
-                           "on these maps, or their split has no pixel masks)")  # fmt: skip
+            if missing is not None:
+                missing.append(f"{folder.name}/{name}: not scored (eval-cam has not run on "
+                               "these maps, or their split has no pixel masks)")  # fmt: skip
             continue
         record = _read_optional_json(path, damaged)
         if record is None:
             continue
-        problem = check_sweep(path, record)
+        problem = check(path, record)
         if problem is not None:
             damaged.append(problem)
             continue
-        sweeps[folder.label] = record
-    if not sweeps:
+        records[folder.label] = record
+    return records
+
+
+def threshold_section(folders: Sequence[Folder], missing: list[str], damaged: list[str]) -> str:
+    cam_folders = [f for f in folders if f.stage in CAM_MAKERS]
+    if not cam_folders:
+        return note("No CAMs in this run yet.")
+    picks = {f"{label}: pseudo labels (--threshold masks)": record for label, record in
+             _records(cam_folders, MASK_RECORD, check_mask_pick, damaged).items()}  # fmt: skip
+    sweeps = _records(cam_folders, EVAL_CAM_RECORD, check_sweep, damaged, missing)
+    if not sweeps and not picks:
         return note("No threshold sweep: eval-cam needs ground-truth masks of the CAM split.")
     curves = {label: ([(t, math.nan if m is None else m) for t, m in r["curve"]],
                       (r["best_threshold"], r["best_miou"]))
               for label, r in sweeps.items()
               if r["best_threshold"] is not None and r["best_miou"] is not None}  # fmt: skip
+    curves |= {label: ([(t, math.nan if m is None else m) for t, m in r["curve"]],
+                       (r["threshold"], r["miou"])) for label, r in picks.items()}  # fmt: skip
     png = curves_png(curves, "mIoU vs background threshold") if curves else None
     rows = "".join(
         f"<tr><td>{escape(label)}</td><td>{escape(str(r.get('split', '?')))}</td>"
@@ -474,15 +513,28 @@ def threshold_section(folders: Sequence[Folder], missing: list[str], damaged: li
         f"<td class=num>{escape(_fmt(r['best_threshold']))}</td>"
         f"<td class=num>{escape(_fmt(r['best_miou']))}</td></tr>"
         for label, r in sweeps.items()
+    ) + "".join(
+        f"<tr><td>{escape(label)}</td><td>the images with masks</td>"
+        f"<td class=num>{escape(_fmt(r['images']))}</td>"
+        f"<td class=num>{escape(_fmt(r['threshold']))}</td>"
+        f"<td class=num>{escape(_fmt(r['miou']))}</td></tr>"
+        for label, r in picks.items()
     )
     table = (
-        "<table><tr><th>maps</th><th>split</th><th>images</th><th>best threshold (oracle)</th>"
-        f"<th>best mIoU % (oracle)</th></tr>{rows}</table>"
+        "<table><tr><th>maps</th><th>split</th><th>images</th><th>best threshold (on masks)</th>"
+        f"<th>best mIoU % (on masks)</th></tr>{rows}</table>"
     )
     caption = (
         "mIoU of the maps at each background threshold; the star is the best, an oracle picked "
         "on the masks (the run's own threshold is label-free: summary above)"
     )
+    if picks:
+        caption = (
+            "mIoU at each background threshold, scored on the masks; the star is each curve's "
+            "best. The pseudo-label curve is the record of --threshold masks: the labels "
+            "(threshold + CRF) of the images with masks; a run whose cam_threshold_rule is "
+            "masks (summary above) uses its best"
+        )
     if png is None:  # every sweep undefined (masks all ignore): no curve to draw
         return note("No threshold has a defined mIoU (the masks are all ignore).") + table
     return figure(png, caption) + table
