@@ -469,16 +469,16 @@ def _records(
     check: Callable[[Path, dict[str, Any]], str | None],
     damaged: list[str],
     missing: list[str] | None = None,
+    why_missing: str = "",
 ) -> dict[str, dict[str, Any]]:
     """The usable `name` records of the folders that have one, by folder label; a damaged
-    one is noted in `damaged`, an absent one in `missing` when given."""
+    one is noted in `damaged`, an absent one in `missing` (when given) with `why_missing`."""
     records = {}
     for folder in folders:
         path = folder.path / name
         if not path.is_file():
             if missing is not None:
-                missing.append(f"{folder.name}/{name}: not scored (eval-cam has not run on "
-                               "these maps, or their split has no pixel masks)")  # fmt: skip
+                missing.append(f"{folder.name}/{name}: {why_missing}")
             continue
         record = _read_optional_json(path, damaged)
         if record is None:
@@ -497,7 +497,9 @@ def threshold_section(folders: Sequence[Folder], missing: list[str], damaged: li
         return note("No CAMs in this run yet.")
     picks = {f"{label}: pseudo labels (--threshold masks)": record for label, record in
              _records(cam_folders, MASK_RECORD, check_mask_pick, damaged).items()}  # fmt: skip
-    sweeps = _records(cam_folders, EVAL_CAM_RECORD, check_sweep, damaged, missing)
+    sweeps = _records(cam_folders, EVAL_CAM_RECORD, check_sweep, damaged, missing,
+                      "not scored (eval-cam has not run on these maps, or their split has no "
+                      "pixel masks)")  # fmt: skip
     if not sweeps and not picks:
         return note("No threshold sweep: eval-cam needs ground-truth masks of the CAM split.")
     curves = {label: ([(t, math.nan if m is None else m) for t, m in r["curve"]],
