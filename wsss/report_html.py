@@ -455,7 +455,7 @@ def check_mask_pick(path: Path, record: dict[str, Any]) -> str | None:
         return f"{path}: 'curve' must be [[threshold, mIoU %], ...], got {curve!r:.60}"
     if not _number(record.get("threshold"), 0.0, 1.0):
         return f"{path}: 'threshold' {record.get('threshold')!r:.40} is not in [0, 1]"
-    if not _percent_or_null(record.get("miou")) or record.get("miou") is None:
+    if not _number(record.get("miou"), 0.0, 100.0):
         return f"{path}: 'miou' {record.get('miou')!r:.40} is not a percentage"
     images = record.get("images")
     if isinstance(images, bool) or not isinstance(images, int) or images < 1:
