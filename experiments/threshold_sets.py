@@ -26,6 +26,7 @@ if __package__ in (None, ""):  # run as a script: make the repository's packages
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from experiments.quality_sets import SETS, Variant  # noqa: E402
+from experiments.records import put_row, read_record, update_record  # noqa: E402
 
 app = typer.Typer(add_completion=False)
 
@@ -107,9 +108,8 @@ def main(
         print(run["variant"], run["seed"], scores, flush=True)
     # Runs of other invocations (other --only / --max-seeds) stay; this one's replace theirs.
     done = {(row["variant"], row["seed"]) for row in rows}
-    earlier = json.loads((out / "rules.json").read_text()) if (out / "rules.json").is_file() else []
-    rows = [r for r in earlier if (r["variant"], r["seed"]) not in done] + rows
-    (out / "rules.json").write_text(json.dumps(rows, indent=1))
+    rows = update_record(out / "rules.json", lambda earlier: [
+        r for r in earlier if (r["variant"], r["seed"]) not in done] + rows, list)  # fmt: skip
     names = ["oracle", *RULES]
     lines = ["| variant, seed | " + " | ".join(f"{n}: t / mIoU" for n in names) + " |",
              "|---" * (len(names) + 1) + "|"]  # fmt: skip
@@ -169,9 +169,7 @@ def pseudo(
     """Pseudo labels (threshold + CRF, as the pipeline makes them) of every saved run at the
     oracle's t and at each rule's, scored on the masks; OUT/pseudo.json and a table."""
     saved = {(r["variant"], r["seed"]): r for r in json.loads((out / "rules.json").read_text())}
-    results = (
-        json.loads((out / "pseudo.json").read_text()) if (out / "pseudo.json").is_file() else {}
-    )
+    results: dict[str, Any] = {}
     for variant, seed in _selected(set_name, only, max_seeds):
         run = saved.get((variant.name, str(seed)))
         if run is None:
@@ -188,7 +186,8 @@ def pseudo(
             made = steps.make_pseudo(Path(run["cams"]), out / key / f"pseudo_{name}")
             results.setdefault(key, {})[name] = [made.threshold, made.scores.miou]
             print(key, name, results[key][name], flush=True)
-        (out / "pseudo.json").write_text(json.dumps(results, indent=1))
+        put_row(out / "pseudo.json", key, results[key], merge=True)
+    results = read_record(out / "pseudo.json")  # with the rows of other invocations
     lines = ["| variant, seed | " + " | ".join(f"{n}: t / mIoU" for n in PSEUDO_RULES) + " |",
              "|---" * (len(PSEUDO_RULES) + 1) + "|"]  # fmt: skip
     for key, row in results.items():
@@ -240,12 +239,9 @@ def walk(
     labelled = json.loads((out / "pseudo.json").read_text())
     runs = [(v, seed) for v, seed in _selected(set_name, only, max_seeds)
             if f"{v.name}-{seed}" in labelled]  # fmt: skip
-    path = out / "walk.json"
-    results = json.loads(path.read_text()) if path.is_file() else {}
     for row in _in_parallel(walk_of, runs, out, amp, jobs):  # each run's row saved as it comes
-        results[row.pop("key")] = row
-        path.write_text(json.dumps(results, indent=1))
-    print(walk_table(results))
+        put_row(out / "walk.json", row.pop("key"), row)
+    print(walk_table(read_record(out / "walk.json")))
 
 
 def walk_decision(row: dict[str, Any], min_agreement: float) -> tuple[bool, bool]:
