@@ -209,3 +209,19 @@ def test_the_steepest_contour_of_a_blurred_step_and_of_a_blob() -> None:
     yy, xx = np.mgrid[:80, :80]
     blob = np.exp(-0.5 * (np.hypot(yy - 40, xx - 40) / 12.0) ** 2)
     assert steepest_contour([blob]) == pytest.approx(np.exp(-0.5), abs=0.03)
+
+
+def test_the_laplacian_zero_crossing_of_a_blurred_disk_and_of_a_blob() -> None:
+    """The candidate rule of benchmarks/label_free_threshold.py (measured, not adopted): a disk
+    much larger than its blur has its Laplacian's zero crossing near half its height; a blob
+    smaller than its blur (a Gaussian of sigma 12 px, seen through the rule's own 1 px
+    smoothing) at exp(-(144 + 1) / 144) = 0.365 of its peak."""
+    from scipy.ndimage import gaussian_filter
+
+    from benchmarks.label_free_threshold import laplacian_zero_crossing
+
+    yy, xx = np.mgrid[:120, :120]
+    disk = gaussian_filter((np.hypot(yy - 60, xx - 60) < 40).astype(float), 3.0)
+    assert laplacian_zero_crossing([disk / disk.max()]) == pytest.approx(0.5, abs=0.04)
+    blob = np.exp(-0.5 * (np.hypot(yy - 60, xx - 60) / 12.0) ** 2)
+    assert laplacian_zero_crossing([blob]) == pytest.approx(np.exp(-145 / 144), abs=0.012)
