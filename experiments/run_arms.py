@@ -29,6 +29,7 @@ if __package__ in (None, ""):  # run as a script: make the repository's packages
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from experiments.quality_sets import Variant  # noqa: E402
+from experiments.records import put_row  # noqa: E402
 from experiments.threshold_sets import _in_parallel, _selected, _steps  # noqa: E402
 
 app = typer.Typer(add_completion=False)
@@ -72,6 +73,9 @@ ARMS: dict[str, Arm] = {
     "predict-logits": Arm("predict", {"predict": {"merge": "logits"}}, "seg", "9"),
     # issue #27: the segmenter's length
     "seg-30ep": Arm("seg", {"train_seg": {"epochs": 30}}, "seg", "#27"),
+    # issue #27: make-cam without its coarsest scale, whose blur makes the halo round small
+    # objects that the label-free threshold cannot cut (docs/label_free_threshold.md)
+    "cam-scales-1-2": Arm("cams", {"make_cam": {"scales": (1.0, 1.5, 2.0)}}, "cams", "#27"),
 }
 
 
@@ -141,12 +145,9 @@ def run(
         raise typer.BadParameter(f"unknown arm(s) {unknown}; known: {', '.join(ARMS)}")
     saved = {f"{r['variant']}-{r['seed']}" for r in json.loads((out / "rules.json").read_text())}
     runs = [(v, s) for v, s in _selected(set_name, only, max_seeds) if f"{v.name}-{s}" in saved]
-    path = out / "arms.json"
-    results = json.loads(path.read_text()) if path.is_file() else {}
     job: Callable[..., Any] = partial(arms_of, arms=names)
     for row in _in_parallel(job, runs, out, amp, jobs):  # saved as each run ends
-        results.setdefault(row["key"], {}).update(row["arms"])
-        path.write_text(json.dumps(results, indent=1))
+        put_row(out / "arms.json", row["key"], row["arms"], merge=True)
         print(row["key"], json.dumps(row["arms"]), flush=True)
 
 
