@@ -11,6 +11,7 @@ against the masks over t, beside the merged CAMs the run made.
 
     python experiments/halo.py shares runs/thresholds/tuning/sparse-small-191 ... [--t 0.16,0.38]
     python experiments/halo.py scales runs/thresholds/tuning/sparse-small-191 ... [--images 100]
+    python experiments/halo.py picture RUN ... --out docs/halo_cams.png [--images 4]
 """
 
 from __future__ import annotations
@@ -114,6 +115,35 @@ def scales(
             at = int(np.argmin(np.abs(grid - 0.20)))
             area = (covered[at] + halo[at] + separate[at]) / objects[at]
             print(f"| {run.name} | {name} | {grid[best]:.2f} | {iou[best]:.3f} | {area:.2f} |")
+
+
+def outlined(top: np.ndarray, gt: np.ndarray, side: int) -> np.ndarray:
+    """The strongest CAM in grey with the objects' outlines in red, `side` px square."""
+    from PIL import Image
+
+    grey = (np.clip(top, 0, 1) * 255).astype(np.uint8)
+    tile = np.repeat(grey[..., None], 3, axis=2)
+    objects = (gt > 0) & (gt != 255)
+    edge = np.zeros_like(objects)
+    edge[1:] |= objects[1:] != objects[:-1]
+    edge[:, 1:] |= objects[:, 1:] != objects[:, :-1]
+    tile[edge] = (255, 0, 0)
+    return np.asarray(Image.fromarray(tile).resize((side, side), Image.NEAREST))
+
+
+@app.command("picture")
+def picture(
+    runs: list[Path] = typer.Argument(..., help="saved threshold_sets.py runs, one row each"),
+    out: Path = typer.Option(..., "--out"),
+    images: int = typer.Option(4, "--images", help="the first N train images"),
+    side: int = typer.Option(160, "--side"),
+) -> None:
+    """The strongest CAM of each run's first train images, the objects outlined."""
+    from PIL import Image
+
+    rows = [np.concatenate([outlined(_top(run / "cams", i), gt, side)
+                            for i, gt in _pairs(run, images)], axis=1) for run in runs]  # fmt: skip
+    Image.fromarray(np.concatenate(rows, axis=0)).save(out)
 
 
 if __name__ == "__main__":

@@ -23,3 +23,20 @@ def test_halo_and_separate_blobs_are_told_apart() -> None:
     assert counts[1].tolist() == [objects, objects, 0, blob.sum()]  # the ring cut, not the blob
     assert counts[2].tolist() == [objects, objects, 0, 0]
     assert counts[3].tolist() == [objects, 0, 0, 0]
+
+
+def test_the_picture_outlines_the_objects_in_red_over_the_grey_cam() -> None:
+    from experiments.halo import outlined
+
+    top = np.zeros((8, 8))
+    top[2:6, 2:6] = 0.5
+    gt = np.zeros((8, 8), np.uint8)
+    gt[2:6, 2:6] = 3
+    gt[0, 0] = 255  # ignored, not an object: no outline
+    tile = outlined(top, gt, 16)  # each pixel 2 x 2
+    red = (tile == (255, 0, 0)).all(axis=2)[::2, ::2]
+    # by hand: a pixel is red where it differs from its upper or its left neighbour
+    expected = {(2, c) for c in range(2, 6)} | {(6, c) for c in range(2, 6)}
+    expected |= {(r, 2) for r in range(2, 6)} | {(r, 6) for r in range(2, 6)}
+    assert set(zip(*np.nonzero(red), strict=True)) == expected and len(expected) == 15
+    assert tile[2 * 3, 2 * 3].tolist() == [127, 127, 127]  # the CAM's grey inside
