@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -165,6 +166,8 @@ RULES: dict[str, Callable[[list[np.ndarray]], float]] = {
     ),
     "steepest contour": steepest_contour,
     "Laplacian zero crossing": laplacian_zero_crossing,
+    "Laplacian zero crossing, sigma 2": partial(laplacian_zero_crossing, sigma=2.0),
+    "Laplacian zero crossing, sigma 3": partial(laplacian_zero_crossing, sigma=3.0),
 }
 
 

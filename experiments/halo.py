@@ -139,11 +139,11 @@ def picture(
     side: int = typer.Option(160, "--side"),
 ) -> None:
     """The strongest CAM of each run's first train images, the objects outlined."""
-    from PIL import Image
+    from wsss.overlay import save_png
 
     rows = [np.concatenate([outlined(_top(run / "cams", i), gt, side)
                             for i, gt in _pairs(run, images)], axis=1) for run in runs]  # fmt: skip
-    Image.fromarray(np.concatenate(rows, axis=0)).save(out)
+    save_png(out, np.concatenate(rows, axis=0))
 
 
 if __name__ == "__main__":
