@@ -31,6 +31,7 @@ if __package__ in (None, ""):  # run as a script: make the repository's packages
 from experiments.quality_sets import Variant  # noqa: E402
 from experiments.records import put_row  # noqa: E402
 from experiments.threshold_sets import _in_parallel, _selected, _steps  # noqa: E402
+from wsss.recipes import DEMO, variant_options  # noqa: E402
 
 app = typer.Typer(add_completion=False)
 
@@ -40,7 +41,7 @@ class Arm:
     """One setting changed: `options` per stage on top of the run's recipe; `kind` says where
     the chain restarts; `base` is the arm it is compared with (None: a baseline)."""
 
-    kind: str  # "cams" | "labels" | "walk" | "aff" | "seg" | "predict"
+    kind: str  # "classifier" | "cams" | "labels" | "walk" | "aff" | "seg" | "predict"
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     base: str | None = None
     row: str = ""  # docs/parity.md's row, or the issue the arm answers
@@ -76,6 +77,17 @@ ARMS: dict[str, Arm] = {
     # issue #27: make-cam without its coarsest scale, whose blur makes the halo round small
     # objects that the label-free threshold cannot cut (docs/label_free_threshold.md)
     "cam-scales-1-2": Arm("cams", {"make_cam": {"scales": (1.0, 1.5, 2.0)}}, "cams", "#27"),
+    # issue #25: Puzzle-CAM's ablation on the tuning set, against the runs' L_cls + L_p-cls
+    # classifiers: the plain CAM and the full loss (the paper's alpha 4), trained afresh
+    "cam-plain": Arm(
+        "classifier", {"train_cam": variant_options(DEMO, "baseline")}, "cams", "ablation"
+    ),  # fmt: skip
+    "cam-full": Arm(
+        "classifier",
+        {"train_cam": {**variant_options(DEMO, "full"), "alpha": 4.0}},
+        "cams",
+        "ablation",
+    ),  # fmt: skip
 }
 
 
@@ -91,6 +103,11 @@ def _arm_of(name: str, steps: Any, run_dir: Path) -> dict[str, Any]:
                      for stage, opts in steps.options.items()}  # fmt: skip
     steps.cam_model = run_dir / "cam_model" / "final.pt"
     tag = name.replace("-", "_")
+    if arm.kind == "classifier":  # a classifier of its own, then its CAMs
+        model = steps.train_cam(_folder(name, "cam_model"))
+        cams = run_dir / _folder(name, "cams")
+        steps.make_cam(model, cams)
+        return steps.cams_to_labels(cams, tag=tag)
     if arm.kind == "cams":
         cams = run_dir / _folder(name, "cams")
         steps.make_cam(steps.cam_model, cams)  # skips the files already there
@@ -154,9 +171,11 @@ def run(
 # the figures an arm changes, per kind, and their names in the table
 WALKED = (("cam_miou_oracle", "walked maps, oracle t"), ("cam_miou", "walked maps, blend t"),
           ("pseudo_miou", "walked labels"))  # fmt: skip
+CAM_FIGURES = (("cam_miou_oracle", "CAMs, oracle t"), ("cam_miou", "CAMs, blend t"),
+               ("pseudo_miou", "labels, blend t"))  # fmt: skip
 FIGURES = {
-    "cams": (("cam_miou_oracle", "CAMs, oracle t"), ("cam_miou", "CAMs, blend t"),
-             ("pseudo_miou", "labels, blend t")),
+    "classifier": CAM_FIGURES,
+    "cams": CAM_FIGURES,
     "labels": (("pseudo_miou", "labels, blend t"),),
     "walk": WALKED,
     "aff": WALKED,

@@ -1,9 +1,10 @@
 """CAMs of a quality set's variants, for choosing the label-free threshold rule (issue #27).
 
 For each dataset variant x seed: the variant's data, then train-cam and make-cam exactly as
-the quality suite's pipeline runs them (the demo recipe scaled to the variant, `recipe_for`),
-and nothing after. Each run resumes. Then every rule of `benchmarks/label_free_threshold.py`
-picks a threshold from the CAMs alone and one sweep against the masks scores each choice and
+the quality suite's pipeline runs them (the demo recipe scaled to the variant, `recipe_for`;
+make-cam at the scales 0.5-2 of every saved run, `SET_CAM_SCALES`), and nothing after. Each
+run resumes. Then every rule of `benchmarks/label_free_threshold.py` picks a threshold from
+the CAMs alone and one sweep against the masks scores each choice and
 the oracle; the table goes to OUT/rules.md and OUT/rules.json.
 
     python experiments/threshold_sets.py --datasets tuning --out runs/thresholds/tuning
@@ -12,6 +13,7 @@ the oracle; the table goes to OUT/rules.md and OUT/rules.json.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -29,6 +31,8 @@ from experiments.quality_sets import SETS, Variant  # noqa: E402
 from experiments.records import put_row, read_record, update_record  # noqa: E402
 
 app = typer.Typer(add_completion=False)
+
+SET_CAM_SCALES = (0.5, 1.0, 1.5, 2.0)  # make-cam's scales in the threshold-set runs
 
 
 def _selected(set_name: str, only: list[str], max_seeds: int | None) -> list[tuple[Variant, int]]:
@@ -62,8 +66,12 @@ def _steps(variant: Variant, seed: int, out: Path, amp: str) -> Any:
     from wsss.stages.pipeline import PipelineConfig, Steps, _prepare_data, resolve_run
 
     run_dir = out / f"{variant.name}-{seed}"
-    config = PipelineConfig(out=run_dir, recipe=recipe_for(variant, seed), device="cpu",
-                            amp=amp, loader_workers=0)  # fmt: skip
+    recipe = recipe_for(variant, seed)
+    # The scales every saved run's cams/ was made at (docs/label_free_threshold.md); the demo
+    # recipe's 1-2 since is the `cam-scales-1-2` arm of run_arms.py, measured against them.
+    recipe = dataclasses.replace(recipe, make_cam={**recipe.make_cam, "scales": SET_CAM_SCALES})
+    config = PipelineConfig(out=run_dir, recipe=recipe, device="cpu", amp=amp,
+                            loader_workers=0)  # fmt: skip
     resolved = resolve_run(config)
     data = _prepare_data(config, resolved, run_dir)
     return Steps(config, resolved, data, run_dir, lambda name, action: action())

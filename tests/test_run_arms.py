@@ -51,7 +51,8 @@ def test_every_arm_with_a_base_changes_a_setting_and_compares_with_a_baseline() 
             assert arm.options in ({}, {"train_seg": SEG_15}), name
         else:
             assert arm.options and ARMS[arm.base].base is None, name
-            assert ARMS[arm.base].kind == arm.kind or arm.kind in ("labels", "aff", "predict"), name
+            assert ARMS[arm.base].kind == arm.kind or arm.kind in (
+                "classifier", "labels", "aff", "predict"), name  # fmt: skip
 
 
 def test_segmenter_arms_keep_the_length_they_were_measured_at() -> None:
@@ -63,3 +64,12 @@ def test_segmenter_arms_keep_the_length_they_were_measured_at() -> None:
             assert arm.options["train_seg"]["epochs"] == 15, name
     assert ARMS["seg-30ep"].options == {"train_seg": {"epochs": 30}}
     assert ARMS["seg-30ep"].base == "seg"
+
+
+def test_the_ablation_arms_train_the_plain_cam_and_the_papers_full_loss() -> None:
+    # Both replace the demo's L_cls + L_p-cls classifier (alpha 0) of the runs they compare with.
+    assert DEMO.variant == "pcl" and ARMS["cam-plain"].base == ARMS["cam-full"].base == "cams"
+    plain, full = (ARMS[name].options["train_cam"] for name in ("cam-plain", "cam-full"))
+    assert plain == {"pieces": 1, "alpha": 0.0, "pcl": False}  # L_cls alone, no tiles
+    assert full["pcl"] is True and full["alpha"] == 4.0 and "pieces" not in full  # the recipe's 4
+    assert DEMO.train_cam["pieces"] == 4

@@ -264,13 +264,13 @@ class Steps:
         board = self.config.tensorboard
         return {} if board is None else {"tensorboard": board / folder}
 
-    def train_cam(self) -> Path:
+    def train_cam(self, folder: str = "cam_model") -> Path:
         from wsss.stages.train_cam import TrainCamConfig
         from wsss.stages.train_cam import run as train
 
         return train_unless_finished(train, TrainCamConfig(
-            data=self.data, out=self.out / "cam_model", split=self.splits.cam, resume=True,
-            **self.device, **self.board("cam_model"), **self.options["train_cam"]))  # fmt: skip
+            data=self.data, out=self.out / folder, split=self.splits.cam, resume=True,
+            **self.device, **self.board(folder), **self.options["train_cam"]))  # fmt: skip
 
     def make_cam(self, checkpoint: Path, out: Path | None = None) -> None:
         from wsss.stages.make_cam import MakeCamConfig
