@@ -125,9 +125,10 @@ class AmpPolicy:
 
     @property
     def memory_format(self) -> torch.memory_format:
-        """channels_last where it measured faster: CUDA (tensor cores) and the CPU's bf16
-        convolutions (oneDNN's blocked kernels); fp32 on a CPU gains nothing from it
-        (BENCHMARKS.md, precision rows)."""
+        """channels_last on CUDA (tensor cores) and with the CPU's bf16 convolutions (oneDNN's
+        blocked kernels). CPU fp32 stays NCHW although channels_last measured 0.99-1.46x
+        there (BENCHMARKS.md, fp32_cl): it moves fp32's bits, in which every README and docs
+        figure was measured; WSSS_CHANNELS_LAST=1 opts in."""
         forced = os.environ.get(CHANNELS_LAST_ENV)
         if forced in ("0", "1"):
             return torch.channels_last if forced == "1" else torch.contiguous_format
