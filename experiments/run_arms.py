@@ -3,8 +3,10 @@ chain from that stage on, reusing what lies upstream (the run's CAM classifier, 
 labels at blend's t, affinity net).
 
 Issue #25 asks for each of wsss's own settings to be measured against the reference's on the
-tuning set (rows 2-9 of docs/parity.md here); issue #26 for the segmenter half of the
-bf16 check; issue #27 for the segmenter's length. Every arm writes its own folders under the
+tuning set (rows 2-9 of docs/parity.md here) and for Puzzle-CAM's ablation there (the
+classifier arms: a plain-CAM and a full-loss classifier trained beside the run's own);
+issue #26 for the segmenter half of the bf16 check; issue #27 for the segmenter's length
+and make-cam's scales. Every arm writes its own folders under the
 run (its base's name and its own: `rw_rw_global`, `aff_model_aff_reference_head`, ...) and
 resumes; OUT/arms.json keeps each run's figures per arm, merged across invocations.
 
