@@ -249,5 +249,59 @@ def table(
         json_out.write_text(json.dumps(rows, indent=1) + "\n")
 
 
+# Puzzle-CAM's ablation in the paper's order: the plain CAM, + L_p-cls (the runs' own
+# classifier, the demo recipe's), + L_re (the full loss)
+ABLATION = (("cam-plain", "plain CAM"), ("cams", "L_cls + L_p-cls"), ("cam-full", "full loss"))
+
+
+def ablation_rows(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per run that has all three classifiers: each figure of each, and whether the paper's
+    ordering (plain < L_cls + L_p-cls < full) holds on it."""
+    rows = []
+    for run, arms in results.items():
+        if not all(name in arms for name, _ in ABLATION):
+            continue
+        figures = {key: [arms[name][key] for name, _ in ABLATION] for key, _ in CAM_FIGURES}
+        order = {key: a < b < c for key, (a, b, c) in figures.items()}
+        rows.append({"run": run, "figures": figures, "paper_order": order})
+    return rows
+
+
+@app.command("ablation")
+def ablation(
+    folders: list[Path] = typer.Argument(..., help="--out folders of `run`"),
+    json_out: Path | None = typer.Option(None, "--json"),
+) -> None:
+    """The classifier arms side by side, run by run: plain CAM / L_cls + L_p-cls / full loss
+    per figure, the means, and on how many runs each step of the paper's order holds."""
+    results = {}
+    for folder in folders:
+        for key, figures in json.loads((folder / "arms.json").read_text()).items():
+            results[f"{folder.name}/{key}"] = figures
+    rows = ablation_rows(results)
+    names = " / ".join(label for _, label in ABLATION)
+    lines = ["| run | " + " | ".join(f"{label}: {names}" for _, label in CAM_FIGURES) + " |",
+             "|---" * (len(CAM_FIGURES) + 1) + "|"]  # fmt: skip
+    for row in rows:
+        cells = [" / ".join(f"{v:.2f}" for v in row["figures"][key]) for key, _ in CAM_FIGURES]
+        lines.append(f"| {row['run']} | " + " | ".join(cells) + " |")
+    if rows:
+        means = [" / ".join(f"{sum(r['figures'][key][i] for r in rows) / len(rows):.2f}"
+                            for i in range(len(ABLATION))) for key, _ in CAM_FIGURES]  # fmt: skip
+        lines.append("| **mean** | " + " | ".join(means) + " |")
+        steps = []
+        for key, _ in CAM_FIGURES:
+            pcl = sum(r["figures"][key][1] > r["figures"][key][0] for r in rows)
+            full = sum(r["figures"][key][2] > r["figures"][key][1] for r in rows)
+            over_plain = sum(r["figures"][key][2] > r["figures"][key][0] for r in rows)
+            order = sum(r["paper_order"][key] for r in rows)
+            steps.append(f"L_p-cls ahead {pcl}, full ahead of it {full}, full ahead of plain "
+                         f"{over_plain}, the order {order}")  # fmt: skip
+        lines.append(f"| **of {len(rows)} runs** | " + " | ".join(steps) + " |")
+    print("\n".join(lines))
+    if json_out is not None:
+        json_out.write_text(json.dumps(rows, indent=1) + "\n")
+
+
 if __name__ == "__main__":
     app()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from experiments.run_arms import ARMS, SEG_15, app, compared
+from experiments.run_arms import ARMS, SEG_15, ablation_rows, app, compared
 from wsss.recipes import DEMO
 
 
@@ -73,3 +73,26 @@ def test_the_ablation_arms_train_the_plain_cam_and_the_papers_full_loss() -> Non
     assert plain == {"pieces": 1, "alpha": 0.0, "pcl": False}  # L_cls alone, no tiles
     assert full["pcl"] is True and full["alpha"] == 4.0 and "pieces" not in full  # the recipe's 4
     assert DEMO.train_cam["pieces"] == 4
+
+
+def test_the_ablation_lines_up_the_three_classifiers_run_by_run(tmp_path: Path) -> None:
+    def cams(oracle: float, blend: float, labels: float) -> dict[str, float]:
+        return {"cam_miou_oracle": oracle, "cam_miou": blend, "pseudo_miou": labels}
+
+    results = {
+        "v-1": {"cam-plain": cams(40, 39, 50), "cams": cams(42, 40, 49),
+                "cam-full": cams(45, 38, 55)},
+        "v-2": {"cam-plain": cams(40, 39, 50), "cams": cams(41, 41, 51)},  # no full: left out
+    }  # fmt: skip
+    (row,) = ablation_rows(results)
+    assert row["run"] == "v-1" and row["figures"]["cam_miou_oracle"] == [40, 42, 45]
+    # the paper's order plain < L_p-cls < full holds on the oracle's CAMs and nowhere else
+    assert row["paper_order"] == {"cam_miou_oracle": True, "cam_miou": False, "pseudo_miou": False}
+    (tmp_path / "arms.json").write_text(json.dumps(results))
+    result = CliRunner().invoke(app, ["ablation", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "| **mean** | 40.00 / 42.00 / 45.00 | 39.00 / 40.00 / 38.00 |" in result.output
+    # the labels: 50 / 49 / 55
+    assert (
+        "L_p-cls ahead 0, full ahead of it 1, full ahead of plain 1, the order 0" in result.output
+    )
