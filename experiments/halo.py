@@ -12,6 +12,7 @@ against the masks over t, beside the merged CAMs the run made.
     python experiments/halo.py shares runs/thresholds/tuning/sparse-small-191 ... [--t 0.16,0.38]
     python experiments/halo.py scales runs/thresholds/tuning/sparse-small-191 ... [--images 100]
     python experiments/halo.py picture RUN ... --out docs/halo_cams.png [--images 4]
+        [--cams cams_cam_plain,cams,cams_cam_full]      # a row per run and CAM folder
 """
 
 from __future__ import annotations
@@ -137,12 +138,15 @@ def picture(
     out: Path = typer.Option(..., "--out"),
     images: int = typer.Option(4, "--images", help="the first N train images"),
     side: int = typer.Option(160, "--side"),
+    cams: str = typer.Option("cams", "--cams", help="CAM folders of each run, a row each"),
 ) -> None:
     """The strongest CAM of each run's first train images, the objects outlined."""
     from wsss.overlay import save_png
 
-    rows = [np.concatenate([outlined(_top(run / "cams", i), gt, side)
-                            for i, gt in _pairs(run, images)], axis=1) for run in runs]  # fmt: skip
+    folders = [name for name in cams.split(",") if name]
+    rows = [np.concatenate([outlined(_top(run / folder, i), gt, side)
+                            for i, gt in _pairs(run, images)], axis=1)
+            for run in runs for folder in folders]  # fmt: skip
     save_png(out, np.concatenate(rows, axis=0))
 
 
