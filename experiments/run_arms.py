@@ -86,7 +86,8 @@ ARMS: dict[str, Arm] = {
     ),  # fmt: skip
     "cam-full": Arm(
         "classifier",
-        {"train_cam": {**variant_options(DEMO, "full"), "alpha": 4.0}},
+        # the recipe's alpha, which the demo's own variant (pcl) sets to 0
+        {"train_cam": {**variant_options(DEMO, "full"), "alpha": DEMO.train_cam["alpha"]}},
         "cams",
         "ablation",
     ),  # fmt: skip
@@ -223,6 +224,15 @@ def paired_t(diffs: list[float]) -> float | None:
     return None if var == 0 else mean / (var / len(diffs)) ** 0.5
 
 
+def _results(folders: list[Path]) -> dict[str, dict[str, Any]]:
+    """Every run's arms of the folders' arms.json, keyed FOLDER/RUN."""
+    results: dict[str, dict[str, Any]] = {}
+    for folder in folders:
+        for run_key, figures in json.loads((folder / "arms.json").read_text()).items():
+            results[f"{folder.name}/{run_key}"] = figures
+    return results
+
+
 @app.command("table")
 def table(
     folders: list[Path] = typer.Argument(..., help="--out folders of `run`"),
@@ -230,11 +240,7 @@ def table(
 ) -> None:
     """Each arm against its base on every run of the folders: mean, range, wins, and the
     variants where the variant mean falls on either side."""
-    results: dict[str, dict[str, Any]] = {}
-    for folder in folders:
-        for run_key, figures in json.loads((folder / "arms.json").read_text()).items():
-            results[f"{folder.name}/{run_key}"] = figures
-    rows = compared(results)
+    rows = compared(_results(folders))
     lines = ["| arm (row) | figure | runs | arm - base, mean | paired t | range | arm ahead on | "
              "variants ahead (mean of seeds) |", "|---" * 8 + "|"]  # fmt: skip
     for r in rows:
@@ -274,11 +280,7 @@ def ablation(
 ) -> None:
     """The classifier arms side by side, run by run: plain CAM / L_cls + L_p-cls / full loss
     per figure, the means, and on how many runs each step of the paper's order holds."""
-    results = {}
-    for folder in folders:
-        for key, figures in json.loads((folder / "arms.json").read_text()).items():
-            results[f"{folder.name}/{key}"] = figures
-    rows = ablation_rows(results)
+    rows = ablation_rows(_results(folders))
     names = " / ".join(label for _, label in ABLATION)
     lines = ["| run | " + " | ".join(f"{label}: {names}" for _, label in CAM_FIGURES) + " |",
              "|---" * (len(CAM_FIGURES) + 1) + "|"]  # fmt: skip
