@@ -47,6 +47,7 @@ class Arm:
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     base: str | None = None
     row: str = ""  # docs/parity.md's row, or the issue the arm answers
+    cams_of: str = "cams"  # a "labels" arm: the arm whose CAMs it labels
 
 
 # The segmenter's length every segmenter arm was measured at (the default until issue #27's
@@ -91,6 +92,22 @@ ARMS: dict[str, Arm] = {
         "cams",
         "ablation",
     ),  # fmt: skip
+    # the ablation's pseudo labels under the reference's CRF (row 3), each against the same
+    # classifier's labels under wsss's; `crf-reference` is L_cls + L_p-cls's
+    "cam-plain-crf-reference": Arm(
+        "labels",
+        {"make_pseudo": {"crf_preset": "reference"}},
+        "cam-plain",
+        "ablation, 3",
+        cams_of="cam-plain",
+    ),
+    "cam-full-crf-reference": Arm(
+        "labels",
+        {"make_pseudo": {"crf_preset": "reference"}},
+        "cam-full",
+        "ablation, 3",
+        cams_of="cam-full",
+    ),
 }
 
 
@@ -116,7 +133,7 @@ def _arm_of(name: str, steps: Any, run_dir: Path) -> dict[str, Any]:
         steps.make_cam(steps.cam_model, cams)  # skips the files already there
         return steps.cams_to_labels(cams, tag=tag)
     if arm.kind == "labels":
-        return steps.cams_to_labels(run_dir / "cams", tag=tag)
+        return steps.cams_to_labels(run_dir / _folder(arm.cams_of, "cams"), tag=tag)
     if arm.kind in ("walk", "aff"):
         aff_model = run_dir / "aff_model" / "final.pt"
         if arm.kind == "aff":  # retrained on the run's confident labels
@@ -258,6 +275,10 @@ def table(
 # Puzzle-CAM's ablation in the paper's order: the plain CAM, + L_p-cls (the runs' own
 # classifier, the demo recipe's), + L_re (the full loss)
 ABLATION = (("cam-plain", "plain CAM"), ("cams", "L_cls + L_p-cls"), ("cam-full", "full loss"))
+# the same three classifiers' pseudo labels under the reference's CRF, where they were made
+CRF_REFERENCE = ("cam-plain-crf-reference", "crf-reference", "cam-full-crf-reference")
+REFERENCE_LABELS = ("pseudo_miou_crf_reference", "labels, blend t, reference CRF")
+ABLATION_FIGURES = (*CAM_FIGURES, REFERENCE_LABELS)
 
 
 def ablation_rows(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -268,9 +289,26 @@ def ablation_rows(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         if not all(name in arms for name, _ in ABLATION):
             continue
         figures = {key: [arms[name][key] for name, _ in ABLATION] for key, _ in CAM_FIGURES}
+        if all(name in arms for name in CRF_REFERENCE):
+            figures[REFERENCE_LABELS[0]] = [arms[name]["pseudo_miou"] for name in CRF_REFERENCE]
         order = {key: a < b < c for key, (a, b, c) in figures.items()}
         rows.append({"run": run, "figures": figures, "paper_order": order})
     return rows
+
+
+def _ablation_summary(rows: list[dict[str, Any]], key: str) -> tuple[str, str]:
+    """The means of one figure over the runs that have it, and how often each step holds."""
+    rows = [r for r in rows if key in r["figures"]]
+    if not rows:
+        return "-", "-"
+    means = " / ".join(f"{sum(r['figures'][key][i] for r in rows) / len(rows):.2f}"
+                       for i in range(len(ABLATION)))  # fmt: skip
+    pcl = sum(r["figures"][key][1] > r["figures"][key][0] for r in rows)
+    full = sum(r["figures"][key][2] > r["figures"][key][1] for r in rows)
+    over_plain = sum(r["figures"][key][2] > r["figures"][key][0] for r in rows)
+    order = sum(r["paper_order"][key] for r in rows)
+    return means, (f"of {len(rows)}: L_p-cls ahead {pcl}, full ahead of it {full}, full ahead "
+                   f"of plain {over_plain}, the order {order}")  # fmt: skip
 
 
 @app.command("ablation")
@@ -279,27 +317,20 @@ def ablation(
     json_out: Path | None = typer.Option(None, "--json"),
 ) -> None:
     """The classifier arms side by side, run by run: plain CAM / L_cls + L_p-cls / full loss
-    per figure, the means, and on how many runs each step of the paper's order holds."""
+    per figure (the labels under the reference's CRF too, where made), the means, and on how
+    many runs each step of the paper's order holds."""
     rows = ablation_rows(_results(folders))
     names = " / ".join(label for _, label in ABLATION)
-    lines = ["| run | " + " | ".join(f"{label}: {names}" for _, label in CAM_FIGURES) + " |",
-             "|---" * (len(CAM_FIGURES) + 1) + "|"]  # fmt: skip
+    lines = ["| run | " + " | ".join(f"{label}: {names}" for _, label in ABLATION_FIGURES)
+             + " |", "|---" * (len(ABLATION_FIGURES) + 1) + "|"]  # fmt: skip
     for row in rows:
-        cells = [" / ".join(f"{v:.2f}" for v in row["figures"][key]) for key, _ in CAM_FIGURES]
+        cells = [" / ".join(f"{v:.2f}" for v in row["figures"][key])
+                 if key in row["figures"] else "-" for key, _ in ABLATION_FIGURES]  # fmt: skip
         lines.append(f"| {row['run']} | " + " | ".join(cells) + " |")
     if rows:
-        means = [" / ".join(f"{sum(r['figures'][key][i] for r in rows) / len(rows):.2f}"
-                            for i in range(len(ABLATION))) for key, _ in CAM_FIGURES]  # fmt: skip
-        lines.append("| **mean** | " + " | ".join(means) + " |")
-        steps = []
-        for key, _ in CAM_FIGURES:
-            pcl = sum(r["figures"][key][1] > r["figures"][key][0] for r in rows)
-            full = sum(r["figures"][key][2] > r["figures"][key][1] for r in rows)
-            over_plain = sum(r["figures"][key][2] > r["figures"][key][0] for r in rows)
-            order = sum(r["paper_order"][key] for r in rows)
-            steps.append(f"L_p-cls ahead {pcl}, full ahead of it {full}, full ahead of plain "
-                         f"{over_plain}, the order {order}")  # fmt: skip
-        lines.append(f"| **of {len(rows)} runs** | " + " | ".join(steps) + " |")
+        summaries = [_ablation_summary(rows, key) for key, _ in ABLATION_FIGURES]
+        lines.append("| **mean** | " + " | ".join(m for m, _ in summaries) + " |")
+        lines.append("| **runs** | " + " | ".join(s for _, s in summaries) + " |")
     print("\n".join(lines))
     if json_out is not None:
         json_out.write_text(json.dumps(rows, indent=1) + "\n")

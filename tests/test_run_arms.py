@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from experiments.run_arms import ARMS, SEG_15, ablation_rows, app, compared
+from experiments.run_arms import ARMS, SEG_15, _arm_of, ablation_rows, app, compared
 from wsss.recipes import DEMO
 
 
@@ -50,7 +50,11 @@ def test_every_arm_with_a_base_changes_a_setting_and_compares_with_a_baseline() 
         if arm.base is None:  # a baseline pins at most the segmenter's measured length
             assert arm.options in ({}, {"train_seg": SEG_15}), name
         else:
-            assert arm.options and ARMS[arm.base].base is None, name
+            # a baseline, or (the ablation's labels under another CRF) the classifier arm
+            # whose CAMs the arm labels
+            base = ARMS[arm.base]
+            assert arm.options and (base.base is None or arm.cams_of == arm.base), name
+            assert arm.cams_of == "cams" or ARMS[arm.cams_of].kind == "classifier", name
             assert ARMS[arm.base].kind == arm.kind or arm.kind in (
                 "classifier", "labels", "aff", "predict"), name  # fmt: skip
 
@@ -94,5 +98,50 @@ def test_the_ablation_lines_up_the_three_classifiers_run_by_run(tmp_path: Path) 
     assert "| **mean** | 40.00 / 42.00 / 45.00 | 39.00 / 40.00 / 38.00 |" in result.output
     # the labels: 50 / 49 / 55
     assert (
-        "L_p-cls ahead 0, full ahead of it 1, full ahead of plain 1, the order 0" in result.output
+        "of 1: L_p-cls ahead 0, full ahead of it 1, full ahead of plain 1, the order 0"
+        in result.output
     )
+    # no run has the reference CRF's labels: its column is empty on the run, mean and runs lines
+    table = [line for line in result.output.splitlines() if "/v-1 |" in line
+             or line.startswith("| **")]  # fmt: skip
+    assert len(table) == 3 and all(line.endswith("| - |") for line in table)
+
+
+def test_the_ablation_adds_the_labels_under_the_reference_crf_where_made(tmp_path: Path) -> None:
+    def cams(labels: float) -> dict[str, float]:
+        return {"cam_miou_oracle": 40.0, "cam_miou": 40.0, "pseudo_miou": labels}
+
+    results = {
+        "v-1": {"cam-plain": cams(50), "cams": cams(49), "cam-full": cams(55),
+                "cam-plain-crf-reference": cams(45), "crf-reference": cams(47),
+                "cam-full-crf-reference": cams(52)},
+        "v-2": {"cam-plain": cams(50), "cams": cams(51), "cam-full": cams(48)},
+    }  # fmt: skip
+    rows = {row["run"]: row for row in ablation_rows(results)}
+    reference = rows["v-1"]["figures"]["pseudo_miou_crf_reference"]
+    assert reference == [45, 47, 52] and rows["v-1"]["paper_order"]["pseudo_miou_crf_reference"]
+    assert "pseudo_miou_crf_reference" not in rows["v-2"]["figures"]
+    (tmp_path / "arms.json").write_text(json.dumps(results))
+    result = CliRunner().invoke(app, ["ablation", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    # the mean of the one run that has it, not of both
+    assert "| 45.00 / 47.00 / 52.00 |\n" in result.output
+    assert "of 1: L_p-cls ahead 1, full ahead of it 1, full ahead of plain 1, the order 1" in (
+        result.output
+    )
+
+
+def test_a_labels_arm_labels_the_cams_of_the_classifier_it_names(tmp_path: Path) -> None:
+    class Steps:  # records which CAMs are labelled, with which CRF
+        options: dict[str, dict[str, object]] = {"make_pseudo": {"crf_preset": "wsss"}}
+
+        def cams_to_labels(self, cams: Path, tag: str) -> dict[str, object]:
+            return {"cams": cams.name, "tag": tag, **self.options["make_pseudo"]}
+
+    got = {name: _arm_of(name, Steps(), tmp_path) for name in
+           ("crf-reference", "cam-plain-crf-reference", "cam-full-crf-reference")}  # fmt: skip
+    assert got["crf-reference"]["cams"] == "cams"
+    assert got["cam-plain-crf-reference"]["cams"] == "cams_cam_plain"
+    assert got["cam-full-crf-reference"] == {"cams": "cams_cam_full",
+                                             "tag": "cam_full_crf_reference",
+                                             "crf_preset": "reference"}  # fmt: skip
