@@ -311,18 +311,54 @@ def _ablation_summary(rows: list[dict[str, Any]], key: str) -> tuple[str, str]:
                    f"of plain {over_plain}, the order {order}")  # fmt: skip
 
 
+def by_variant(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ablation's rows averaged over each variant's seeds (a figure over the seeds that
+    have it), the paper's order read on the means."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(row["run"].rsplit("-", 1)[0], []).append(row)
+    out = []
+    for variant, runs in groups.items():
+        figures = {}
+        for key, _ in ABLATION_FIGURES:
+            have = [r["figures"][key] for r in runs if key in r["figures"]]
+            if have:
+                figures[key] = [sum(f[i] for f in have) / len(have) for i in range(3)]
+        order = {key: a < b < c for key, (a, b, c) in figures.items()}
+        out.append({"run": f"{variant} ({len(runs)})", "figures": figures, "paper_order": order})
+    return out
+
+
+def _steps_t(rows: list[dict[str, Any]], key: str) -> str:
+    """Each step's mean difference over the runs that have the figure, with its paired t."""
+    have = [r["figures"][key] for r in rows if key in r["figures"]]
+    if not have:
+        return "-"
+    cells = []
+    for step, (a, b) in (("L_p-cls - plain", (1, 0)), ("full - L_p-cls", (2, 1))):
+        diffs = [f[a] - f[b] for f in have]
+        t = paired_t(diffs)
+        cells.append(
+            f"{step} {sum(diffs) / len(diffs):+.2f} (t {'-' if t is None else f'{t:+.1f}'})"
+        )
+    return ", ".join(cells)
+
+
 @app.command("ablation")
 def ablation(
     folders: list[Path] = typer.Argument(..., help="--out folders of `run`"),
     json_out: Path | None = typer.Option(None, "--json"),
+    variants: bool = typer.Option(False, "--by-variant", help="one row per variant: seed means"),
 ) -> None:
     """The classifier arms side by side, run by run: plain CAM / L_cls + L_p-cls / full loss
-    per figure (the labels under the reference's CRF too, where made), the means, and on how
-    many runs each step of the paper's order holds."""
-    rows = ablation_rows(_results(folders))
+    per figure (the labels under the reference's CRF too, where made), the means, on how many
+    rows each step of the paper's order holds, and each step's mean over the runs."""
+    runs = ablation_rows(_results(folders))
+    rows = by_variant(runs) if variants else runs
     names = " / ".join(label for _, label in ABLATION)
-    lines = ["| run | " + " | ".join(f"{label}: {names}" for _, label in ABLATION_FIGURES)
-             + " |", "|---" * (len(ABLATION_FIGURES) + 1) + "|"]  # fmt: skip
+    lines = [f"| {'variant (runs)' if variants else 'run'} | "
+             + " | ".join(f"{label}: {names}" for _, label in ABLATION_FIGURES) + " |",
+             "|---" * (len(ABLATION_FIGURES) + 1) + "|"]  # fmt: skip
     for row in rows:
         cells = [" / ".join(f"{v:.2f}" for v in row["figures"][key])
                  if key in row["figures"] else "-" for key, _ in ABLATION_FIGURES]  # fmt: skip
@@ -330,7 +366,10 @@ def ablation(
     if rows:
         summaries = [_ablation_summary(rows, key) for key, _ in ABLATION_FIGURES]
         lines.append("| **mean** | " + " | ".join(m for m, _ in summaries) + " |")
-        lines.append("| **runs** | " + " | ".join(s for _, s in summaries) + " |")
+        lines.append(f"| **{'variants' if variants else 'runs'}** | "
+                     + " | ".join(s for _, s in summaries) + " |")  # fmt: skip
+        steps = " | ".join(_steps_t(runs, key) for key, _ in ABLATION_FIGURES)
+        lines.append(f"| **steps, over the runs** | {steps} |")
     print("\n".join(lines))
     if json_out is not None:
         json_out.write_text(json.dumps(rows, indent=1) + "\n")

@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from experiments.run_arms import ARMS, SEG_15, _arm_of, ablation_rows, app, compared
+from experiments.run_arms import (
+    ARMS,
+    SEG_15,
+    _arm_of,
+    ablation_rows,
+    app,
+    by_variant,
+    compared,
+)
 from wsss.recipes import DEMO
 
 
@@ -101,10 +109,11 @@ def test_the_ablation_lines_up_the_three_classifiers_run_by_run(tmp_path: Path) 
         "of 1: L_p-cls ahead 0, full ahead of it 1, full ahead of plain 1, the order 0"
         in result.output
     )
-    # no run has the reference CRF's labels: its column is empty on the run, mean and runs lines
+    # no run has the reference CRF's labels: its column is empty on the run line and the three
+    # summary lines (mean, runs, steps)
     table = [line for line in result.output.splitlines() if "/v-1 |" in line
              or line.startswith("| **")]  # fmt: skip
-    assert len(table) == 3 and all(line.endswith("| - |") for line in table)
+    assert len(table) == 4 and all(line.endswith("| - |") for line in table)
 
 
 def test_the_ablation_adds_the_labels_under_the_reference_crf_where_made(tmp_path: Path) -> None:
@@ -145,3 +154,29 @@ def test_a_labels_arm_labels_the_cams_of_the_classifier_it_names(tmp_path: Path)
     assert got["cam-full-crf-reference"] == {"cams": "cams_cam_full",
                                              "tag": "cam_full_crf_reference",
                                              "crf_preset": "reference"}  # fmt: skip
+
+
+def test_the_ablation_by_variant_averages_the_seeds_and_reads_the_order_on_the_means(
+    tmp_path: Path,
+) -> None:
+    def cams(oracle: float) -> dict[str, float]:
+        return {"cam_miou_oracle": oracle, "cam_miou": oracle, "pseudo_miou": oracle}
+
+    results = {
+        "v-1": {"cam-plain": cams(40), "cams": cams(44), "cam-full": cams(50)},
+        "v-2": {"cam-plain": cams(42), "cams": cams(40), "cam-full": cams(30)},
+        "w-1": {"cam-plain": cams(10), "cams": cams(12), "cam-full": cams(14)},
+    }  # fmt: skip
+    rows = {row["run"]: row for row in by_variant(ablation_rows(results))}
+    # v: seed means 41 / 42 / 40, so the order fails on the means though it held on seed 1
+    assert rows["v (2)"]["figures"]["cam_miou_oracle"] == [41, 42, 40]
+    assert not rows["v (2)"]["paper_order"]["cam_miou_oracle"]
+    assert rows["w (1)"]["paper_order"]["cam_miou_oracle"]
+    (tmp_path / "arms.json").write_text(json.dumps(results))
+    result = CliRunner().invoke(app, ["ablation", str(tmp_path), "--by-variant"])
+    assert result.exit_code == 0, result.output
+    assert "of 2: L_p-cls ahead 2, full ahead of it 1, full ahead of plain 1, the order 1" in (
+        result.output
+    )
+    # the steps over the three runs: L_p-cls - plain +4, -2, +2: mean 4/3, sd 3.06, t 0.76
+    assert "L_p-cls - plain +1.33 (t +0.8)" in result.output
