@@ -47,12 +47,16 @@ class Arm:
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     base: str | None = None
     row: str = ""  # docs/parity.md's row, or the issue the arm answers
-    cams_of: str = "cams"  # a "labels" arm: the arm whose CAMs it labels
+    # the classifier arm it starts from: its model for a "cams" arm, its CAMs for a "labels" one
+    source: str = "cams"
 
 
 # The segmenter's length every segmenter arm was measured at (the default until issue #27's
 # 30 epochs), so that `seg` and its arms reproduce docs/parity.md and docs/quality.md.
 SEG_15 = {"epochs": 15}
+
+# make-cam and make-pseudo under the reference profile (docs/parity.md, rows 2 and 3)
+REFERENCE_CAMS = {"make_cam": {"resize": "pil-bicubic"}, "make_pseudo": {"crf_preset": "reference"}}
 
 ARMS: dict[str, Arm] = {
     # baselines: the pipeline's own settings, scored the way their arms are
@@ -92,22 +96,16 @@ ARMS: dict[str, Arm] = {
         "cams",
         "ablation",
     ),  # fmt: skip
-    # the ablation's pseudo labels under the reference's CRF (row 3), each against the same
-    # classifier's labels under wsss's; `crf-reference` is L_cls + L_p-cls's
-    "cam-plain-crf-reference": Arm(
-        "labels",
-        {"make_pseudo": {"crf_preset": "reference"}},
-        "cam-plain",
-        "ablation, 3",
-        cams_of="cam-plain",
-    ),
-    "cam-full-crf-reference": Arm(
-        "labels",
-        {"make_pseudo": {"crf_preset": "reference"}},
-        "cam-full",
-        "ablation, 3",
-        cams_of="cam-full",
-    ),
+    # the ablation under the reference profile: the three classifiers' CAMs made with the
+    # reference's resize (row 2) and labelled with its CRF (row 3), each against the same
+    # classifier under wsss's; at ResNet-18 depth rows 1 and 4-9 do not touch these figures
+    "cam-plain-reference": Arm(
+        "cams", REFERENCE_CAMS, "cam-plain", "ablation, 2+3", source="cam-plain"
+    ),  # fmt: skip
+    "cams-reference": Arm("cams", REFERENCE_CAMS, "cams", "ablation, 2+3"),
+    "cam-full-reference": Arm(
+        "cams", REFERENCE_CAMS, "cam-full", "ablation, 2+3", source="cam-full"
+    ),  # fmt: skip
 }
 
 
@@ -130,10 +128,11 @@ def _arm_of(name: str, steps: Any, run_dir: Path) -> dict[str, Any]:
         return steps.cams_to_labels(cams, tag=tag)
     if arm.kind == "cams":
         cams = run_dir / _folder(name, "cams")
-        steps.make_cam(steps.cam_model, cams)  # skips the files already there
+        model = run_dir / _folder(arm.source, "cam_model") / "final.pt"
+        steps.make_cam(model, cams)  # skips the files already there
         return steps.cams_to_labels(cams, tag=tag)
     if arm.kind == "labels":
-        return steps.cams_to_labels(run_dir / _folder(arm.cams_of, "cams"), tag=tag)
+        return steps.cams_to_labels(run_dir / _folder(arm.source, "cams"), tag=tag)
     if arm.kind in ("walk", "aff"):
         aff_model = run_dir / "aff_model" / "final.pt"
         if arm.kind == "aff":  # retrained on the run's confident labels
@@ -275,10 +274,11 @@ def table(
 # Puzzle-CAM's ablation in the paper's order: the plain CAM, + L_p-cls (the runs' own
 # classifier, the demo recipe's), + L_re (the full loss)
 ABLATION = (("cam-plain", "plain CAM"), ("cams", "L_cls + L_p-cls"), ("cam-full", "full loss"))
-# the same three classifiers' pseudo labels under the reference's CRF, where they were made
-CRF_REFERENCE = ("cam-plain-crf-reference", "crf-reference", "cam-full-crf-reference")
-REFERENCE_LABELS = ("pseudo_miou_crf_reference", "labels, blend t, reference CRF")
-ABLATION_FIGURES = (*CAM_FIGURES, REFERENCE_LABELS)
+# the same three classifiers under the reference profile, where the runs have them
+ABLATION_REFERENCE = ("cam-plain-reference", "cams-reference", "cam-full-reference")
+ABLATION_FIGURES = (*CAM_FIGURES,
+                    *((f"{key}|reference", f"{label}, reference profile") for key, label in
+                      CAM_FIGURES))  # fmt: skip
 
 
 def ablation_rows(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -289,8 +289,9 @@ def ablation_rows(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         if not all(name in arms for name, _ in ABLATION):
             continue
         figures = {key: [arms[name][key] for name, _ in ABLATION] for key, _ in CAM_FIGURES}
-        if all(name in arms for name in CRF_REFERENCE):
-            figures[REFERENCE_LABELS[0]] = [arms[name]["pseudo_miou"] for name in CRF_REFERENCE]
+        if all(name in arms for name in ABLATION_REFERENCE):
+            for key, _ in CAM_FIGURES:
+                figures[f"{key}|reference"] = [arms[name][key] for name in ABLATION_REFERENCE]
         order = {key: a < b < c for key, (a, b, c) in figures.items()}
         rows.append({"run": run, "figures": figures, "paper_order": order})
     return rows
@@ -351,7 +352,7 @@ def ablation(
     variants: bool = typer.Option(False, "--by-variant", help="one row per variant: seed means"),
 ) -> None:
     """The classifier arms side by side, run by run: plain CAM / L_cls + L_p-cls / full loss
-    per figure (the labels under the reference's CRF too, where made), the means, on how many
+    per figure (under the reference profile too, where made), the means, on how many
     rows each step of the paper's order holds, and each step's mean over the runs."""
     runs = ablation_rows(_results(folders))
     rows = by_variant(runs) if variants else runs

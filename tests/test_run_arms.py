@@ -58,12 +58,12 @@ def test_every_arm_with_a_base_changes_a_setting_and_compares_with_a_baseline() 
         if arm.base is None:  # a baseline pins at most the segmenter's measured length
             assert arm.options in ({}, {"train_seg": SEG_15}), name
         else:
-            # a baseline, or (the ablation's labels under another CRF) the classifier arm
-            # whose CAMs the arm labels
+            # a baseline, or (the ablation under the reference profile) the classifier arm
+            # whose model the arm makes CAMs with
             base = ARMS[arm.base]
-            assert arm.options and (base.base is None or arm.cams_of == arm.base), name
-            assert arm.cams_of == "cams" or ARMS[arm.cams_of].kind == "classifier", name
-            assert ARMS[arm.base].kind == arm.kind or arm.kind in (
+            assert arm.options and (base.base is None or arm.source == arm.base), name
+            assert arm.source == "cams" or ARMS[arm.source].kind == "classifier", name
+            assert base.kind == arm.kind or arm.source == arm.base or arm.kind in (
                 "classifier", "labels", "aff", "predict"), name  # fmt: skip
 
 
@@ -109,51 +109,58 @@ def test_the_ablation_lines_up_the_three_classifiers_run_by_run(tmp_path: Path) 
         "of 1: L_p-cls ahead 0, full ahead of it 1, full ahead of plain 1, the order 0"
         in result.output
     )
-    # no run has the reference CRF's labels: its column is empty on the run line and the three
-    # summary lines (mean, runs, steps)
+    # no run has the reference profile's arms: their three columns are empty on the run line
+    # and the three summary lines (mean, runs, steps)
     table = [line for line in result.output.splitlines() if "/v-1 |" in line
              or line.startswith("| **")]  # fmt: skip
-    assert len(table) == 4 and all(line.endswith("| - |") for line in table)
+    assert len(table) == 4 and all(line.endswith("| - | - | - |") for line in table)
 
 
-def test_the_ablation_adds_the_labels_under_the_reference_crf_where_made(tmp_path: Path) -> None:
-    def cams(labels: float) -> dict[str, float]:
-        return {"cam_miou_oracle": 40.0, "cam_miou": 40.0, "pseudo_miou": labels}
+def test_the_ablation_adds_the_reference_profile_where_made(tmp_path: Path) -> None:
+    def cams(oracle: float, labels: float) -> dict[str, float]:
+        return {"cam_miou_oracle": oracle, "cam_miou": 40.0, "pseudo_miou": labels}
 
     results = {
-        "v-1": {"cam-plain": cams(50), "cams": cams(49), "cam-full": cams(55),
-                "cam-plain-crf-reference": cams(45), "crf-reference": cams(47),
-                "cam-full-crf-reference": cams(52)},
-        "v-2": {"cam-plain": cams(50), "cams": cams(51), "cam-full": cams(48)},
+        "v-1": {"cam-plain": cams(40, 50), "cams": cams(41, 49), "cam-full": cams(42, 55),
+                "cam-plain-reference": cams(39, 45), "cams-reference": cams(43, 47),
+                "cam-full-reference": cams(38, 52)},
+        "v-2": {"cam-plain": cams(40, 50), "cams": cams(41, 51), "cam-full": cams(42, 48)},
     }  # fmt: skip
     rows = {row["run"]: row for row in ablation_rows(results)}
-    reference = rows["v-1"]["figures"]["pseudo_miou_crf_reference"]
-    assert reference == [45, 47, 52] and rows["v-1"]["paper_order"]["pseudo_miou_crf_reference"]
-    assert "pseudo_miou_crf_reference" not in rows["v-2"]["figures"]
+    figures, order = rows["v-1"]["figures"], rows["v-1"]["paper_order"]
+    assert figures["pseudo_miou|reference"] == [45, 47, 52] and order["pseudo_miou|reference"]
+    assert figures["cam_miou_oracle|reference"] == [39, 43, 38]
+    assert not order["cam_miou_oracle|reference"] and order["cam_miou_oracle"]
+    assert "pseudo_miou|reference" not in rows["v-2"]["figures"]
     (tmp_path / "arms.json").write_text(json.dumps(results))
     result = CliRunner().invoke(app, ["ablation", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    # the mean of the one run that has it, not of both
+    # the means of the one run that has it, not of both
     assert "| 45.00 / 47.00 / 52.00 |\n" in result.output
     assert "of 1: L_p-cls ahead 1, full ahead of it 1, full ahead of plain 1, the order 1" in (
         result.output
     )
 
 
-def test_a_labels_arm_labels_the_cams_of_the_classifier_it_names(tmp_path: Path) -> None:
-    class Steps:  # records which CAMs are labelled, with which CRF
-        options: dict[str, dict[str, object]] = {"make_pseudo": {"crf_preset": "wsss"}}
+def test_the_reference_arms_make_their_classifiers_cams_the_reference_way(tmp_path: Path) -> None:
+    class Steps:  # records which model makes which CAMs, and the settings of both stages
+        options: dict[str, dict[str, object]] = {"make_cam": {"resize": "bilinear"},
+                                                 "make_pseudo": {"crf_preset": "wsss"}}  # fmt: skip
+
+        def make_cam(self, model: Path, cams: Path) -> None:
+            self.made = (model.parent.name, cams.name, self.options["make_cam"]["resize"])
 
         def cams_to_labels(self, cams: Path, tag: str) -> dict[str, object]:
-            return {"cams": cams.name, "tag": tag, **self.options["make_pseudo"]}
+            return {"made": self.made, "tag": tag, **self.options["make_pseudo"]}
 
     got = {name: _arm_of(name, Steps(), tmp_path) for name in
-           ("crf-reference", "cam-plain-crf-reference", "cam-full-crf-reference")}  # fmt: skip
-    assert got["crf-reference"]["cams"] == "cams"
-    assert got["cam-plain-crf-reference"]["cams"] == "cams_cam_plain"
-    assert got["cam-full-crf-reference"] == {"cams": "cams_cam_full",
-                                             "tag": "cam_full_crf_reference",
-                                             "crf_preset": "reference"}  # fmt: skip
+           ("cams-reference", "cam-plain-reference", "cam-full-reference")}  # fmt: skip
+    assert got["cams-reference"]["made"] == ("cam_model", "cams_cams_reference", "pil-bicubic")
+    assert got["cam-plain-reference"]["made"][:2] == (
+        "cam_model_cam_plain", "cams_cam_plain_reference")  # fmt: skip
+    assert got["cam-full-reference"] == {
+        "made": ("cam_model_cam_full", "cams_cam_full_reference", "pil-bicubic"),
+        "tag": "cam_full_reference", "crf_preset": "reference"}  # fmt: skip
 
 
 def test_the_ablation_by_variant_averages_the_seeds_and_reads_the_order_on_the_means(
