@@ -4,7 +4,8 @@ labels at blend's t, affinity net).
 
 Issue #25 asks for each of wsss's own settings to be measured against the reference's on the
 tuning set (rows 2-9 of docs/parity.md here) and for Puzzle-CAM's ablation there (the
-classifier arms: a plain-CAM and a full-loss classifier trained beside the run's own);
+classifier arms: a plain-CAM and a full-loss classifier trained beside the run's own; the
+`*-reference` arms: the three under the reference profile's make-cam and CRF);
 issue #26 for the segmenter half of the bf16 check; issue #27 for the segmenter's length
 and make-cam's scales. Every arm writes its own folders under the
 run (its base's name and its own: `rw_rw_global`, `aff_model_aff_reference_head`, ...) and
@@ -13,6 +14,7 @@ resumes; OUT/arms.json keeps each run's figures per arm, merged across invocatio
     python experiments/run_arms.py run --out runs/thresholds/tuning --arms seg,predict-logits
         [--datasets tuning] [--only NAME,...] [--jobs 2] [--amp gpu|bf16]
     python experiments/run_arms.py table runs/thresholds/tuning [--json OUT.json]
+    python experiments/run_arms.py ablation runs/thresholds/tuning [--by-variant] [--json OUT]
 """
 
 from __future__ import annotations
