@@ -326,7 +326,7 @@ def by_variant(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for key, _ in ABLATION_FIGURES:
             have = [r["figures"][key] for r in runs if key in r["figures"]]
             if have:
-                figures[key] = [sum(f[i] for f in have) / len(have) for i in range(3)]
+                figures[key] = [sum(f[i] for f in have) / len(have) for i in range(len(ABLATION))]
         order = {key: a < b < c for key, (a, b, c) in figures.items()}
         out.append({"run": f"{variant} ({len(runs)})", "figures": figures, "paper_order": order})
     return out
