@@ -7,8 +7,14 @@ and prints, per variant, each precision's figures per data seed, the fp32 seed s
 two seeds' difference) and bf16's difference from fp32 on the same data; the check is that
 each variant's bf16 mean lies within its fp32 seed spread of the fp32 mean.
 
-    python experiments/precision_quality.py runs/thresholds/tuning runs/thresholds/tuning-bf16
-        [--json OUT.json]
+`training-seeds` reads, besides, a second training seed on the same data (run_arms.py's
+`cam-seed1` and `seg-30ep-seed1` arms, in each folder's precision): the fp32 spread is then
+what retraining on the same images moves, not the difference of two datasets.
+
+    python experiments/precision_quality.py compare runs/thresholds/tuning \
+        runs/thresholds/tuning-bf16 [--seg-arm seg-30ep] [--json OUT.json]
+    python experiments/precision_quality.py training-seeds runs/thresholds/tuning \
+        runs/thresholds/tuning-bf16 [--json OUT.json]
 """
 
 from __future__ import annotations
@@ -37,8 +43,9 @@ FIGURES = (
 )
 
 
-def figures_of(folder: Path) -> dict[tuple[str, str], dict[str, float]]:
-    """(variant, seed) -> each figure (mIoU %) of one threshold_sets folder."""
+def figures_of(folder: Path, seg_arm: str = "seg") -> dict[tuple[str, str], dict[str, float]]:
+    """(variant, seed) -> each figure (mIoU %) of one threshold_sets folder; the segmenter is
+    run_arms.py's `seg_arm`."""
     rules = json.loads((folder / "rules.json").read_text())
     pseudo_path = folder / "pseudo.json"
     pseudo = json.loads(pseudo_path.read_text()) if pseudo_path.is_file() else {}
@@ -56,16 +63,16 @@ def figures_of(folder: Path) -> dict[tuple[str, str], dict[str, float]]:
             values[FIGURES[2]] = labels["blend"][1]
         if "oracle" in labels:
             values[FIGURES[3]] = labels["oracle"][1]
-        segmenter = arms.get(f"{key[0]}-{key[1]}", {}).get("seg")
+        segmenter = arms.get(f"{key[0]}-{key[1]}", {}).get(seg_arm)
         if segmenter is not None:
             values[FIGURES[4]] = segmenter["seg_miou"]
         out[key] = values
     return out
 
 
-def compare(fp32: Path, bf16: Path) -> list[dict[str, Any]]:
+def compare(fp32: Path, bf16: Path, seg_arm: str = "seg") -> list[dict[str, Any]]:
     """One row per variant and figure where both precisions have both seeds."""
-    a, b = figures_of(fp32), figures_of(bf16)
+    a, b = figures_of(fp32, seg_arm), figures_of(bf16, seg_arm)
     variants = list(dict.fromkeys(variant for variant, _ in a))
     rows = []
     for variant in variants:
@@ -88,13 +95,89 @@ def compare(fp32: Path, bf16: Path) -> list[dict[str, Any]]:
     return rows
 
 
-@app.command()
-def main(
+# the second training seed's figures: run_arms.py arm -> (its key, the figure)
+SEED1 = {"cam-seed1": (("cam_miou_oracle", FIGURES[0]), ("cam_miou", FIGURES[1]),
+                       ("pseudo_miou", FIGURES[2])),
+         "seg-30ep-seed1": (("seg_miou", FIGURES[4]),)}  # fmt: skip
+
+
+def by_training_seed(folder: Path) -> dict[tuple[str, str], dict[str, list[float]]]:
+    """(variant, data seed) -> figure -> [training seed 0, training seed 1], for the runs
+    that have the seed arms (seed 0: the run's own figures, its segmenter the seg-30ep arm)."""
+    own = figures_of(folder, "seg-30ep")
+    arms_path = folder / "arms.json"
+    arms = json.loads(arms_path.read_text()) if arms_path.is_file() else {}
+    out: dict[tuple[str, str], dict[str, list[float]]] = {}
+    for key, values in own.items():
+        run = arms.get(f"{key[0]}-{key[1]}", {})
+        pairs = {figure: [values[figure], run[arm][name]] for arm, names in SEED1.items()
+                 if arm in run for name, figure in names if figure in values}  # fmt: skip
+        if pairs:
+            out[key] = pairs
+    return out
+
+
+def compare_training_seeds(fp32: Path, bf16: Path) -> list[dict[str, Any]]:
+    """Per variant and figure with both training seeds of every data seed in both precisions:
+    the fp32 training-seed spread (the largest |seed 1 - seed 0| over the data seeds) and
+    bf16's mean over all its runs minus fp32's; within: the shift is at most that spread."""
+    a, b = by_training_seed(fp32), by_training_seed(bf16)
+    rows = []
+    for variant in dict.fromkeys(v for v, _ in a):
+        seeds = sorted(s for v, s in a if v == variant)
+        for figure in FIGURES:
+            if any(figure not in x.get((variant, s), {}) for x in (a, b) for s in seeds):
+                continue
+            full = [a[(variant, s)][figure] for s in seeds]
+            half = [b[(variant, s)][figure] for s in seeds]
+            spread = max(abs(y - x) for x, y in full)
+            shift = sum(map(sum, half)) / (2 * len(half)) - sum(map(sum, full)) / (2 * len(full))
+            rows.append({
+                "variant": variant, "figure": figure, "data_seeds": seeds,
+                "fp32": full, "bf16": half, "fp32_training_seed_spread": spread,
+                "bf16_training_seed_spread": max(abs(y - x) for x, y in half),
+                "bf16_minus_fp32_mean": shift, "within_spread": abs(shift) <= spread,
+            })  # fmt: skip
+    return rows
+
+
+@app.command("training-seeds")
+def training_seeds(
     fp32: Path = typer.Argument(..., help="threshold_sets folder made with --amp gpu (CPU fp32)"),
     bf16: Path = typer.Argument(..., help="the same variants made with --amp bf16"),
     json_out: Path | None = typer.Option(None, "--json"),
 ) -> None:
-    rows = compare(fp32, bf16)
+    """bf16 against the fp32 spread of a second training seed on the same data."""
+    rows = compare_training_seeds(fp32, bf16)
+    lines = ["| variant | figure | fp32 (data seed: training seeds 0 / 1) | bf16 (the same) | "
+             "fp32 training-seed spread | bf16's | bf16 - fp32 (means) | within |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in rows:
+        cells = [
+            ", ".join(
+                f"{s}: {x:.2f} / {y:.2f}" for s, (x, y) in zip(r["data_seeds"], r[k], strict=True)
+            )
+            for k in ("fp32", "bf16")
+        ]
+        lines.append(f"| {r['variant']} | {r['figure']} | {cells[0]} | {cells[1]} | "
+                     f"{r['fp32_training_seed_spread']:.2f} | "
+                     f"{r['bf16_training_seed_spread']:.2f} | "
+                     f"{r['bf16_minus_fp32_mean']:+.2f} | "
+                     f"{'yes' if r['within_spread'] else '**no**'} |")  # fmt: skip
+    print("\n".join(lines))
+    if json_out is not None:
+        json_out.write_text(json.dumps(rows, indent=1))
+
+
+@app.command("compare")
+def main(
+    fp32: Path = typer.Argument(..., help="threshold_sets folder made with --amp gpu (CPU fp32)"),
+    bf16: Path = typer.Argument(..., help="the same variants made with --amp bf16"),
+    seg_arm: str = typer.Option("seg", "--seg-arm", help="run_arms.py's segmenter arm to read"),
+    json_out: Path | None = typer.Option(None, "--json"),
+) -> None:
+    """bf16 against the fp32 spread of the two data seeds."""
+    rows = compare(fp32, bf16, seg_arm)
     lines = [
         "| variant | figure | fp32 (seeds) | bf16 (seeds) | fp32 seed spread | "
         "bf16 - fp32 (means) | bf16 - fp32 per seed | within |",

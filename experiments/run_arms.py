@@ -6,8 +6,8 @@ Issue #25 asks for each of wsss's own settings to be measured against the refere
 tuning set (rows 2-9 of docs/parity.md here) and for Puzzle-CAM's ablation there (the
 classifier arms: a plain-CAM and a full-loss classifier trained beside the run's own; the
 `*-reference` arms: the three under the reference profile's make-cam and CRF);
-issue #26 for the segmenter half of the bf16 check; issue #27 for the segmenter's length
-and make-cam's scales. Every arm writes its own folders under the
+issue #26 for the segmenter half of the bf16 check and its training-seed spread; issue #27
+for the segmenter's length and make-cam's scales. Every arm writes its own folders under the
 run (its base's name and its own: `rw_rw_global`, `aff_model_aff_reference_head`, ...) and
 resumes; OUT/arms.json keeps each run's figures per arm, merged across invocations.
 
@@ -108,6 +108,13 @@ ARMS: dict[str, Arm] = {
     "cam-full-reference": Arm(
         "cams", REFERENCE_CAMS, "cam-full", "ablation, 2+3", source="cam-full"
     ),  # fmt: skip
+    # issue #26: another training seed on the same data (train-cam and train-seg; the runs'
+    # own train with the stage default, 0), so that the bf16 check's fp32 spread is a
+    # training seed's and not only the data seed's
+    "cam-seed1": Arm("classifier", {"train_cam": {"seed": 1}}, "cams", "#26"),
+    "seg-30ep-seed1": Arm(
+        "seg", {"train_seg": {"epochs": 30, "seed": 1}}, "seg-30ep", "#26", source="cam-seed1"
+    ),  # fmt: skip
 }
 
 
@@ -144,7 +151,10 @@ def _arm_of(name: str, steps: Any, run_dir: Path) -> dict[str, Any]:
         steps.make_rw(aff_model, run_dir / "cams", walked)
         return steps.cams_to_labels(walked, tag=tag)
     labels = run_dir / "pseudo"  # the CRF labels at blend's t, as a pipeline run has them
-    if not labels.exists():
+    if arm.source != "cams":  # a classifier arm's labels, its model the segmenter's start
+        labels = run_dir / _folder(arm.source, "pseudo")
+        steps.cam_model = run_dir / _folder(arm.source, "cam_model") / "final.pt"
+    elif not labels.exists():
         labels.symlink_to("pseudo_blend", target_is_directory=True)
     if arm.kind == "seg":
         model = steps.train_seg(labels, "" if name == "seg" else f"_{tag}")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments.precision_quality import compare
+from experiments.precision_quality import compare, compare_training_seeds
 
 
 def _folder(path: Path, cams: dict[tuple[str, str], tuple[float, float]],
@@ -51,3 +51,41 @@ def test_the_segmenter_is_read_from_run_arms_seg_arm(tmp_path: Path) -> None:
     seg = {r["figure"]: r for r in compare(fp32, bf16)}["segmenter (val)"]
     assert seg["fp32"] == [40.0, 42.0] and seg["paired"] == [-3.0, -3.0]
     assert seg["fp32_seed_spread"] == 2.0 and not seg["within_spread"]  # 3 below, spread 2
+
+
+def test_bf16_is_judged_against_the_fp32_training_seed_spread(tmp_path: Path) -> None:
+    # per precision: seed 0 from the run's own records and the seg-30ep arm, seed 1 from the
+    # cam-seed1 / seg-30ep-seed1 arms; the spread is the largest |seed 1 - seed 0| of fp32
+    cams = {("a", "1"): (50.0, 49.0), ("a", "2"): (54.0, 52.0), ("b", "1"): (30.0, 30.0)}
+    fp32 = _folder(tmp_path / "fp32", cams, {"a-1": 60.0, "a-2": 61.0})
+    bf16 = _folder(tmp_path / "bf16", cams, {"a-1": 60.0, "a-2": 61.0})
+
+    def arms(seg0: list[float], seed1: list[tuple[float, float, float, float]]) -> str:
+        return json.dumps({
+            f"a-{i + 1}": {"seg-30ep": {"seg_miou": s0},
+                           "cam-seed1": {"cam_miou_oracle": o, "cam_miou": c, "pseudo_miou": p},
+                           "seg-30ep-seed1": {"seg_miou": s1}}
+            for i, (s0, (o, c, p, s1)) in enumerate(zip(seg0, seed1, strict=True))})  # fmt: skip
+
+    # fp32 segmenter: 40 / 43 on data seed 1 (3 apart), 42 / 41 on 2 (1): spread 3, mean 41.5
+    (fp32 / "arms.json").write_text(arms([40.0, 42.0], [(50.0, 49.0, 60.0, 43.0),
+                                                        (54.0, 52.0, 61.0, 41.0)]))  # fmt: skip
+    # bf16 segmenter: 39 / 40 and 38 / 39: mean 39, 2.5 below: inside the spread of 3
+    (bf16 / "arms.json").write_text(arms([39.0, 38.0], [(52.0, 49.0, 55.0, 40.0),
+                                                        (54.0, 52.0, 61.0, 39.0)]))  # fmt: skip
+    rows = {r["figure"]: r for r in compare_training_seeds(fp32, bf16)}
+    assert set(rows) == {
+        "CAMs, oracle t",
+        "CAMs, blend t",
+        "pseudo labels, blend t",
+        "segmenter (val)",
+    }  # fmt: skip  (b has no seed arms: left out)
+    seg = rows["segmenter (val)"]
+    assert seg["fp32"] == [[40.0, 43.0], [42.0, 41.0]] and seg["data_seeds"] == ["1", "2"]
+    assert seg["fp32_training_seed_spread"] == 3.0 and seg["bf16_training_seed_spread"] == 1.0
+    assert seg["bf16_minus_fp32_mean"] == pytest.approx(-2.5) and seg["within_spread"]
+    # fp32's seeds agree on the labels (spread 0): bf16's 55 on one run puts it outside
+    labels = rows["pseudo labels, blend t"]
+    assert labels["fp32_training_seed_spread"] == 0.0 and not labels["within_spread"]
+    assert labels["bf16_minus_fp32_mean"] == pytest.approx(-1.25)
+    assert rows["CAMs, oracle t"]["bf16_minus_fp32_mean"] == pytest.approx(0.5)

@@ -61,7 +61,9 @@ def test_every_arm_with_a_base_changes_a_setting_and_compares_with_a_baseline() 
             # a baseline, or (the ablation under the reference profile) the classifier arm
             # whose model the arm makes CAMs with
             base = ARMS[arm.base]
-            assert arm.options and (base.base is None or arm.source == arm.base), name
+            # or a segmenter trained on a classifier arm's labels, against the baseline's
+            assert arm.options and (base.base is None or arm.source == arm.base or (
+                arm.kind == "seg" and ARMS[arm.source].base == "cams")), name  # fmt: skip
             assert arm.source == "cams" or ARMS[arm.source].kind == "classifier", name
             assert base.kind == arm.kind or arm.source == arm.base or arm.kind in (
                 "classifier", "labels", "aff", "predict"), name  # fmt: skip
@@ -72,7 +74,7 @@ def test_segmenter_arms_keep_the_length_they_were_measured_at() -> None:
     # the baseline and its arms must still train 15, and seg-30ep differ from seg by length only.
     assert SEG_15["epochs"] != DEMO.train_seg["epochs"]
     for name, arm in ARMS.items():
-        if arm.kind == "seg" and name != "seg-30ep":
+        if arm.kind == "seg" and not name.startswith("seg-30ep"):
             assert arm.options["train_seg"]["epochs"] == 15, name
     assert ARMS["seg-30ep"].options == {"train_seg": {"epochs": 30}}
     assert ARMS["seg-30ep"].base == "seg"
@@ -187,3 +189,50 @@ def test_the_ablation_by_variant_averages_the_seeds_and_reads_the_order_on_the_m
     )
     # the steps over the three runs: L_p-cls - plain +4, -2, +2: mean 4/3, sd 3.06, t 0.76
     assert "L_p-cls - plain +1.33 (t +0.8)" in result.output
+
+
+def test_the_seed_arms_train_another_seed_and_its_segmenter_on_its_own_labels(
+    tmp_path: Path,
+) -> None:
+    # issue #26's training-seed spread: the classifier arm trains with seed 1, and its
+    # segmenter arm trains seed 1 on that classifier's labels, started from that classifier
+    class Steps:
+        options: dict[str, dict[str, object]] = {
+            "train_cam": {"seed": 0}, "train_seg": {"epochs": 15, "seed": 0}}  # fmt: skip
+        cam_model = Path("unset")
+
+        def train_cam(self, folder: str) -> Path:
+            self.trained = (folder, self.options["train_cam"]["seed"])
+            return tmp_path / folder / "final.pt"
+
+        def make_cam(self, model: Path, cams: Path) -> None:
+            self.made = (model.parent.name, cams.name)
+
+        def cams_to_labels(self, cams: Path, tag: str) -> dict[str, object]:
+            return {"trained": self.trained, "made": self.made, "tag": tag}
+
+        def train_seg(self, labels: Path, suffix: str) -> Path:
+            self.seg = (labels.name, self.cam_model.parent.name, suffix,
+                        self.options["train_seg"])  # fmt: skip
+            return tmp_path / "seg" / "final.pt"
+
+        def predict(self, model: Path, pred: Path) -> None:
+            self.pred = pred.name
+
+        def evaluate(self, pred: Path) -> dict[str, float]:
+            return {"miou": 1.0, "miou_reference": 1.0}
+
+        splits = type("Splits", (), {"predict": "val"})
+
+    got = _arm_of("cam-seed1", Steps(), tmp_path)
+    assert got == {
+        "trained": ("cam_model_cam_seed1", 1),
+        "made": ("cam_model_cam_seed1", "cams_cam_seed1"),
+        "tag": "cam_seed1",
+    }
+    steps = Steps()
+    _arm_of("seg-30ep-seed1", steps, tmp_path)
+    assert steps.seg == ("pseudo_cam_seed1", "cam_model_cam_seed1", "_seg_30ep_seed1",
+                         {"epochs": 30, "seed": 1})  # fmt: skip
+    assert steps.pred == "pred_val_seg_30ep_seed1"
+    assert not (tmp_path / "pseudo").exists()  # the runs' own labels are not touched
