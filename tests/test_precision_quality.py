@@ -74,12 +74,13 @@ def test_bf16_is_judged_against_the_fp32_training_seed_spread(tmp_path: Path) ->
     (bf16 / "arms.json").write_text(arms([39.0, 38.0], [(52.0, 49.0, 55.0, 40.0),
                                                         (54.0, 52.0, 61.0, 39.0)]))  # fmt: skip
     rows = {r["figure"]: r for r in compare_training_seeds(fp32, bf16)}
+    # variant b has no seed arms: left out
     assert set(rows) == {
         "CAMs, oracle t",
         "CAMs, blend t",
         "pseudo labels, blend t",
         "segmenter (val)",
-    }  # fmt: skip  (b has no seed arms: left out)
+    }
     seg = rows["segmenter (val)"]
     assert seg["fp32"] == [[40.0, 43.0], [42.0, 41.0]] and seg["data_seeds"] == ["1", "2"]
     assert seg["fp32_training_seed_spread"] == 3.0 and seg["bf16_training_seed_spread"] == 1.0
