@@ -134,11 +134,13 @@ def child_main(spec_path: Path, result_path: Path) -> int:
     from benchmarks.common import MEASUREMENTS, BenchSettings
     from benchmarks.precision import measure_folding, measure_precision
     from benchmarks.predict_images import measure_predict_images, measure_segment_forward
+    from wsss.engine.device import set_amp
 
     spec = json.loads(spec_path.read_text())
     settings = BenchSettings.from_json(spec["settings"])
     if settings.threads is not None:
         torch.set_num_threads(settings.threads)
+    set_amp(settings.amp)  # what runs outside a stage (the plain forward, make_cams) too
     # What the interpreter holds before the stage starts: torch alone is hundreds of MB.
     imported = _self_peak_rss_mb()
     measurements = {
@@ -661,9 +663,10 @@ def _precision_tables(report: dict[str, Any]) -> list[str]:
         "### Precision: fp32 against bf16 (CPU autocast) and channels_last",
         "Each stage's network work in the four modes, taking turns in one process "
         "(benchmarks/precision.py says what each row runs); ratios are images/s over fp32 "
-        f"NCHW's, {s['size']} px, training batch {s['train_batch']}. The default CPU mode is "
-        "fp32 NCHW (`--amp gpu`); `--amp bf16` (or `auto` on a CPU with native bf16) runs "
-        "bf16 + channels_last.",
+        f"NCHW's, {s['size']} px, training batch {s['train_batch']}. The default, `--amp auto`, "
+        "runs bf16 + channels_last on a CPU with native bf16 (as `--amp bf16` does anywhere) "
+        "and fp32 NCHW elsewhere (as `--amp gpu` or `off` do on any CPU); the stage rows "
+        "above are fp32 NCHW.",
     )
     folding = _mode_tables(
         report,

@@ -68,6 +68,9 @@ class BenchSettings:
     large_sides: tuple[int, ...] = ()  # predict --images on one image this wide (4:3)
     predict_window: int = 1024  # its --window
     threads: int | None = None  # torch threads per process; None: torch's default (all cores)
+    # The stage rows' --amp: fp32 on the CPU (gpu), the precision their targets and the
+    # official code's rows were set in; the precision tables measure bf16 side by side.
+    amp: str = "gpu"
 
     @property
     def data(self) -> Path:
@@ -168,6 +171,7 @@ def prepare(settings: BenchSettings) -> Numbers:
         scales=(1.0,),
         flip=False,
         device="cpu",
+        amp=settings.amp,
         batch_size=8,
     )
     return {"fixture_seconds": seconds_of(lambda: make_cam.run(config))}
@@ -232,6 +236,7 @@ def measure_make_cam(settings: BenchSettings, backbone: str) -> Numbers:
                 split=split,
                 out=work / f"batch{batch}",
                 device="cpu",
+                amp=settings.amp,
                 batch_size=batch,
             )
             images_per_s = make_cam.run(config).images_per_second
@@ -371,7 +376,12 @@ def bench_train_config(
         "crop": settings.size,
     }
     config = train_cam.TrainCamConfig(
-        data=settings.data, out=out, split=TRAIN_SPLIT, device="cpu", **options
+        data=settings.data,
+        out=out,
+        split=TRAIN_SPLIT,
+        device="cpu",
+        amp=settings.amp,
+        **options,
     )
     config = replace(config, **changes)
     config.validate()

@@ -205,7 +205,7 @@ def _alternating(
             seconds[stage] = alternate(runs, settings.min_seconds, min_rounds=3)
         return seconds
     finally:
-        set_amp("gpu")
+        set_amp(settings.amp)
         if saved is None:
             os.environ.pop(CHANNELS_LAST_ENV, None)
         else:

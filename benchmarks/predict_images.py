@@ -68,7 +68,8 @@ def measure_predict_images(settings: BenchSettings, side: int) -> Numbers:
     config_window = settings.predict_window
     with scratch(settings, "predict-images") as out:
         config = PredictConfig(checkpoint=checkpoint, images=(str(folder),), out=out,
-                               device="cpu", window=config_window)  # fmt: skip
+                               device="cpu", amp=settings.amp,
+                               window=config_window)  # fmt: skip
         start = time.perf_counter()
         result = predict.run(config)
         seconds = time.perf_counter() - start

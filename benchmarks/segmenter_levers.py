@@ -133,18 +133,34 @@ def arm_labels(run: Path, voc: VocDataset, arm: str) -> Path:
     return folder
 
 
-def run_arm(run: Path, voc: VocDataset, recipe: dict[str, Any], arm: str) -> dict[str, float]:
+def run_arm(
+    run: Path, voc: VocDataset, recipe: dict[str, Any], arm: str, amp: str = "gpu"
+) -> dict[str, float]:
+    """One lever's segmenter on a quality-suite run, in the run's precision `amp` (its spec
+    holds it where not gpu, the fp32 these arms were measured in: docs/quality.md)."""
     labels = arm_labels(run, voc, arm)
     options = {k: tuple(v) if isinstance(v, list) else v for k, v in recipe["train_seg"].items()}
     options |= RECIPE_ARMS.get(arm, {})
     model = run / f"lever_{arm}_seg"
     if not (model / "final.pt").exists():
-        train_seg(TrainSegConfig(
-            data=run / "data", out=model, split="train", labels=labels, resume=True,
-            device="cpu", init=run / "cam_model" / "final.pt", **options))  # fmt: skip
+        train_seg(
+            TrainSegConfig(
+                data=run / "data",
+                out=model,
+                split="train",
+                labels=labels,
+                resume=True,
+                device="cpu",
+                amp=amp,
+                init=run / "cam_model" / "final.pt",
+                **options,
+            )
+        )
     pred = run / f"lever_{arm}_pred"
     predict(PredictConfig(checkpoint=model / "final.pt", data=run / "data", split="val",
-                          out=pred, scales=TTA.scales, flip=TTA.flip, device="cpu"))  # fmt: skip
+                          out=pred, scales=tuple(recipe["predict"]["scales"]),
+                          flip=recipe["predict"]["flip"], device="cpu",
+                          amp=amp))  # fmt: skip
     ids = voc.split_ids("train")
     pairs = [(voc.load_mask(i), read_label_png(labels / f"{i}.png")) for i in ids]
     ignored = np.mean([np.mean(label == IGNORE) for _, label in pairs])
@@ -175,13 +191,14 @@ def main() -> None:
         if not (run / "quality_run.json").is_file():
             parser.error(f"{run}: not a quality-suite run folder (no quality_run.json)")
         voc = VocDataset.open(run / "data")
-        recipe = json.loads((run / "quality_run.json").read_text())["recipe"]
+        spec = json.loads((run / "quality_run.json").read_text())
+        recipe, amp = spec["recipe"], spec.get("amp", "gpu")
         record = run / "levers.json"
         results = json.loads(record.read_text()) if record.is_file() else {}
         if args.diagnose:
             results["diagnosis"] = diagnose(run, voc)
         for arm in arms:
-            results[arm] = run_arm(run, voc, recipe, arm)
+            results[arm] = run_arm(run, voc, recipe, arm, amp)
         record.write_text(json.dumps(results, indent=1) + "\n")
         print(run, json.dumps(results, indent=1))
 

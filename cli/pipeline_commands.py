@@ -9,6 +9,8 @@ from typing import Any
 import typer
 
 from cli import options
+from wsss.amp import AMP_DEFAULT
+from wsss.amp import AMP_HELP as AMP_CHOICES_HELP
 from wsss.configs import common
 
 pipeline_app = typer.Typer(
@@ -39,12 +41,12 @@ PROFILE_HELP = (
 )
 WORKERS_HELP = "Loader and CRF worker processes both (the first release's option)."
 DEVICE_HELP = common.DEVICE_HELP
-AMP_HELP = common.AMP_HELP + " Every stage that runs a network."
+AMP_HELP = AMP_CHOICES_HELP + " Every stage that runs a network."
 
 # The options of a whole run, in `wsss pipeline run`, `demo` and `voc` alike.
 RUN: options.Group = {
     "device": (str, lambda: typer.Option("auto", "--device", help=DEVICE_HELP)),
-    "amp": (str, lambda: typer.Option("gpu", "--amp", help=AMP_HELP)),
+    "amp": (str, lambda: typer.Option(AMP_DEFAULT, "--amp", help=AMP_HELP)),
     "loader_workers": (int | None, lambda: typer.Option(
         None, "--loader-workers", min=0, help="Image loading processes of every stage.")),
     "crf_workers": (int | None, lambda: typer.Option(

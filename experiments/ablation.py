@@ -18,7 +18,7 @@ if __package__ in (None, ""):  # run as a script: make the repository's `experim
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from experiments import entry  # noqa: E402
-from wsss.configs.common import AMP_HELP  # noqa: E402
+from wsss.amp import AMP_HELP  # noqa: E402
 from wsss.recipes import PROFILES  # noqa: E402
 
 app = entry.app()
@@ -57,7 +57,7 @@ def ablation(
         None, "--variant", help="Only these variants (repeatable): baseline, pcl, re, full."
     ),
     device: str = typer.Option("auto", "--device", help=entry.DEVICE_HELP),
-    amp: str = typer.Option("gpu", "--amp", help=AMP_HELP),
+    amp: str = typer.Option(entry.MEASURED_AMP, "--amp", help=AMP_HELP),
     workers: int | None = typer.Option(None, "--workers", help="Loader worker processes."),
 ) -> None:
     """Train the baseline, L_cls+L_p-cls, L_cls+L_re and full Puzzle-CAM alike; compare CAMs."""

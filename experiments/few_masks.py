@@ -63,6 +63,7 @@ def per_image_label_matrices(run: dict[str, Any], blend_t: float) -> np.ndarray:
     """I x T x N x N: each image's pseudo labels (threshold + dense CRF, the pipeline's
     make-pseudo settings) at LABEL_GRID and, last, at blend's t, against its mask; saved
     beside the run's CAMs (few_masks_labels.npz)."""
+    from experiments.entry import MEASURED_AMP
     from experiments.quality_sets import SETS
     from experiments.threshold_sets import _steps
     from wsss.camfile import find_cam_file, load_cam_file
@@ -76,7 +77,7 @@ def per_image_label_matrices(run: dict[str, Any], blend_t: float) -> np.ndarray:
             return saved["matrices"]
     out = Path(run["cams"]).parents[1]
     variant = next(v for v in SETS[out.name] if v.name == run["variant"])
-    steps = _steps(variant, int(run["seed"]), out, "gpu")
+    steps = _steps(variant, int(run["seed"]), out, MEASURED_AMP)
     options = {k: v for k, v in steps.options["make_pseudo"].items() if k != "threshold"}
     config = MakePseudoConfig(cams=Path(run["cams"]), data=Path(run["data"]),
                               split=run["split"], out=out / "unused", **options)  # fmt: skip

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from experiments.entry import MEASURED_AMP
 from wsss.camfile import find_cam_file, load_cam_file
 from wsss.configs.datasets import generator_args
 from wsss.data.demo import PART_DIR, ensure_demo
@@ -33,7 +34,7 @@ class AblationConfig:
     recipe_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. {"re_level": "cam"}
     variants: tuple[str, ...] = tuple(VARIANTS)
     device: str = "auto"
-    amp: str = "gpu"  # every network stage's --amp
+    amp: str = MEASURED_AMP  # every network stage's --amp
     workers: int | None = None
     scales: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0)
     # the reference's settings under the recipe's (docs/parity.md, "The reference profile")

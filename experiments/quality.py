@@ -20,6 +20,7 @@ if __package__ in (None, ""):  # run as a script: make the repository's `experim
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from experiments import entry  # noqa: E402
+from wsss.amp import AMP_DEFAULT  # noqa: E402
 
 app = entry.app()
 
@@ -59,9 +60,9 @@ def quality(
     ),
     device: str = typer.Option("auto", "--device", help=entry.DEVICE_HELP),
     amp: str = typer.Option(
-        "gpu",
+        AMP_DEFAULT,
         "--amp",
-        help="Every stage's --amp (gpu, auto, bf16, off): a bf16 run on the CPU is an arm of "
+        help="Every stage's --amp (auto, gpu, bf16, off): a bf16 run on the CPU is an arm of "
         "its own, give it its own --out.",
     ),
     profile: str | None = typer.Option(

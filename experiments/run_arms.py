@@ -32,6 +32,7 @@ import typer
 if __package__ in (None, ""):  # run as a script: make the repository's packages importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from experiments.entry import MEASURED_AMP  # noqa: E402
 from experiments.quality_sets import Variant  # noqa: E402
 from experiments.records import put_row  # noqa: E402
 from experiments.threshold_sets import _in_parallel, _selected, _steps  # noqa: E402
@@ -185,7 +186,7 @@ def run(
     only: list[str] = typer.Option([], "--only"),
     max_seeds: int | None = typer.Option(None, "--max-seeds"),
     jobs: int = typer.Option(1, "--jobs", min=1),
-    amp: str = typer.Option("gpu", "--amp"),
+    amp: str = typer.Option(MEASURED_AMP, "--amp"),
 ) -> None:
     names = tuple(name for name in arms.split(",") if name)
     unknown = [name for name in names if name not in ARMS]

@@ -32,6 +32,7 @@ from typing import Any
 from rich.table import Table
 
 from experiments.quality_sets import SETS, Variant
+from wsss.amp import AMP_DEFAULT
 from wsss.data.demo import ensure_demo
 from wsss.errors import WsssError, check_count
 from wsss.io import ensure_dir, read_json, write_json
@@ -95,7 +96,7 @@ class SuiteConfig:
     # "stage.option=value" on top of the demo recipe, for every run of the suite (a tuning
     # arm); recorded in each run's spec, so an arm needs its own --out
     overrides: tuple[str, ...] = ()
-    amp: str = "gpu"  # every stage's --amp (issue #26: bf16 on the CPU is an arm of its own)
+    amp: str = AMP_DEFAULT  # every stage's --amp (issue #26: bf16 on the CPU is an arm of its own)
     profile: str | None = None  # wsss.recipes.PROFILES (issue #25: the reference's settings)
     bound: bool = True  # each seed's supervised bound after its first run (a third of the set)
 
@@ -118,7 +119,7 @@ class Task:
     out: Path
     overrides: tuple[str, ...] = ()
     bound: Path | None = None
-    amp: str = "gpu"
+    amp: str = AMP_DEFAULT
     profile: str | None = None
 
     def bound_task(self) -> Task | None:

@@ -27,6 +27,7 @@ import typer
 if __package__ in (None, ""):  # run as a script: make the repository's packages importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from experiments.entry import MEASURED_AMP  # noqa: E402
 from experiments.quality_sets import SETS, Variant  # noqa: E402
 from experiments.records import put_row, read_record, update_record  # noqa: E402
 
@@ -97,7 +98,7 @@ def main(
     only: list[str] = typer.Option([], "--only"),
     max_seeds: int | None = typer.Option(None, "--max-seeds"),
     jobs: int = typer.Option(1, "--jobs", min=1),
-    amp: str = typer.Option("gpu", "--amp"),
+    amp: str = typer.Option(MEASURED_AMP, "--amp"),
 ) -> None:
     from benchmarks.label_free_threshold import RULES, measure
 
@@ -172,7 +173,7 @@ def pseudo(
     set_name: str = typer.Option("tuning", "--datasets"),
     only: list[str] = typer.Option([], "--only"),
     max_seeds: int | None = typer.Option(None, "--max-seeds"),
-    amp: str = typer.Option("gpu", "--amp"),
+    amp: str = typer.Option(MEASURED_AMP, "--amp"),
 ) -> None:
     """Pseudo labels (threshold + CRF, as the pipeline makes them) of every saved run at the
     oracle's t and at each rule's, scored on the masks; OUT/pseudo.json and a table."""
@@ -239,7 +240,7 @@ def walk(
     only: list[str] = typer.Option([], "--only"),
     max_seeds: int | None = typer.Option(None, "--max-seeds"),
     jobs: int = typer.Option(1, "--jobs", min=1),
-    amp: str = typer.Option("gpu", "--amp"),
+    amp: str = typer.Option(MEASURED_AMP, "--amp"),
 ) -> None:
     """The random-walk path of every saved run that has its pseudo labels (`run`, then
     `pseudo`): OUT/walk.json and a table (issue #27: the walk's thresholds by the rule, and

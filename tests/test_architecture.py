@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Lowest first; a module may import its own layer or any layer below it.
 GROUND = {"wsss", "wsss.errors"}
-BASICS = {"wsss.io", "wsss.lock", "wsss.torchrun", "wsss.cam_math", "wsss.ui", "wsss.option"}
+BASICS = {"wsss.io", "wsss.lock", "wsss.torchrun", "wsss.cam_math", "wsss.ui", "wsss.option",
+          "wsss.amp"}  # fmt: skip
 DATA = {"wsss.resume"}  # plus every wsss.data.* module
 # The recipes (what every stage of a run is given) are read by the pipeline, the CLI and
 # experiments/ only; they sit with the pipeline so that no stage comes to depend on a recipe.

@@ -132,9 +132,17 @@ def test_predict_on_an_imported_deeplab_is_the_reference_prediction(tmp_path: Pa
     shutil.copy(image_path("c"), root / "JPEGImages" / "c.jpg")
     (root / "ImageSets" / "Segmentation" / "val.txt").write_text("c\n")
     config = PredictConfig(
-        checkpoint=out, data=root, split="val", out=tmp_path / "pred", device="cpu",
-        loader_workers=0, scales=(0.5, 1.0, 1.5, 2.0), resize="pil-bicubic", merge="logits",
-    )  # fmt: skip
+        checkpoint=out,
+        data=root,
+        split="val",
+        out=tmp_path / "pred",
+        device="cpu",
+        amp="off",
+        loader_workers=0,
+        scales=(0.5, 1.0, 1.5, 2.0),
+        resize="pil-bicubic",
+        merge="logits",
+    )  # fmt: skip  (fp32: the reference's golden labels are)
     run(config)
     labels = read_label_png(tmp_path / "pred" / "c.png")
     assert (labels == golden("deeplab")["s4_pred"]).all()
@@ -270,7 +278,7 @@ def test_imported_affinitynet_gives_the_reference_boundary_map(tmp_path: Path) -
     state["module.path_indices_0"] = torch.zeros(3, 4, dtype=torch.int64)
     out = tmp_path / "aff.pt"
     assert import_cli("affinity", write(tmp_path, state), out) == 0
-    predictor, checkpoint, _ = open_model(out, AffinityNet.KIND, "cpu", VOC_CLASSES)
+    predictor, checkpoint, _ = open_model(out, AffinityNet.KIND, "cpu", VOC_CLASSES, "off")
     config = checkpoint["model_config"]
     assert (config["head"], config["dilate"], config["backbone"]) == ("reference", False,
                                                                      "resnet50")  # fmt: skip

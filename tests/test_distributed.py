@@ -176,7 +176,8 @@ TOY = textwrap.dedent(
         return LoopConfig(out_dir=Path(out), stage="train-toy", epochs=3, batch_size=4,
                           lr=0.1, weight_decay=1e-4, schedule="poly", seed=1, device="cpu",
                           workers=0, resume=resume, args={"toy": 1}, optimizer="sgd",
-                          warmup_epochs=0.0, compile=False, eval_every=1, threads=None)
+                          warmup_epochs=0.0, compile=False, eval_every=1, threads=None,
+                          amp="off")
 
 
     class Interrupt(Exception):
@@ -303,7 +304,7 @@ SYNC_BN = textwrap.dedent(
                           lr=0.1, weight_decay=1e-4, schedule="poly", seed=0, device="cpu",
                           workers=0, resume=False, args={"sync_bn": sync_bn}, optimizer="sgd",
                           warmup_epochs=0.0, compile=False, eval_every=1, threads=1,
-                          sync_bn=sync_bn)
+                          sync_bn=sync_bn, amp="off")
 
 
     if __name__ == "__main__":

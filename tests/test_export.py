@@ -26,7 +26,9 @@ def predicted(seg_setup, tmp_path_factory) -> tuple[Path, Path]:
     pixels = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(base / "photo.png")
     args = ["predict", "--checkpoint", str(seg_setup[1]), "--images", str(base / "photo.png")]
-    assert main([*args, "--out", str(base / "pred"), "--device", "cpu", "--save-probs"]) == 0
+    # fp32, as the exported files compute (docs/export.md)
+    fp32 = ["--device", "cpu", "--amp", "off", "--save-probs"]
+    assert main([*args, "--out", str(base / "pred"), *fp32]) == 0
     return base / "photo.png", base / "pred"
 
 

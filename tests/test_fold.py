@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from wsss.amp import AMP_DEFAULT
 from wsss.engine.device import amp_policy, set_amp
 from wsss.inference import Predictor
 from wsss.models.affinity import AffinityNet
@@ -97,7 +98,7 @@ def test_prepare_folds_in_bf16_and_leaves_fp32_as_it_was() -> None:
             bf16 = Predictor.prepare(copy.deepcopy(model), CPU)
             got = bf16(x)
     finally:
-        set_amp("gpu")  # the process default
+        set_amp(AMP_DEFAULT)  # the process default
     assert any(isinstance(layer, nn.BatchNorm2d) for layer in fp32.model.modules())
     assert not any(isinstance(layer, nn.BatchNorm2d) for layer in bf16.model.modules())
     torch.testing.assert_close(got, expected, rtol=0.05, atol=0.05 * float(expected.abs().max()))

@@ -3,6 +3,7 @@ close to fp32 (losses, CAMs) while keeping fp32 where the maths needs it."""
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import get_args
@@ -14,13 +15,17 @@ from helpers_tinyvoc import stage_config
 from torch import nn
 
 from cli.main import main
+from wsss.amp import AMP_CHOICES, AMP_DEFAULT, Amp
 from wsss.camfile import load_cam_file
-from wsss.configs import common
+from wsss.checkpoints import open_model
+from wsss.configs.trainers import TrainCamConfig
 from wsss.engine import device as device_module
-from wsss.engine.device import AMP_CHOICES, amp_policy, cpu_has_native_bf16
+from wsss.engine.device import amp_policy, cpu_has_native_bf16
+from wsss.engine.trainer import LoopConfig
 from wsss.errors import WsssError
 from wsss.stages.make_cam import MakeCamConfig
 from wsss.stages.make_cam import run as make_cam
+from wsss.stages.pipeline import PipelineConfig
 
 CPU = torch.device("cpu")
 EPYC = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw avx512_bf16 avx512_vnni\n"
@@ -31,7 +36,22 @@ GRAVITON2 = "processor\t: 0\nFeatures\t: fp asimd asimddp\n"
 
 
 def test_the_option_and_the_engine_name_the_same_choices() -> None:
-    assert AMP_CHOICES == get_args(common.Amp) == common.AMP_CHOICES
+    assert AMP_CHOICES == get_args(Amp) == ("gpu", "auto", "bf16", "off")
+    assert AMP_DEFAULT == "auto"
+
+
+def test_every_declaration_of_amp_takes_the_one_default() -> None:
+    """The stages' options, the pipeline's, the trainer's loop, the checkpoint opener and the
+    process setting all read wsss.amp.AMP_DEFAULT (issue #26: one place to flip it)."""
+    defaults = {
+        "make-cam option": MakeCamConfig.__dataclass_fields__["amp"].default,
+        "train-cam option": TrainCamConfig.__dataclass_fields__["amp"].default,
+        "pipeline": PipelineConfig.__dataclass_fields__["amp"].default,
+        "loop": LoopConfig.__dataclass_fields__["amp"].default,
+        "resolve_device": inspect.signature(device_module.resolve_device).parameters["amp"].default,
+        "open_model": inspect.signature(open_model).parameters["amp"].default,
+    }
+    assert defaults == dict.fromkeys(defaults, AMP_DEFAULT)
 
 
 @pytest.mark.parametrize(
@@ -58,13 +78,17 @@ def test_each_setting_on_the_cpu(monkeypatch, native: bool) -> None:
         amp_policy(CPU, "fp8")
 
 
-def test_the_process_setting_is_what_resolve_device_was_given(monkeypatch) -> None:
+@pytest.mark.parametrize("native", [True, False])
+def test_the_process_setting_is_what_resolve_device_was_given(monkeypatch, native: bool) -> None:
     monkeypatch.setattr(device_module, "_amp_setting", "gpu")
+    monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: native)
     device = device_module.resolve_device("cpu", amp="bf16")
     assert amp_policy(device).dtype == torch.bfloat16
     assert device_module.runtime_info(device)["amp"] == "bfloat16"
-    device_module.resolve_device("cpu")
+    device_module.resolve_device("cpu", amp="off")
     assert amp_policy(device).dtype is None
+    device_module.resolve_device("cpu")  # the default, auto: bf16 only where the CPU has it
+    assert amp_policy(device).dtype == (torch.bfloat16 if native else None)
 
 
 def test_the_layout_can_be_forced_for_the_benchmark(monkeypatch) -> None:

@@ -16,6 +16,7 @@ import torch
 from experiments import suite
 from experiments.quality_sets import REPORT, SETS, TUNING, Variant
 from experiments.suite import CHECKS, STAGES, SuiteConfig
+from wsss.amp import AMP_DEFAULT
 from wsss.data.demo import DemoKnobs
 from wsss.data.voc import VocDataset
 from wsss.errors import WsssError
@@ -139,7 +140,7 @@ def test_smoke_set_runs_end_to_end_and_resumes(tmp_path: Path, monkeypatch) -> N
                          workers=0)  # fmt: skip
     first = suite.run(config)
     assert_complete(first.quality)
-    assert first.quality["amp"] == "gpu"  # recorded: a bf16 arm says so
+    assert first.quality["amp"] == AMP_DEFAULT  # recorded: a bf16 arm says so
     assert json.loads(first.json_path.read_text()) == first.quality
     assert (tmp_path / "q" / "data" / "smoke" / "seed901" / "classes.txt").is_file()
     (run,) = first.quality["runs"]
@@ -160,11 +161,12 @@ def test_smoke_set_runs_end_to_end_and_resumes(tmp_path: Path, monkeypatch) -> N
 
     folder = tmp_path / "q" / "runs" / "smoke" / "seed901" / "pcl"
     voc = VocDataset.open(folder / "data")
-    recipe = json.loads((folder / suite.SPEC).read_text())["recipe"]
+    spec = json.loads((folder / suite.SPEC).read_text())
+    recipe = spec["recipe"]
     threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)  # the run's bits: the suite's thread count
     try:
-        base = segmenter_levers.run_arm(folder, voc, recipe, "base")
+        base = segmenter_levers.run_arm(folder, voc, recipe, "base", spec["amp"])
     finally:
         torch.set_num_threads(threads)
     summary = json.loads((folder / "summary.json").read_text())
@@ -220,8 +222,10 @@ def test_a_tuning_arm_picks_variants_seeds_and_recipe_changes(tmp_path: Path) ->
     suite._claim(task)
     with pytest.raises(WsssError, match="other settings"):
         suite._claim(replace(task, overrides=()))
-    # so is a bf16 arm's (issue #26), while a default run's spec stays as it was
-    assert "amp" not in suite._spec(task)
+    # so is a bf16 arm's (issue #26); a run of --amp gpu (fp32 on the CPU) keeps the spec it
+    # had before --amp existed, so the fp32 runs made then are still reused
+    assert suite._spec(task)["amp"] == AMP_DEFAULT == "auto"
+    assert "amp" not in suite._spec(replace(task, amp="gpu"))
     assert suite._spec(replace(task, amp="bf16"))["amp"] == "bf16"
     with pytest.raises(WsssError, match="other settings"):
         suite._claim(replace(task, amp="bf16"))

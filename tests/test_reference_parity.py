@@ -391,9 +391,16 @@ def run_make_cam(tmp_path: Path, checkpoint: Path, tag: str, **options) -> None:
     from wsss.stages.make_cam import MakeCamConfig, run
 
     config = MakeCamConfig(
-        checkpoint=checkpoint, data=_voc_tree(tmp_path / "voc"), split="train",
-        out=tmp_path / "cams", flip=True, device="cpu", loader_workers=0, **options,
-    )  # fmt: skip
+        checkpoint=checkpoint,
+        data=_voc_tree(tmp_path / "voc"),
+        split="train",
+        out=tmp_path / "cams",
+        flip=True,
+        device="cpu",
+        loader_workers=0,
+        amp="off",
+        **options,
+    )  # fmt: skip  (fp32: the reference's golden CAMs are)
     run(config)
     data = golden("make_cam")
     for name in ("a", "b"):

@@ -31,6 +31,7 @@ from wsss.camfile import load_cam_file, save_cam_file
 from wsss.data.imagefile import decode_rgb
 from wsss.data.palette import IGNORE, save_label_png
 from wsss.engine.checkpoint import load_checkpoint, save_checkpoint
+from wsss.engine.device import cpu_has_native_bf16
 from wsss.io import write_json
 from wsss.lock import LOCK_NAME
 
@@ -41,6 +42,8 @@ _quiet_one_thread = test_bad_input._quiet_one_thread
 
 ROOT = Path(__file__).resolve().parents[1]
 ALL = list(COMMANDS)
+# What --amp auto (the default) records on this CPU: bf16 where it is native, else fp32.
+DEFAULT_CPU_AMP = "bfloat16" if cpu_has_native_bf16() else "off"
 READS_IMAGES = ["make-cam", "predict", "train-cam", "train-seg", "make-pseudo", "eval-cam", "eval"]
 
 
@@ -618,7 +621,7 @@ def test_runtime_is_recorded_and_a_resume_under_other_threads_warns(files: Files
     args = [*COMMANDS["train-cam"](files), "--threads", "1"]
     succeeds(args, capsys)
     manifest = json.loads((files.out / "manifest.json").read_text())
-    assert manifest["runtime"] == {"torch_threads": 1, "device": "cpu", "amp": "off"}
+    assert manifest["runtime"] == {"torch_threads": 1, "device": "cpu", "amp": DEFAULT_CPU_AMP}
     checkpoint = load_checkpoint(files.out / "last.pt")
     assert checkpoint["runtime"] == manifest["runtime"]
     try:
@@ -634,4 +637,5 @@ def test_runtime_is_recorded_and_a_resume_under_other_threads_warns(files: Files
 def test_per_image_manifests_record_the_runtime(files: Files, capsys, command) -> None:
     succeeds(COMMANDS[command](files), capsys)
     runtime = json.loads((files.out / "manifest.json").read_text())["runtime"]
-    assert runtime == {"device": "cpu", "amp": "off", "torch_threads": torch.get_num_threads()}
+    amp = "off" if command == "make-pseudo" else DEFAULT_CPU_AMP  # the CRF is fp32 always
+    assert runtime == {"device": "cpu", "amp": amp, "torch_threads": torch.get_num_threads()}

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from torch import nn
 
+from wsss.amp import AMP_DEFAULT
 from wsss.data.voc import VocDataset
 from wsss.engine.checkpoint import check_classes, load_checkpoint
 from wsss.engine.device import resolve_device
@@ -67,7 +68,11 @@ def open_model_stage(
 
 
 def open_model(
-    path: Path, kind: str, device: str, classes: tuple[str, ...] | None = None, amp: str = "gpu"
+    path: Path,
+    kind: str,
+    device: str,
+    classes: tuple[str, ...] | None = None,
+    amp: str = AMP_DEFAULT,
 ) -> tuple[Predictor, dict[str, Any], dict[str, Any]]:
     """The model of a checkpoint ready on its device (this process's GPU under torchrun) in
     the precision `amp` says, the checkpoint, and the manifest entries that name it."""

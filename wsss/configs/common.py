@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, get_args
 
+from wsss.amp import AMP_DEFAULT, AMP_HELP
 from wsss.option import option
 
 DEVICE_HELP = "auto (CUDA when available), cpu or cuda."
@@ -35,16 +36,8 @@ def device() -> Any:
     return option("auto", help=DEVICE_HELP, run_level=True)
 
 
-Amp = Literal["gpu", "auto", "bf16", "off"]
-AMP_CHOICES: tuple[str, ...] = get_args(Amp)
-AMP_HELP = (
-    "Precision: gpu (mixed precision on CUDA, fp32 on a CPU), auto (also bf16 on a CPU with "
-    "native bf16: AVX512-BF16, AMX or Arm BF16), bf16 (on any device) or off (fp32)."
-)
-
-
 def amp() -> Any:
-    return option("gpu", help=AMP_HELP, run_level=True)
+    return option(AMP_DEFAULT, help=AMP_HELP, run_level=True)
 
 
 # wsss.cam_threshold.RULES names the same (a test pins them); the first is the default.

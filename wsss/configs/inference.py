@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
+from wsss.amp import Amp
 from wsss.configs import common
 from wsss.crf import CrfPreset
 from wsss.errors import WsssError
@@ -25,7 +26,7 @@ class ImageStage:
     data: Path = common.data()
     split: str = common.split()
     device: str = common.device()
-    amp: common.Amp = common.amp()
+    amp: Amp = common.amp()
     loader_workers: int | None = common.loader_workers()
     class_list: Path | None = common.class_list()
 

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
+from wsss.amp import AMP_CHOICES, Amp
 from wsss.configs import common
 from wsss.engine.tensorboard import require_tensorboard
 from wsss.errors import WsssError, check_choice, check_count, check_positive, file_error
@@ -26,7 +27,6 @@ PRETRAINED_CHOICES = ("imagenet", "none")
 OUTPUT_STRIDES = (8, 16)
 AUGMENT_MODES = ("long-side", "resized-crop")
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
-AMP_CHOICES = common.AMP_CHOICES
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("poly", "cosine")
 
@@ -74,7 +74,7 @@ class TrainOptions:
         0, help="Seed of initialisation, shuffling and augmentation.", min=0, max=2**64 - 1
     )
     device: str = common.device()
-    amp: common.Amp = common.amp()
+    amp: Amp = common.amp()
     loader_workers: int | None = common.loader_workers()
     threads: int | None = option(
         None, help="torch CPU threads (default: torch's, one per core). Same count, same bits."

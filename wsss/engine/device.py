@@ -16,13 +16,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from wsss.amp import AMP_CHOICES, AMP_DEFAULT
 from wsss.errors import WsssError, check_choice
 from wsss.io import note_runtime
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
-def resolve_device(name: str = "auto", local_rank: int = 0, amp: str = "gpu") -> torch.device:
+def resolve_device(name: str = "auto", local_rank: int = 0, amp: str = AMP_DEFAULT) -> torch.device:
     """`auto` means CUDA when available; a process under torchrun takes GPU `local_rank`.
     `amp` is the precision of what runs on it from now on (`amp_policy`)."""
     set_amp(amp)
@@ -71,11 +72,9 @@ def _noted(device: torch.device) -> torch.device:
     return device
 
 
-# wsss.configs.common.Amp, the option's declaration, names the same (a test pins them).
-AMP_CHOICES = ("gpu", "auto", "bf16", "off")
 # The --amp of the stage running in this process: set by `resolve_device`, read by every
 # `amp_policy` after it (the trainer, its evaluation and the inference stages alike).
-_amp_setting = "gpu"
+_amp_setting = AMP_DEFAULT
 # Where the CPU's flag list names native bf16 arithmetic: x86's AVX512-BF16 or AMX, Arm's BF16.
 NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
 
@@ -180,8 +179,8 @@ def _outputs_to_fp32(module: nn.Module, args: Any, output: Any) -> Any:
 def amp_policy(device: torch.device, setting: str | None = None) -> AmpPolicy:
     """The precision `setting` (default: the process's --amp) gives on `device`.
 
-    gpu (the default): CUDA's mixed precision, fp32 on a CPU; auto: also bf16 on a CPU with
-    native bf16; bf16: bf16 on any device; off: fp32 everywhere.
+    auto (the default): CUDA's mixed precision, bf16 on a CPU with native bf16, else fp32;
+    gpu: CUDA's mixed precision, fp32 on any CPU; bf16: bf16 on any device; off: fp32.
     """
     setting = _amp_setting if setting is None else setting
     check_choice("--amp", setting, AMP_CHOICES)

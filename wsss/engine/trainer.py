@@ -32,6 +32,7 @@ from rich.progress import Progress
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from wsss.amp import AMP_DEFAULT
 from wsss.data.datasets import FINGERPRINT_PARTS
 from wsss.engine import distributed as dist
 from wsss.engine.checkpoint import check_classes, load_checkpoint, save_checkpoint
@@ -159,7 +160,7 @@ class LoopConfig:
     compile: bool
     eval_every: int
     threads: int | None  # torch's CPU threads; None: torch's default
-    amp: str = "gpu"  # wsss.engine.device.AMP_CHOICES; the trainers pass their --amp
+    amp: str = AMP_DEFAULT  # wsss.amp.AMP_CHOICES; the trainers pass their --amp
     momentum: float = 0.9
     nesterov: bool = True
     read_every: int = READ_EVERY

@@ -31,6 +31,7 @@ from typing import Any
 
 from rich.table import Table
 
+from wsss.amp import AMP_DEFAULT
 from wsss.cam_threshold import (
     CONFIDENT_RULE,
     DEFAULT_THRESHOLDS,
@@ -65,7 +66,7 @@ class PipelineConfig:
     sbd: Path | None = None
     prepare_voc: bool = False  # run prepare-voc on `data` (and `sbd`) first
     device: str = "auto"
-    amp: str = "gpu"  # every network stage's --amp
+    amp: str = AMP_DEFAULT  # every network stage's --amp
     loader_workers: int | None = None
     crf_workers: int | None = None
     variant: str | None = None  # ablation variant of train-cam (default: the recipe's)
