@@ -20,7 +20,7 @@ if __package__ in (None, ""):  # run as a script: make the repository's `experim
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from experiments import entry  # noqa: E402
-from wsss.amp import AMP_DEFAULT  # noqa: E402
+from wsss.amp import AMP_CHOICES, AMP_DEFAULT  # noqa: E402
 
 app = entry.app()
 
@@ -62,8 +62,8 @@ def quality(
     amp: str = typer.Option(
         AMP_DEFAULT,
         "--amp",
-        help="Every stage's --amp (auto, gpu, bf16, off): a bf16 run on the CPU is an arm of "
-        "its own, give it its own --out.",
+        help=f"Every stage's --amp ({', '.join(AMP_CHOICES)}; default {AMP_DEFAULT}): a run "
+        "in another precision is an arm of its own, give it its own --out.",
     ),
     profile: str | None = typer.Option(
         None,

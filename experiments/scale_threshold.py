@@ -33,7 +33,9 @@ import typer
 if __package__ in (None, ""):  # run as a script: make the repository's packages importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-app = typer.Typer(add_completion=False)
+from experiments import entry  # noqa: E402
+
+app = entry.app()
 GRID = np.round(np.arange(0.05, 0.951, 0.01), 2)
 SCALES = {"area1": (1.0,), "area2": (2.0,)}
 MERGED = (1.0, 1.5, 2.0)  # the demo recipe's make-cam scales
@@ -134,4 +136,4 @@ def table_command(
 
 
 if __name__ == "__main__":
-    app()
+    entry.main(app)

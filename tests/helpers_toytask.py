@@ -80,25 +80,12 @@ def task(n: int = 16, frozen: bool = True, evaluate=None) -> TrainTask:
 
 
 def loop(out: Path, **overrides) -> LoopConfig:
+    # amp off: fp32, since the toy tests compare weights to 1e-6
     settings = dict(
-        out_dir=out,
-        stage="train-toy",
-        epochs=2,
-        batch_size=8,
-        lr=0.1,
-        weight_decay=1e-4,
-        device="cpu",
-        workers=0,
-        optimizer="sgd",
-        schedule="poly",
-        warmup_epochs=0.0,
-        seed=0,
-        resume=False,
-        compile=False,
-        eval_every=1,
-        threads=1,
-        amp="off",
-    )  # fmt: skip  (fp32: the toy tests compare weights to 1e-6)
+        out_dir=out, stage="train-toy", epochs=2, batch_size=8, lr=0.1, weight_decay=1e-4,
+        device="cpu", workers=0, optimizer="sgd", schedule="poly", warmup_epochs=0.0, seed=0,
+        resume=False, compile=False, eval_every=1, threads=1, amp="off",
+    )  # fmt: skip
     settings.update(overrides)
     settings["args"] = {"accumulate": settings.get("accumulate", 1)}
     return LoopConfig(**settings)

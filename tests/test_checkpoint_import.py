@@ -131,18 +131,11 @@ def test_predict_on_an_imported_deeplab_is_the_reference_prediction(tmp_path: Pa
     (root / "ImageSets" / "Segmentation").mkdir(parents=True)
     shutil.copy(image_path("c"), root / "JPEGImages" / "c.jpg")
     (root / "ImageSets" / "Segmentation" / "val.txt").write_text("c\n")
+    # amp off: fp32, as the reference's golden labels are
     config = PredictConfig(
-        checkpoint=out,
-        data=root,
-        split="val",
-        out=tmp_path / "pred",
-        device="cpu",
-        amp="off",
-        loader_workers=0,
-        scales=(0.5, 1.0, 1.5, 2.0),
-        resize="pil-bicubic",
-        merge="logits",
-    )  # fmt: skip  (fp32: the reference's golden labels are)
+        checkpoint=out, data=root, split="val", out=tmp_path / "pred", device="cpu", amp="off",
+        loader_workers=0, scales=(0.5, 1.0, 1.5, 2.0), resize="pil-bicubic", merge="logits",
+    )  # fmt: skip
     run(config)
     labels = read_label_png(tmp_path / "pred" / "c.png")
     assert (labels == golden("deeplab")["s4_pred"]).all()

@@ -390,17 +390,11 @@ def run_make_cam(tmp_path: Path, checkpoint: Path, tag: str, **options) -> None:
     four scales)."""
     from wsss.stages.make_cam import MakeCamConfig, run
 
+    # amp off: fp32, as the reference's golden CAMs are
     config = MakeCamConfig(
-        checkpoint=checkpoint,
-        data=_voc_tree(tmp_path / "voc"),
-        split="train",
-        out=tmp_path / "cams",
-        flip=True,
-        device="cpu",
-        loader_workers=0,
-        amp="off",
-        **options,
-    )  # fmt: skip  (fp32: the reference's golden CAMs are)
+        checkpoint=checkpoint, data=_voc_tree(tmp_path / "voc"), split="train",
+        out=tmp_path / "cams", flip=True, device="cpu", loader_workers=0, amp="off", **options,
+    )  # fmt: skip
     run(config)
     data = golden("make_cam")
     for name in ("a", "b"):
